@@ -1,0 +1,1 @@
+"""toyd's built-in plugins, each in its own folder, registered through entry points."""

@@ -1,0 +1,24 @@
+"""toyd: plugin-based firmware for AI voice toys, and the companion cloud.
+
+The public API for plugin authors is re-exported here.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import events
+from .app import App
+from .bus import EventBus, Subscription
+from .config import Config, CoreSettings
+from .errors import ConfigError, PluginError, StateDirError, ToydError
+from .plugin import CliCommand, PluginDeclaration, Service
+from .hookspecs import hookimpl
+from .schema import Secret, setting
+from .state import State, Trigger
+
+__all__ = [
+    "App", "CliCommand", "Config", "ConfigError", "CoreSettings", "EventBus", "PluginDeclaration",
+    "PluginError", "Secret", "Service", "State", "StateDirError", "Subscription", "ToydError", "Trigger",
+    "__version__", "events", "hookimpl", "setting",
+]

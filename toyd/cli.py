@@ -1,0 +1,173 @@
+"""The ``toyd`` command line: run a daemon, check a config, list plugins, plugin tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import logging
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from . import __version__, logs
+from .config import Config, load_file
+from .errors import ToydError
+from .plugin import CliCommand
+from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = {"device": "/etc/toyd/toyd.yaml", "cloud": "/etc/toyd/cloud.yaml"}
+CORE_COMMANDS = ("device", "cloud", "check-config", "plugins")
+
+EPILOG = textwrap.dedent(
+    """\
+    examples:
+      toyd device --simulate -c config/toyd.yaml   run a toy with simulated button, LED and audio
+      toyd cloud -c config/cloud.yaml              run the companion cloud
+      toyd check-config config/toyd.yaml           validate a config file, start nothing
+      toyd plugins                                 list installed plugins and their hooks
+
+    Config reference: docs/config.md. Writing plugins: docs/hooks.md.
+    """
+)
+
+
+def build_parser(registry: Registry) -> tuple[argparse.ArgumentParser, dict[str, CliCommand]]:
+    """The full parser: core commands plus every plugin's commands."""
+    parser = argparse.ArgumentParser(
+        prog="toyd",
+        description="toyd: plugin-based firmware for AI voice toys, and the cloud that gives them a voice.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"toyd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for role in ("device", "cloud"):
+        p = sub.add_parser(
+            role,
+            help=f"run the {role} daemon (systemd: toyd{'' if role == 'device' else '-cloud'}.service)",
+            description=f"Run the toyd {role} daemon until SIGTERM/SIGINT; SIGHUP reloads the config file.",
+        )
+        p.add_argument("-c", "--config", default=DEFAULT_CONFIG[role], metavar="FILE",
+                       help=f"YAML config file (default: {DEFAULT_CONFIG[role]})")
+        if role == "device":
+            p.add_argument("--simulate", action="store_true",
+                           help="no real GPIO or sound card: gpiozero mock pins and file/pipe audio; everything else real")
+        p.add_argument("--device-id", metavar="ID", help="override device_id from the config")
+        p.add_argument("--state-dir", metavar="DIR", help="override state_dir (SQLite files, runtime state)")
+        p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log_level")
+        p.add_argument("--disable", action="append", default=[], metavar="PLUGIN",
+                       help="do not load PLUGIN even if the config enables it (repeatable)")
+    p = sub.add_parser("check-config", help="validate a config file without starting anything (exit 0 valid, 1 invalid)",
+                       description="Validate FILE exactly as the daemon would, including every enabled plugin's section.")
+    p.add_argument("file", metavar="FILE")
+    p = sub.add_parser("plugins", help="list installed plugins: name, version, role, hooks, enabled",
+                       description="List every installed plugin (entry-point group 'toyd').")
+    p.add_argument("-c", "--config", metavar="FILE", help="mark the plugins this config enables")
+    commands: dict[str, CliCommand] = {}
+    for command in _plugin_commands(registry):
+        if command.name in CORE_COMMANDS or command.name in commands:
+            raise ToydError(f"two commands are named {command.name!r}")
+        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.add_arguments(p)
+        commands[command.name] = command
+    return parser, commands
+
+
+def _plugin_commands(registry: Registry) -> list[CliCommand]:
+    out: list[CliCommand] = []
+    infos, _ = registry.all_infos()
+    for info in infos:
+        plugin = info.factory()
+        hook = getattr(plugin, "toyd_cli_commands", None)
+        if hook is not None:
+            out.extend(hook())
+    return out
+
+
+def load_config(path: str, registry: Registry) -> Config:
+    return load_file(path, registry.schema, registry.names)
+
+
+def cmd_daemon(args: argparse.Namespace, registry: Registry) -> int:
+    from .daemon import Daemon
+
+    config = load_config(args.config, registry)
+    if config.core.role != args.command:
+        raise ToydError(f"{args.config}: this file is for the {config.core.role} role; run `toyd {config.core.role} -c {args.config}`")
+    overrides = {}
+    if args.device_id:
+        overrides["device_id"] = args.device_id
+    if args.log_level:
+        overrides["log_level"] = args.log_level
+    if args.disable:
+        overrides["plugins"] = tuple(p for p in config.core.plugins if p not in args.disable)
+    config = config.replace_core(**overrides) if overrides else config
+    logs.setup(config.core.log_level)
+    daemon = Daemon(config, registry=registry, simulate=getattr(args, "simulate", False),
+                    state_dir=args.state_dir, config_path=args.config)
+    asyncio.run(daemon.run())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace, registry: Registry) -> int:
+    config = load_config(args.file, registry)
+    plugins = ", ".join(config.core.plugins) or "none"
+    print(f"{args.file}: OK ({config.core.role} role, device {config.core.device_id}, plugins: {plugins})")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
+    from .host import new_manager
+
+    enabled: set[str] = set()
+    if args.config:
+        enabled = set(load_config(args.config, registry).core.plugins)
+    infos, errors = registry.all_infos()
+    pm = new_manager()
+    rows = [("NAME", "VERSION", "ROLES", "ENABLED", "HOOKS")]
+    for info in infos:
+        plugin = info.factory()
+        pm.register(plugin, name=info.name)
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        pm.unregister(plugin)
+        mark = ("yes" if info.name in enabled else "no") if args.config else "-"
+        version = info.version + ("" if info.builtin else f" ({info.distribution})")
+        rows.append((info.name, version, ",".join(info.declaration.roles), mark, " ".join(h.removeprefix("toyd_") for h in hooks)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+    for name, exc in errors.items():
+        print(f"BROKEN {name}: {exc}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``toyd`` command."""
+    registry = Registry()
+    try:
+        parser, commands = build_parser(registry)
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if args.command in commands:
+            result = commands[args.command].run(args)
+            if inspect.isawaitable(result):
+                result = asyncio.run(result)
+            return int(result or 0)
+        handler = {"device": cmd_daemon, "cloud": cmd_daemon, "check-config": cmd_check_config, "plugins": cmd_plugins}
+        return handler[args.command](args, registry)
+    except ToydError as exc:
+        print(f"toyd: error: {exc}", file=sys.stderr)
+        log.debug("traceback", exc_info=exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""A daemon of one role: start-up → main loop → bounded graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import statedir, systemd
+from .app import App
+from .bus import EventBus
+from .config import Config
+from .conversation import Conversation
+from .errors import PluginError, ToydError
+from .host import PluginHost
+from .plugin import Service
+from .registry import Registry
+from .supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    """Owns the plugin host, the bus, the supervisor and (device role) the conversation."""
+
+    def __init__(self, config: Config, *, registry: Registry | None = None, simulate: bool = False,
+                 state_dir: str | None = None, config_path: str | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.role = config.core.role
+        self.registry = registry or Registry()
+        self.simulate = simulate
+        self._state_dir_override = state_dir
+        self.app: App | None = None
+        self.started_at = 0.0
+        self.ready_at = 0.0
+        self._stop = asyncio.Event()
+
+    async def start(self) -> App:
+        """Load and start every enabled plugin and its services; then tell systemd READY."""
+        self.started_at = time.monotonic()
+        core = self.config.core
+        path = statedir.prepare(statedir.resolve(core.state_dir, self._state_dir_override))
+        bus = EventBus()
+        bus.bind(asyncio.get_running_loop())
+        host = PluginHost(self.role, self.registry)
+        host.load(core.plugins)
+        supervisor = Supervisor(bus)
+        conversation = Conversation(bus) if self.role == "device" else None
+        app = App(self.role, self.config, bus, supervisor, host, path, self.simulate, conversation)
+        self.app = app
+        await self._start_plugins(app)
+        if conversation is not None:
+            supervisor.start("core", Service("conversation", conversation.run))
+        await self._start_services(app)
+        interval = systemd.watchdog_interval()
+        if interval:
+            supervisor.spawn(_watchdog(interval), "core:watchdog")
+        self.ready_at = time.monotonic()
+        systemd.notify(f"READY=1\nSTATUS=toyd {self.role} running with {len(host.plugins)} plugins")
+        log.info("READY: toyd %s %s, plugins: %s (%.0f ms)", self.role, core.device_id,
+                 ", ".join(host.plugins) or "none", (self.ready_at - self.started_at) * 1000)
+        return app
+
+    async def _start_plugins(self, app: App) -> None:
+        timeout = self.config.core.startup_timeout
+        for name, impl in app.host.implementations("toyd_startup"):
+            try:
+                await app.host.call_one(name, impl, timeout, app=app, settings=self.config.section(name))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                problem = f"did not start within {timeout} s" if isinstance(exc, TimeoutError) else f"failed to start: {type(exc).__name__}: {exc}"
+                log.debug("plugin %s start-up traceback", name, exc_info=exc)
+                if app.host.infos[name].builtin:
+                    raise PluginError(name, problem) from exc
+                log.error("plugin %r %s; disabled", name, problem)
+                app.host.unregister(name)
+
+    async def _start_services(self, app: App) -> None:
+        results = await app.host.call_each("toyd_services", timeout=self.config.core.startup_timeout, app=app)
+        for name, services in results.items():
+            if isinstance(services, BaseException) or services is None:
+                continue
+            for service in services:
+                app.supervisor.start(name, service)
+
+    async def reload(self) -> None:
+        """Re-read the config file (SIGHUP); an invalid file keeps the running config."""
+        from .config import load_file
+        from .events import ConfigRejected
+
+        if self.app is None or not self.config_path:
+            return
+        try:
+            new = load_file(self.config_path, self.registry.schema, self.registry.names)
+        except ToydError as exc:
+            log.error("reload rejected, the running config stays: %s", exc)
+            self.app.bus.publish(ConfigRejected(source=self.config_path, error=str(exc)))
+            return
+        await self.app.apply_config(new, source=self.config_path)
+        self.config = new
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to shut down (signal handlers call this)."""
+        self._stop.set()
+
+    async def stop(self) -> None:
+        """Cancel services, then call ``toyd_shutdown`` in reverse order; bounded."""
+        app = self.app
+        if app is None:
+            return
+        deadline = time.monotonic() + self.config.core.shutdown_timeout
+        systemd.notify("STOPPING=1")
+        await app.supervisor.stop(max(deadline - time.monotonic(), 0.05) * 0.6)
+        await app.host.call_each("toyd_shutdown", timeout=max(deadline - time.monotonic(), 0.05), reverse=True, app=app)
+        if app.conversation is not None:
+            app.conversation.close()
+        app.bus.close()
+        self.app = None
+        log.info("stopped")
+
+    async def run(self, on_ready: Callable[[App], Any] | None = None) -> None:
+        """Start, wait for SIGTERM/SIGINT (SIGHUP reloads), stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            app = await self.start()
+            if self.config_path:
+                loop.add_signal_handler(signal.SIGHUP, lambda: app.spawn(self.reload(), "core:reload"))
+            if on_ready:
+                on_ready(app)
+            await self._stop.wait()
+            log.info("stopping")
+        finally:
+            await self.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+
+async def _watchdog(interval: float) -> None:
+    """Ping systemd from the event loop itself: a stuck loop stops the pings."""
+    while True:
+        systemd.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+__all__ = ["Daemon", "ToydError"]

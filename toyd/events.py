@@ -1,0 +1,212 @@
+"""Typed events: the only way plugins talk to each other.
+
+Events are small frozen dataclasses. ``droppable`` marks telemetry (audio frames,
+scores, levels): when a subscriber falls behind, the oldest droppable events are
+dropped first. Control events (button presses, state changes, commands, alerts)
+are never dropped. See :mod:`toyd.bus` for the full policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, ClassVar
+
+from .state import State, Trigger
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Event:
+    """Base of every event; ``at`` is a monotonic timestamp in seconds."""
+
+    droppable: ClassVar[bool] = False
+    at: float = dataclasses.field(default_factory=time.monotonic, compare=False)
+
+
+# --- input: button, wake word, speech -------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ButtonPressed(Event):
+    """The push-to-talk button went down."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ButtonReleased(Event):
+    """The push-to-talk button came up after ``held`` seconds."""
+
+    held: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ButtonGesture(Event):
+    """A configured gesture: ``hold`` or ``double_press``, with its configured action."""
+
+    gesture: str
+    action: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WakeWordDetected(Event):
+    """A wake word model fired."""
+
+    model: str
+    score: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AudioFrame(Event):
+    """20 ms of 16 kHz mono int16 PCM from the microphone."""
+
+    droppable: ClassVar[bool] = True
+    pcm: bytes
+    seq: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SpeechStarted(Event):
+    """Voice activity began while listening."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SpeechEnded(Event):
+    """The child stopped talking: ``reason`` is silence, max_length, released or too_short."""
+
+    reason: str = "silence"
+
+
+# --- conversation ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Transcript(Event):
+    """What the child said; ``final`` False for partial results."""
+
+    text: str
+    final: bool = True
+    source: str = "cloud"
+    turn_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ResponseText(Event):
+    """Reply text as it streams; ``delta`` is the new part, ``final`` marks the end."""
+
+    delta: str
+    final: bool = False
+    turn_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PlaybackStarted(Event):
+    """The speaker began playing a response."""
+
+    response_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PlaybackFinished(Event):
+    """The speaker finished (or was stopped: ``interrupted``)."""
+
+    response_id: str = ""
+    interrupted: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TurnFailed(Event):
+    """A turn ended without an answer (no reply in time, backend error)."""
+
+    reason: str
+
+
+# --- links, control, config ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CloudOnline(Event):
+    """The link to the cloud backend is up."""
+
+    backend: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CloudOffline(Event):
+    """The link to the cloud backend is down or too slow."""
+
+    backend: str = ""
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StateRequest(Event):
+    """Ask the state machine to fire ``trigger`` (used by commands: sleep, mute, ...)."""
+
+    trigger: Trigger
+    cause: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StateChanged(Event):
+    """The conversation state (or the offline overlay) changed."""
+
+    old: State
+    new: State
+    offline: bool = False
+    cause: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Command(Event):
+    """A remote-control command (from MQTT or another transport)."""
+
+    name: str
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
+    request_id: str | None = None
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CommandResult(Event):
+    """The answer to a :class:`Command`."""
+
+    name: str
+    ok: bool
+    error: str | None = None
+    request_id: str | None = None
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConfigApplied(Event):
+    """A new config (version ``version``) is in force."""
+
+    version: int = 0
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConfigRejected(Event):
+    """A config push or reload was invalid; the last good config stays."""
+
+    source: str
+    error: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SafetyAlert(Event):
+    """Something a parent must see: category, severity and a redacted excerpt."""
+
+    category: str
+    severity: str
+    excerpt: str = ""
+    action: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PluginFailed(Event):
+    """A plugin's service raised; it is being restarted with backoff."""
+
+    plugin: str
+    service: str
+    error: str
+    restart_in: float | None = None
