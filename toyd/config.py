@@ -32,6 +32,7 @@ class CoreSettings:
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", doc="Least severe log level printed.")
     plugins: tuple[str, ...] = setting(factory=tuple, doc="Plugins to enable, by entry-point name, in start order.")
     startup_timeout: float = setting(10.0, min=0.1, max=300, doc="Seconds one plugin may take to start before it is disabled.")
+    turn_timeout: float = setting(20.0, min=1, max=600, doc="Seconds THINKING may last with no reply before the toy gives up and goes idle.")
     shutdown_timeout: float = setting(1.5, min=0.1, max=60, doc="Seconds the whole graceful shutdown may take.")
 
     def __post_init__(self) -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -46,9 +47,11 @@ def _cause(event: ev.Event) -> str:
 class Conversation:
     """Owns the device's :class:`StateMachine`; run :meth:`run` as a service."""
 
-    def __init__(self, bus: EventBus, machine: StateMachine | None = None) -> None:
+    def __init__(self, bus: EventBus, machine: StateMachine | None = None, *, turn_timeout: float = 20.0) -> None:
         self.bus = bus
         self.machine = machine or StateMachine()
+        self.turn_timeout = turn_timeout
+        self._deadline: asyncio.TimerHandle | None = None
         self._sub = bus.subscribe("conversation", (*TRIGGER_OF, ev.CloudOnline, ev.CloudOffline), maxsize=1024)
 
     @property
@@ -74,7 +77,18 @@ class Conversation:
             return
         old, new = change
         log.info("state %s -> %s (%s)", old.value, new.value, cause)
+        self._arm_deadline(new)
         self.bus.publish(ev.StateChanged(old=old, new=new, offline=self.machine.offline, cause=cause))
+
+    def _arm_deadline(self, state: State) -> None:
+        """THINKING with nobody answering must not last forever."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if state is State.THINKING:
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(self.turn_timeout, self.handle,
+                                             ev.TurnFailed(reason=f"no reply within {self.turn_timeout:g} s"))
 
     async def run(self) -> None:
         """Consume events until cancelled."""
@@ -82,4 +96,6 @@ class Conversation:
             self.handle(event)
 
     def close(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
         self._sub.close()

@@ -49,7 +49,7 @@ class Daemon:
         host = PluginHost(self.role, self.registry)
         host.load(core.plugins)
         supervisor = Supervisor(bus)
-        conversation = Conversation(bus) if self.role == "device" else None
+        conversation = Conversation(bus, turn_timeout=core.turn_timeout) if self.role == "device" else None
         app = App(self.role, self.config, bus, supervisor, host, path, self.simulate, conversation)
         self.app = app
         await self._start_plugins(app)

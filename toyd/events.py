@@ -98,6 +98,33 @@ class ResponseText(Event):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ReplyAudio(Event):
+    """One 20 ms frame of reply audio (16 kHz mono int16) for the speaker, in order.
+
+    Every frame belongs to a response: after a barge-in the speaker drops frames of
+    the interrupted response, so no stale frame is ever played.
+    """
+
+    response_id: str
+    pcm: bytes
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReplyAudioEnd(Event):
+    """No more audio will come for ``response_id``; the speaker finishes what it has."""
+
+    response_id: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReplyTimeout(Event):
+    """The cloud did not start a reply in time; a local backend (offline mode) may answer."""
+
+    turn_id: str = ""
+    reason: str = "reply_timeout"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class PlaybackStarted(Event):
     """The speaker began playing a response."""
 

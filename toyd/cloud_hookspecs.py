@@ -1,0 +1,92 @@
+"""Cloud-role hooks: the AI chain a gateway drives for each turn.
+
+Order per turn: ``toyd_transcribe`` → ``toyd_check_text(speaker="child")`` →
+``toyd_reply`` (streamed) → per sentence ``toyd_check_text(speaker="toy")`` →
+``toyd_synthesize`` (streamed). Each is first-result: the host awaits
+implementations last-registered first and takes the first that is not None, so a
+plugin can decline (return None) and let the next one answer. All take keyword
+arguments; all may be async. Cancellation (barge-in) arrives as ``CancelledError``
+in the awaiting task and must be re-raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING
+
+from .hookspecs import hookspec
+
+if TYPE_CHECKING:
+    from .turn import SafetyVerdict, Speaker, Transcription, Turn
+
+
+@hookspec(firstresult=True)
+def toyd_transcribe(turn: Turn, pcm: bytes, sample_rate: int) -> Transcription | None | Awaitable[Transcription | None]:
+    """Turn the child's speech (mono int16 PCM) into text.
+
+    Contract: first result; return None to decline. Empty or silent audio gives a
+    :class:`~toyd.turn.Transcription` with empty ``text`` (not an error). Inference runs
+    off the event loop.
+
+    Example::
+
+        @hookimpl
+        async def toyd_transcribe(self, turn, pcm, sample_rate):
+            text = await asyncio.to_thread(self.model.transcribe, pcm)
+            return Transcription(text=text, language="en")
+    """
+
+
+@hookspec(firstresult=True)
+def toyd_check_text(turn: Turn, text: str, speaker: Speaker) -> SafetyVerdict | None | Awaitable[SafetyVerdict | None]:
+    """Judge one text: the child's words before the LLM, each reply sentence before TTS.
+
+    Contract: first result; return None to decline (no filter installed means every
+    text is allowed — a deployment should always enable one). Personal information is
+    redacted in ``SafetyVerdict.text``. A plugin that raises makes the gateway treat the
+    text as blocked (fail closed).
+
+    Example::
+
+        @hookimpl
+        def toyd_check_text(self, turn, text, speaker):
+            return SafetyVerdict(safe=True, text=text)
+    """
+
+
+@hookspec(firstresult=True)
+def toyd_reply(turn: Turn, text: str) -> AsyncIterator[str] | None:
+    """Stream the toy's answer to the (already checked) child text, as text deltas.
+
+    Contract: first result; return an async iterator of text pieces, or None to
+    decline. The gateway cuts the stream into sentences, checks and speaks each
+    while the rest is still coming. Closing the iterator (``aclose``) cancels the
+    generation (barge-in).
+
+    Example::
+
+        @hookimpl
+        def toyd_reply(self, turn, text):
+            async def stream():
+                yield "Hello! "
+                yield "I am a dragon."
+            return stream()
+    """
+
+
+@hookspec(firstresult=True)
+def toyd_synthesize(turn: Turn, text: str) -> AsyncIterator[bytes] | None:
+    """Speak one sentence: an async iterator of 16 kHz mono int16 PCM chunks.
+
+    Contract: first result; None to decline. Chunks may be any length; the gateway
+    re-frames them into 20 ms frames and encodes Opus. Closing the iterator stops
+    synthesis.
+
+    Example::
+
+        @hookimpl
+        def toyd_synthesize(self, turn, text):
+            async def chunks():
+                yield await asyncio.to_thread(self.engine.speak, text)
+            return chunks()
+    """
