@@ -237,3 +237,28 @@ class PluginFailed(Event):
     service: str
     error: str
     restart_in: float | None = None
+
+
+# --- parent controls (published by remote-control transports, applied by plugins) ---------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VolumeSet(Event):
+    """Set the speaker volume, 0-100."""
+
+    level: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SayRequested(Event):
+    """A parent asked the toy to speak ``text`` (played when the toy is idle)."""
+
+    text: str
+    request_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PersonaSet(Event):
+    """Switch the toy's persona (sent to the cloud with every turn)."""
+
+    persona: str
