@@ -103,3 +103,19 @@ def test_pyaudio_resamples_and_picks_a_channel(tmp_path: Path) -> None:
 def test_pyaudio_unknown_device_names_the_choices(tmp_path: Path, pyaudio: dict, expected: str) -> None:
     report, _ = run_child(tmp_path, pyaudio, mic=b"", frames=0)
     assert expected in report["error"] and "toydspk" in report["error"]
+
+
+def test_audio_devices_command_lists_names_and_rates(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "in.raw").write_bytes(bytes(64000))  # ALSA cannot open a file device whose infile is missing
+    asoundrc(home, tmp_path / "in.raw", tmp_path / "out.raw")
+    env = {**os.environ, "HOME": str(home), "JACK_NO_START_SERVER": "1"}
+    toyd = [sys.executable, "-m", "toyd", "audio-devices"]
+    proc = subprocess.run([*toyd, "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    devices = {d["name"]: d for d in json.loads(proc.stdout)}
+    assert {"toydmic", "toydspk"} <= set(devices)
+    assert 16000 in devices["toydmic"]["input_rates"] and 48000 in devices["toydspk"]["output_rates"]
+    table = subprocess.run(toyd, env=env, capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and "toydspk" in table.stdout and "INDEX" in table.stdout

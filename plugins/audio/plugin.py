@@ -8,7 +8,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from toyd import App, PluginDeclaration, Service, State, hookimpl
+from toyd import App, CliCommand, PluginDeclaration, Service, State, hookimpl
 from toyd.errors import AudioError
 from toyd.events import AudioFrame, MicInput, ReplyAudio, ReplyAudioEnd, StateChanged, VolumeSet
 
@@ -38,6 +38,12 @@ class AudioPlugin:
     def toyd_declare(self) -> PluginDeclaration:
         return PluginDeclaration(roles=("device",), settings=AudioSettings,
                                  summary="Microphone and speaker (PyAudio, or file/pipe for --simulate)")
+
+    @hookimpl
+    def toyd_cli_commands(self) -> list[CliCommand]:
+        from .cli import COMMAND
+
+        return [COMMAND]
 
     @hookimpl
     async def toyd_startup(self, app: App, settings: AudioSettings) -> None:
