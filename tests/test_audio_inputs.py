@@ -74,6 +74,8 @@ async def test_loop_replays_the_input(tmp_path: Path, state_dir: Path) -> None:
                               state_dir=state_dir) as app:
         sub = app.bus.subscribe("t", (AudioFrame,), maxsize=100000)
         await heard(sub, pcm * 3)
+        app.bus.publish(MicInput(path=""))  # back to silence
+        await next_event(sub, AudioFrame, where=lambda f: f.pcm == bytes(FRAME_BYTES))
 
 
 async def test_muted_toy_publishes_no_audio(state_dir: Path) -> None:
