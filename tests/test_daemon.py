@@ -130,3 +130,17 @@ def test_systemd_units_verify(repo_root: Path, tmp_path: Path) -> None:
                             env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
     assert result.returncode == 0, result.stderr
     assert "SupplementaryGroups=gpio audio" in (repo_root / "systemd" / "toyd.service").read_text()
+
+
+def test_disable_flag_blocks_a_plugin_the_config_enables(repo_root: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with subprocess.Popen([*TOYD, "device", "--simulate", "-c", str(repo_root / "config" / "toyd.yaml"),
+                           "--state-dir", str(state), "--disable", "statusfile"], stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "READY:" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert "statusfile" not in line
+    assert not (state / "status.json").exists()
