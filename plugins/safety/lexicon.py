@@ -1,0 +1,237 @@
+"""Word lists in YAML → one compiled matcher per category.
+
+A lexicon file describes one category (the built-in ones live in ``lexicon/``; makers
+add their own through ``safety.word_lists``); files naming the same category merge::
+
+    category: violence
+    action: redirect        # default action (config may override)
+    negatable: true         # "don't" / "never" just before a term cancels it
+    fantasy: true           # in a story or game, low/medium terms are fine
+    terms:                  # phrases; "*" ends a word with any ending; repeated letters always match
+      medium: [kill*, stab*]
+      high: [behead*]
+    toy_terms: {...}        # only when the toy says it
+    child_terms: {...}      # only when the child says it
+    patterns: {high: ["regex over the normalised text"]}   # also toy_patterns, child_patterns
+    benign: [kill the lights, "killing it"]                 # a match inside one of these is fine
+    lines: ["What the toy says instead."]
+
+Terms and benign phrases are written like normal text; they are normalised like the
+input, so ``don't`` and ``dont`` are the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from toyd.errors import ConfigError
+
+from .normalize import normalize
+
+SEVERITIES = ("low", "medium", "high")
+SPEAKERS = ("child", "toy")
+BUILTIN_DIR = Path(__file__).with_name("lexicon")
+COMMON_FILE = "_common.yaml"
+ACTIONS = ("allow", "redirect", "block")
+
+
+@dataclasses.dataclass
+class CategorySource:
+    """A category as read from one or more files, before compiling."""
+
+    name: str
+    action: str = "redirect"
+    negatable: bool = False
+    fantasy: bool = False
+    always_alert: bool = False
+    terms: dict[tuple[str, str], list[str]] = dataclasses.field(default_factory=dict)  # (speaker, severity)
+    patterns: dict[tuple[str, str], list[str]] = dataclasses.field(default_factory=dict)
+    benign: list[str] = dataclasses.field(default_factory=list)
+    lines: list[str] = dataclasses.field(default_factory=list)
+
+    def add_terms(self, speakers: Iterable[str], severity: str, words: Iterable[str], *, raw: bool = False) -> None:
+        """Add words (or raw regexes) for some speakers at one severity."""
+        target = self.patterns if raw else self.terms
+        for speaker in speakers:
+            target.setdefault((speaker, severity), []).extend(words)
+
+
+def _term_parts(term: str) -> tuple[str, bool]:
+    """A phrase → its normalised text and whether it ends with the "*" wildcard."""
+    text = normalize(term.replace("*", " STARSUFFIX")).replace(" starsuffix", "")
+    return text, term.rstrip().endswith("*")
+
+
+def _char(c: str) -> str:
+    return re.escape(c) + "+" if c.isalpha() else re.escape(c)
+
+
+def term_regex(term: str) -> str:
+    """A phrase → regex over normalised text: any run of each letter, "*" = any word ending."""
+    return trie_regex([term])
+
+
+def trie_regex(terms: Iterable[str]) -> str:
+    """Many phrases → one regex with shared prefixes factored out.
+
+    Python's ``re`` tries alternatives one by one at every position; a trie lets it
+    reject a position after one character instead of after every phrase (10x faster
+    on the built-in lexicon).
+    """
+    root: dict[str, Any] = {}
+    for term in terms:
+        text, wildcard = _term_parts(term)
+        if not text:
+            continue
+        node = root
+        for c in text:
+            node = node.setdefault(c, {})
+        node[""] = max(node.get("", 0), 2 if wildcard else 1)  # 1: word ends here, 2: any ending
+    if not root:
+        return ""
+    return r"\b" + _emit(root)
+
+
+def _emit(node: dict[str, Any]) -> str:
+    alts = []
+    end = node.get("")
+    for c, child in sorted((k, v) for k, v in node.items() if k):
+        alts.append(_char(c) + _emit(child))
+    if end == 2:
+        alts.append(r"[a-z]*\b")
+    elif end == 1:
+        alts.append(r"\b")
+    if len(alts) == 1:
+        return alts[0]
+    return "(?:" + "|".join(alts) + ")"
+
+
+def _as_list(value: Any, source: str, key: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError("expected a list of text", source=source, path=key)
+    return list(value)
+
+
+def _by_severity(value: Any, source: str, key: str, default: str) -> dict[str, list[str]]:
+    """Accept ``[words]`` (default severity) or ``{low: [...], medium: [...], high: [...]}``."""
+    if isinstance(value, Mapping):
+        out = {}
+        for severity, words in value.items():
+            if severity not in SEVERITIES:
+                raise ConfigError(f"unknown severity {severity!r}", source=source, path=f"{key}.{severity}",
+                                  hint="low, medium or high")
+            out[severity] = _as_list(words, source, f"{key}.{severity}")
+        return out
+    return {default: _as_list(value, source, key)}
+
+
+FILE_KEYS = frozenset({"category", "action", "severity", "negatable", "fantasy", "always_alert", "terms",
+                       "toy_terms", "child_terms", "patterns", "toy_patterns", "child_patterns", "benign", "lines"})
+
+
+def read_file(path: Path, into: dict[str, CategorySource]) -> None:
+    """Merge one lexicon file into ``into`` (category name → source)."""
+    source = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read word list: {exc.strerror}", source=source) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"YAML syntax error: {getattr(exc, 'problem', exc)}", source=source,
+                          line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("category"), str):
+        raise ConfigError("a word list is a mapping with a 'category' name", source=source,
+                          hint="start the file with 'category: <name>'")
+    unknown = set(data) - FILE_KEYS
+    if unknown:
+        raise ConfigError(f"unknown key {sorted(unknown)[0]!r}", source=source, hint="keys: " + ", ".join(sorted(FILE_KEYS)))
+    name = data["category"]
+    cat = into.setdefault(name, CategorySource(name))
+    if "action" in data:
+        if data["action"] not in ACTIONS:
+            raise ConfigError("not an allowed action", source=source, path="action", value=data["action"],
+                              has_value=True, hint="allow, redirect or block")
+        cat.action = data["action"]
+    for flag in ("negatable", "fantasy", "always_alert"):
+        if flag in data:
+            setattr(cat, flag, bool(data[flag]))
+    default = data.get("severity", "medium")
+    for prefix, speakers in (("", SPEAKERS), ("toy_", ("toy",)), ("child_", ("child",))):
+        for kind in ("terms", "patterns"):
+            key = prefix + kind
+            for severity, words in _by_severity(data.get(key), source, key, default).items():
+                if kind == "patterns":
+                    for w in words:
+                        _check_regex(w, source, key)
+                cat.add_terms(speakers, severity, words, raw=kind == "patterns")
+    cat.benign.extend(_as_list(data.get("benign"), source, "benign"))
+    cat.lines.extend(_as_list(data.get("lines"), source, "lines"))
+
+
+def _check_regex(pattern: str, source: str, key: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"bad regular expression: {exc}", source=source, path=key, value=pattern,
+                          has_value=True) from None
+
+
+def read_builtin() -> tuple[dict[str, CategorySource], dict[str, Any]]:
+    """The shipped categories, and the shared data (negators, story words, toy lines)."""
+    cats: dict[str, CategorySource] = {}
+    for path in sorted(BUILTIN_DIR.glob("*.yaml")):
+        if path.name != COMMON_FILE:
+            read_file(path, cats)
+    common = yaml.safe_load((BUILTIN_DIR / COMMON_FILE).read_text(encoding="utf-8"))
+    return cats, common
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledCategory:
+    """One category ready to scan normalised text."""
+
+    name: str
+    action: str
+    negatable: bool
+    fantasy: bool
+    always_alert: bool
+    matchers: Mapping[str, re.Pattern[str] | None]  # speaker → regex with groups low/medium/high
+    benign: re.Pattern[str] | None
+    lines: tuple[str, ...]
+    words: tuple[str, ...]  # single words, to resolve starred tokens ("f**k")
+
+
+def compile_category(src: CategorySource) -> CompiledCategory:
+    """Compile a category's terms and patterns into one regex per speaker."""
+    matchers: dict[str, re.Pattern[str] | None] = {}
+    for speaker in SPEAKERS:
+        groups = []
+        for severity in reversed(SEVERITIES):  # high first: at one position the worst reading wins
+            alts = [f"(?:{p})" for p in dict.fromkeys(src.patterns.get((speaker, severity), []))]
+            terms = trie_regex(src.terms.get((speaker, severity), []))
+            if terms:
+                alts.insert(0, terms)
+            if alts:
+                groups.append(f"(?P<{severity}>{'|'.join(alts)})")
+        matchers[speaker] = re.compile("|".join(groups)) if groups else None
+    benign = [f"(?:{b[3:]})" for b in src.benign if b.startswith("re:")]
+    plain = trie_regex(b for b in src.benign if not b.startswith("re:"))
+    benign += [plain] if plain else []
+    words = tuple({t.rstrip("*") for (_, _), terms in src.terms.items() for t in terms if " " not in t.strip()})
+    return CompiledCategory(
+        name=src.name, action=src.action, negatable=src.negatable, fantasy=src.fantasy,
+        always_alert=src.always_alert, matchers=matchers,
+        benign=re.compile("|".join(benign)) if benign else None,
+        lines=tuple(src.lines), words=words,
+    )
