@@ -76,7 +76,9 @@ class SafetyEngine:
         pi = settings.categories.get("personal_info")
         self.pii_action = (pi.action if pi and pi.action else common.get("personal_info_action", "allow"))
         self.pii_lines = tuple(pi.lines) if pi and pi.lines else tuple(common["personal_info_lines"])
-        self.resolve = masked_matcher(sorted({w for c in self.categories for w in c.words if w.isalpha()}))
+        words = sorted({w for c in self.categories for w in c.words if w.isalpha()})
+        self.resolve = masked_matcher(words)
+        self.known = frozenset(words)
 
     @classmethod
     def build(cls, settings: SafetySettings | None = None, base_dir: Path | None = None) -> SafetyEngine:
@@ -113,7 +115,7 @@ class SafetyEngine:
     def check(self, text: str, speaker: Speaker = "child", key: str = "") -> Finding:
         """Judge one text said by ``speaker``; ``key`` varies the replacement line (e.g. a turn id)."""
         red = pii.redact(text)
-        norm = normalize(red.text, self.resolve)
+        norm = normalize(red.text, self.resolve, self.known)
         best: tuple[tuple[int, int, int, int], CompiledCategory, str, str] | None = None
         fantasy: bool | None = None
         for index, cat in enumerate(self.categories):

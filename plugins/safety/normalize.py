@@ -60,14 +60,31 @@ def _token(raw: str, resolve_masked: Resolver | None) -> str:
     return word if HAS_LETTER.search(word) or word.isdigit() else ""
 
 
-def normalize(text: str, resolve_masked: Resolver | None = None) -> str:
-    """The canonical form the lexicon patterns are written against."""
+def normalize(text: str, resolve_masked: Resolver | None = None, known: frozenset[str] = frozenset()) -> str:
+    """The canonical form the lexicon patterns are written against.
+
+    ``known`` (the lexicon's words) helps split a spelled-out run that starts with
+    real one-letter words: "u r a l o s e r" → "u r a loser".
+    """
     folded = fold(text)
     words = [w for w in (_token(t, resolve_masked) for t in TOKEN.findall(folded)) if w]
-    return " ".join(_join_spelled(words))
+    return " ".join(_join_spelled(words, known))
 
 
-def _join_spelled(words: list[str]) -> list[str]:
+def _split_run(joined: str, known: frozenset[str]) -> list[str]:
+    """A joined run → words: whole if known, else leading letters + a known word, else a guess."""
+    if joined in known:
+        return [joined]
+    for i in range(1, len(joined) - 2):
+        if joined[i:] in known:
+            return list(joined[:i]) + [joined[i:]]
+    # "you are a b i t c h": the article before the spelled word stays a word
+    if joined[0] in "ai" and len(joined) >= SPELLED_MIN + 1:
+        return [joined[0], joined[1:]]
+    return [joined]
+
+
+def _join_spelled(words: list[str], known: frozenset[str] = frozenset()) -> list[str]:
     """Join runs of single letters ("f u c k", from "f.u.c.k" too) into one word."""
     out: list[str] = []
     run: list[str] = []
@@ -76,12 +93,7 @@ def _join_spelled(words: list[str]) -> list[str]:
             run.append(word)
             continue
         if len(run) >= SPELLED_MIN:
-            joined = "".join(run)
-            # "you are a b i t c h": the article before the spelled word stays a word
-            if joined[0] in "ai" and len(joined) >= SPELLED_MIN + 1:
-                out.extend([joined[0], joined[1:]])
-            else:
-                out.append(joined)
+            out.extend(_split_run("".join(run), known))
         else:
             out.extend(run)
         run = []

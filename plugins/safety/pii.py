@@ -19,7 +19,8 @@ STREET = (r"(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|court|ct|boulevard|
 SCHOOL_KIND = r"(?:elementary|primary|middle|high|junior high|grammar|montessori|academy|prep|school)"
 GENERIC_BEFORE_SCHOOL = frozenset(
     "a an the my our your his her their this that big new old middle high elementary primary junior "
-    "grammar public private local nice good best to at in go went going school".split())
+    "grammar public private local nice good best to at in go went going school what which whose where any every "
+    "no new another other same different favourite favorite".split())
 
 _I = re.IGNORECASE
 # (kind, pattern, guard): the pattern only runs when the guard finds its cheap clue in the lowercased text
