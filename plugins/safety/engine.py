@@ -163,6 +163,18 @@ class SafetyEngine:
             action = "block"
         return action
 
+    def verdict_for(self, category: str, severity: str, text: str, speaker: Speaker,
+                    key: str = "") -> SafetyVerdict | None:
+        """A verdict for a category found elsewhere (a moderation API) under this policy; None if allowed."""
+        cat = self.by_name.get(category)
+        if cat is None:
+            return self._verdict(category, "block" if severity == "high" else "redirect", severity, text, speaker,
+                                 key, (), category in ALWAYS_ALERT)
+        action = self._action(cat, severity)
+        if action == "allow":
+            return None
+        return self._verdict(category, action, severity, text, speaker, key, cat.lines, cat.always_alert)
+
     def _verdict(self, category: str, action: str, severity: str, text: str, speaker: Speaker, key: str,
                  lines: Sequence[str], always_alert: bool) -> SafetyVerdict:
         alert = always_alert or (action == "block" and (speaker == "child" or self.settings.alert_toy_blocks))
