@@ -26,7 +26,7 @@ from toyd.errors import ConfigError
 from toyd.turn import SafetyVerdict, Speaker
 
 from . import pii
-from .lexicon import CategorySource, CompiledCategory, compile_category, read_builtin, read_file
+from .lexicon import SPEAKERS, CategorySource, CompiledCategory, Scanner, compile_category, read_builtin, read_file
 from .normalize import masked_matcher, normalize
 from .settings import ALWAYS_ALERT, BUILTIN_CATEGORIES, SafetySettings
 
@@ -65,8 +65,9 @@ class SafetyEngine:
     """Compiled categories and policy; :meth:`check` judges one text."""
 
     def __init__(self, categories: Sequence[CompiledCategory], common: Mapping[str, Any],
-                 settings: SafetySettings) -> None:
+                 settings: SafetySettings, scanners: Mapping[str, Scanner]) -> None:
         self.categories = tuple(categories)
+        self.scanners = scanners
         self.by_name = {c.name: c for c in self.categories}
         self.settings = settings
         self.negators = frozenset(normalize(" ".join(common["negators"])).split())
@@ -110,7 +111,10 @@ class SafetyEngine:
                     raise ConfigError(f"the {name} category cannot be allowed", path=f"safety.categories.{name}")
         order = {n: i for i, n in enumerate(BUILTIN_CATEGORIES)}
         ordered = sorted(sources.values(), key=lambda s: (order.get(s.name, len(order)), s.name))
-        return cls([compile_category(s) for s in ordered], common, settings)
+        # an allowed category is off: its words are not even scanned for
+        active = [s for s in ordered if s.action != "allow"]
+        scanners = {speaker: Scanner.build(active, speaker) for speaker in SPEAKERS}
+        return cls([compile_category(s) for s in active], common, settings, scanners)
 
     def check(self, text: str, speaker: Speaker = "child", key: str = "") -> Finding:
         """Judge one text said by ``speaker``; ``key`` varies the replacement line (e.g. a turn id)."""
@@ -118,24 +122,23 @@ class SafetyEngine:
         norm = normalize(red.text, self.resolve, self.known)
         best: tuple[tuple[int, int, int, int], CompiledCategory, str, str] | None = None
         fantasy: bool | None = None
-        for index, cat in enumerate(self.categories):
-            if cat.action == "allow":
+        scanner = self.scanners[speaker]
+        for regex in (scanner.terms, scanner.patterns):
+            if regex is None:
                 continue
-            matcher = cat.matchers.get(speaker)
-            if matcher is None:
-                continue
-            for m in _overlapping(matcher, norm):
-                severity = m.lastgroup or "medium"
-                if self._benign(cat, norm, m.start(), m.end()) or self._negated(cat, norm, m.start()):
-                    continue
-                if cat.fantasy and severity != "high":
-                    fantasy = bool(self.fantasy.search(norm)) if fantasy is None else fantasy
-                    if fantasy:
+            for m in _overlapping(regex, norm):
+                for index, severity in scanner.hits.get(m.lastgroup or "", ()):
+                    cat = self.categories[index]
+                    if self._benign(cat, norm, m.start(), m.end()) or self._negated(cat, norm, m.start()):
                         continue
-                action = self._action(cat, severity)
-                rank = (ACTION_RANK[action], cat.always_alert, SEVERITY_RANK[severity], -index)
-                if best is None or rank > best[0]:
-                    best = (rank, cat, severity, m.group())
+                    if cat.fantasy and severity != "high":
+                        fantasy = bool(self.fantasy.search(norm)) if fantasy is None else fantasy
+                        if fantasy:
+                            continue
+                    action = self._action(cat, severity)
+                    rank = (ACTION_RANK[action], cat.always_alert, SEVERITY_RANK[severity], -index)
+                    if best is None or rank > best[0]:
+                        best = (rank, cat, severity, m.group())
         if best is not None:
             _, cat, severity, matched = best
             return Finding(self._verdict(cat.name, self._action(cat, severity), severity, red.text, speaker,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,38 +78,71 @@ def term_regex(term: str) -> str:
 
 
 def trie_regex(terms: Iterable[str]) -> str:
-    """Many phrases → one regex with shared prefixes factored out.
+    """Many phrases → one regex with shared prefixes factored out (see :func:`_trie`)."""
+    return _trie([(*_term_parts(t), None) for t in terms])
+
+
+def _trie(items: Iterable[tuple[str, bool, str | None]]) -> str:
+    """``(text, wildcard, group name)`` items → one regex; a named group marks where each item ends.
 
     Python's ``re`` tries alternatives one by one at every position; a trie lets it
-    reject a position after one character instead of after every phrase (10x faster
-    on the built-in lexicon).
+    reject a position after one character instead of after every phrase (about 10x
+    faster on the built-in lexicon).
     """
     root: dict[str, Any] = {}
-    for term in terms:
-        text, wildcard = _term_parts(term)
+    for text, wildcard, name in items:
         if not text:
             continue
         node = root
         for c in text:
             node = node.setdefault(c, {})
-        node[""] = max(node.get("", 0), 2 if wildcard else 1)  # 1: word ends here, 2: any ending
-    if not root:
-        return ""
-    return r"\b" + _emit(root)
+        ends = node.setdefault("", [])
+        if (name, wildcard) not in ends:
+            ends.append((name, wildcard))
+    return r"\b" + _emit(root) if root else ""
 
 
 def _emit(node: dict[str, Any]) -> str:
-    alts = []
-    end = node.get("")
-    for c, child in sorted((k, v) for k, v in node.items() if k):
-        alts.append(_char(c) + _emit(child))
-    if end == 2:
-        alts.append(r"[a-z]*\b")
-    elif end == 1:
-        alts.append(r"\b")
-    if len(alts) == 1:
-        return alts[0]
-    return "(?:" + "|".join(alts) + ")"
+    alts = [_char(c) + _emit(child) for c, child in sorted((k, v) for k, v in node.items() if k)]
+    # longer phrases first ("kill my" before "kill"), then exact endings before "any ending"
+    for name, wildcard in sorted(node.get("", []), key=lambda e: e[1]):
+        tail = r"[a-z]*\b" if wildcard else r"\b"
+        alts.append(f"(?P<{name}>{tail})" if name else tail)
+    return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scanner:
+    """Every category's terms for one speaker in one trie regex, its raw patterns in another.
+
+    One pass over the text finds candidates of all categories; ``hits[group]`` says
+    which categories (and at which severity) the matched group stands for.
+    """
+
+    terms: re.Pattern[str] | None
+    patterns: re.Pattern[str] | None
+    hits: Mapping[str, tuple[tuple[int, str], ...]]  # group name → ((category index, severity), ...)
+
+    @classmethod
+    def build(cls, sources: Sequence[CategorySource], speaker: str) -> Scanner:
+        """Compile the scanner of ``speaker`` over ``sources`` (index = category index)."""
+        hits: dict[str, list[tuple[int, str]]] = {}
+        names: dict[tuple[str, bool], str] = {}
+        patterns: list[str] = []
+        for index, src in enumerate(sources):
+            for severity in SEVERITIES:
+                for term in src.terms.get((speaker, severity), []):
+                    key = _term_parts(term)
+                    if key[0]:
+                        name = names.setdefault(key, f"t{len(names)}")
+                        hits.setdefault(name, []).append((index, severity))
+                for pattern in dict.fromkeys(src.patterns.get((speaker, severity), [])):
+                    name = f"p{len(patterns)}"
+                    patterns.append(f"(?P<{name}>{pattern})")
+                    hits[name] = [(index, severity)]
+        trie = _trie((text, wildcard, name) for (text, wildcard), name in names.items())
+        return cls(re.compile(trie) if trie else None, re.compile("|".join(patterns)) if patterns else None,
+                   {k: tuple(v) for k, v in hits.items()})
 
 
 def _as_list(value: Any, source: str, key: str) -> list[str]:
@@ -199,39 +232,26 @@ def read_builtin() -> tuple[dict[str, CategorySource], dict[str, Any]]:
 
 @dataclasses.dataclass(frozen=True)
 class CompiledCategory:
-    """One category ready to scan normalised text."""
+    """One category's policy and context rules (its words live in the :class:`Scanner`)."""
 
     name: str
     action: str
     negatable: bool
     fantasy: bool
     always_alert: bool
-    matchers: Mapping[str, re.Pattern[str] | None]  # speaker → regex with groups low/medium/high
     benign: re.Pattern[str] | None
     lines: tuple[str, ...]
-    words: tuple[str, ...]  # single words, to resolve starred tokens ("f**k")
+    words: tuple[str, ...]  # single words, to resolve starred tokens ("f**k") and spelled runs
 
 
 def compile_category(src: CategorySource) -> CompiledCategory:
-    """Compile a category's terms and patterns into one regex per speaker."""
-    matchers: dict[str, re.Pattern[str] | None] = {}
-    for speaker in SPEAKERS:
-        groups = []
-        for severity in reversed(SEVERITIES):  # high first: at one position the worst reading wins
-            alts = [f"(?:{p})" for p in dict.fromkeys(src.patterns.get((speaker, severity), []))]
-            terms = trie_regex(src.terms.get((speaker, severity), []))
-            if terms:
-                alts.insert(0, terms)
-            if alts:
-                groups.append(f"(?P<{severity}>{'|'.join(alts)})")
-        matchers[speaker] = re.compile("|".join(groups)) if groups else None
+    """Compile a category's benign phrases; keep its policy."""
     benign = [f"(?:{b[3:]})" for b in src.benign if b.startswith("re:")]
     plain = trie_regex(b for b in src.benign if not b.startswith("re:"))
     benign += [plain] if plain else []
-    words = tuple({t.rstrip("*") for (_, _), terms in src.terms.items() for t in terms if " " not in t.strip()})
+    words = tuple({t.rstrip("*") for terms in src.terms.values() for t in terms if " " not in t.strip()})
     return CompiledCategory(
         name=src.name, action=src.action, negatable=src.negatable, fantasy=src.fantasy,
-        always_alert=src.always_alert, matchers=matchers,
-        benign=re.compile("|".join(benign)) if benign else None,
+        always_alert=src.always_alert, benign=re.compile("|".join(benign)) if benign else None,
         lines=tuple(src.lines), words=words,
     )
