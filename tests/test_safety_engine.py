@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from toyd.errors import ConfigError
 from toyd.schema import build
@@ -209,3 +212,34 @@ def test_personal_info_action_is_configurable() -> None:
                                                                             "lines": ["Keep it private!"]}}}))
     verdict = engine.check("my phone number is 555-123-4567").verdict
     assert verdict.action == "redirect" and verdict.replacement == "Keep it private!" and verdict.text.endswith("[phone]")
+
+
+# --- robustness --------------------------------------------------------------------------
+
+ENGINE = SafetyEngine.build()
+
+
+@given(st.text(max_size=300), st.sampled_from(["child", "toy"]))
+@hsettings(max_examples=300, deadline=None)
+def test_any_text_gets_a_consistent_verdict(text: str, speaker: str) -> None:
+    verdict = ENGINE.check(text, speaker).verdict  # type: ignore[arg-type]
+    assert verdict.safe == (verdict.action == "allow")
+    assert (verdict.replacement is not None) == (verdict.action != "allow")
+    assert verdict.alert <= (verdict.action != "allow")
+    assert (verdict.category is None) <= verdict.safe
+
+
+@given(st.from_regex(r"[a-z]{1,10}\.[a-z]{1,10}@[a-z]{2,10}\.(com|org|net)", fullmatch=True),
+       st.text(alphabet="abc ,.!", max_size=40))
+@hsettings(max_examples=100, deadline=None)
+def test_emails_never_survive_redaction(email: str, filler: str) -> None:
+    verdict = ENGINE.check(f"{filler} my email is {email} {filler}").verdict
+    assert email not in verdict.text and "[email]" in verdict.text
+
+
+def test_very_long_input_is_judged_and_redacted() -> None:
+    """Five minutes of speech transcribed: one verdict, every number redacted."""
+    text = ("I like dragons and my phone number is 555-123-4567. " * 80) + "I want to kill myself"
+    verdict = ENGINE.check(text).verdict
+    assert verdict.category == "self_harm" and verdict.alert
+    assert "555" not in verdict.text and verdict.text.count("[phone]") == 80

@@ -111,7 +111,7 @@ def masked_matcher(words: list[str]) -> Resolver:
             forms.setdefault((len(form), form[0]), []).append(form)
 
     def resolve(token: str) -> str | None:
-        if token[0] == "*":
+        if token[0] == "*" or len(token) > 24:  # no lexicon word is that long: not a starred word
             return None
         pattern = re.compile(re.escape(token).replace(r"\*", "[a-z]"))
         for form in forms.get((len(token), token[0]), ()):

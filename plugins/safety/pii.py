@@ -25,11 +25,12 @@ GENERIC_BEFORE_SCHOOL = frozenset(
 _I = re.IGNORECASE
 # (kind, pattern, guard): the pattern only runs when the guard finds its cheap clue in the lowercased text
 PATTERNS: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple((k, p, re.compile(g)) for k, p, g in (
-    ("email", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", _I), "@"),
-    ("email", re.compile(r"\b[\w.]+ at (?:g ?mail|yahoo|hotmail|outlook|icloud|aol|proton ?mail|[\w]+) dot "
+    # bounded repeats and a left anchor keep every pattern linear in the text length
+    ("email", re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,4}", _I), "@"),
+    ("email", re.compile(r"(?<![\w.])[\w.]{1,64} at (?:g ?mail|yahoo|hotmail|outlook|icloud|aol|proton ?mail|[\w]+) dot "
                          r"(?:com|net|org|co|uk|edu|de|fr|io)\b", _I), " dot "),
     ("password", re.compile(r"(?<=\bpassword is )\S+|(?<=\bpassword's )\S+|(?<=\bpasscode is )\S+", _I), "pass"),
-    ("phone", re.compile(r"(?<![\w])\+?\(?\d[\d\s().-]{5,}\d(?![\w])"), r"\d"),
+    ("phone", re.compile(r"(?<![\w\d])\+?\(?\d[\d\s().-]{5,20}\d(?![\w])"), r"\d"),
     ("phone", re.compile(rf"\b{DIGIT_WORDS}(?:[\s,-]+{DIGIT_WORDS}){{6,}}\b", _I),
      r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)\W+(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|double)\b"),
     ("address", re.compile(r"(?<=\bmy address is )[^.!?]+|(?<=\bi live at )[^.!?]+|(?<=\bi live on )[^.!?]+", _I),
