@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -83,6 +84,15 @@ def load_settings(path: str) -> tuple[SafetySettings, Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Print one verdict per text, or an evaluation report."""
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # the reader went away (`toyd safety ... | head`): not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silences the final flush at exit
+        return 0
+
+
+def _run(args: argparse.Namespace) -> int:
     from .engine import SafetyEngine
 
     settings, base = load_settings(args.config) if args.config else (SafetySettings(), Path.cwd())

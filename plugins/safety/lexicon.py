@@ -34,6 +34,8 @@ from toyd.errors import ConfigError
 
 from .normalize import normalize
 
+# libyaml's loader when present: the lexicon is parsed at every start and reload
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SEVERITIES = ("low", "medium", "high")
 SPEAKERS = ("child", "toy")
 BUILTIN_DIR = Path(__file__).with_name("lexicon")
@@ -176,7 +178,7 @@ def read_file(path: Path, into: dict[str, CategorySource]) -> None:
     """Merge one lexicon file into ``into`` (category name → source)."""
     source = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SafeLoader)  # noqa: S506 - a safe loader
     except OSError as exc:
         raise ConfigError(f"cannot read word list: {exc.strerror}", source=source) from None
     except yaml.YAMLError as exc:
@@ -226,7 +228,7 @@ def read_builtin() -> tuple[dict[str, CategorySource], dict[str, Any]]:
     for path in sorted(BUILTIN_DIR.glob("*.yaml")):
         if path.name != COMMON_FILE:
             read_file(path, cats)
-    common = yaml.safe_load((BUILTIN_DIR / COMMON_FILE).read_text(encoding="utf-8"))
+    common = yaml.load((BUILTIN_DIR / COMMON_FILE).read_text(encoding="utf-8"), Loader=SafeLoader)  # noqa: S506
     return cats, common
 
 
