@@ -121,9 +121,7 @@ def test_example_cloud_config_enables_safety() -> None:
     assert b"safety" in result.stdout
 
 
-@pytest.mark.parametrize("config", ["role: device\nplugins: [safety]\n"])
-def test_safety_serves_the_device_role_too(tmp_path: Path, config: str) -> None:
-    file = tmp_path / "toyd.yaml"
-    file.write_text(config)
-    result = subprocess.run([*TOYD, "check-config", str(file)], capture_output=True, timeout=60, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
+async def test_safety_serves_the_device_role_too(state_dir: Path) -> None:
+    async with running_daemon({"role": "device", "plugins": ["safety"]}, state_dir=state_dir) as app:
+        verdict = await app.host.call_first("toyd_check_text", turn=TURN, text="sh1t", speaker="toy")
+        assert verdict.category == "profanity" and verdict.replacement
