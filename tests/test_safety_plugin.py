@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from toyd.testing import running_daemon
 from toyd.turn import SafetyVerdict, Turn
 
