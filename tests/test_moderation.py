@@ -161,6 +161,13 @@ async def test_api_failure_fails_closed_when_configured(api: StandIn, state_dir:
         assert local.category == "self_harm" and local.alert
 
 
+async def test_api_flag_in_an_allowed_category_is_ignored(api: StandIn, state_dir: Path) -> None:
+    config = cloud(api)
+    config["safety"] = {"categories": {"violence": {"action": "allow"}}}
+    async with running_daemon(config, state_dir=state_dir) as app:
+        assert (await check(app, "unicornkill")).safe  # the policy says allow: the local filter answers
+
+
 async def test_speakers_setting_skips_the_api(api: StandIn, state_dir: Path) -> None:
     async with running_daemon(cloud(api, speakers=["child"]), state_dir=state_dir) as app:
         assert (await check(app, "unicornkill", "toy")).category is None

@@ -237,6 +237,11 @@ def test_emails_never_survive_redaction(email: str, filler: str) -> None:
     assert email not in verdict.text and "[email]" in verdict.text
 
 
+def test_unknown_speaker_is_an_error() -> None:
+    with pytest.raises(ValueError, match="speaker must be"):
+        ENGINE.check("hello", "parent")  # type: ignore[arg-type]
+
+
 def test_very_long_input_is_judged_and_redacted() -> None:
     """Five minutes of speech transcribed: one verdict, every number redacted."""
     text = ("I like dragons and my phone number is 555-123-4567. " * 80) + "I want to kill myself"

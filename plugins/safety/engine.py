@@ -65,8 +65,9 @@ class SafetyEngine:
     """Compiled categories and policy; :meth:`check` judges one text."""
 
     def __init__(self, categories: Sequence[CompiledCategory], common: Mapping[str, Any],
-                 settings: SafetySettings, scanners: Mapping[str, Scanner]) -> None:
+                 settings: SafetySettings, scanners: Mapping[str, Scanner], allowed: frozenset[str] = frozenset()) -> None:
         self.categories = tuple(categories)
+        self.allowed = allowed  # categories turned off by config
         self.scanners = scanners
         self.by_name = {c.name: c for c in self.categories}
         self.settings = settings
@@ -114,10 +115,13 @@ class SafetyEngine:
         # an allowed category is off: its words are not even scanned for
         active = [s for s in ordered if s.action != "allow"]
         scanners = {speaker: Scanner.build(active, speaker) for speaker in SPEAKERS}
-        return cls([compile_category(s) for s in active], common, settings, scanners)
+        allowed = frozenset(s.name for s in ordered if s.action == "allow")
+        return cls([compile_category(s) for s in active], common, settings, scanners, allowed)
 
     def check(self, text: str, speaker: Speaker = "child", key: str = "") -> Finding:
         """Judge one text said by ``speaker``; ``key`` varies the replacement line (e.g. a turn id)."""
+        if speaker not in self.scanners:
+            raise ValueError(f"speaker must be 'child' or 'toy', not {speaker!r}")
         red = pii.redact(text)
         norm = normalize(red.text, self.resolve, self.known)
         best: tuple[tuple[int, int, int, int], CompiledCategory, str, str] | None = None
@@ -170,6 +174,8 @@ class SafetyEngine:
                     key: str = "") -> SafetyVerdict | None:
         """A verdict for a category found elsewhere (a moderation API) under this policy; None if allowed."""
         cat = self.by_name.get(category)
+        if category in self.allowed:
+            return None
         if cat is None:
             return self._verdict(category, "block" if severity == "high" else "redirect", severity, text, speaker,
                                  key, (), category in ALWAYS_ALERT)
