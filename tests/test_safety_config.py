@@ -42,13 +42,14 @@ def test_default_redirect_does_not_alert_but_high_severity_blocks() -> None:
 def test_maker_words_benign_and_lines() -> None:
     engine = SafetyEngine.build(settings({"categories": {
         "violence": {"words": ["zap*", "blast* him"], "benign": ["kill the dragon boss"], "lines": ["Let's be gentle!"]},
-        "profanity": {"patterns": [r"\bfrak\w*"], "severity": "low"},
+        "profanity": {"patterns": [r"\bfrak\w*", "zorg"], "severity": "low"},
     }}))
     verdict = engine.check("I will zapppp him").verdict
     assert verdict.category == "violence" and verdict.replacement == "Let's be gentle!"
     assert engine.check("frakking toaster").verdict.category == "profanity"
     assert engine.check("then I blasted him").verdict.category == "violence"  # "*" inside a phrase
     assert engine.check("then I blasted off").verdict.category is None
+    assert engine.check("megazorgs attack").verdict.category == "profanity"  # no \\b: matches inside words
     assert engine.check("I want to kill the dragon boss").verdict.category is None
 
 

@@ -45,9 +45,18 @@ def test_precision_recall_on_tuning_set(engine: SafetyEngine) -> None:
         assert score.recall >= 0.9 and score.precision >= 0.9, f"{name}\n{report.table()}"
 
 
-def test_precision_recall_on_held_out_set(engine: SafetyEngine) -> None:
-    """New phrasing the lexicon was not tuned on: the honest estimate."""
+def test_precision_recall_on_first_held_out_set(engine: SafetyEngine) -> None:
+    """Held out until one revision of the lexicon (0.923 recall before it): now partly tuned on."""
     report = evaluate(engine, load(DATA / "safety_holdout.yaml"))
+    print("\n" + report.table())
+    assert report.overall.recall >= 0.95 and report.overall.precision >= 0.95, report.table()
+
+
+def test_precision_recall_on_held_out_set(engine: SafetyEngine) -> None:
+    """New phrasing the lexicon was never tuned on: the honest estimate (0.912 recall, 0.976 precision)."""
+    samples = load(DATA / "safety_holdout2.yaml")
+    assert sum(s.label != "benign" for s in samples) >= 80
+    report = evaluate(engine, samples)
     print("\n" + report.table())
     assert report.overall.recall >= 0.9 and report.overall.precision >= 0.95, report.table()
 

@@ -33,6 +33,10 @@ LEET_CHARS = frozenset("013457@$!")
 TOKEN = re.compile(r"[a-z0-9@$!*']+")
 HAS_LETTER = re.compile(r"[a-z]")
 SPELLED_MIN = 3  # "f u c k": a run of at least this many single letters is joined
+# Text speak and contractions children type or speech recognisers write, to one spelling.
+TEXT_SPEAK = {"u": "you", "r": "are", "ur": "your", "ya": "you", "yu": "you", "wanna": "want to",
+              "gonna": "going to", "gotta": "got to", "lemme": "let me", "gimme": "give me", "luv": "love",
+              "pls": "please", "plz": "please", "cuz": "because", "bc": "because", "ppl": "people"}
 
 Resolver = Callable[[str], str | None]
 
@@ -68,7 +72,7 @@ def normalize(text: str, resolve_masked: Resolver | None = None, known: frozense
     """
     folded = fold(text)
     words = [w for w in (_token(t, resolve_masked) for t in TOKEN.findall(folded)) if w]
-    return " ".join(_join_spelled(words, known))
+    return " ".join(TEXT_SPEAK.get(w, w) for w in _join_spelled(words, known))
 
 
 def _split_run(joined: str, known: frozenset[str]) -> list[str]:
