@@ -66,6 +66,7 @@ def test_precision_recall_on_held_out_set(engine: SafetyEngine) -> None:
 @pytest.mark.parametrize("text", [
     "fuck", "FUCK", "fuuuuuck", "f u c k", "f.u.c.k", "f-u-c-k", "f_u_c_k", "fück", "ｆｕｃｋ", "f**k",
     "phuck", "fμck".replace("μ", "u"), "fuсk",  # Cyrillic с
+    "what the f***", "f***ing", "sh**", "f***!",  # speech recognisers star out swearing like this
 ])
 def test_profanity_tricks_are_undone(engine: SafetyEngine, text: str) -> None:
     assert engine.check(text).verdict.category == "profanity", normalize(text)
@@ -90,7 +91,7 @@ def test_normalize_keeps_plain_numbers_and_words() -> None:
 
 def test_scunthorpe_words_pass(engine: SafetyEngine) -> None:
     for text in ["Scunthorpe", "class assignment", "a cockatoo and a peacock", "grass", "Dickens wrote books",
-                 "shiitake mushrooms", "hello", "the shell", "butterfly", "cocktail sauce", "assassin's creed"]:
+                 "shiitake mushrooms", "hello", "the shell", "**bold** text*", "butterfly", "cocktail sauce", "assassin's creed"]:
         assert engine.check(text).verdict.category is None, text
 
 

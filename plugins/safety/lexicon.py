@@ -291,7 +291,7 @@ def compile_category(src: CategorySource) -> CompiledCategory:
     benign = [f"(?:{b[3:]})" for b in src.benign if b.startswith("re:")]
     plain = trie_regex(b for b in src.benign if not b.startswith("re:"))
     benign += [plain] if plain else []
-    words = tuple({t.rstrip("*") for terms in src.terms.values() for t in terms if " " not in t.strip()})
+    words = tuple(dict.fromkeys(t.rstrip("*") for terms in src.terms.values() for t in terms if " " not in t.strip()))
     return CompiledCategory(
         name=src.name, action=src.action, negatable=src.negatable, fantasy=src.fantasy,
         always_alert=src.always_alert, benign=re.compile("|".join(benign)) if benign else None,

@@ -52,8 +52,12 @@ def fold(text: str) -> str:
 
 def _token(raw: str, resolve_masked: Resolver | None) -> str:
     """One raw token to a plain word: apostrophes out, leetspeak and stars undone."""
-    # "!", "*" at the edges are punctuation ("wow!", "**bold**"); "@"/"$" there are letters ("@ss", "a$$")
-    word = raw.replace("'", "").strip("*!")
+    # "!" at the edges and "*" in front are punctuation ("wow!", "**bold**"); "@"/"$" there are
+    # letters ("@ss", "a$$"); trailing stars may hide letters ("f***"), which the resolver checks
+    word = raw.replace("'", "").lstrip("*!")
+    body = word.rstrip("*!")
+    tail = word[len(body):].rstrip("!")  # "f***!": the stars stay, the "!" goes
+    word = body if "!" in tail else body + tail  # "hello!**": punctuation then markdown
     if not word:
         return ""
     if HAS_LETTER.search(word) and any(c in LEET_CHARS for c in word):
@@ -107,7 +111,10 @@ def _join_spelled(words: list[str], known: frozenset[str] = frozenset()) -> list
 
 
 def masked_matcher(words: list[str]) -> Resolver:
-    """A resolver for starred tokens ("f**k", "sh*t", "f***ing") over the lexicon's words."""
+    """A resolver for starred tokens ("f**k", "sh*t", "f***") over the lexicon's words.
+
+    ``words`` are in order of preference: when several fit ("f***"), the first wins.
+    """
     forms: dict[tuple[int, str], list[str]] = {}
     for base in words:
         for suffix in ("", "s", "ing", "ed", "er", "in", "y"):
