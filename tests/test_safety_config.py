@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from toyd.config import validate
+from toyd.config import load_file
 from toyd.errors import ConfigError
 from toyd.registry import Registry
 from toyd.schema import build
@@ -93,11 +93,11 @@ def test_bad_regex_and_unknown_key_are_clear_errors() -> None:
 
 def test_config_file_errors_name_file_and_line(tmp_path: Path) -> None:
     registry = Registry()
-    text = "role: cloud\nplugins: [safety]\nsafety:\n  categories:\n    violence:\n      action: maybe\n"
+    file = tmp_path / "cloud.yaml"
+    file.write_text("role: cloud\nplugins: [safety]\nsafety:\n  categories:\n    violence:\n      action: maybe\n")
     with pytest.raises(ConfigError) as info:
-        validate(__import__("yaml").safe_load(text), registry.schema, source="cloud.yaml",
-                 lines=lambda p: 6 if p.endswith("action") else None, known_plugins=registry.names)
-    assert "cloud.yaml:6" in str(info.value) and "maybe" in str(info.value)
+        load_file(file, registry.schema, registry.names)
+    assert f"{file}:6" in str(info.value) and "maybe" in str(info.value)
 
 
 @pytest.mark.parametrize(("content", "problem"), [

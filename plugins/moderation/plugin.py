@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import types
+import zlib
 from collections.abc import Mapping
 from typing import Literal
 
@@ -147,4 +148,4 @@ class ModerationPlugin:
             return local
         lines = engine.toy_lines if speaker == "toy" else engine.default_lines
         return SafetyVerdict(safe=False, action="redirect", category="unchecked", severity="none", text=local.text,
-                             replacement=lines[len(turn.turn_id) % len(lines)])
+                             replacement=lines[zlib.crc32(f"{turn.turn_id}\0{text}".encode()) % len(lines)])
