@@ -45,20 +45,22 @@ def test_precision_recall_on_tuning_set(engine: SafetyEngine) -> None:
         assert score.recall >= 0.9 and score.precision >= 0.9, f"{name}\n{report.table()}"
 
 
-def test_precision_recall_on_first_held_out_set(engine: SafetyEngine) -> None:
-    """Held out until one revision of the lexicon (0.923 recall before it): now partly tuned on."""
-    report = evaluate(engine, load(DATA / "safety_holdout.yaml"))
-    print("\n" + report.table())
-    assert report.overall.recall >= 0.95 and report.overall.precision >= 0.95, report.table()
+# Each held-out set was written after the previous lexicon revision and scored once before
+# the next revision; those first-run figures are the honest estimates (docs/safety.md):
+# holdout 0.923 recall / 1.000 precision, holdout2 0.912 / 0.976, holdout3 0.789 / 0.986,
+# holdout4 0.907 / 1.000. The floors below guard the current lexicon against regressions.
+HELD_OUT = [("safety_holdout.yaml", 0.95, 0.95), ("safety_holdout2.yaml", 0.95, 0.95),
+            ("safety_holdout3.yaml", 0.95, 0.95), ("safety_holdout4.yaml", 0.95, 0.95)]
 
 
-def test_precision_recall_on_held_out_set(engine: SafetyEngine) -> None:
-    """New phrasing the lexicon was never tuned on: the honest estimate (0.912 recall, 0.976 precision)."""
-    samples = load(DATA / "safety_holdout2.yaml")
-    assert sum(s.label != "benign" for s in samples) >= 80
+@pytest.mark.parametrize(("name", "min_recall", "min_precision"), HELD_OUT)
+def test_precision_recall_on_held_out_sets(engine: SafetyEngine, name: str, min_recall: float,
+                                           min_precision: float) -> None:
+    samples = load(DATA / name)
+    assert sum(s.label != "benign" for s in samples) >= 75 and sum(s.label == "benign" for s in samples) >= 40
     report = evaluate(engine, samples)
     print("\n" + report.table())
-    assert report.overall.recall >= 0.9 and report.overall.precision >= 0.95, report.table()
+    assert report.overall.recall >= min_recall and report.overall.precision >= min_precision, report.table()
 
 
 # --- normalisation -----------------------------------------------------------------------
