@@ -124,6 +124,7 @@ def test_negation_does_not_cancel_self_harm_or_grooming(engine: SafetyEngine) ->
 def test_story_context_allows_medium_but_not_high_violence(engine: SafetyEngine) -> None:
     assert engine.check("the knight killed the dragon").verdict.category is None
     assert engine.check("I killed him").verdict.category == "violence"
+    assert engine.check("I'll hit you with my book").verdict.category == "violence"  # a book is not a story
     story = engine.check("in the story the pirate beheaded the sailor").verdict
     assert story.category == "violence" and story.severity == "high"
 
