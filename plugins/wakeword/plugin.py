@@ -69,7 +69,12 @@ class WakeWordPlugin:
         self.app, self.settings = app, settings
         self.state = app.state or State.IDLE
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wakeword")
-        self.detector = await self._in_worker(self._load, settings, config_dir(app))
+        try:
+            self.detector = await self._in_worker(self._load, settings, config_dir(app))
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
         self._events = app.bus.subscribe("wakeword", (AudioFrame, StateChanged), maxsize=QUEUE_FRAMES)
         log.info("wake word listening for %s", ", ".join(f"{m.name} (threshold {m.threshold:g})" for m in settings.models))
 

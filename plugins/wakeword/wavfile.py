@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import wave
 from pathlib import Path
 
@@ -28,8 +29,9 @@ def read_wav(path: str | Path, *, convert: bool = False) -> bytes:
         raise WavError(f"{file}: is a folder, not a WAV file") from None
     except OSError as exc:
         raise WavError(f"{file}: cannot read: {exc.strerror or exc}") from None
-    except (wave.Error, EOFError) as exc:
-        raise WavError(f"{file}: not a readable PCM WAV file ({exc or 'truncated'})") from None
+    except (wave.Error, EOFError, RuntimeError, struct.error, ValueError) as exc:
+        # the wave module signals damaged headers with several exception types
+        raise WavError(f"{file}: not a readable PCM WAV file ({exc or 'damaged or truncated header'})") from None
     if not frames:
         raise WavError(f"{file}: contains no audio")
     if len(frames) % (channels * width):
