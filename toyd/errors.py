@@ -80,3 +80,15 @@ class StateDirError(ToydError):
 def _short(value: object, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class AudioError(ToydError):
+    """An audio device could not be opened or used."""
+
+
+class AudioFileError(AudioError):
+    """An audio file is missing, unreadable or not a format toyd can convert."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {problem}")

@@ -262,3 +262,14 @@ class PersonaSet(Event):
     """Switch the toy's persona (sent to the cloud with every turn)."""
 
     persona: str
+
+
+# --- audio ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MicInput(Event):
+    """Feed the file/pipe microphone from ``path`` (simulation, tests, demos); ignored by real cards."""
+
+    path: str
+    format: str = "auto"
