@@ -88,6 +88,8 @@ class LedPlugin:
         """Apply the current look: set it once, or start the animation task."""
         self._stop_animation()
         look = self.look()
+        log.debug("led %s%s: %s %s", self.state.value, " (offline)" if self.offline else "", look.animation,
+                  "#%02x%02x%02x" % tuple(round(c * 255) for c in scaled(look.rgb, self.settings.brightness)))
         if is_static(look):
             self._write(look, 0.0)
         else:
