@@ -115,11 +115,6 @@ class FileMicrophone:
             else:
                 await self._pacer.tick()
 
-    @property
-    def exhausted(self) -> bool:
-        """True once a file input has been played to its end (and is not looping)."""
-        return self._pipe is None and self._pos >= len(self._pcm) and not (self.loop and self._pcm)
-
     async def close(self) -> None:
         """Close a pipe input."""
         await self._set(b"", None)
