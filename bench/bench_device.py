@@ -65,6 +65,43 @@ def bench_inference(models: list[str], chunks: int = 500) -> tuple[float, float]
     return statistics.fmean(times), times[int(len(times) * 0.95)]
 
 
+async def _button_latency(presses: int, state_dir: Path) -> tuple[list[float], list[float]]:
+    from toyd import State, Trigger
+    from toyd.events import ButtonPressed, StateChanged, StateRequest
+    from toyd.testing import next_event, running_daemon, wait_for
+    from toyd_plugins import gpio_support
+
+    config = {"role": "device", "plugins": ["button", "led"], "button": {"bounce_time": None, "hold_action": "none"}}
+    to_event, to_led = [], []
+    async with running_daemon(config, state_dir=state_dir) as app:
+        pin, blue = gpio_support.current().pin(17), gpio_support.current().pin(24)
+        sub = app.bus.subscribe("bench", (ButtonPressed, StateChanged))
+        for _ in range(presses):
+            t = time.perf_counter()
+            pin.drive_low()  # what the GPIO edge thread does on real hardware
+            await next_event(sub, ButtonPressed)
+            to_event.append((time.perf_counter() - t) * 1000)
+            await wait_for(lambda: blue.state > 0.5, timeout=5, interval=0)  # listening: blue at 0.6
+            to_led.append((time.perf_counter() - t) * 1000)
+            pin.drive_high()
+            app.bus.publish(StateRequest(trigger=Trigger.CANCEL))
+            await next_event(sub, StateChanged, where=lambda e: e.new is State.IDLE)
+            await wait_for(lambda: blue.state < 0.5, timeout=5, interval=0)
+    return to_event, to_led
+
+
+def bench_button(presses: int = 200) -> tuple[float, float, float, float]:
+    """Median and p95 ms from a button edge to ButtonPressed on the bus, and to the LED turning blue."""
+    import asyncio
+
+    with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmp:
+        to_event, to_led = asyncio.run(_button_latency(presses, Path(tmp)))
+    to_event.sort()
+    to_led.sort()
+    p95 = int(presses * 0.95)
+    return statistics.median(to_event), to_event[p95], statistics.median(to_led), to_led[p95]
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -125,6 +162,9 @@ def main() -> None:
     rows.append(("wake word inference per 80 ms chunk, 1 model", f"{mean1:.2f} ms (p95 {p95_1:.2f})", "-"))
     mean5, p95_5 = bench_inference(["hey_jarvis", "alexa", "hey_mycroft", "hey_rhasspy", "ok_nabu"])
     rows.append(("wake word inference per 80 ms chunk, 5 models", f"{mean5:.2f} ms (p95 {p95_5:.2f})", "-"))
+    ev50, ev95, led50, led95 = bench_button()
+    rows.append(("button edge -> ButtonPressed on the bus", f"{ev50:.2f} ms (p95 {ev95:.2f})", "-"))
+    rows.append(("button edge -> LED shows listening", f"{led50:.2f} ms (p95 {led95:.2f})", "-"))
     with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmpdir:
         tmp = Path(tmpdir)
         wav = tmp / "room.wav"

@@ -155,7 +155,7 @@ async def test_hold_changes_volume(state_dir, action: str, level: int) -> None:
         pin().drive_high()
 
 
-async def test_hook_toyd_reconfigure_button(state_dir) -> None:
+async def test_hook_toyd_reconfigure(state_dir) -> None:
     from toyd.config import validate
     from toyd_plugins.button import ButtonSettings
 

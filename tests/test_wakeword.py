@@ -119,6 +119,15 @@ async def test_wake_word_moves_idle_to_listening(state_dir) -> None:
         assert (change.old, change.new, change.cause) == (State.IDLE, State.LISTENING, "wake_word:hey_jarvis")
 
 
+async def test_malformed_frames_are_dropped_not_fatal(state_dir, caplog) -> None:
+    async with running_daemon({"role": "device", "plugins": ["wakeword"]}, state_dir=state_dir) as app:
+        sub = app.bus.subscribe("test", (WakeWordDetected,))
+        app.bus.publish(AudioFrame(pcm=b"\x01\x02\x03", seq=99))
+        await feed(app, hey_jarvis())
+        assert (await next_event(sub, WakeWordDetected, timeout=15)).model == "hey_jarvis"
+        assert "dropped a malformed audio frame (seq 99, 3 bytes" in caplog.text
+
+
 async def test_paused_while_sleeping_and_speaking_then_resumes(state_dir) -> None:
     async with running_daemon({"role": "device", "plugins": ["wakeword"]}, state_dir=state_dir) as app:
         plugin = app.host.plugins["wakeword"]
@@ -165,3 +174,29 @@ async def test_hook_toyd_reconfigure_wakeword(state_dir) -> None:
         other = validate({"role": "device", "plugins": ["wakeword"], "state_dir": str(state_dir),
                           "wakeword": {"models": [{"name": "alexa"}]}}, registry_schema)
         assert await app.apply_config(other) == ["wakeword"]  # new model files load at the next start
+
+
+async def test_missing_model_file_stops_startup_with_one_line(state_dir, tmp_path) -> None:
+    from toyd.errors import PluginError
+
+    config = {"role": "device", "plugins": ["wakeword"],
+              "wakeword": {"models": [{"name": "hey_teddy", "path": str(tmp_path / "hey_teddy.tflite")}]}}
+    with pytest.raises(PluginError, match=r"plugin 'wakeword': failed to start: WakeWordModelError: "
+                                          r"model file not found: .*hey_teddy.tflite"):
+        async with running_daemon(config, state_dir=state_dir):
+            pass
+
+
+async def test_own_model_by_path(state_dir) -> None:
+    """A maker's model is any openWakeWord .tflite file; here a copy of a built-in one under a new name."""
+    import shutil
+
+    own = state_dir / "hey_buddy.tflite"
+    shutil.copy(builtin_models_dir() / "hey_jarvis_v0.1.tflite", own)
+    config = {"role": "device", "plugins": ["wakeword"],
+              "wakeword": {"models": [{"name": "hey_buddy", "path": str(own), "threshold": 0.6}]}}
+    async with running_daemon(config, state_dir=state_dir) as app:
+        sub = app.bus.subscribe("test", (WakeWordDetected,))
+        await feed(app, hey_jarvis())
+        hit = await next_event(sub, WakeWordDetected, timeout=15)
+        assert hit.model == "hey_buddy" and hit.score >= 0.6

@@ -109,6 +109,10 @@ class WakeWordPlugin:
             assert isinstance(event, AudioFrame)
             if not self.active:
                 continue
+            if len(event.pcm) % 2:  # half a sample would misalign every later sample
+                log.warning("dropped a malformed audio frame (seq %d, %d bytes: not whole 16-bit samples)",
+                            event.seq, len(event.pcm))
+                continue
             self._buffer += event.pcm
             if len(self._buffer) >= CHUNK_BYTES:
                 pcm, self._buffer = bytes(self._buffer), bytearray()
