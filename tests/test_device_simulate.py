@@ -135,3 +135,26 @@ def test_toyd_device_simulate_command(tmp_path: Path, wake_wav: Path) -> None:
     assert "state idle -> listening (wake_word:hey_jarvis)" in err
     assert "led listening: solid #000099" in err  # blue at the 0.6 brightness cap
     assert "state listening -> thinking" in err and "led thinking: pulse" in err
+
+
+async def test_button_press_while_speaking_stops_playback(state_dir) -> None:
+    """Barge-in through the real chain: mock pin → button → conversation → audio player."""
+    from toyd.events import ButtonPressed, PlaybackFinished, PlaybackStarted, ReplyAudio
+
+    async with running_daemon(device_config(""), state_dir=state_dir) as app:
+        sub = app.bus.subscribe("test", (StateChanged, PlaybackStarted, PlaybackFinished))
+        app.bus.publish(ButtonPressed())
+        app.bus.publish(SpeechEnded())
+        await next_event(sub, StateChanged, where=lambda e: e.new is State.THINKING)
+        reply = espeak_pcm("once upon a time there was a very long story that never seemed to end")
+        for i in range(0, len(reply) - 640, 640):
+            app.bus.publish(ReplyAudio(response_id="story", pcm=reply[i:i + 640]))
+        await next_event(sub, PlaybackStarted, timeout=5)
+        await next_event(sub, StateChanged, where=lambda e: e.new is State.SPEAKING)
+        gpio_support.current().pin(17).drive_low()
+        change = await next_event(sub, StateChanged, timeout=5)
+        assert (change.old, change.new, change.cause) == (State.SPEAKING, State.LISTENING, "ButtonPressed")
+        finished = await next_event(sub, PlaybackFinished, timeout=5)
+        assert finished.response_id == "story" and finished.interrupted
+        await wait_for(lambda: led() == BLUE, timeout=5)
+        gpio_support.current().pin(17).drive_high()
