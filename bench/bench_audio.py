@@ -18,11 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from toyd import State
-from toyd.audio.opus import OpusDecoder, OpusEncoder
-from toyd.audio.pcm import FRAME_BYTES, frames
-from toyd.events import AudioFrame, ButtonPressed, MicInput, ReplyAudio, SpeechEnded, StateChanged
-from toyd.testing import espeak_pcm, next_event, running_daemon, wait_for
+sys.path.insert(0, str(Path(__file__).parent))
+from table import print_table  # noqa: E402
+
+from toyd import State  # noqa: E402
+from toyd.audio.opus import OpusDecoder, OpusEncoder  # noqa: E402
+from toyd.audio.pcm import FRAME_BYTES, frames  # noqa: E402
+from toyd.events import AudioFrame, ButtonPressed, MicInput, ReplyAudio, SpeechEnded, StateChanged  # noqa: E402
+from toyd.testing import espeak_pcm, next_event, running_daemon, wait_for  # noqa: E402
 
 FRAME_S = 0.02
 
@@ -195,12 +198,7 @@ def main() -> None:
         for rate, (speed, cpu) in bench_alsa(tmp).items():
             extra = " + soxr to 16 kHz" if rate != "16000" else ""
             rows.append((f"PyAudio capture via ALSA file, {rate} Hz{extra}", f"{cpu:.4f} CPU-s/s", f"{speed:.0f}x real time"))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'benchmark':<{width}}  {'result':<22}  notes")
-    print("-" * (width + 60))
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:<22}  {note}")
-
+    print_table(("benchmark", "result", "notes"), rows)
 
 if __name__ == "__main__":
     main()

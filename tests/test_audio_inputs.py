@@ -18,6 +18,7 @@ from toyd.audio.wav import read_wav
 from toyd.errors import AudioFileError
 from toyd.events import AudioFrame, MicInput, PlaybackStarted, ReplyAudio, StateChanged, StateRequest
 from toyd.testing import next_event, running_daemon, wait_for
+from toyd_plugins.audio.player import apply_volume
 
 
 def noise(n_frames: int, seed: int) -> bytes:
@@ -74,6 +75,8 @@ async def test_loop_replays_the_input(tmp_path: Path, state_dir: Path) -> None:
                               state_dir=state_dir) as app:
         sub = app.bus.subscribe("t", (AudioFrame,), maxsize=100000)
         await heard(sub, pcm * 3)
+        app.bus.publish(MicInput(path=""))  # back to silence
+        await next_event(sub, AudioFrame, where=lambda f: f.pcm == bytes(FRAME_BYTES))
 
 
 async def test_muted_toy_publishes_no_audio(state_dir: Path) -> None:
@@ -124,3 +127,23 @@ def test_any_bytes_give_pcm_or_a_clear_error(tmp_path_factory: pytest.TempPathFa
         assert str(exc).startswith(str(path))
     else:
         assert len(pcm) % 2 == 0
+
+
+async def test_underrun_refills_the_jitter_buffer_before_going_on(state_dir: Path) -> None:
+    cfg = config(output_realtime=False)
+    cfg["audio"]["prebuffer_ms"] = 60  # type: ignore[index]
+    async with running_daemon(cfg, state_dir=state_dir) as app:
+        plugin = app.host.plugins["audio"]
+        frames = [noise(1, 10 + i) for i in range(6)]
+        for pcm in frames[:3]:
+            app.bus.publish(ReplyAudio(response_id="r", pcm=pcm))
+        await wait_for(lambda: plugin.speaker.frames_written == 3)  # played, then the stream ran dry
+        await wait_for(lambda: plugin.player.stats.underruns == 1)
+        app.bus.publish(ReplyAudio(response_id="r", pcm=frames[3]))
+        await wait_for(lambda: len(plugin.player._responses["r"].frames) == 1)
+        await asyncio.sleep(0.05)  # one frame is below the prebuffer: it must wait
+        assert plugin.speaker.frames_written == 3
+        for pcm in frames[4:]:
+            app.bus.publish(ReplyAudio(response_id="r", pcm=pcm))
+        await wait_for(lambda: plugin.speaker.frames_written == 6)
+    assert read_wav(state_dir / "speaker.wav") == apply_volume(b"".join(frames), 70)

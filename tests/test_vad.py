@@ -122,16 +122,25 @@ def config(**vad: object) -> dict[str, object]:
             "vad": {"silence_timeout": 0.5, **vad}}
 
 
-async def test_wake_word_turn_ends_on_silence(tmp_path: Path, state_dir: Path) -> None:
-    utterance = wav(tmp_path / "u.wav", pad(speech(), 0.2, 0.0))
+async def test_wake_word_turn_ends_on_silence_on_time(tmp_path: Path, state_dir: Path) -> None:
+    utterance = speech()
+    _, last = bounds(utterance)
     async with running_daemon(config(), state_dir=state_dir) as app:
-        sub = app.bus.subscribe("t", (StateChanged, SpeechStarted, SpeechEnded), maxsize=10000)
+        sub = app.bus.subscribe("t", (StateChanged, SpeechStarted, SpeechEnded, AudioFrame), maxsize=100000)
         app.bus.publish(WakeWordDetected(model="hey_toy", score=0.9))
         await next_event(sub, StateChanged, where=lambda e: e.new is State.LISTENING)
-        app.bus.publish(MicInput(path=utterance))
+        app.bus.publish(MicInput(path=wav(tmp_path / "u.wav", utterance)))
+        first = await next_event(sub, AudioFrame, where=lambda f: f.pcm != bytes(FRAME_BYTES))
         await next_event(sub, SpeechStarted)
-        ended = await next_event(sub, SpeechEnded, timeout=10)
+        last_frame = first
+        ended = None
+        while ended is None:  # the bus keeps publish order: the frame just before SpeechEnded ended it
+            event = await next_event(sub, (AudioFrame, SpeechEnded), timeout=10)
+            last_frame, ended = (event, None) if isinstance(event, AudioFrame) else (last_frame, event)
         assert ended.reason == "silence"
+        lead = next(i for i, f in enumerate(frames(utterance)) if f != bytes(FRAME_BYTES))  # silent frames before `first`
+        heard_for = (last_frame.seq - first.seq + 1 + lead) * FRAME_S
+        assert abs(heard_for - (last + 0.5)) <= 2 * FRAME_S + 1e-6  # 0.5 s silence_timeout after the last word
         thinking = await next_event(sub, StateChanged)
         assert (thinking.old, thinking.new) == (State.LISTENING, State.THINKING)
 

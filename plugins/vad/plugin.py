@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from toyd import App, PluginDeclaration, Service, State, hookimpl
+from toyd import App, PluginDeclaration, Service, State, Subscription, hookimpl
 from toyd.events import AudioFrame, ButtonPressed, ButtonReleased, SpeechEnded, SpeechStarted, StateChanged
 
 from toyd.audio.pcm import FRAME_BYTES, SAMPLE_RATE
@@ -23,6 +23,7 @@ class VadPlugin:
         self.detector: EndpointDetector | None = None
         self._button_down = False
         self._app: App | None = None
+        self._events: Subscription | None = None
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -43,6 +44,7 @@ class VadPlugin:
         return [Service("endpoint", self._run)]
 
     async def _run(self) -> None:
+        assert self._events is not None
         async for event in self._events:
             if isinstance(event, AudioFrame):
                 if self.detector is not None:
@@ -90,4 +92,5 @@ class VadPlugin:
 
     @hookimpl
     def toyd_shutdown(self, app: App) -> None:
-        self._events.close()
+        if self._events is not None:
+            self._events.close()
