@@ -131,3 +131,10 @@ async def test_hook_toyd_reconfigure_led(state_dir) -> None:
         assert await app.apply_config(settings(brightness=0.2)) == []
         await shows((0, 0, 0.2))  # applied at once
         assert await app.apply_config(settings(brightness=0.2, common_anode=True)) == ["led"]
+
+
+async def test_partial_look_keeps_the_state_defaults(state_dir) -> None:
+    async with running_daemon(config(states={"listening": {"animation": "blink", "period": 0.2}}), state_dir=state_dir) as app:
+        await go(app, ButtonPressed(), state=State.LISTENING)
+        await shows((0, 0, B), timeout=3)  # still blue, now blinking
+        await shows((0, 0, 0), timeout=3)

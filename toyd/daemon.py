@@ -81,7 +81,6 @@ class Daemon:
 
     async def _start_plugins(self, app: App) -> None:
         timeout = self.config.core.startup_timeout
-        started: list[str] = []
         for name, impl in app.host.implementations("toyd_startup"):
             try:
                 await app.host.call_one(name, impl, timeout, app=app, settings=self.config.section(name))
@@ -91,31 +90,9 @@ class Daemon:
                 problem = f"did not start within {timeout} s" if isinstance(exc, TimeoutError) else f"failed to start: {type(exc).__name__}: {exc}"
                 log.debug("plugin %s start-up traceback", name, exc_info=exc)
                 if app.host.infos[name].builtin:
-                    await self._abort_start(app, started)
                     raise PluginError(name, problem) from exc
                 log.error("plugin %r %s; disabled", name, problem)
                 app.host.unregister(name)
-            else:
-                started.append(name)
-
-    async def _abort_start(self, app: App, started: list[str]) -> None:
-        """A failed start-up releases what the plugins started so far hold (GPIO pins, sockets, files)."""
-        timeout = self.config.core.shutdown_timeout
-        await app.supervisor.stop(timeout / 2)
-        impls = dict(app.host.implementations("toyd_shutdown"))
-        for name in reversed(started):
-            if name not in impls:
-                continue
-            try:
-                await app.host.call_one(name, impls[name], timeout, app=app)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the start-up error is the one to report
-                log.error("plugin %s: toyd_shutdown after a failed start-up failed: %s: %s", name, type(exc).__name__, exc)
-        if app.conversation is not None:
-            app.conversation.close()
-        app.bus.close()
-        self.app = None
 
     async def _start_services(self, app: App) -> None:
         results = await app.host.call_each("toyd_services", timeout=self.config.core.startup_timeout, app=app)

@@ -58,6 +58,8 @@ class ButtonPlugin:
         self._speech_seen = False
         self._last_short_release: float | None = None
         self._volume = 70
+        self._events: Any = None
+        self._holds_gpio = False  # shutdown may run after a failed or skipped start-up
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -71,11 +73,8 @@ class ButtonPlugin:
         self._volume = settings.initial_volume
         self._events = app.bus.subscribe("button", (SpeechStarted, VolumeSet))
         factory = gpio_support.acquire(app.simulate)
-        try:
-            self.button = self._open(factory, settings)
-        except Exception:
-            gpio_support.release()
-            raise
+        self._holds_gpio = True
+        self.button = self._open(factory, settings)
 
     def _open(self, factory: Any, settings: ButtonSettings) -> Any:
         from gpiozero import Button
@@ -182,8 +181,11 @@ class ButtonPlugin:
     @hookimpl
     def toyd_shutdown(self, app: App) -> None:
         self._cancel_hold()
-        self._events.close()
+        if self._events is not None:
+            self._events.close()
         if self.button is not None:
             self.button.close()
             self.button = None
-        gpio_support.release()
+        if self._holds_gpio:
+            self._holds_gpio = False
+            gpio_support.release()

@@ -1,10 +1,14 @@
-"""What the LED shows: colours, animations and the per-state look table (config + maths, no I/O)."""
+"""What the LED shows: colours, animations and the per-state look table (config + maths, no I/O).
+
+A look in the config may give only some of its keys (``listening: {animation: pulse}``);
+the others keep that state's default, so overriding one detail never blanks the colour.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from toyd import State, setting
 
@@ -12,8 +16,8 @@ Animation = Literal["solid", "pulse", "blink", "off"]
 Color = tuple[float, float, float]
 
 
-def parse_color(value: str | tuple[int, int, int]) -> Color:
-    """'#rrggbb' / 'rrggbb' / [r, g, b] (0-255) → (r, g, b) in 0..1."""
+def parse_color(value: str | tuple[int, int, int] | list[int]) -> Color:
+    """'#rrggbb' / '#rgb' / [r, g, b] (0-255) → (r, g, b) in 0..1."""
     if isinstance(value, str):
         text = value.strip().removeprefix("#")
         if len(text) == 3:
@@ -33,42 +37,63 @@ def parse_color(value: str | tuple[int, int, int]) -> Color:
 
 @dataclasses.dataclass(frozen=True)
 class Look:
-    """A colour and how it moves."""
+    """A colour and how it moves; a key left out (null) keeps the state's default."""
 
-    color: str | tuple[int, int, int] = setting("#000000", doc="'#rrggbb' or [r, g, b] with 0-255 values.")
-    animation: Animation = setting("solid", doc="solid, pulse (fades in and out), blink (on/off) or off.")
-    period: float = setting(1.0, min=0.05, max=30.0, doc="Seconds per pulse or blink cycle.")
+    color: str | tuple[int, int, int] | None = setting(None, doc="'#rrggbb' or [r, g, b] with 0-255 values; null = the state's default.")
+    animation: Animation | None = setting(None, doc="solid, pulse (fades in and out), blink (on/off) or off; null = the state's default.")
+    period: float | None = setting(None, min=0.05, max=30.0, doc="Seconds per pulse or blink cycle; null = the state's default.")
 
     def __post_init__(self) -> None:
-        parse_color(self.color)  # fail at validation, naming the key
-
-    @property
-    def rgb(self) -> Color:
-        return parse_color(self.color)
+        if self.color is not None:
+            parse_color(self.color)  # fail at validation, naming the key
 
 
-def _look(color: str, animation: Animation = "solid", period: float = 1.0) -> Look:
-    return Look(color=color, animation=animation, period=period)
+class Shown(NamedTuple):
+    """A fully resolved look, ready to drive the pins."""
+
+    rgb: Color
+    animation: Animation
+    period: float
+
+
+DEFAULTS: dict[str, Shown] = {
+    "idle": Shown(parse_color("#101010"), "solid", 1.0),
+    "listening": Shown(parse_color("#0000ff"), "solid", 1.0),
+    "thinking": Shown(parse_color("#8000ff"), "pulse", 1.2),
+    "speaking": Shown(parse_color("#00ff00"), "solid", 1.0),
+    "sleeping": Shown(parse_color("#000000"), "off", 1.0),
+    "muted": Shown(parse_color("#300000"), "solid", 1.0),
+    "error": Shown(parse_color("#ff0000"), "blink", 0.5),
+    "offline": Shown(parse_color("#ff8000"), "solid", 1.0),
+}
+
+
+def resolve(look: Look, name: str) -> Shown:
+    """``look`` with every missing key taken from the default look ``name``."""
+    default = DEFAULTS[name]
+    return Shown(parse_color(look.color) if look.color is not None else default.rgb,
+                 look.animation or default.animation,
+                 look.period if look.period is not None else default.period)
 
 
 @dataclasses.dataclass(frozen=True)
 class StateLooks:
     """One look per conversation state."""
 
-    idle: Look = setting(_look("#101010"), doc="Awake and waiting: dim white.")
-    listening: Look = setting(_look("#0000ff"), doc="Hearing the child: solid blue.")
-    thinking: Look = setting(_look("#8000ff", "pulse", 1.2), doc="Waiting for the answer: pulsing violet.")
-    speaking: Look = setting(_look("#00ff00"), doc="Talking: green.")
-    sleeping: Look = setting(_look("#000000", "off"), doc="Asleep: off.")
-    muted: Look = setting(_look("#300000"), doc="Microphone muted: dim red.")
-    error: Look = setting(_look("#ff0000", "blink", 0.5), doc="Something is broken: red blink.")
+    idle: Look = setting(Look(), doc="Awake and waiting. Default: dim white #101010, solid.")
+    listening: Look = setting(Look(), doc="Hearing the child. Default: blue #0000ff, solid.")
+    thinking: Look = setting(Look(), doc="Waiting for the answer. Default: violet #8000ff, pulse, period 1.2.")
+    speaking: Look = setting(Look(), doc="Talking. Default: green #00ff00, solid.")
+    sleeping: Look = setting(Look(), doc="Asleep. Default: off.")
+    muted: Look = setting(Look(), doc="Microphone muted. Default: dim red #300000, solid.")
+    error: Look = setting(Look(), doc="Something is broken. Default: red #ff0000, blink, period 0.5.")
 
-    def of(self, state: State) -> Look:
-        """The look of ``state``."""
-        return getattr(self, state.value)
+    def of(self, state: State) -> Shown:
+        """The resolved look of ``state``."""
+        return resolve(getattr(self, state.value), state.value)
 
 
-def level(look: Look, t: float) -> float:
+def level(look: Shown, t: float) -> float:
     """Brightness factor 0..1 of ``look`` at ``t`` seconds into its animation."""
     if look.animation == "off":
         return 0.0
@@ -80,7 +105,7 @@ def level(look: Look, t: float) -> float:
     return 0.5 - 0.5 * math.cos(2 * math.pi * phase)  # pulse: 0 → 1 → 0, smooth
 
 
-def is_static(look: Look) -> bool:
+def is_static(look: Shown) -> bool:
     """True when the look never changes (no animation task needed)."""
     return look.animation in ("solid", "off")
 

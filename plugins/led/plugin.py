@@ -18,7 +18,7 @@ from toyd import App, PluginDeclaration, Service, State, hookimpl, setting
 from toyd.events import StateChanged
 
 from .. import gpio_support
-from .looks import Look, StateLooks, is_static, level, scaled
+from .looks import Look, Shown, StateLooks, is_static, level, resolve, scaled
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ class LedSettings:
     brightness: float = setting(0.6, min=0.0, max=1.0, doc="Cap on every channel, 0-1 (PWM duty cycle).")
     fps: int = setting(30, min=1, max=100, doc="Updates per second while animating.")
     states: StateLooks = setting(factory=StateLooks, doc="Look (color, animation, period) per state.")
-    offline: Look | None = setting(Look(color="#ff8000", animation="solid"),
-                                   doc="Look shown instead of the idle look while the cloud is offline; null to keep idle.")
+    offline: Look | None = setting(Look(), doc="Look shown instead of the idle look while the cloud is offline "
+                                               "(default: amber #ff8000, solid); null keeps the idle look.")
 
     def __post_init__(self) -> None:
         if len(set(self.pins)) != 3:
@@ -50,6 +50,8 @@ class LedPlugin:
         self.offline = False
         self._animation: asyncio.Task[None] | None = None
         self._app: App | None = None
+        self._events: Any = None
+        self._holds_gpio = False  # shutdown may run after a failed or skipped start-up
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -62,11 +64,8 @@ class LedPlugin:
         self.state, self.offline = app.state or State.IDLE, app.offline
         self._events = app.bus.subscribe("led", (StateChanged,))
         factory = gpio_support.acquire(app.simulate)
-        try:
-            self.led = self._open(factory, settings)
-        except Exception:
-            gpio_support.release()
-            raise
+        self._holds_gpio = True
+        self.led = self._open(factory, settings)
         self.show()
 
     def _open(self, factory: Any, settings: LedSettings) -> Any:
@@ -78,10 +77,10 @@ class LedPlugin:
         except Exception as exc:  # noqa: BLE001 - name the pins, not gpiozero internals
             raise gpio_support.pin_error("led", f"{red}/{green}/{blue}", exc) from exc
 
-    def look(self) -> Look:
+    def look(self) -> Shown:
         """What the LED should show now: the state's look, or the offline look when idle offline."""
         if self.offline and self.state is State.IDLE and self.settings.offline is not None:
-            return self.settings.offline
+            return resolve(self.settings.offline, "offline")
         return self.settings.states.of(self.state)
 
     def show(self) -> None:
@@ -96,12 +95,12 @@ class LedPlugin:
             assert self._app is not None
             self._animation = self._app.spawn(self._animate(look), "led:animation")
 
-    def _write(self, look: Look, t: float) -> None:
+    def _write(self, look: Shown, t: float) -> None:
         if self.led is None:
             return
         self.led.color = scaled(look.rgb, level(look, t) * self.settings.brightness)
 
-    async def _animate(self, look: Look) -> None:
+    async def _animate(self, look: Shown) -> None:
         loop = asyncio.get_running_loop()
         start, step = loop.time(), 1.0 / self.settings.fps
         while True:
@@ -137,9 +136,12 @@ class LedPlugin:
         if task is not None:  # the supervisor normally cancelled it already
             task.cancel()
             await asyncio.wait([task], timeout=0.5)
-        self._events.close()
+        if self._events is not None:
+            self._events.close()
         if self.led is not None:
             self.led.off()
             self.led.close()
             self.led = None
-        gpio_support.release()
+        if self._holds_gpio:
+            self._holds_gpio = False
+            gpio_support.release()
