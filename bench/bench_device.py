@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table import print_table  # noqa: E402
 
 GOAL_CPU = 0.07  # CPU-s per audio second
 GOAL_RSS = 100.0  # MB
@@ -182,11 +183,7 @@ def main() -> None:
     rows.append(("device RSS, no wake word", f"{rss0:.1f} MB (peak {hwm0:.1f})", "-"))
     rows.append(("device RSS, wake word loaded", f"{rss1:.1f} MB (peak {hwm1:.1f})",
                  f"<= {GOAL_RSS:g} MB {'ok' if hwm1 <= GOAL_RSS else 'MISSED'}"))
-    widths = [max(len(r[i]) for r in rows + [("measure", "result", "goal")]) for i in range(3)]
-    print(f"{'measure'.ljust(widths[0])}  {'result'.ljust(widths[1])}  goal")
-    print(f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * widths[2]}")
-    for name, result, goal in rows:
-        print(f"{name.ljust(widths[0])}  {result.ljust(widths[1])}  {goal}")
+    print_table(("benchmark", "result", "goal"), rows)
     print(f"({args.seconds:g} s of real-time audio per daemon; {os.cpu_count()} CPUs, shared)")
 
 
