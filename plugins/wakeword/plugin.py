@@ -76,6 +76,7 @@ class WakeWordPlugin:
             self._executor = None
             raise
         self._events = app.bus.subscribe("wakeword", (AudioFrame, StateChanged), maxsize=QUEUE_FRAMES)
+        self.state = app.state or State.IDLE  # as of the subscription: later changes arrive as events
         log.info("wake word listening for %s", ", ".join(f"{m.name} (threshold {m.threshold:g})" for m in settings.models))
 
     @staticmethod
