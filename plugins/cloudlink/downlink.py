@@ -13,7 +13,7 @@ import asyncio
 import collections
 import logging
 
-from toyd import App
+from toyd import App, State
 from toyd import events as ev
 from toyd.audio.opus import OpusDecoder, OpusError
 from toyd.errors import ProtocolError
@@ -23,6 +23,10 @@ from toyd.protocol.messages import Message
 from .link import Link
 
 log = logging.getLogger(__name__)
+# Reply audio is only wanted in these states: the state changes synchronously before
+# StateChanged is published, so a frame that arrives after a barge-in (LISTENING) is
+# dropped even before the abort has gone out.
+PLAYABLE_IN = frozenset({State.THINKING, State.SPEAKING, State.IDLE})
 
 
 class Receiver:
@@ -134,7 +138,7 @@ class Receiver:
 
     def _on_audio(self, frame: bytes) -> None:
         packet = unpack_audio(frame)
-        if packet.response_id != self.live or self._decoder is None:
+        if packet.response_id != self.live or self._decoder is None or self.app.state not in PLAYABLE_IN:
             self.stale_frames += 1
             return
         try:
