@@ -24,9 +24,9 @@ def speech(text: str = "hello bear") -> bytes:
 
 
 def cloud_config(port: int, tokens: dict[str, str] | None = None, plugins: tuple[str, ...] = ("gateway", "echochain"),
-                 **gateway: Any) -> dict[str, Any]:
+                 sections: dict[str, Any] | None = None, **gateway: Any) -> dict[str, Any]:
     return {"role": "cloud", "device_id": "cloud", "plugins": list(plugins),
-            "gateway": {"port": port, "tokens": tokens or {"toy-1": TOKEN}, **gateway}}
+            "gateway": {"port": port, "tokens": tokens or {"toy-1": TOKEN}, **gateway}, **(sections or {})}
 
 
 def device_config(port: int, device_id: str = "toy-1", token: str = TOKEN, **link: Any) -> dict[str, Any]:
@@ -37,11 +37,11 @@ def device_config(port: int, device_id: str = "toy-1", token: str = TOKEN, **lin
 
 @contextlib.asynccontextmanager
 async def cloud_and_toy(tmp: Path, *, extra_plugins: dict[str, Any] | None = None, plugins: tuple[str, ...] = ("gateway", "echochain"),
-                        gateway: dict[str, Any] | None = None, link: dict[str, Any] | None = None
-                        ) -> AsyncIterator[tuple[App, App, Any]]:
+                        gateway: dict[str, Any] | None = None, link: dict[str, Any] | None = None,
+                        sections: dict[str, Any] | None = None) -> AsyncIterator[tuple[App, App, Any]]:
     """A cloud daemon and a toy daemon connected to it; yields (cloud, toy, toy-subscription)."""
     port = free_port()
-    async with running_daemon(cloud_config(port, plugins=plugins, **(gateway or {})), state_dir=tmp / "cloud",
+    async with running_daemon(cloud_config(port, plugins=plugins, sections=sections, **(gateway or {})), state_dir=tmp / "cloud",
                               extra_plugins=extra_plugins) as cloud:
         async with running_daemon(device_config(port, **(link or {})), state_dir=tmp / "toy") as toy:
             sub = toy.bus.subscribe("test", maxsize=100000)
