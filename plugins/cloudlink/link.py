@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+REFUSED_DELAY = 5.0  # seconds before retrying after the cloud refused this toy (401/400/503)
 OnFrame = Callable[[str | bytes], Awaitable[None]]
 
 
@@ -68,14 +69,17 @@ class Link:
         """Stay connected forever; ``on_up``/``on_down`` fire on every transition."""
         s = self.settings
         delays = backoff_delays(s.backoff_initial, s.backoff_max)
+        refused = False
         while True:
             reason = await self._session(on_frame, on_up)
             on_down(reason)
             if self.server_hello is not None:  # it was up: start the backoff over
                 delays = backoff_delays(s.backoff_initial, s.backoff_max)
                 self.server_hello = None
-            if reason.startswith("refused"):
-                delays = backoff_delays(max(s.backoff_initial, 5.0), s.backoff_max)  # retrying a bad token fast helps nobody
+            if reason.startswith("refused") and not refused:
+                # retrying a bad token fast helps nobody
+                delays = backoff_delays(max(s.backoff_initial, REFUSED_DELAY), max(s.backoff_max, REFUSED_DELAY))
+            refused = reason.startswith("refused")
             delay = next(delays)
             log.info("cloud link down (%s); reconnecting in %.1f s", reason, delay)
             await asyncio.sleep(delay)
