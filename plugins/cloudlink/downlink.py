@@ -17,7 +17,7 @@ from toyd import App, State
 from toyd import events as ev
 from toyd.audio.opus import OpusDecoder, OpusError
 from toyd.errors import ProtocolError
-from toyd.protocol import Abort, Alert, Error, Llm, Ping, Pong, Stt, Tts, parse, unpack_audio
+from toyd.protocol import Abort, Alert, Error, Llm, Ping, Pong, Stt, Tts, codes, parse, unpack_audio
 from toyd.protocol.messages import Message
 
 from .link import Link
@@ -44,6 +44,7 @@ class Receiver:
         self._decoder: OpusDecoder | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._offline_announced = False
+        self.uplink_cut = False  # the cloud cut this utterance at its length limit: stop sending
         self.stale_frames = 0  # frames dropped by the gate (not for the live response)
         self.frames = 0
 
@@ -81,6 +82,7 @@ class Receiver:
 
     def begin_turn(self, turn_id: str) -> None:
         self._cancel_timer()
+        self.uplink_cut = False
         self.turn_id, self.waiting, self.live = turn_id, False, None
 
     def await_reply(self) -> None:
@@ -164,6 +166,8 @@ class Receiver:
                                        action=msg.action))
         elif isinstance(msg, Error):
             log.warning("cloud error %s: %s", msg.code, msg.message)
+            if msg.code == codes.AUDIO_TOO_LONG:
+                self.uplink_cut = True
         elif isinstance(msg, Ping):
             await self.link.send(Pong(id=msg.id))
 

@@ -104,6 +104,8 @@ class Link:
                         await on_frame(frame)
                 finally:
                     self.conn = None
+                if conn.close_code == codes.CLOSE_REPLACED:
+                    log.warning("another connection with device_id %r replaced this one: is the id used twice?", self.device_id)
                 return f"closed by server ({conn.close_code}{': ' + conn.close_reason if conn.close_reason else ''})"
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -119,6 +121,10 @@ class Link:
             return f"bad hello: {exc.code}"
         except (OSError, InvalidHandshake, InvalidURI) as exc:
             return f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a bug handling one frame must not end the link for good
+            log.error("cloud link failed: %s: %s", type(exc).__name__, exc)
+            log.debug("cloud link traceback", exc_info=exc)
+            return f"internal error: {type(exc).__name__}"
 
     async def _handshake(self, conn: ClientConnection) -> ServerHello:
         await conn.send(encode(self._hello()))

@@ -156,7 +156,7 @@ class CloudLinkPlugin:
                 self.persona = event.persona or None
 
     async def _on_audio(self, frame: ev.AudioFrame) -> None:
-        if not self._listening or self._encoder is None or self.link is None:
+        if not self._listening or self._encoder is None or self.link is None or (self.receiver and self.receiver.uplink_cut):
             return
         # encoding 20 ms takes ~0.1 ms even on a Pi Zero 2: inline beats a thread hop per frame
         packet = self._encoder.encode(frame.pcm)

@@ -139,6 +139,7 @@ class Pipeline:
         finally:
             reader.cancel()
             await asyncio.wait([reader])
+        await self.downlink.message(Llm(final=True, turn_id=self.turn.turn_id, response_id=self.downlink.response_id))
         error = None if reader.cancelled() else reader.exception()
         if error is not None:
             if not self.downlink.started:
@@ -166,7 +167,6 @@ class Pipeline:
             for sentence in splitter.flush():
                 self.times.setdefault("llm_first_sentence", time.monotonic() - started)
                 out.put_nowait(sentence)
-            await self.downlink.message(Llm(final=True, turn_id=self.turn.turn_id, response_id=self.downlink.response_id))
         except TimeoutError:
             raise BackendError(f"toyd_reply gave nothing for {self.stage_timeout:g} s") from None
         finally:

@@ -112,7 +112,7 @@ class Gateway:
         self.sessions[device_id] = session
         if old is not None:
             log.info("%s: a new connection replaces session %s", device_id, old.session_id)
-            await old.replace()
+            self.app.spawn(old.replace(), f"gateway:{device_id}:replace")
         try:
             await session.run()
         finally:

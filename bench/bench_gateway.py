@@ -1,0 +1,285 @@
+"""Benchmark the cloud gateway: many toys on one gateway process, per-frame overhead, bandwidth, pacing.
+
+The gateway runs as a real ``toyd cloud`` process (gateway + the echochain stand-in AI
+chain, so the figures are the gateway's own cost); this script is the fleet of toys,
+in a separate process. It connects ``--idle`` toys that only say hello, and
+``--streaming`` toys that talk turn after turn in real time (real speech from
+espeak-ng, Opus 24 kbps, 20 ms frames) and play the echoed reply.
+
+Figures:
+  * gateway overhead per turn: end of speech → first reply frame minus time in hooks
+    (from ``tts stop.latency``);
+  * per-frame overhead: round trip of a ``ping`` queued behind the audio frames of a
+    streaming toy (every frame waits in the same queue);
+  * uplink bandwidth: Opus payload + WebSocket framing per second of audio;
+  * downlink lead: how far ahead of its play time each reply frame arrived;
+  * gateway CPU and memory (RSS), from /proc.
+
+Run:  python bench/bench_gateway.py [--idle 500] [--streaming 20] [--duration 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from websockets.asyncio.client import connect
+
+from toyd.audio import frames
+from toyd.audio.opus import OpusEncoder
+from toyd.protocol import unpack_audio
+from toyd.testing import espeak_pcm, free_port
+
+HELLO = {"type": "hello", "version": 1,
+         "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 20}}
+FRAME_S = 0.02
+
+
+def ws_client_overhead(payload: int) -> int:
+    """Bytes a client adds to a binary frame: header + 4-byte mask (RFC 6455)."""
+    return (2 if payload < 126 else 4 if payload < 65536 else 10) + 4
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.turn_overhead: list[float] = []
+        self.e2fa: list[float] = []
+        self.ping_rtt: list[float] = []
+        self.idle_ping_rtt: list[float] = []
+        self.leads: list[float] = []
+        self.up_payload = 0
+        self.up_framing = 0
+        self.up_frames = 0
+        self.turns = 0
+        self.errors: list[str] = []
+        self.down_frames = 0
+
+
+def headers(i: int) -> dict[str, str]:
+    return {"Authorization": f"Bearer bench-token-{i:05d}", "Device-Id": f"toy-{i:05d}", "Protocol-Version": "1"}
+
+
+async def open_toy(port: int, i: int):  # type: ignore[no-untyped-def]
+    conn = await connect(f"ws://127.0.0.1:{port}", additional_headers=headers(i), proxy=None, compression=None,
+                         open_timeout=30, max_size=2**16)
+    await conn.send(json.dumps(HELLO))
+    reply = json.loads(await asyncio.wait_for(conn.recv(), 30))
+    assert reply["type"] == "hello", reply
+    return conn
+
+
+async def idle_toy(port: int, i: int, stop: asyncio.Event, stats: Stats, sample: bool) -> None:
+    conn = await open_toy(port, i)
+    try:
+        while not stop.is_set():
+            if sample:
+                sent = time.perf_counter()
+                await conn.send(json.dumps({"type": "ping", "id": i}))
+                while json.loads(await conn.recv()).get("type") != "pong":
+                    pass
+                stats.idle_ping_rtt.append((time.perf_counter() - sent) * 1000)
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+    finally:
+        await conn.close()
+
+
+async def streaming_toy(port: int, i: int, packets: list[bytes], stop: asyncio.Event, stats: Stats) -> None:
+    conn = await open_toy(port, i)
+    pings: dict[int, float] = {}
+    turn_done = asyncio.Event()
+
+    async def reader() -> None:
+        t0 = None
+        count = 0
+        async for frame in conn:
+            now = time.perf_counter()
+            if isinstance(frame, bytes):
+                unpack_audio(frame)
+                if t0 is None:
+                    t0 = now
+                stats.leads.append((t0 + count * FRAME_S - now) * 1000)
+                count += 1
+                stats.down_frames += 1
+                continue
+            msg = json.loads(frame)
+            kind = msg.get("type")
+            if kind == "pong" and msg.get("id") in pings:
+                stats.ping_rtt.append((now - pings.pop(msg["id"])) * 1000)
+            elif kind == "tts" and msg.get("state") == "stop":
+                lat = msg.get("latency") or {}
+                if msg.get("reason") == "done" and lat:
+                    stats.turn_overhead.append(lat["overhead_ms"])
+                    stats.e2fa.append(lat["end_of_speech_to_first_audio_ms"])
+                    stats.turns += 1
+                else:
+                    stats.errors.append(f"tts stop {msg.get('reason')}")
+                t0, count = None, 0
+                turn_done.set()
+            elif kind == "error":
+                stats.errors.append(msg.get("code", "?"))
+
+    read_task = asyncio.create_task(reader())
+    ping_id = i * 1_000_000
+    try:
+        turn = 0
+        while not stop.is_set():
+            turn += 1
+            turn_done.clear()
+            await conn.send(json.dumps({"type": "listen", "state": "start", "mode": "push_to_talk", "turn_id": f"{i}-{turn}"}))
+            start = time.perf_counter()
+            for k, packet in enumerate(packets):
+                # real time, like a microphone: frame k leaves at start + k * 20 ms
+                delay = start + k * FRAME_S - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await conn.send(packet)
+                stats.up_payload += len(packet)
+                stats.up_framing += ws_client_overhead(len(packet))
+                stats.up_frames += 1
+                if k % 25 == 0:  # a ping rides behind the audio every 0.5 s
+                    ping_id += 1
+                    pings[ping_id] = time.perf_counter()
+                    await conn.send(json.dumps({"type": "ping", "id": ping_id}))
+            await conn.send(json.dumps({"type": "listen", "state": "stop", "turn_id": f"{i}-{turn}"}))
+            await asyncio.wait_for(turn_done.wait(), 30)
+            await conn.send(json.dumps({"type": "playback", "state": "done", "response_id": 0}))
+    finally:
+        read_task.cancel()
+        await asyncio.gather(read_task, return_exceptions=True)
+        await conn.close()
+
+
+def proc_stats(pid: int) -> tuple[float, int]:
+    """(CPU seconds, RSS bytes) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    return cpu, rss
+
+
+def start_gateway(port: int, toys: int, lead_ms: int, tmp: Path) -> subprocess.Popen[bytes]:
+    config = {
+        "role": "cloud", "device_id": "bench-cloud", "state_dir": str(tmp / "state"), "log_level": "warning",
+        "plugins": ["gateway", "echochain"],
+        "gateway": {"port": port, "max_sessions": toys + 10, "downlink_lead_ms": lead_ms,
+                    "tokens": {f"toy-{i:05d}": f"bench-token-{i:05d}" for i in range(toys)}},
+    }
+    path = tmp / "cloud.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, "-m", "toyd", "cloud", "-c", str(path)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    import socket
+
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        if proc.poll() is not None:
+            raise SystemExit(f"gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        time.sleep(0.1)
+    raise SystemExit("gateway did not start")
+
+
+async def run(args: argparse.Namespace) -> None:
+    pcm = espeak_pcm("Hello little bear, can you tell me a story about the moon and the stars tonight?")
+    encoder = OpusEncoder(bitrate=24000)
+    packets = [encoder.encode(f) for f in frames(pcm)]
+    total = args.idle + args.streaming
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmp:
+        proc = start_gateway(port, total, args.lead_ms, Path(tmp))
+        try:
+            base_cpu, base_rss = proc_stats(proc.pid)
+            stats, stop = Stats(), asyncio.Event()
+            connected = time.perf_counter()
+            semaphore = asyncio.Semaphore(50)
+
+            async def spawn_idle(i: int) -> asyncio.Task[None]:
+                async with semaphore:
+                    conn_task = asyncio.create_task(idle_toy(port, i, stop, stats, sample=i % 25 == 0))
+                    await asyncio.sleep(0.005)
+                    return conn_task
+
+            idle_tasks = [await t for t in [spawn_idle(i) for i in range(args.idle)]]
+            await asyncio.sleep(2.0)
+            connect_s = time.perf_counter() - connected
+            _, idle_rss = proc_stats(proc.pid)
+            cpu0, _ = proc_stats(proc.pid)
+            t0 = time.perf_counter()
+            streamers = [asyncio.create_task(streaming_toy(port, args.idle + i, packets, stop, stats))
+                         for i in range(args.streaming)]
+            await asyncio.sleep(args.duration)
+            stop.set()
+            await asyncio.gather(*streamers, return_exceptions=True)
+            elapsed = time.perf_counter() - t0
+            cpu1, rss1 = proc_stats(proc.pid)
+            await asyncio.gather(*idle_tasks, return_exceptions=True)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    audio_s = stats.up_frames * FRAME_S
+    up_kbps = (stats.up_payload + stats.up_framing) * 8 / audio_s / 1000 if audio_s else float("nan")
+    payload_kbps = stats.up_payload * 8 / audio_s / 1000 if audio_s else float("nan")
+    tcp_kbps = (stats.up_payload + stats.up_framing + 52 * stats.up_frames) * 8 / audio_s / 1000 if audio_s else float("nan")
+    cpu_pct = (cpu1 - cpu0) / elapsed * 100
+    rows = [
+        ("toys connected (idle + streaming)", f"{args.idle} + {args.streaming}", "500 + 20"),
+        ("turns completed / errors", f"{stats.turns} / {len(stats.errors)}", "errors 0"),
+        ("per-frame overhead: ping behind audio p50 / p95 (ms)", f"{pct(stats.ping_rtt, 50):.1f} / {pct(stats.ping_rtt, 95):.1f}", "p95 <= 50"),
+        ("idle toys: ping p50 / p95 (ms)", f"{pct(stats.idle_ping_rtt, 50):.1f} / {pct(stats.idle_ping_rtt, 95):.1f}", ""),
+        ("turn overhead (e2fa - hooks) p50 / p95 (ms)", f"{pct(stats.turn_overhead, 50):.1f} / {pct(stats.turn_overhead, 95):.1f}", "p95 <= 50"),
+        ("end of speech -> first audio p50 / p95 (ms)", f"{pct(stats.e2fa, 50):.1f} / {pct(stats.e2fa, 95):.1f}", ""),
+        ("uplink Opus payload (kbps)", f"{payload_kbps:.1f}", ""),
+        ("uplink incl. WebSocket framing (kbps)", f"{up_kbps:.1f}", "<= 32"),
+        ("uplink incl. TCP/IPv4 headers, 1 frame/segment (kbps)", f"{tcp_kbps:.1f}", ""),
+        ("downlink lead p50 / max / min (ms)", f"{pct(stats.leads, 50):.1f} / {max(stats.leads, default=float('nan')):.1f} / {min(stats.leads, default=float('nan')):.1f}", f"~{args.lead_ms}, min > -20"),
+        ("downlink frames received", f"{stats.down_frames}", ""),
+        ("gateway CPU while streaming (% of one core)", f"{cpu_pct:.0f}", ""),
+        ("gateway RSS: start / idle toys / streaming (MiB)", f"{base_rss / 2**20:.0f} / {idle_rss / 2**20:.0f} / {rss1 / 2**20:.0f}", ""),
+        ("RSS per idle toy (KiB)", f"{(idle_rss - base_rss) / max(args.idle, 1) / 1024:.0f}", ""),
+        ("time to connect the idle toys (s)", f"{connect_s:.1f}", ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\ntoyd gateway benchmark: {args.duration:.0f} s of streaming, downlink lead {args.lead_ms} ms, "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(f"{'metric':<{width}}  {'value':>22}  goal")
+    print(f"{'-' * width}  {'-' * 22}  ----------")
+    for name, value, goal in rows:
+        print(f"{name:<{width}}  {value:>22}  {goal}")
+    if stats.errors:
+        print("errors:", ", ".join(sorted(set(stats.errors))))
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--idle", type=int, default=500, help="toys that connect and stay idle (default 500)")
+    parser.add_argument("--streaming", type=int, default=20, help="toys talking turn after turn (default 20)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of streaming (default 30)")
+    parser.add_argument("--lead-ms", type=int, default=120, help="gateway downlink_lead_ms (default 120)")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
