@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 
-from toyd import App, PluginDeclaration, hookimpl, setting
+from toyd import App, PluginDeclaration, Service, hookimpl, setting
 
 from .server import Gateway
 
@@ -54,6 +54,11 @@ class GatewayPlugin:
             log.warning("gateway: no device tokens configured; every toy will be refused")
         self.gateway = Gateway(app, settings)
         await self.gateway.start()
+
+    @hookimpl
+    def toyd_services(self, app: App) -> list[Service]:
+        assert self.gateway is not None
+        return [Service("loop-lag", self.gateway.loop_lag.run)]
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: GatewaySettings) -> bool:

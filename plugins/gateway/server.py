@@ -18,6 +18,7 @@ from toyd import App
 from toyd.audio import SAMPLE_RATE, SAMPLE_WIDTH
 from toyd.protocol import limits
 
+from .metrics import FrameTimer, LoopLag, percentiles
 from .session import Session
 
 if TYPE_CHECKING:
@@ -37,8 +38,9 @@ class Gateway:
         self.sessions: dict[str, Session] = {}
         self.server: Server | None = None
         self.started = time.monotonic()
-        self.turns = 0
         self.refused = 0
+        self.frame_timer = FrameTimer()
+        self.loop_lag = LoopLag()
 
     @property
     def max_listen_bytes(self) -> int:
@@ -81,7 +83,8 @@ class Gateway:
         busy = sum(1 for s in self.sessions.values() if s.phase.value in ("listening", "responding"))
         return {"status": "ok", "sessions": len(self.sessions), "active": busy,
                 "uptime_s": round(time.monotonic() - self.started, 1), "refused": self.refused,
-                "protocol_version": limits.PROTOCOL_VERSION}
+                "protocol_version": limits.PROTOCOL_VERSION, "frames": self.frame_timer.count,
+                "frame_ms": percentiles(self.frame_timer.samples), "loop_lag_ms": percentiles(self.loop_lag.samples)}
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] == "/healthz":

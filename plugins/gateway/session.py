@@ -155,6 +155,13 @@ class Session:
     # --- frames ---------------------------------------------------------------------------
 
     async def _on_frame(self, frame: str | bytes) -> None:
+        started = time.perf_counter()
+        try:
+            await self._handle_frame(frame)
+        finally:
+            self.gateway.frame_timer.add(time.perf_counter() - started)
+
+    async def _handle_frame(self, frame: str | bytes) -> None:
         try:
             if isinstance(frame, bytes):
                 self._on_audio(frame)
