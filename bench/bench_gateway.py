@@ -105,8 +105,10 @@ async def idle_toy(port: int, i: int, stop: asyncio.Event, stats: Stats, sample:
         await conn.close()
 
 
-async def streaming_toy(port: int, i: int, packets: list[bytes], stop: asyncio.Event, stats: Stats) -> None:
+async def streaming_toy(port: int, i: int, packets: list[bytes], stop: asyncio.Event, stats: Stats,
+                        offset: float) -> None:
     conn = await open_toy(port, i)
+    await asyncio.sleep(offset)  # children do not all stop talking at the same millisecond
     pings: dict[int, float] = {}
     turn_done = asyncio.Event()
 
@@ -252,7 +254,9 @@ async def run(args: argparse.Namespace) -> None:
             cpu0, _ = proc_stats(proc.pid)
             t0 = time.perf_counter()
             lag_task = asyncio.create_task(client_lag(stop, stats))
-            streamers = [asyncio.create_task(streaming_toy(port, args.idle + i, packets, stop, stats))
+            turn_s = 2 * len(packets) * FRAME_S  # talking + listening to the echo
+            offsets = [0.0 if args.sync else i * turn_s / max(args.streaming, 1) for i in range(args.streaming)]
+            streamers = [asyncio.create_task(streaming_toy(port, args.idle + i, packets, stop, stats, offsets[i]))
                          for i in range(args.streaming)]
             await asyncio.sleep(args.duration)
             stop.set()
@@ -295,6 +299,7 @@ async def run(args: argparse.Namespace) -> None:
     ]
     width = max(len(r[0]) for r in rows)
     print(f"\ntoyd gateway benchmark: {args.duration:.0f} s of streaming, downlink lead {args.lead_ms} ms, "
+          f"turns {'in step' if args.sync else 'staggered'}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     print(f"{'metric':<{width}}  {'value':>22}  goal")
     print(f"{'-' * width}  {'-' * 22}  ----------")
@@ -310,6 +315,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=500, help="toys that connect and stay idle (default 500)")
     parser.add_argument("--streaming", type=int, default=20, help="toys talking turn after turn (default 20)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of streaming (default 30)")
+    parser.add_argument("--sync", action="store_true", help="all streaming toys end their turns at the same moment")
     parser.add_argument("--lead-ms", type=int, default=120, help="gateway downlink_lead_ms (default 120)")
     asyncio.run(run(parser.parse_args()))
 

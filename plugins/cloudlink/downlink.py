@@ -51,6 +51,7 @@ class Receiver:
     # --- session ---------------------------------------------------------------------------
 
     def session_up(self, session_id: str) -> None:
+        """A new session: response numbers start over."""
         self.session_id = session_id
         self._offline_announced = False
         self.live = None
@@ -81,6 +82,7 @@ class Receiver:
     # --- turns -----------------------------------------------------------------------------
 
     def begin_turn(self, turn_id: str) -> None:
+        """LISTENING began: ``turn_id`` is the turn the toy will wait for."""
         self._cancel_timer()
         self.uplink_cut = False
         self.turn_id, self.waiting, self.live = turn_id, False, None
@@ -124,6 +126,7 @@ class Receiver:
             self._timer = None
 
     def close(self) -> None:
+        """Shutdown: no timer may fire afterwards."""
         self._cancel_timer()
 
     # --- frames from the cloud ------------------------------------------------------------------

@@ -47,6 +47,7 @@ class Link:
 
     @property
     def online(self) -> bool:
+        """True between the server's hello and the close."""
         return self.conn is not None
 
     def _ssl(self) -> ssl.SSLContext | None:

@@ -18,7 +18,7 @@ from toyd import App
 from toyd.audio import SAMPLE_RATE, SAMPLE_WIDTH
 from toyd.protocol import limits
 
-from .metrics import FrameTimer, LoopLag, percentiles
+from .meters import FrameTimer, LoopLag, percentiles
 from .session import Session
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ class Gateway:
 
     @property
     def max_listen_bytes(self) -> int:
+        """PCM bytes of the longest utterance."""
         return int(self.settings.max_listen_seconds * SAMPLE_RATE * SAMPLE_WIDTH)
 
     @property

@@ -31,7 +31,7 @@ from toyd.turn import SafetyVerdict, Turn
 
 from .downlink import Downlink
 from .pipeline import BackendError, Pipeline
-from .ratelimit import TokenBucket
+from .meters import TokenBucket
 
 if TYPE_CHECKING:
     from .server import Gateway
@@ -295,8 +295,10 @@ class Session:
         excerpt = (verdict.text or "")[:200]
         await self.send(Alert(category=category, severity=severity, message=excerpt, action=verdict.action,
                               turn_id=turn.turn_id))
+        log.warning("%s: safety alert %s/%s (%s) in turn %s", turn.device_id, category, severity, verdict.action, turn.turn_id)
+        # SafetyAlert has no device field: the toy's own copy (via ``alert``) is the one parents get
         self.gateway.app.bus.publish(SafetyAlert(category=category, severity=severity, excerpt=excerpt,
-                                                 action=f"{verdict.action} ({turn.device_id})"))
+                                                 action=verdict.action))
 
     def _publish_latency(self, pipeline: Pipeline) -> None:
         lat = pipeline.latency()

@@ -1,10 +1,30 @@
-"""Operator figures for the health endpoint: event-loop lag and per-frame handling time."""
+"""Meters: token buckets that enforce rates, and timers the health endpoint reports."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import time
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._at = time.monotonic()
+
+    def take(self, n: float = 1.0) -> bool:
+        """Spend ``n`` tokens if there are enough; False means over the limit."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= n:
+            self._tokens -= n
+            return True
+        return False
 
 
 def percentiles(samples: collections.deque[float]) -> dict[str, float]:
@@ -24,6 +44,7 @@ class FrameTimer:
         self.count = 0
 
     def add(self, seconds: float) -> None:
+        """Record one frame's handling time."""
         self.samples.append(seconds)
         self.count += 1
 
