@@ -227,3 +227,21 @@ async def test_persona_and_mode_reach_the_cloud(tmp_path):
         session = await wait_for(lambda: gateway.sessions.get("toy-1"))
         assert session.persona == "dragon"
         await play_reply(toy, sub)
+
+
+async def test_reconfigure_applies_timeouts_live_and_asks_a_restart_for_a_new_url(tmp_path):
+    from toyd.config import validate
+    from toyd.registry import Registry
+
+    registry = Registry()
+
+    def config(port: int, **link):  # type: ignore[no-untyped-def]
+        data = {**device_config(port, **link), "state_dir": str(tmp_path / "toy")}
+        return validate(data, registry.schema, known_plugins=registry.names)
+
+    async with cloud_and_toy(tmp_path) as (cloud, toy, sub):
+        port = int(toy.config.section("cloudlink").url.rsplit(":", 1)[1])
+        plugin = toy.host.plugins["cloudlink"]
+        assert await toy.apply_config(config(port, reply_timeout=2.5, persona="owl")) == []
+        assert plugin.receiver.reply_timeout == 2.5 and plugin.persona == "owl"
+        assert await toy.apply_config(config(port + 1)) == ["cloudlink"]

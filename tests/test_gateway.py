@@ -62,6 +62,7 @@ async def test_health_endpoint_reports_sessions(tmp_path):
                 return json.loads(resp.read())
         health = await asyncio.to_thread(get)
         assert health["status"] == "ok" and health["sessions"] == 1 and health["uptime_s"] >= 0
+        assert set(health["frame_ms"]) == {"p50", "p95", "max"} and "loop_lag_ms" in health
         await toy.close()
 
 
@@ -210,3 +211,38 @@ async def test_a_disconnect_mid_turn_cancels_the_work_and_leaks_nothing(tmp_path
         await wait_for(lambda: not gateway.sessions)
         # (the predicate runs in wait_for's own polling task)
         await wait_for(lambda: not asyncio.all_tasks() - baseline - {asyncio.current_task()}, timeout=5)
+
+
+async def test_an_utterance_over_the_limit_is_cut_and_answered(tmp_path):
+    async with cloud(tmp_path, max_listen_seconds=1.0) as (app, port):
+        toy = await RawToy(port).connect()
+        pcm = speech("once upon a time there was a little bear who loved honey")  # > 2 s
+        await toy.talk(pcm)
+        messages, audio = await toy.response()
+        assert _codes(messages) == [codes.AUDIO_TOO_LONG]  # once; the frames after the cut are dropped quietly
+        assert messages[-1]["reason"] == "done" and 45 <= len(audio) <= 55  # 1 s was heard and echoed
+        await toy.close()
+
+
+def _codes(messages: list[dict]) -> list[str]:
+    return [m["code"] for m in messages if m["type"] == "error"]
+
+
+async def test_reconfigure_applies_tokens_live_and_asks_a_restart_for_the_port(tmp_path):
+    from toyd.config import validate
+    from toyd.registry import Registry
+
+    from linkkit import cloud_config
+
+    async with cloud(tmp_path) as (app, port):
+        with pytest.raises(InvalidStatus):
+            await RawToy(port, "toy-2", "token-of-toy-2").connect()
+        registry = Registry()
+        changed = cloud_config(port, tokens={"toy-1": TOKEN, "toy-2": "token-of-toy-2"})
+        new = validate({**changed, "state_dir": str(tmp_path / "cloud")}, registry.schema, known_plugins=registry.names)
+        assert await app.apply_config(new) == []
+        toy = await RawToy(port, "toy-2", "token-of-toy-2").connect()
+        await toy.close()
+        moved = validate({**cloud_config(port + 1), "state_dir": str(tmp_path / "cloud")}, registry.schema,
+                         known_plugins=registry.names)
+        assert await app.apply_config(moved) == ["gateway"]
