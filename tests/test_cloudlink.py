@@ -245,3 +245,37 @@ async def test_reconfigure_applies_timeouts_live_and_asks_a_restart_for_a_new_ur
         assert await toy.apply_config(config(port, reply_timeout=2.5, persona="owl")) == []
         assert plugin.receiver.reply_timeout == 2.5 and plugin.persona == "owl"
         assert await toy.apply_config(config(port + 1)) == ["cloudlink"]
+
+
+async def test_a_turn_whose_link_dropped_is_handed_to_a_local_backend_at_once(tmp_path):
+    import contextlib
+
+    from toyd.audio import frames
+
+    port = free_port()
+    cloud_stack = contextlib.AsyncExitStack()
+    try:
+        await cloud_stack.enter_async_context(running_daemon(cloud_config(port), state_dir=tmp_path / "cloud"))
+        async with running_daemon(device_config(port), state_dir=tmp_path / "toy") as toy:
+            sub = toy.bus.subscribe("test", maxsize=100000)
+            await next_event(sub, ev.CloudOnline, timeout=10)
+            for attempt in ("down", "back"):
+                toy.bus.publish(ev.ButtonPressed())
+                await next_event(sub, ev.StateChanged, where=lambda e: e.new is State.LISTENING)
+                for frame in list(frames(speech()))[:10]:
+                    toy.bus.publish(ev.AudioFrame(pcm=frame))
+                await cloud_stack.aclose()  # the cloud goes away mid-utterance
+                await next_event(sub, ev.CloudOffline, timeout=10)
+                if attempt == "back":  # ... and comes back before the child stops talking
+                    await cloud_stack.enter_async_context(running_daemon(cloud_config(port), state_dir=tmp_path / "c2"))
+                    await next_event(sub, ev.CloudOnline, timeout=10)
+                toy.bus.publish(ev.SpeechEnded())
+                lost = await next_event(sub, ev.ReplyTimeout, timeout=1)  # at once, not after reply_timeout
+                assert lost.reason == "link_lost" and lost.turn_id
+                toy.bus.publish(ev.TurnFailed(reason="test: no local backend"))
+                await next_event(sub, ev.StateChanged, where=lambda e: e.new is State.IDLE)
+                if attempt == "down":
+                    await cloud_stack.enter_async_context(running_daemon(cloud_config(port), state_dir=tmp_path / "c1"))
+                    await next_event(sub, ev.CloudOnline, timeout=10)
+    finally:
+        await cloud_stack.aclose()

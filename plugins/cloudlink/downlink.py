@@ -38,6 +38,7 @@ class Receiver:
         self.reply_timeout = reply_timeout
         self.session_id = ""
         self.turn_id = ""  # the turn being listened to or answered
+        self.turn_session = ""  # the session that turn was opened on
         self.waiting = False  # listen stop sent, no response started yet
         self.live: int | None = None  # response id whose frames are played
         self._dead_turns: collections.deque[str] = collections.deque(maxlen=32)
@@ -62,8 +63,8 @@ class Receiver:
             self.app.bus.publish(ev.ReplyAudioEnd(response_id=self.key(self.live)))
             self.live = None
         if self.waiting:
-            self._give_up("link_lost")
-        self.turn_id = ""
+            self.give_up("link_lost")
+        # a turn still being listened to stays open: it is given up when the child stops talking
 
     def announce_offline(self) -> bool:
         """True once per outage: publish CloudOffline then."""
@@ -86,6 +87,11 @@ class Receiver:
         self._cancel_timer()
         self.uplink_cut = False
         self.turn_id, self.waiting, self.live = turn_id, False, None
+        self.turn_session = self.session_id if self.link.online else ""
+
+    def turn_is_open(self) -> bool:
+        """The current turn was opened on the session that is up now (so it can be answered)."""
+        return bool(self.turn_id) and self.link.online and self.turn_session == self.session_id
 
     def await_reply(self) -> None:
         """``listen stop`` went out: the reply must start within ``reply_timeout``."""
@@ -112,10 +118,11 @@ class Receiver:
         self._timer = None
         if self.waiting and self.turn_id == turn_id:
             log.warning("no reply within %.1f s; giving the turn to a local backend", self.reply_timeout)
-            self._give_up("reply_timeout")
+            self.give_up("reply_timeout")
             self.app.spawn(self.link.send(Abort(reason="reply_timeout", turn_id=turn_id)), "cloudlink:abort")
 
-    def _give_up(self, reason: str) -> None:
+    def give_up(self, reason: str) -> None:
+        """The cloud will not answer this turn: hand it to a local backend (``ReplyTimeout``)."""
         turn = self.turn_id
         self._kill_turn()
         self.app.bus.publish(ev.ReplyTimeout(turn_id=turn, reason=reason))
@@ -197,7 +204,7 @@ class Receiver:
             elif self.waiting and msg.turn_id == self.turn_id:
                 # ended before any audio: nothing to say (no speech) or the chain failed
                 if msg.reason == "error":
-                    self._give_up("backend")
+                    self.give_up("backend")
                 else:
                     turn = self.turn_id
                     self._kill_turn()
