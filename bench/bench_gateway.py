@@ -72,6 +72,8 @@ class Stats:
         self.errors: list[str] = []
         self.down_frames = 0
         self.client_lag: list[float] = []
+        self.abort_ms: list[float] = []  # abort sent -> "tts stop aborted" received
+        self.stale_after_abort = 0  # frames of an aborted response after its stop (must be 0)
 
 
 def headers(i: int) -> dict[str, str]:
@@ -111,15 +113,26 @@ async def streaming_toy(port: int, i: int, packets: list[bytes], stop: asyncio.E
     await asyncio.sleep(offset)  # children do not all stop talking at the same millisecond
     pings: dict[int, float] = {}
     turn_done = asyncio.Event()
+    turn_no = [0]  # every third turn the child interrupts the reply after 10 frames
 
     async def reader() -> None:
         # a device that plays each frame as soon as the previous one ends: its buffer is
         # play_end - arrival; a frame arriving after play_end is an underrun (a gap)
         play_end: float | None = None
+        frames_in_turn = 0
+        aborted: tuple[int, float] | None = None  # (response id, when the abort went out)
+        dead: set[int] = set()
         async for frame in conn:
             now = time.perf_counter()
             if isinstance(frame, bytes):
-                unpack_audio(frame)
+                packet = unpack_audio(frame)
+                if packet.response_id in dead:
+                    stats.stale_after_abort += 1
+                    continue
+                frames_in_turn += 1
+                if turn_no[0] % 3 == 0 and frames_in_turn == 10 and aborted is None:
+                    aborted = (packet.response_id, time.perf_counter())
+                    await conn.send(json.dumps({"type": "abort", "reason": "barge_in", "response_id": packet.response_id}))
                 if play_end is None:
                     play_end = now
                 elif now > play_end:
@@ -137,7 +150,13 @@ async def streaming_toy(port: int, i: int, packets: list[bytes], stop: asyncio.E
                 stats.ping_rtt.append((now - pings.pop(msg["id"])) * 1000)
             elif kind == "tts" and msg.get("state") == "stop":
                 lat = msg.get("latency") or {}
-                if msg.get("reason") == "done" and lat:
+                frames_in_turn = 0
+                if msg.get("reason") == "aborted" and aborted and msg.get("response_id") == aborted[0]:
+                    stats.abort_ms.append((now - aborted[1]) * 1000)
+                    dead.add(aborted[0])
+                    aborted = None
+                    stats.turns += 1
+                elif msg.get("reason") == "done" and lat:
                     stats.turn_overhead.append(lat["overhead_ms"])
                     stats.e2fa.append(lat["end_of_speech_to_first_audio_ms"])
                     stats.turns += 1
@@ -154,6 +173,7 @@ async def streaming_toy(port: int, i: int, packets: list[bytes], stop: asyncio.E
         turn = 0
         while not stop.is_set():
             turn += 1
+            turn_no[0] = turn
             turn_done.clear()
             await conn.send(json.dumps({"type": "listen", "state": "start", "mode": "push_to_talk", "turn_id": f"{i}-{turn}"}))
             start = time.perf_counter()
@@ -284,6 +304,8 @@ async def run(args: argparse.Namespace) -> None:
         ("idle toys: ping p50 / p95 (ms)", f"{pct(stats.idle_ping_rtt, 50):.1f} / {pct(stats.idle_ping_rtt, 95):.1f}", ""),
         ("turn overhead (e2fa - hooks) p50 / p95 (ms)", f"{pct(stats.turn_overhead, 50):.1f} / {pct(stats.turn_overhead, 95):.1f}", ""),
         ("end of speech -> first audio p50 / p95 (ms)", f"{pct(stats.e2fa, 50):.1f} / {pct(stats.e2fa, 95):.1f}", ""),
+        ("abort -> 'tts stop aborted' at the toy p50 / p95 (ms)", f"{pct(stats.abort_ms, 50):.1f} / {pct(stats.abort_ms, 95):.1f} (n={len(stats.abort_ms)})", "<= 20 (a frame)"),
+        ("frames of an aborted response after its stop", f"{stats.stale_after_abort}", "0"),
         ("uplink Opus payload (kbps)", f"{payload_kbps:.1f}", ""),
         ("uplink incl. WebSocket framing (kbps)", f"{up_kbps:.1f}", "<= 32"),
         ("uplink incl. TCP/IPv4 headers, 1 frame/segment (kbps)", f"{tcp_kbps:.1f}", ""),
@@ -316,7 +338,7 @@ def main() -> None:
     parser.add_argument("--streaming", type=int, default=20, help="toys talking turn after turn (default 20)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of streaming (default 30)")
     parser.add_argument("--sync", action="store_true", help="all streaming toys end their turns at the same moment")
-    parser.add_argument("--lead-ms", type=int, default=120, help="gateway downlink_lead_ms (default 120)")
+    parser.add_argument("--lead-ms", type=int, default=250, help="gateway downlink_lead_ms (default 250)")
     asyncio.run(run(parser.parse_args()))
 
 
