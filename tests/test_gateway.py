@@ -246,3 +246,24 @@ async def test_reconfigure_applies_tokens_live_and_asks_a_restart_for_the_port(t
         moved = validate({**cloud_config(port + 1), "state_dir": str(tmp_path / "cloud")}, registry.schema,
                          known_plugins=registry.names)
         assert await app.apply_config(moved) == ["gateway"]
+
+
+async def test_downlink_is_paced_to_real_time_plus_the_lead(tmp_path):
+    import time
+
+    async with cloud(tmp_path, downlink_lead_ms=100) as (app, port):
+        toy = await RawToy(port).connect()
+        pcm = speech()
+        await toy.talk(pcm)
+        await toy.expect("tts", state="start")
+        arrivals = []
+        while True:
+            frame = await toy.recv()
+            if isinstance(frame, bytes):
+                arrivals.append(time.monotonic())
+            elif frame.get("type") == "tts" and frame.get("state") == "stop":
+                break
+        audio_s = len(arrivals) * 0.02
+        # not flooded: the last frame cannot arrive before its play time minus the lead
+        assert arrivals[-1] - arrivals[0] >= audio_s - 0.02 - 0.1 - 0.01
+        await toy.close()
