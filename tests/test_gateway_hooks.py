@@ -222,3 +222,14 @@ async def test_abort_closes_the_hook_iterators(tmp_path):
         await toy.expect("tts", state="stop", reason="aborted")
         assert "synthesize" in recorder.closed and "reply" in recorder.closed
         await toy.close()
+
+
+async def test_hook_toyd_synthesize_yielding_garbage_fails_the_turn_cleanly(tmp_path):
+    def garbage(turn, text):
+        async def chunks():
+            yield "not audio"
+        return chunks()
+
+    messages, audio = await _turn(tmp_path, Recorder(synthesize=garbage))
+    assert _errors(messages) == [codes.BACKEND] and "not PCM bytes" in messages[-2]["message"]
+    assert messages[-1]["reason"] == "error"

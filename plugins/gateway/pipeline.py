@@ -192,6 +192,8 @@ class Pipeline:
                     break
                 except TimeoutError:
                     raise BackendError(f"toyd_synthesize gave nothing for {self.stage_timeout:g} s") from None
+                if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                    raise BackendError(f"toyd_synthesize yielded {type(chunk).__name__}, not PCM bytes")
                 if first:
                     self.times.setdefault("tts_first_audio", time.monotonic() - started)
                 await self.downlink.pcm(bytes(chunk))

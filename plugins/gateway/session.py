@@ -263,7 +263,10 @@ class Session:
         try:
             await work(pipeline)
             self._publish_latency(pipeline)
-        except BackendError as exc:
+        except Exception as exc:  # noqa: BLE001 - one failed turn must not take the session down
+            if not isinstance(exc, BackendError):
+                log.debug("%s: turn traceback", self.device_id, exc_info=exc)
+                exc = BackendError(f"{type(exc).__name__}: {exc}")
             log.error("%s: turn %s failed: %s", self.device_id, pipeline.turn.turn_id, exc)
             await self.send(Error(code=codes.BACKEND, message=str(exc)[:300], ref="listen"))
             await downlink.stop("error", pipeline.latency())
