@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from .plugin import CloudLinkSettings
 
 log = logging.getLogger(__name__)
+# The WebSocket library logs handshake headers (the token) and every frame at DEBUG:
+# its logger stays at INFO even when the daemon runs with log_level debug.
+ws_log = logging.getLogger(f"{__name__}.websocket")
+ws_log.setLevel(logging.INFO)
 
 REFUSED_DELAY = 5.0  # seconds before retrying after the cloud refused this toy (401/400/503)
 OnFrame = Callable[[str | bytes], Awaitable[None]]
@@ -94,7 +98,7 @@ class Link:
             async with connect(s.url, additional_headers=headers, open_timeout=s.connect_timeout, ssl=self._ssl(),
                                compression=None, max_size=limits.MAX_WS_FRAME, proxy=None, close_timeout=2,
                                ping_interval=limits.KEEPALIVE_INTERVAL, ping_timeout=limits.KEEPALIVE_TIMEOUT,
-                               user_agent_header=f"toyd/{toyd.__version__}") as conn:
+                               user_agent_header=f"toyd/{toyd.__version__}", logger=ws_log) as conn:
                 hello = await self._handshake(conn)
                 self.server_hello = hello
                 self.conn = conn

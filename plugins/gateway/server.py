@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from .plugin import GatewaySettings
 
 log = logging.getLogger(__name__)
+# The WebSocket library logs request headers (tokens) and every frame at DEBUG: keep it at INFO.
+ws_log = logging.getLogger(f"{__name__}.websocket")
+ws_log.setLevel(logging.INFO)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _NO_TOKEN = b"\x00" * 32  # compared against when the device is unknown, so timing says nothing
 
@@ -68,7 +71,7 @@ class Gateway:
             self._handle, s.host, s.port, ssl=context, process_request=self._process_request,
             compression=None,  # Opus does not compress; deflate would cost memory per toy
             max_size=limits.MAX_WS_FRAME, max_queue=64, ping_interval=limits.KEEPALIVE_INTERVAL,
-            ping_timeout=limits.KEEPALIVE_TIMEOUT, close_timeout=2, server_header="toyd-gateway",
+            ping_timeout=limits.KEEPALIVE_TIMEOUT, close_timeout=2, server_header="toyd-gateway", logger=ws_log,
         )
         log.info("gateway listening on %s://%s:%d", "wss" if context else "ws", s.host, self.port)
 
