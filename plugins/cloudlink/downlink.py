@@ -10,7 +10,6 @@ speaker.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 
 from toyd import App, State
@@ -41,7 +40,6 @@ class Receiver:
         self.turn_session = ""  # the session that turn was opened on
         self.waiting = False  # listen stop sent, no response started yet
         self.live: int | None = None  # response id whose frames are played
-        self._dead_turns: collections.deque[str] = collections.deque(maxlen=32)
         self._decoder: OpusDecoder | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._offline_announced = False
@@ -109,9 +107,8 @@ class Receiver:
         await self.link.send(Abort(reason=reason, turn_id=turn, response_id=response))
 
     def _kill_turn(self) -> None:
+        # forgetting the turn is enough: only the awaited turn's tts start can make a response live
         self._cancel_timer()
-        if self.turn_id:
-            self._dead_turns.append(self.turn_id)
         self.turn_id, self.waiting, self.live = "", False, None
 
     def _timed_out(self, turn_id: str) -> None:
