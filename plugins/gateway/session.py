@@ -62,6 +62,7 @@ class Session:
         self.phase = Phase.HELLO
         self.persona: str | None = None
         self.language: str | None = None
+        self.mode = "auto"  # how the current turn was opened (push_to_talk, wake_word, auto)
         self.errors = 0
         self.frames_in = 0
         self._audio = TokenBucket(limits.UPLINK_FPS, limits.UPLINK_BURST)
@@ -229,6 +230,7 @@ class Session:
             if self.phase is Phase.RESPONDING:
                 await self.cancel_response(reason="aborted")  # barge-in without an explicit abort
             self._turn_id = msg.turn_id or uuid.uuid4().hex[:12]
+            self.mode = msg.mode
             self._cut = False
             self._pcm.clear()
             self._decoder = OpusDecoder()
