@@ -233,3 +233,24 @@ async def test_hook_toyd_synthesize_yielding_garbage_fails_the_turn_cleanly(tmp_
     messages, audio = await _turn(tmp_path, Recorder(synthesize=garbage))
     assert _errors(messages) == [codes.BACKEND] and "not PCM bytes" in messages[-2]["message"]
     assert messages[-1]["reason"] == "error"
+
+
+async def test_hook_toyd_reply_with_one_huge_delta_stays_within_the_limits(tmp_path):
+    from toyd.protocol import parse
+
+    story = "The bear walked on and on " * 100  # 2600 characters in one piece, no sentence end
+
+    def one_piece(turn, text):
+        async def stream():
+            yield story
+        return stream()
+
+    recorder = Recorder(reply=one_piece)
+    messages, audio = await _turn(tmp_path, recorder)
+    import json
+
+    for message in messages:  # every message passes the toy's own validation
+        parse(json.dumps(message), "down")
+    deltas = [m["text"] for m in messages if m["type"] == "llm" and not m["final"]]
+    assert "".join(deltas) == story and all(len(d) <= 1000 for d in deltas)
+    assert messages[-1]["reason"] == "done"
