@@ -8,7 +8,7 @@ from typing import Any
 from toyd import PluginDeclaration, hookimpl
 from toyd import events as ev
 from toyd.protocol import codes
-from toyd.testing import next_event
+from toyd.testing import next_event, wait_for
 from toyd.turn import SafetyVerdict, Transcription
 
 from linkkit import RawToy, cloud, cloud_and_toy, play_reply, speak_turn, speech
@@ -220,7 +220,7 @@ async def test_abort_closes_the_hook_iterators(tmp_path):
         await toy.expect("tts", state="start")
         await toy.send({"type": "abort", "reason": "barge_in"})
         await toy.expect("tts", state="stop", reason="aborted")
-        assert "synthesize" in recorder.closed and "reply" in recorder.closed
+        await wait_for(lambda: "synthesize" in recorder.closed and "reply" in recorder.closed, timeout=2)
         await toy.close()
 
 

@@ -283,17 +283,19 @@ class Session:
         task, self._task = self._task, None
         if task is None or task.done():
             return
+        # From here on the response sends nothing: its next step raises CancelledError, and
+        # its cleanup only closes iterators. So the stop can go out before it has unwound.
         task.cancel()
+        if self.phase is Phase.RESPONDING:
+            self.phase = Phase.IDLE
+        if reason:
+            await self.send(Tts(state="stop", response_id=self._response_id, turn_id=self._turn_id, reason=reason))
         # hooks get CancelledError and aclose(); one that ignores it must not stall the session
         done, _ = await asyncio.wait([task], timeout=CANCEL_GRACE)
         if not done:
             log.warning("%s: response %d is slow to stop (a hook ignores cancellation)", self.device_id, self._response_id)
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
-        if self.phase is Phase.RESPONDING:
-            self.phase = Phase.IDLE
-        if reason:
-            await self.send(Tts(state="stop", response_id=self._response_id, turn_id=self._turn_id, reason=reason))
 
     async def _alert(self, turn: Turn, verdict: SafetyVerdict, text: str) -> None:
         category, severity = verdict.category or "unsafe", verdict.severity
