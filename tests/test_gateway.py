@@ -81,14 +81,16 @@ async def test_bad_frames_get_errors_and_other_toys_are_served(tmp_path):
         await bad.send(json.dumps({"type": "say", "text": "x" * (limits.MAX_TEXT_FRAME + 10)}))
         assert (await bad.expect("error"))["code"] == codes.TOO_LARGE
         await bad.send(b"\x01\x02\x03")  # audio while not listening
-        assert (await bad.expect("error"))["code"] == codes.UNEXPECTED_AUDIO
+        error = await bad.expect("error")
+        assert (error["code"], error["ref"]) == (codes.UNEXPECTED_AUDIO, "audio")
         await bad.send({"type": "listen", "state": "start", "turn_id": "b"})
         await bad.send(b"\xff" * (limits.MAX_AUDIO_FRAME + 1))
         assert (await bad.expect("error"))["code"] == codes.TOO_LARGE
         await bad.send(b"\xff\xff\xff")  # not an Opus packet
         assert (await bad.expect("error"))["code"] == codes.BAD_AUDIO
         await bad.send({"type": "hello", "version": 1})
-        assert (await bad.expect("error"))["code"] == codes.BAD_MESSAGE
+        error = await bad.expect("error")
+        assert (error["code"], error["ref"]) == (codes.BAD_MESSAGE, "hello")
         # the misbehaving toy is still connected, and the other toy gets a full answer meanwhile
         await good.talk(speech())
         messages, audio = await good.response()

@@ -163,6 +163,7 @@ class Session:
             self.gateway.frame_timer.add(time.perf_counter() - started)
 
     async def _handle_frame(self, frame: str | bytes) -> None:
+        ref: str | None = "audio" if isinstance(frame, bytes) else None  # what the error is about
         try:
             if isinstance(frame, bytes):
                 self._on_audio(frame)
@@ -170,6 +171,7 @@ class Session:
             if not self._messages.take():
                 raise ProtocolError(codes.RATE_LIMITED, "too many messages per second; message dropped")
             msg = parse(frame, "up")
+            ref = msg.type
             await self._on_message(msg)
         except ProtocolError as exc:
             if exc.code == codes.RATE_LIMITED:
@@ -178,7 +180,7 @@ class Session:
                 if now - self._last_rate_error < 1.0:
                     return
                 self._last_rate_error = now
-            await self._error(exc)
+            await self._error(exc, ref)
 
     def _on_audio(self, frame: bytes) -> None:
         if self._cut and self.phase is not Phase.LISTENING:
