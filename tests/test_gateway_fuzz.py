@@ -166,7 +166,7 @@ def test_random_and_mutated_frames_never_crash_the_gateway_nor_leak_tasks(gatewa
     baseline = gateway.tasks()
     counts: list[int] = []
 
-    @settings(max_examples=160, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=250, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(opening=openings, body=st.lists(frames, min_size=1, max_size=20))
     def one_connection(opening: list[str], body: list[str | bytes]) -> None:
