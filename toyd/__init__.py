@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import events
+from . import events, httpclient
 from .app import App
 from .bus import EventBus, Subscription
 from .config import Config, CoreSettings
@@ -20,5 +20,5 @@ from .state import State, Trigger
 __all__ = [
     "App", "BackendBusy", "BackendError", "CliCommand", "Config", "ConfigError", "CoreSettings", "EventBus", "PluginDeclaration",
     "PluginError", "Secret", "Service", "State", "StateDirError", "Subscription", "ToydError", "Trigger",
-    "__version__", "events", "hookimpl", "setting",
+    "__version__", "events", "hookimpl", "httpclient", "setting",
 ]

@@ -56,6 +56,7 @@ class StandIn:
         self.transcript = "hello"
         self.speech_pcm = b"\x00\x10" * 2400  # 0.1 s at 24 kHz
         self.speech_chunk = 960
+        self.audio_status = 200  # set to fail the transcription and speech endpoints
         self.requests: list[Seen] = []
         self.disconnects = asyncio.Queue[Seen]()
         self._server: asyncio.Server | None = None
@@ -96,10 +97,14 @@ class StandIn:
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             seen = Seen(path, headers, body)
             self.requests.append(seen)
-            if path.endswith("/chat/completions"):
+            if self.audio_status != 200 and ("/audio/" in path or "/text-to-speech/" in path):
+                await self._send(writer, self.audio_status, b'{"error": {"message": "scripted failure"}}', "application/json")
+            elif path.endswith("/chat/completions"):
                 await self._chat(seen, reader, writer)
             elif path.endswith("/audio/transcriptions"):
-                await self._send(writer, 200, json.dumps({"text": self.transcript}).encode(), "application/json")
+                await self._send(writer, 200, json.dumps({
+                    "text": self.transcript, "language": "en",
+                    "segments": [{"avg_logprob": -0.2, "no_speech_prob": 0.05}]}).encode(), "application/json")
             elif path.endswith("/audio/speech") or "/text-to-speech/" in path:
                 await self._speech(writer)
             else:
