@@ -99,3 +99,15 @@ class BackendError(ToydError):
 
 class BackendBusy(BackendError):
     """A backend's bounded queue is full: the request was refused instead of waiting forever."""
+
+
+class AudioError(ToydError):
+    """An audio device could not be opened or used."""
+
+
+class AudioFileError(AudioError):
+    """An audio file is missing, unreadable or not a format toyd can convert."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {problem}")

@@ -289,3 +289,14 @@ class TurnLatency(Event):
     hooks_ms: float = 0.0
     overhead_ms: float = 0.0
     total_ms: float = 0.0
+
+
+# --- audio ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MicInput(Event):
+    """Feed the file/pipe microphone from ``path`` (simulation, tests, demos); ignored by real cards."""
+
+    path: str
+    format: str = "auto"
