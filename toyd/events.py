@@ -300,3 +300,25 @@ class MicInput(Event):
 
     path: str
     format: str = "auto"
+
+
+# --- AI chain -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TextChecked(Event):
+    """The safety filter's verdict on one text of a turn (cloud bus: logs, transcripts, the demo).
+
+    ``text`` is what was passed on (personal information already redacted);
+    ``filtered`` is False when no safety plugin is installed (everything is allowed).
+    """
+
+    device_id: str = ""
+    turn_id: str = ""
+    speaker: str = "child"
+    text: str = ""
+    safe: bool = True
+    action: str = "allow"
+    category: str | None = None
+    severity: str = "none"
+    filtered: bool = True

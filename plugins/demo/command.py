@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import wave
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,10 @@ from typing import Any
 import yaml
 
 from toyd import logs
-from toyd.config import validate
-from toyd.daemon import Daemon
 from toyd.errors import ToydError
 from toyd.registry import Registry
-from toyd.turn import Turn
 
-from .chain import Chain, TurnReport
+from .loopback import LATENCY_KEYS, Loopback, TurnReport
 
 log = logging.getLogger(__name__)
 
@@ -48,60 +44,58 @@ def run_demo(args: argparse.Namespace) -> int:
             pcm = read_wav(Path(args.wav))
             out.progress(f"Child's question: {args.wav} ({len(pcm) / 2 / RATE:.1f} s)")
         registry = Registry()
-        config = demo_config(args, registry, Path(args.state_dir or tmp))
-        report = asyncio.run(_run(config, registry, pcm, args, out))
+        cloud, toy = demo_configs(args, registry)
+        report = asyncio.run(_run(cloud, toy, registry, pcm, Path(args.state_dir or tmp), out))
     write_wav(Path(args.out), report.pcm)
     out.finish(report, args.out)
     if report.pcm and not args.no_play:
         play(Path(args.out), out)
-    return 0 if report.transcript and report.pcm else 1
+    return 0 if report.outcome == "reply" and report.pcm else 1
 
 
-async def _run(config: Any, registry: Registry, pcm: bytes, args: argparse.Namespace, out: Output) -> TurnReport:
-    plugins = config.core.plugins
-    out.progress("Starting the cloud: " + ", ".join(plugins))
+async def _run(cloud: dict[str, Any], toy: dict[str, Any], registry: Registry, pcm: bytes, state_dir: Path,
+               out: Output) -> TurnReport:
+    out.progress("Starting the cloud (" + ", ".join(cloud["plugins"]) + ") and a simulated toy on loopback...")
     out.progress("Loading the speech recognition model (Whisper, int8)...")
     started = time.monotonic()
-    daemon = Daemon(config, registry=registry)
-    app = await daemon.start()
-    try:
-        out.progress(f"Ready in {time.monotonic() - started:.1f} s.")
-        llm = config.section("llm")
+    async with Loopback(cloud, toy, state_dir=state_dir, registry=registry, progress=out.step) as loop:
+        out.progress(f"Ready in {time.monotonic() - started:.1f} s; the toy is connected.")
+        llm = loop.cloud_config.section("llm")
         if llm is not None and not llm.base_url:
             out.progress("Replies come from the OFFLINE RESPONDER (a few rules, not a language model); "
                          "use --llm-url for a real model.")
-        if "safety" not in plugins:
+        if "safety" not in cloud["plugins"]:
             out.progress("No safety filter installed: every text is allowed (install the safety plugin).")
-        turn = Turn(device_id="demo-toy", session_id=uuid.uuid4().hex[:8], turn_id="1", language="en",
-                    persona=args.persona)
-        return await Chain(app, out.step).run(turn, pcm, RATE)
-    finally:
-        await daemon.stop()
+        return await loop.turn(pcm)
 
 
-def demo_config(args: argparse.Namespace, registry: Registry, state_dir: Path) -> Any:
-    """The embedded config (or ``--config``), with the command-line overrides applied."""
+def demo_configs(args: argparse.Namespace, registry: Registry) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The embedded cloud and toy configs (or ``--config``), with the command-line overrides applied."""
+    package = importlib.resources.files("toyd_plugins.demo")
     if args.config:
-        source, text = args.config, Path(args.config).read_text(encoding="utf-8")
+        text = Path(args.config).read_text(encoding="utf-8")
     else:
-        source = "toyd_plugins.demo/demo_cloud.yaml"
-        text = (importlib.resources.files("toyd_plugins.demo") / "demo_cloud.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
-    data["state_dir"] = str(state_dir)
-    plugins = list(data.get("plugins") or [])
+        text = (package / "demo_cloud.yaml").read_text(encoding="utf-8")
+    cloud = yaml.safe_load(text) or {}
+    toy = yaml.safe_load((package / "demo_toy.yaml").read_text(encoding="utf-8"))
+    plugins = list(cloud.get("plugins") or [])
+    if "gateway" not in plugins:
+        plugins.insert(0, "gateway")
     if "safety" in registry.names() and "safety" not in plugins:
         plugins.insert(plugins.index("llm") if "llm" in plugins else len(plugins), "safety")
-    data["plugins"] = plugins
+    cloud["plugins"] = plugins
     if args.llm_url:
-        llm = dict(data.get("llm") or {})
+        llm = dict(cloud.get("llm") or {})
         llm.update(base_url=args.llm_url, model=args.llm_model)
         if args.llm_key_env:
             key = os.environ.get(args.llm_key_env)
             if not key:
                 raise ToydError(f"--llm-key-env: the environment variable {args.llm_key_env} is not set")
             llm["api_key"] = key
-        data["llm"] = llm
-    return validate(data, registry.schema, source=source, known_plugins=registry.names)
+        cloud["llm"] = llm
+    if args.persona:
+        toy["cloudlink"] = {**toy.get("cloudlink", {}), "persona": args.persona}
+    return cloud, toy
 
 
 def child_speech(text: str, voice: str, tmp: Path) -> bytes:
@@ -173,7 +167,7 @@ def play(path: Path, out: Output) -> None:
 
 
 def _mark(verdict: dict[str, Any]) -> str:
-    if verdict.get("filter") == "none":
+    if not verdict.get("filtered", True):
         return "allowed (no filter installed)"
     return "ok" if verdict["safe"] else f"{verdict['action']} ({verdict['category']})"
 
@@ -186,6 +180,8 @@ class Output:
         self.stream = sys.stderr if as_json else sys.stdout
         self._streaming = False
         self._toy_verdicts: list[dict[str, Any]] = []
+        self._heard = False  # the child's verdict is printed after the transcript
+        self._child_verdicts: list[dict[str, Any]] = []
 
     def progress(self, line: str) -> None:
         self._end_stream()
@@ -195,15 +191,30 @@ class Output:
         """Chain progress: transcript, safety verdicts, reply deltas as they stream."""
         if kind == "transcript":
             self.progress(f"Transcript: \"{data}\"" if data else "Transcript: (nothing recognised)")
+            self._heard = True
+            for verdict in self._child_verdicts:
+                self.progress(f"Safety (child): {_mark(verdict)}")
+            self._child_verdicts = []
+        elif kind == "safety" and data["speaker"] == "child" and not self._heard:
+            self._child_verdicts.append(data)
         elif kind == "safety" and data["speaker"] == "toy" and self._streaming:
             self._toy_verdicts.append(data)  # printed after the reply, not in the middle of it
         elif kind == "safety":
             self.progress(f"Safety ({data['speaker']}): {_mark(data)}")
+        elif kind == "alert":
+            self.progress(f"PARENT ALERT: {data['category']} (severity {data['severity']}), action {data['action']}")
+        elif kind == "first_audio":
+            self.progress_inline("(first reply audio arrived; the rest comes at speaking pace, as a toy plays it)")
         elif kind == "reply_delta":
             if not self._streaming:
                 print("Reply: ", end="", file=self.stream)
                 self._streaming = True
             print(data, end="", file=self.stream, flush=True)
+
+    def progress_inline(self, note: str) -> None:
+        """A note that must not break the streamed reply line: goes to the log when streaming."""
+        if not self._streaming:
+            self.progress(note)
 
     def _end_stream(self) -> None:
         if self._streaming:
@@ -217,16 +228,20 @@ class Output:
     def finish(self, report: TurnReport, wav: str) -> None:
         self._end_stream()
         lat = report.latency_ms
-        rows = [("speech recognition (STT)", lat.get("stt")), ("LLM first token", lat.get("llm_first_token")),
+        if report.outcome != "reply":
+            print(f"No spoken reply ({report.outcome.replace('_', ' ')}).", file=self.stream)
+        rows = [("speech recognition (STT)", lat.get("stt")), ("safety check", lat.get("safety_check")),
+                ("LLM first token", lat.get("llm_first_token")),
                 ("LLM first sentence", lat.get("llm_first_sentence")), ("TTS first audio", lat.get("tts_first_audio")),
                 ("end of speech -> first audio", lat.get("end_of_speech_to_first_audio")),
                 ("toyd's own overhead", lat.get("overhead"))]
         print(f"Reply ({len(report.pcm) / 2 / RATE:.1f} s of audio) written to {wav}", file=self.stream)
-        print("Latency breakdown:", file=self.stream)
+        print("Latency breakdown (the toy's clock for end to end; overhead = end to end minus AI backends):",
+              file=self.stream)
         for name, value in rows:
             print(f"  {name:<30} {'-' if value is None else f'{value:7.0f} ms'}", file=self.stream)
         if self.as_json:
-            keys = ("stt", "llm_first_token", "tts_first_audio", "end_of_speech_to_first_audio", "overhead")
             print(json.dumps({"transcript": report.transcript, "reply": report.reply, "safety": report.safety,
                               "reply_wav": str(Path(wav).resolve()),
-                              "latency_ms": {k: lat.get(k) for k in keys}}), flush=True)
+                              "latency_ms": {k: lat.get(k) for k in LATENCY_KEYS},
+                              "outcome": report.outcome, "alerts": report.alerts}), flush=True)
