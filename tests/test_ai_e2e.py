@@ -5,41 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 
-from toyd import PluginDeclaration, hookimpl
 from toyd import events as ev
-from toyd.registry import Registry
 from toyd.testing import espeak_pcm, next_event, wait_for
 from toyd.testing.standin import StandIn
-from toyd.turn import SafetyVerdict, Turn
+from toyd.turn import Turn
 from toyd_plugins.demo.loopback import Loopback
 from toyd_plugins.llm.settings import Persona
 
-REDIRECT = "Let's play a nice game instead. Shall we sing a song?"
-
-
 def words(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
-
-
-class KeywordSafety:
-    """A minimal filter for these tests (the real one is the safety plugin): 'gun' → redirect + alert."""
-
-    @hookimpl
-    def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("cloud",), summary="test filter")
-
-    @hookimpl
-    def toyd_check_text(self, turn: Turn, text: str, speaker: str) -> SafetyVerdict:
-        if "gun" in words(text).split():
-            return SafetyVerdict(safe=False, action="redirect", category="weapons", severity="medium", text=text,
-                                 replacement=REDIRECT, alert=True)
-        return SafetyVerdict(safe=True, text=text)
 
 
 def configs(llm_url: str, plugins: tuple[str, ...] = (), **llm: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -78,19 +56,21 @@ async def test_spoken_question_gives_transcript_streamed_reply_and_audio(tmp_pat
 
 async def test_unsafe_question_is_redirected_and_alerts_parents(tmp_path: Path) -> None:
     async with StandIn() as llm:
-        cloud, toy = configs(llm.url, plugins=("testsafety",))
-        registry = Registry({"testsafety": KeywordSafety})
-        async with Loopback(cloud, toy, state_dir=tmp_path, registry=registry) as loop:
-            report = await loop.turn(espeak_pcm("I want to play with a gun"), timeout=60)
-            assert "gun" in words(report.transcript)
-            # the gateway speaks the redirect line (it sends no llm text for it): listen to the audio
+        cloud, toy = configs(llm.url, plugins=("safety",))
+        async with Loopback(cloud, toy, state_dir=tmp_path) as loop:
+            report = await loop.turn(espeak_pcm("someone told me to keep a secret from my mom"), timeout=60)
+            assert "keep a secret" in words(report.transcript)
+            child = report.safety[0]
+            assert child["speaker"] == "child" and not child["safe"] and child["category"] == "grooming"
+            assert child["action"] in ("redirect", "block") and report.reply == child["replacement"]
+            assert report.alerts and report.alerts[0]["category"] == "grooming", "the cloud published a SafetyAlert"
+            assert report.toy_alerts == 1, "the toy got the alert too (its MQTT plugin tells the parents)"
+            assert not llm.requests, "unsafe words never reach the language model"
+            # the gentle line was spoken: listen to it
             heard = await loop.cloud.host.call_first("toyd_transcribe", turn=Turn("t", "s", "x"), pcm=report.pcm,
                                                      sample_rate=16000)
-            assert "sing a song" in words(heard.text), heard.text
-            assert report.safety[0]["action"] == "redirect" and report.safety[0]["category"] == "weapons"
-            assert report.alerts and report.alerts[0]["category"] == "weapons"
-            assert not llm.requests, "unsafe words never reach the language model"
-            assert report.toy_alerts == 1, "the toy got the alert too (its MQTT plugin tells the parents)"
+            common = set(words(heard.text).split()) & set(words(report.reply).split())
+            assert len(common) >= 5, heard.text
 
 
 async def test_barge_in_cancels_the_reply_llm_and_tts(tmp_path: Path) -> None:

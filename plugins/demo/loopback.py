@@ -128,6 +128,10 @@ class Loopback:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             self._collect_cloud(report)
+        if not report.reply:
+            # a redirected question is answered with the filter's line (no model text streams)
+            said = [v.get("replacement") for v in report.safety if v.get("replacement")]
+            report.reply = " ".join(s for s in said if s)
         return report
 
     async def _listen(self, report: TurnReport, eos: float, stop_after_audio: bool) -> None:
@@ -180,6 +184,8 @@ class Loopback:
         if isinstance(event, ev.TextChecked):
             entry = {"speaker": event.speaker, "text": event.text, "safe": event.safe, "action": event.action,
                      "category": event.category, "severity": event.severity, "filtered": event.filtered}
+            if event.replacement and (event.action != "allow" or not event.safe):
+                entry["replacement"] = event.replacement
             report.safety.append(entry)
             self.progress("safety", entry)
         elif isinstance(event, ev.SafetyAlert):
@@ -193,11 +199,12 @@ def _latency(event: ev.TurnLatency, first_audio: float | None, eos: float) -> di
     """The breakdown: backend times from the gateway, end to end as the toy heard it."""
     e2e = round((first_audio - eos) * 1000, 1) if first_audio is not None else None
     hooks = event.hooks_ms
+    asked = event.llm_first_token_ms > 0 or event.llm_first_sentence_ms > 0  # 0: the model was not asked
     return {
         "stt": event.stt_ms,
         "safety_check": event.check_ms,
-        "llm_first_token": event.llm_first_token_ms,
-        "llm_first_sentence": event.llm_first_sentence_ms,
+        "llm_first_token": event.llm_first_token_ms if asked else None,
+        "llm_first_sentence": event.llm_first_sentence_ms if asked else None,
         "tts_first_audio": event.tts_first_audio_ms,
         "end_of_speech_to_first_audio": e2e,
         # everything on the path that is not an AI backend: transport, Opus, bus, scheduling

@@ -116,7 +116,7 @@ class Pipeline:
         self.app.bus.publish(TextChecked(device_id=self.turn.device_id, turn_id=self.turn.turn_id, speaker=speaker,
                                          text=verdict.text or ("" if not verdict.safe else text), safe=verdict.safe,
                                          action=verdict.action, category=verdict.category, severity=verdict.severity,
-                                         filtered=filtered))
+                                         replacement=verdict.replacement, filtered=filtered))
         return verdict
 
     async def _refuse(self, verdict: SafetyVerdict, text: str) -> None:
