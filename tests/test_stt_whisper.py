@@ -29,7 +29,8 @@ async def transcribe(app, pcm: bytes, rate: int = 16000) -> Transcription:  # ty
 
 
 @pytest.mark.parametrize("window", [15.0, 0.0], ids=["short-window", "whisper-30s-window"])
-async def test_hook_toyd_transcribe_spoken_question(state_dir: Path, window: float) -> None:
+async def test_hook_toyd_transcribe(state_dir: Path, window: float) -> None:
+    """A spoken question is transcribed correctly, on both encoder paths and at any input rate."""
     speech = espeak_pcm("tell me a story about a dragon")
     async with running_daemon(config(window_seconds=window), state_dir=state_dir) as app:
         result = await transcribe(app, speech)
