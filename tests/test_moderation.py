@@ -168,6 +168,15 @@ async def test_api_flag_in_an_allowed_category_is_ignored(api: StandIn, state_di
         assert (await check(app, "unicornkill")).safe  # the policy says allow: the local filter answers
 
 
+async def test_category_mapping_overrides_and_ignores(api: StandIn, state_dir: Path) -> None:
+    mapping = {"violence": "ignore", "harassment": "profanity", "unmapped/category": "sexual"}
+    async with running_daemon(cloud(api, categories=mapping), state_dir=state_dir) as app:
+        assert (await check(app, "unicornkill")).category is None  # ignored: the local filter answered
+        assert (await check(app, "rudeword")).category == "profanity"
+        assert (await check(app, "weirdcat")).category == "sexual"
+        assert (await check(app, "sadtrigger")).category == "self_harm"  # built-in entries stay
+
+
 async def test_speakers_setting_skips_the_api(api: StandIn, state_dir: Path) -> None:
     async with running_daemon(cloud(api, speakers=["child"]), state_dir=state_dir) as app:
         assert (await check(app, "unicornkill", "toy")).category is None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from toyd.config import validate
+from toyd.config import load_file
 from toyd.errors import ConfigError
 from toyd.registry import Registry
 from toyd.schema import build
@@ -42,13 +42,14 @@ def test_default_redirect_does_not_alert_but_high_severity_blocks() -> None:
 def test_maker_words_benign_and_lines() -> None:
     engine = SafetyEngine.build(settings({"categories": {
         "violence": {"words": ["zap*", "blast* him"], "benign": ["kill the dragon boss"], "lines": ["Let's be gentle!"]},
-        "profanity": {"patterns": [r"\bfrak\w*"], "severity": "low"},
+        "profanity": {"patterns": [r"\bfrak\w*", "zorg"], "severity": "low"},
     }}))
     verdict = engine.check("I will zapppp him").verdict
     assert verdict.category == "violence" and verdict.replacement == "Let's be gentle!"
     assert engine.check("frakking toaster").verdict.category == "profanity"
     assert engine.check("then I blasted him").verdict.category == "violence"  # "*" inside a phrase
     assert engine.check("then I blasted off").verdict.category is None
+    assert engine.check("megazorgs attack").verdict.category == "profanity"  # no \\b: matches inside words
     assert engine.check("I want to kill the dragon boss").verdict.category is None
 
 
@@ -92,11 +93,11 @@ def test_bad_regex_and_unknown_key_are_clear_errors() -> None:
 
 def test_config_file_errors_name_file_and_line(tmp_path: Path) -> None:
     registry = Registry()
-    text = "role: cloud\nplugins: [safety]\nsafety:\n  categories:\n    violence:\n      action: maybe\n"
+    file = tmp_path / "cloud.yaml"
+    file.write_text("role: cloud\nplugins: [safety]\nsafety:\n  categories:\n    violence:\n      action: maybe\n")
     with pytest.raises(ConfigError) as info:
-        validate(__import__("yaml").safe_load(text), registry.schema, source="cloud.yaml",
-                 lines=lambda p: 6 if p.endswith("action") else None, known_plugins=registry.names)
-    assert "cloud.yaml:6" in str(info.value) and "maybe" in str(info.value)
+        load_file(file, registry.schema, registry.names)
+    assert f"{file}:6" in str(info.value) and "maybe" in str(info.value)
 
 
 @pytest.mark.parametrize(("content", "problem"), [

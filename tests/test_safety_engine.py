@@ -45,11 +45,22 @@ def test_precision_recall_on_tuning_set(engine: SafetyEngine) -> None:
         assert score.recall >= 0.9 and score.precision >= 0.9, f"{name}\n{report.table()}"
 
 
-def test_precision_recall_on_held_out_set(engine: SafetyEngine) -> None:
-    """New phrasing the lexicon was not tuned on: the honest estimate."""
-    report = evaluate(engine, load(DATA / "safety_holdout.yaml"))
+# Each held-out set was written after the previous lexicon revision and scored once before
+# the next revision; those first-run figures are the honest estimates (docs/safety.md):
+# holdout 0.923 recall / 1.000 precision, holdout2 0.912 / 0.976, holdout3 0.789 / 0.986,
+# holdout4 0.907 / 1.000. The floors below guard the current lexicon against regressions.
+HELD_OUT = [("safety_holdout.yaml", 0.95, 0.95), ("safety_holdout2.yaml", 0.95, 0.95),
+            ("safety_holdout3.yaml", 0.95, 0.95), ("safety_holdout4.yaml", 0.95, 0.95)]
+
+
+@pytest.mark.parametrize(("name", "min_recall", "min_precision"), HELD_OUT)
+def test_precision_recall_on_held_out_sets(engine: SafetyEngine, name: str, min_recall: float,
+                                           min_precision: float) -> None:
+    samples = load(DATA / name)
+    assert sum(s.label != "benign" for s in samples) >= 75 and sum(s.label == "benign" for s in samples) >= 40
+    report = evaluate(engine, samples)
     print("\n" + report.table())
-    assert report.overall.recall >= 0.9 and report.overall.precision >= 0.95, report.table()
+    assert report.overall.recall >= min_recall and report.overall.precision >= min_precision, report.table()
 
 
 # --- normalisation -----------------------------------------------------------------------
@@ -57,6 +68,7 @@ def test_precision_recall_on_held_out_set(engine: SafetyEngine) -> None:
 @pytest.mark.parametrize("text", [
     "fuck", "FUCK", "fuuuuuck", "f u c k", "f.u.c.k", "f-u-c-k", "f_u_c_k", "fück", "ｆｕｃｋ", "f**k",
     "phuck", "fμck".replace("μ", "u"), "fuсk",  # Cyrillic с
+    "what the f***", "f***ing", "sh**", "f***!",  # speech recognisers star out swearing like this
 ])
 def test_profanity_tricks_are_undone(engine: SafetyEngine, text: str) -> None:
     assert engine.check(text).verdict.category == "profanity", normalize(text)
@@ -81,7 +93,7 @@ def test_normalize_keeps_plain_numbers_and_words() -> None:
 
 def test_scunthorpe_words_pass(engine: SafetyEngine) -> None:
     for text in ["Scunthorpe", "class assignment", "a cockatoo and a peacock", "grass", "Dickens wrote books",
-                 "shiitake mushrooms", "hello", "the shell", "butterfly", "cocktail sauce", "assassin's creed"]:
+                 "shiitake mushrooms", "hello", "the shell", "**bold** text*", "butterfly", "cocktail sauce", "assassin's creed"]:
         assert engine.check(text).verdict.category is None, text
 
 
@@ -112,6 +124,7 @@ def test_negation_does_not_cancel_self_harm_or_grooming(engine: SafetyEngine) ->
 def test_story_context_allows_medium_but_not_high_violence(engine: SafetyEngine) -> None:
     assert engine.check("the knight killed the dragon").verdict.category is None
     assert engine.check("I killed him").verdict.category == "violence"
+    assert engine.check("I'll hit you with my book").verdict.category == "violence"  # a book is not a story
     story = engine.check("in the story the pirate beheaded the sailor").verdict
     assert story.category == "violence" and story.severity == "high"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import types
+import zlib
 from collections.abc import Mapping
 from typing import Literal
 
@@ -31,6 +32,7 @@ from .client import ModerationClient, ModerationError, ModerationResult
 
 log = logging.getLogger(__name__)
 
+IGNORE = "ignore"
 # OpenAI's moderation categories → ours.
 DEFAULT_MAP = types.MappingProxyType({
     "sexual": "sexual", "sexual/minors": "sexual",
@@ -57,16 +59,23 @@ class ModerationSettings:
     threshold: float | None = setting(None, min=0, max=1, doc="Flag an API category when its score reaches this "
                                                               "(unset = trust the API's own flags).")
     high_score: float = setting(0.8, min=0, max=1, doc="Scores from here on count as high severity.")
-    categories: Mapping[str, str] = setting(factory=lambda: DEFAULT_MAP,
-                                            doc="API category → safety category. Unmapped API categories are ignored.")
+    categories: Mapping[str, str] = setting(factory=lambda: types.MappingProxyType({}),
+                                            doc="API category → safety category, over the built-in mapping of "
+                                                "OpenAI's categories; 'ignore' drops one. Unmapped ones are ignored.")
 
     def __post_init__(self) -> None:
         for api_name, ours in self.categories.items():
-            if ours not in BUILTIN_CATEGORIES:
+            if ours not in BUILTIN_CATEGORIES and ours != IGNORE:
                 raise ValueError(f"categories.{api_name}: unknown safety category {ours!r}; one of "
-                                 + ", ".join(BUILTIN_CATEGORIES))
+                                 + ", ".join(BUILTIN_CATEGORIES) + f" or {IGNORE!r}")
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+
+    @property
+    def mapping(self) -> dict[str, str]:
+        """The mapping in force: built-in entries, overridden and extended by the config."""
+        merged = {**DEFAULT_MAP, **self.categories}
+        return {k: v for k, v in merged.items() if v != IGNORE}
 
 
 class ModerationPlugin:
@@ -130,7 +139,7 @@ class ModerationPlugin:
     def _judge(result: ModerationResult, settings: ModerationSettings) -> tuple[str | None, str]:
         """The worst mapped category the API flagged, and its severity."""
         best: tuple[float, str] | None = None
-        for api_name, ours in settings.categories.items():
+        for api_name, ours in settings.mapping.items():
             score = result.scores.get(api_name, 0.0)
             hit = score >= settings.threshold if settings.threshold is not None else result.categories.get(api_name, False)
             if hit and (best is None or score > best[0]):
@@ -147,4 +156,4 @@ class ModerationPlugin:
             return local
         lines = engine.toy_lines if speaker == "toy" else engine.default_lines
         return SafetyVerdict(safe=False, action="redirect", category="unchecked", severity="none", text=local.text,
-                             replacement=lines[len(turn.turn_id) % len(lines)])
+                             replacement=lines[zlib.crc32(f"{turn.turn_id}\0{text}".encode()) % len(lines)])

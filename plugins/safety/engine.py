@@ -78,7 +78,9 @@ class SafetyEngine:
         pi = settings.categories.get("personal_info")
         self.pii_action = (pi.action if pi and pi.action else common.get("personal_info_action", "allow"))
         self.pii_lines = tuple(pi.lines) if pi and pi.lines else tuple(common["personal_info_lines"])
-        words = sorted({w for c in self.categories for w in c.words if w.isalpha()})
+        # starred words are nearly always swearing: profanity's words are tried first
+        ranked = sorted(self.categories, key=lambda c: c.name != "profanity")
+        words = list(dict.fromkeys(w for c in ranked for w in c.words if w.isalpha()))
         self.resolve = masked_matcher(words)
         self.known = frozenset(words)
 

@@ -115,6 +115,45 @@ def _emit(node: dict[str, Any]) -> str:
     return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
 
+def _top_level_alternatives(pattern: str) -> list[str]:
+    """Split a regex at its top-level ``|`` (outside groups, classes and escapes)."""
+    parts, depth, start, i, in_class = [], 0, 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    return parts + [pattern[start:]]
+
+
+def _combine(named: list[str]) -> re.Pattern[str] | None:
+    """Named patterns → one regex; those that only match at a word start share one ``\\b``.
+
+    A regex of alternatives each starting with ``\\b`` makes Python test every
+    alternative at every character; hoisting the ``\\b`` rejects the middle of a word
+    once for all of them (about 5x faster on the built-in patterns).
+    """
+    hoisted, rest = [], []
+    for item in named:
+        body = item[item.index(">") + 1:-1]  # inside (?P<name>...)
+        at_word_start = all(alt.startswith(r"\b") for alt in _top_level_alternatives(body))
+        (hoisted if at_word_start else rest).append(item)
+    alts = ([r"\b(?:" + "|".join(hoisted) + ")"] if hoisted else []) + rest
+    return re.compile("|".join(alts)) if alts else None
+
+
 @dataclasses.dataclass(frozen=True)
 class Scanner:
     """Every category's terms for one speaker in one trie regex, its raw patterns in another.
@@ -145,8 +184,7 @@ class Scanner:
                     patterns.append(f"(?P<{name}>{pattern})")
                     hits[name] = [(index, severity)]
         trie = _trie(names.items())
-        return cls(re.compile(trie) if trie else None, re.compile("|".join(patterns)) if patterns else None,
-                   {k: tuple(v) for k, v in hits.items()})
+        return cls(re.compile(trie) if trie else None, _combine(patterns), {k: tuple(v) for k, v in hits.items()})
 
 
 def _as_list(value: Any, source: str, key: str) -> list[str]:
@@ -253,7 +291,7 @@ def compile_category(src: CategorySource) -> CompiledCategory:
     benign = [f"(?:{b[3:]})" for b in src.benign if b.startswith("re:")]
     plain = trie_regex(b for b in src.benign if not b.startswith("re:"))
     benign += [plain] if plain else []
-    words = tuple({t.rstrip("*") for terms in src.terms.values() for t in terms if " " not in t.strip()})
+    words = tuple(dict.fromkeys(t.rstrip("*") for terms in src.terms.values() for t in terms if " " not in t.strip()))
     return CompiledCategory(
         name=src.name, action=src.action, negatable=src.negatable, fantasy=src.fantasy,
         always_alert=src.always_alert, benign=re.compile("|".join(benign)) if benign else None,

@@ -33,6 +33,10 @@ LEET_CHARS = frozenset("013457@$!")
 TOKEN = re.compile(r"[a-z0-9@$!*']+")
 HAS_LETTER = re.compile(r"[a-z]")
 SPELLED_MIN = 3  # "f u c k": a run of at least this many single letters is joined
+# Text speak and contractions children type or speech recognisers write, to one spelling.
+TEXT_SPEAK = {"u": "you", "r": "are", "ur": "your", "ya": "you", "yu": "you", "wanna": "want to",
+              "gonna": "going to", "gotta": "got to", "lemme": "let me", "gimme": "give me", "luv": "love",
+              "pls": "please", "plz": "please", "cuz": "because", "bc": "because", "ppl": "people"}
 
 Resolver = Callable[[str], str | None]
 
@@ -48,8 +52,12 @@ def fold(text: str) -> str:
 
 def _token(raw: str, resolve_masked: Resolver | None) -> str:
     """One raw token to a plain word: apostrophes out, leetspeak and stars undone."""
-    # "!", "*" at the edges are punctuation ("wow!", "**bold**"); "@"/"$" there are letters ("@ss", "a$$")
-    word = raw.replace("'", "").strip("*!")
+    # "!" at the edges and "*" in front are punctuation ("wow!", "**bold**"); "@"/"$" there are
+    # letters ("@ss", "a$$"); trailing stars may hide letters ("f***"), which the resolver checks
+    word = raw.replace("'", "").lstrip("*!")
+    body = word.rstrip("*!")
+    tail = word[len(body):].rstrip("!")  # "f***!": the stars stay, the "!" goes
+    word = body if "!" in tail else body + tail  # "hello!**": punctuation then markdown
     if not word:
         return ""
     if HAS_LETTER.search(word) and any(c in LEET_CHARS for c in word):
@@ -68,7 +76,7 @@ def normalize(text: str, resolve_masked: Resolver | None = None, known: frozense
     """
     folded = fold(text)
     words = [w for w in (_token(t, resolve_masked) for t in TOKEN.findall(folded)) if w]
-    return " ".join(_join_spelled(words, known))
+    return " ".join(TEXT_SPEAK.get(w, w) for w in _join_spelled(words, known))
 
 
 def _split_run(joined: str, known: frozenset[str]) -> list[str]:
@@ -103,7 +111,10 @@ def _join_spelled(words: list[str], known: frozenset[str] = frozenset()) -> list
 
 
 def masked_matcher(words: list[str]) -> Resolver:
-    """A resolver for starred tokens ("f**k", "sh*t", "f***ing") over the lexicon's words."""
+    """A resolver for starred tokens ("f**k", "sh*t", "f***") over the lexicon's words.
+
+    ``words`` are in order of preference: when several fit ("f***"), the first wins.
+    """
     forms: dict[tuple[int, str], list[str]] = {}
     for base in words:
         for suffix in ("", "s", "ing", "ed", "er", "in", "y"):
