@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                          "reply_wav, latency_ms (progress goes to stderr)")
     p.add_argument("--no-play", action="store_true", help="do not play the reply even if a sound card exists")
     p.add_argument("-c", "--config", metavar="FILE", help="a cloud config to use instead of the embedded one")
+    p.add_argument("--offline", action="store_true", help="always use the offline responder, even if --config "
+                                                          "names a model endpoint (no network beyond loopback)")
     p.add_argument("--llm-url", metavar="URL", help="OpenAI-compatible API root for real replies, "
                                                     "e.g. http://127.0.0.1:11434/v1 (Ollama)")
     p.add_argument("--llm-model", metavar="NAME", default="", help="model name for --llm-url (e.g. llama3.2:3b)")

@@ -52,7 +52,6 @@ class WhisperPlugin:
     def __init__(self) -> None:
         self.settings = WhisperSettings()
         self.engine: WhisperEngine | None = None
-        self.last_ms: float | None = None
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -106,9 +105,8 @@ class WhisperPlugin:
         result = await self.engine.transcribe(audio, language=language, beam_size=s.beam_size,
                                               no_speech_threshold=s.no_speech_threshold,
                                               logprob_threshold=s.logprob_threshold)
-        self.last_ms = (time.monotonic() - started) * 1000
         log.debug("stt_whisper: turn %s: %r (confidence %.2f, %.0f ms)", turn.turn_id, result.text,
-                  result.confidence, self.last_ms)
+                  result.confidence, (time.monotonic() - started) * 1000)
         return result
 
 
