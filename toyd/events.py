@@ -264,17 +264,6 @@ class PersonaSet(Event):
     persona: str
 
 
-# --- audio ------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class MicInput(Event):
-    """Feed the file/pipe microphone from ``path`` (simulation, tests, demos); ignored by real cards."""
-
-    path: str
-    format: str = "auto"
-
-
 # --- cloud link ---------------------------------------------------------------------------
 
 
@@ -300,3 +289,38 @@ class TurnLatency(Event):
     hooks_ms: float = 0.0
     overhead_ms: float = 0.0
     total_ms: float = 0.0
+
+
+# --- audio ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MicInput(Event):
+    """Feed the file/pipe microphone from ``path`` (simulation, tests, demos); ignored by real cards."""
+
+    path: str
+    format: str = "auto"
+
+
+# --- AI chain -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TextChecked(Event):
+    """The safety filter's verdict on one text of a turn (cloud bus: logs, transcripts, the demo).
+
+    ``text`` is what was passed on (personal information already redacted);
+    ``replacement`` is the line said instead (redirect/block); ``filtered`` is False when
+    no safety plugin is installed (everything is allowed).
+    """
+
+    device_id: str = ""
+    turn_id: str = ""
+    speaker: str = "child"
+    text: str = ""
+    safe: bool = True
+    action: str = "allow"
+    category: str | None = None
+    severity: str = "none"
+    replacement: str | None = None
+    filtered: bool = True
