@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from toyd.events import (ButtonPressed, CloudOffline, CloudOnline, LocalTranscript, OfflineAnswered, OfflinePhrases,
+from toyd.events import (ButtonPressed, CloudOffline, CloudOnline, LocalTranscript, OfflineAnswered,
                          ReplyAudio, ReplyAudioEnd, ReplyTimeout, SpeechEnded, StateChanged, Transcript, AudioFrame)
 from toyd.audio import frames
 from toyd.state import State
-from toyd.testing import espeak_pcm, next_event, running_daemon
+from toyd.testing import espeak_pcm, next_event, running_daemon, wait_for
 from toyd_plugins.offline.drive import SILENCE_PAD, speak_turn
 
 RESPONSES = {"엄마 어디 있어": "엄마는 곧 오실 거야!", "이름이 뭐야": "나는 토이야!", "재미있어": "나도 재미있어!"}
@@ -21,10 +21,9 @@ def config(**vosk):
 
 
 async def ready(app):
-    """Wait until the cache announced its phrases (the grammar is then set)."""
-    sub = app.bus.subscribe("ready", (OfflinePhrases,), maxsize=10)
-    await next_event(sub, OfflinePhrases, 60)
-    sub.close()
+    """Wait until the cache filled and the recogniser has its grammar (the fill runs as a service)."""
+    engine = app.host.plugins["vosk_stt"].engine
+    await wait_for(lambda: set(engine.phrases) == set(RESPONSES), 60)
 
 
 def say(text):
