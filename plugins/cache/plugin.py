@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Mapping
+from typing import Literal
 from pathlib import Path
 
 from toyd import App, PluginDeclaration, Service, hookimpl, setting
@@ -29,7 +30,7 @@ class CacheSettings:
     language: str = setting("ko", doc="Language of the configured phrases.")
     persona: str = setting("", doc="Persona the configured replies belong to.")
     voice: str = setting("", doc="espeak-ng voice for replies without a clip or cloud audio (empty = language).")
-    codec: str = setting("opus", doc="How reply audio is stored: opus (about 10x smaller) or pcm.")
+    codec: Literal["opus", "pcm"] = setting("opus", doc="How reply audio is stored: opus (about 10x smaller) or pcm.")
     max_bytes: int = setting(20_000_000, doc="Size cap; least recently used cloud replies are evicted first.",
                              min=10_000)
     fuzzy_threshold: float = setting(85.0, doc="0-100 similarity a free-form transcript needs to match a "
@@ -54,8 +55,6 @@ class CachePlugin:
 
     @hookimpl
     async def toyd_startup(self, app: App, settings: CacheSettings) -> None:
-        if settings.codec not in ("opus", "pcm"):
-            raise CacheStoreError(f"cache.codec must be opus or pcm (got {settings.codec!r})")
         self.app, self.settings = app, settings
         self._events = app.bus.subscribe("cache", (CacheLookup, CacheStore), maxsize=512)
         path = Path(settings.path)

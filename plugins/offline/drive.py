@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from toyd import App
+from toyd import App, Subscription
 from toyd.audio import FRAME_MS, frames
-from toyd.events import AudioFrame, ButtonPressed, OfflineAnswered, ReplyAudio, SpeechEnded, StateChanged
+from toyd.events import AudioFrame, ButtonPressed, Event, OfflineAnswered, ReplyAudio, SpeechEnded, StateChanged
 from toyd.state import State
 
+E = TypeVar("E", bound=Event)
 SILENCE_PAD = bytes(16000)  # 0.5 s: the recogniser adapts on leading silence, and children pause
 
 
@@ -19,25 +22,27 @@ async def speak_turn(app: App, pcm: bytes, *, timeout: float = 30.0, realtime: b
     sub = app.bus.subscribe("drive", (StateChanged, OfflineAnswered, ReplyAudio), maxsize=100_000)
     try:
         app.bus.publish(ButtonPressed())
-        await _next(sub, StateChanged, timeout, lambda e: e.new is State.LISTENING)
+        await next_matching(sub, StateChanged, timeout, lambda e: e.new is State.LISTENING)
         for seq, frame in enumerate(frames(SILENCE_PAD + pcm + SILENCE_PAD)):
             app.bus.publish(AudioFrame(pcm=frame, seq=seq))
             await asyncio.sleep(FRAME_MS / 1000 if realtime else 0)
         ended = time.monotonic()
         app.bus.publish(SpeechEnded(reason="silence"))
-        first = await _next(sub, ReplyAudio, timeout)
+        first = await next_matching(sub, ReplyAudio, timeout)
         latency = first.at - ended
-        answer = await _next(sub, OfflineAnswered, timeout)
+        answer = await next_matching(sub, OfflineAnswered, timeout)
         return answer, latency
     finally:
         sub.close()
 
 
-async def _next(sub, kind, timeout, where=lambda e: True):  # type: ignore[no-untyped-def]
-    async def find():  # type: ignore[no-untyped-def]
+async def next_matching(sub: Subscription, kind: type[E] | tuple[type[Event], ...], timeout: float,
+                        where: Callable[[Any], bool] = lambda e: True) -> E:
+    """The next event of ``kind`` matching ``where``, bounded by ``timeout``."""
+    async def find() -> E:
         while True:
             event = await sub.get()
             if isinstance(event, kind) and where(event):
-                return event
+                return event  # type: ignore[return-value]
 
     return await asyncio.wait_for(find(), timeout)

@@ -49,8 +49,10 @@ def check_model_dir(path: Path) -> None:
 class VoskEngine:
     """The loaded model, the current grammar and the utterance being decoded."""
 
-    def __init__(self, model_path: Path, *, sample_rate: int = 16000, unk: str = "<UNK>") -> None:
+    def __init__(self, model_path: Path, *, sample_rate: int = 16000, unk: str = "<UNK>",
+                 min_word_conf: float = 0.9) -> None:
         self.model_path = model_path
+        self.min_word_conf = min_word_conf
         self.sample_rate = sample_rate
         self.unk = unk
         self.model: Any = None
@@ -147,20 +149,27 @@ class VoskEngine:
         if not grammar:
             clean = " ".join(w for w in text.split() if w not in UNK_TOKENS)
             return Recognition(text=clean, words=words, finish_ms=finish_ms)
-        phrase, why = self._judge(text)
+        phrase, why = self._judge(text, words)
         return Recognition(text=text, phrase=phrase, grammar=True, words=words, finish_ms=finish_ms,
                            rejected_because=why)
 
-    def _judge(self, text: str) -> tuple[str, str]:
-        """Grammar mode forces speech onto phrase words (confidence 1.0 even when wrong),
-        so only a result that is exactly one whole phrase counts; a jumble of phrase
-        words or any unknown-word token is out of grammar."""
+    def _judge(self, text: str, words: tuple[tuple[str, float], ...]) -> tuple[str, str]:
+        """Grammar mode forces any speech onto phrase words, so: only a result that is
+        exactly one whole phrase counts (out-of-grammar speech mostly comes back as a
+        jumble of phrase words), no unknown-word token, and every word at least
+        ``min_word_conf`` (a forced confusion usually has one word well below 1.0 while
+        a real match is 1.0 throughout; bench/bench_offline.py measures both)."""
         if not text.strip():
             return "", "nothing heard"
         if any(tok in UNK_TOKENS for tok in text.split()):
             return "", "unknown word"
         phrase = self._grammar.get(compact(text))
-        return (phrase, "") if phrase else ("", "not a whole phrase")
+        if not phrase:
+            return "", "not a whole phrase"
+        weakest = min((conf for _, conf in words), default=1.0)
+        if weakest < self.min_word_conf:
+            return "", f"word confidence {weakest:.2f} < {self.min_word_conf:g}"
+        return phrase, ""
 
     def recognise(self, pcm: bytes, grammar: bool) -> Recognition:
         """Decode a whole utterance at once (audio buffered while the link was up)."""

