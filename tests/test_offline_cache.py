@@ -156,3 +156,39 @@ async def test_plugin_with_unusable_cache_dir_keeps_daemon_running(state_dir, ca
         miss = await _lookup(app, sub, "anything")
         assert not miss.hit and "cannot open the response cache" in miss.error
     assert "response cache disabled" in caplog.text
+
+
+async def test_plugin_on_a_full_disk_keeps_answering_what_it_has(state_dir, caplog):
+    config = {"plugins": ["cache"], "cache": {"responses": {"hello there": "Hi!"}, "codec": "pcm"}}
+    async with running_daemon(config, state_dir=state_dir) as app:
+        sub = app.bus.subscribe("t", (CacheResult, OfflinePhrases), maxsize=100)
+        await next_event(sub, OfflinePhrases, 30)
+    pages = sqlite3.connect(state_dir / "responses.db").execute("PRAGMA page_count").fetchone()[0]
+    config["cache"]["max_pages"] = pages  # the disk is full: not one more page
+    async with running_daemon(config, state_dir=state_dir) as app:
+        sub = app.bus.subscribe("t", (CacheResult, OfflinePhrases), maxsize=100)
+        await next_event(sub, OfflinePhrases, 30)
+        app.bus.publish(CacheStore(phrase="a new phrase", reply="x", pcm=PCM * 20))
+        hit = await _lookup(app, sub, "hello there")  # served after the failed store (one queue)
+        assert hit.hit and hit.reply == "Hi!" and hit.pcm
+        assert not (await _lookup(app, sub, "a new phrase")).hit
+    assert "read-only" in caplog.text
+
+
+async def test_hook_reconfigure_cache_applies_new_phrases_live(state_dir):
+    from toyd.config import validate
+    from toyd.registry import Registry
+
+    config = {"plugins": ["cache"], "cache": {"responses": {"old phrase": "old"}, "codec": "pcm"}}
+    async with running_daemon(config, state_dir=state_dir) as app:
+        sub = app.bus.subscribe("t", (CacheResult, OfflinePhrases), maxsize=100)
+        await next_event(sub, OfflinePhrases, 30)
+        new = {"state_dir": str(state_dir), "plugins": ["cache"],
+               "cache": {"responses": {"new phrase": "new"}, "codec": "pcm"}}
+        registry = Registry()
+        needs_restart = await app.apply_config(validate(new, registry.schema, source="<push>",
+                                                        known_plugins=registry.names))
+        assert "cache" not in needs_restart
+        phrases = await next_event(sub, OfflinePhrases, 30, lambda e: "new phrase" in e.phrases)
+        assert "old phrase" not in phrases.phrases
+        assert (await _lookup(app, sub, "new phrase")).reply == "new"
