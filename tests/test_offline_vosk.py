@@ -91,3 +91,15 @@ def test_missing_and_corrupt_model_folders_give_clear_errors(tmp_path):
     (bad / "conf" / "model.conf").write_text((MODEL / "conf" / "model.conf").read_text())
     with pytest.raises(VoskModelError, match="cannot load the Vosk model"):
         VoskEngine(bad).load()
+
+
+def test_vocabulary_from_words_txt_and_models_without_one(tmp_path):
+    (tmp_path / "graph").mkdir()
+    (tmp_path / "graph" / "words.txt").write_text("<eps> 0\nhello 1\nbear 2\n[unk] 3\n", encoding="utf-8")
+    vocab = read_vocabulary(tmp_path)
+    assert vocab == {"<eps>", "hello", "bear", "[unk]"}
+    assert segment("Hello, Bear!", vocab) == "hello bear"
+    assert segment("hello wolf", vocab) is None  # "wolf" cannot be spelled: left out of the grammar
+    (tmp_path / "graph" / "words.txt").unlink()
+    assert read_vocabulary(tmp_path) is None
+    assert segment("Hello, Bear!", None) == "hello bear"  # unknown vocabulary: trust the phrase

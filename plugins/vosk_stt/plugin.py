@@ -36,6 +36,12 @@ def default_model_path() -> str:
         return ""
 
 
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        exc = future.exception()
+        log.error("Vosk worker failed: %s: %s", type(exc).__name__, exc)
+
+
 @dataclasses.dataclass(frozen=True)
 class VoskSttSettings:
     """Settings of the ``vosk_stt`` section."""
@@ -161,7 +167,7 @@ class VoskSttPlugin:
             self._live = decode == "always" or (decode == "offline" and self._offline)
             if self._live and await self._ensure_loaded():
                 assert self.engine is not None
-                self._feeding = asyncio.ensure_future(self._call(self.engine.start, self._grammar_mode()))
+                self._feeding = self._background(self.engine.start, self._grammar_mode())
             else:
                 self._live = False
         elif event.new is not State.LISTENING and self._listening:
@@ -183,7 +189,13 @@ class VoskSttPlugin:
         """Hand buffered frames to the worker; calls queue up in order on its one thread."""
         assert self.engine is not None
         chunk, self._pending = b"".join(self._pending), []
-        self._feeding = asyncio.ensure_future(self._call(self.engine.feed, chunk))
+        self._feeding = self._background(self.engine.feed, chunk)
+
+    def _background(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Queue work on the worker; a failure is logged (the final result reports it too)."""
+        future = asyncio.ensure_future(self._call(fn, *args))
+        future.add_done_callback(_log_failure)
+        return future
 
     def _on_speech_ended(self) -> None:
         if not self._listening:
