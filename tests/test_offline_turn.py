@@ -119,3 +119,18 @@ async def test_corrupt_cache_file_is_set_aside_and_turns_still_work(state_dir):
         assert answer.source == "cache"
     aside = list(state_dir.glob("responses.db.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == b"\x00garbage" * 512
+
+
+async def test_unreadable_fallback_wav_falls_back_to_the_spoken_line(state_dir, tmp_path, caplog):
+    bad = tmp_path / "sorry.wav"
+    bad.write_bytes(b"RIFF not really")
+    cfg = config()
+    cfg["offline"] = {"language": "ko", "fallback_wav": str(bad), "fallback_text": "다시 말해 줄래?"}
+    async with running_daemon(cfg, state_dir=state_dir) as app:
+        await ready(app)
+        plugin = app.host.plugins["offline"]
+        await wait_for(lambda: plugin.fallback_pcm, 30)
+        await go_offline(app)
+        answer, _ = await speak_turn(app, say("자동차 타고 싶어"))
+        assert answer.source == "fallback" and answer.reply == "다시 말해 줄래?"
+    assert "offline.fallback_wav" in caplog.text and "sorry.wav" in caplog.text

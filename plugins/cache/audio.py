@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import io
 import struct
 import subprocess
 import wave
@@ -49,25 +50,14 @@ def decode(blob: bytes, codec: str) -> bytes:
 
 
 def read_wav(path: Path) -> bytes:
-    """A WAV file as 16 kHz mono int16 (resampled with soxr when needed)."""
+    """A WAV file of any PCM shape as 16 kHz mono int16 (the core converter)."""
+    from toyd.audio.wav import read_wav as core_read_wav
+    from toyd.errors import AudioFileError
+
     try:
-        with wave.open(str(path), "rb") as w:
-            channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-            data = w.readframes(w.getnframes())
-    except (OSError, EOFError, wave.Error) as exc:
-        raise ReplyAudioError(f"cannot read reply clip {path}: {exc}") from None
-    if width != 2:
-        raise ReplyAudioError(f"reply clip {path} must be 16-bit PCM (has {8 * width}-bit samples)")
-    import numpy as np
-
-    samples = np.frombuffer(data, dtype="<i2")
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1).astype("<i2")
-    if rate != SAMPLE_RATE:
-        import soxr
-
-        samples = soxr.resample(samples, rate, SAMPLE_RATE).astype("<i2")
-    return samples.tobytes()
+        return core_read_wav(path)
+    except AudioFileError as exc:
+        raise ReplyAudioError(f"cannot read reply clip: {exc}") from None
 
 
 def espeak(text: str, voice: str, rate: int = 150) -> bytes:
@@ -80,8 +70,6 @@ def espeak(text: str, voice: str, rate: int = 150) -> bytes:
                              capture_output=True, timeout=30).stdout
     except (subprocess.SubprocessError, OSError) as exc:
         raise ReplyAudioError(f"espeak-ng failed for {text!r}: {exc}") from None
-    import io
-
     with wave.open(io.BytesIO(out), "rb") as w:
         rate_in, data = w.getframerate(), w.readframes(w.getnframes())
     import numpy as np

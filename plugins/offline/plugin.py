@@ -48,6 +48,7 @@ class OfflinePlugin:
         self.settings = OfflineSettings()
         self.offline = False
         self.fallback_pcm = b""
+        self._fallback_text = ""
         self._waiting: dict[str, asyncio.Future[Any]] = {}
         self._turn: asyncio.Task[None] | None = None
         self._answered_utterance = -1
@@ -85,14 +86,22 @@ class OfflinePlugin:
         from toyd_plugins.cache import audio
 
         s = self.settings
-        try:
-            if s.fallback_wav:
+        if s.fallback_wav:
+            try:
                 self.fallback_pcm = await self.app.run_blocking(audio.read_wav, Path(s.fallback_wav))
+                self._fallback_text = s.fallback_text  # what the recorded clip says, if the maker wrote it down
                 return
-            line = s.fallback_text or FALLBACK_LINES.get(s.language, FALLBACK_LINES["en"])
-            self.fallback_pcm = await self.app.run_blocking(audio.espeak, line, s.voice or s.language)
+            except audio.ReplyAudioError as exc:
+                log.error("offline.fallback_wav: %s; using the spoken fallback line instead", exc)
+        self._fallback_text = self.fallback_line()
+        try:
+            self.fallback_pcm = await self.app.run_blocking(audio.espeak, self._fallback_text, s.voice or s.language)
         except audio.ReplyAudioError as exc:
-            log.error("offline fallback clip unavailable (%s); a cache miss will be silent", exc)
+            log.error("offline fallback line unavailable (%s); a cache miss will be silent", exc)
+
+    def fallback_line(self) -> str:
+        """The text of the fallback (configured, or the built-in line for the language)."""
+        return self.settings.fallback_text or FALLBACK_LINES.get(self.settings.language, FALLBACK_LINES["en"])
 
     # --- events -----------------------------------------------------------------------
 
@@ -158,9 +167,7 @@ class OfflinePlugin:
         else:
             if heard.error:
                 log.warning("local turn %s: no transcript (%s)", turn_id[:8], heard.error)
-            line = self.settings.fallback_text or FALLBACK_LINES.get(self.settings.language, FALLBACK_LINES["en"])
-            self._play(turn_id, heard.text, "fallback", "" if self.settings.fallback_wav else line,
-                       self.fallback_pcm, reason)
+            self._play(turn_id, heard.text, "fallback", self._fallback_text, self.fallback_pcm, reason)
 
     async def _speak(self, text: str) -> bytes:
         from toyd_plugins.cache import audio
