@@ -134,3 +134,15 @@ async def test_unreadable_fallback_wav_falls_back_to_the_spoken_line(state_dir, 
         answer, _ = await speak_turn(app, say("자동차 타고 싶어"))
         assert answer.source == "fallback" and answer.reply == "다시 말해 줄래?"
     assert "offline.fallback_wav" in caplog.text and "sorry.wav" in caplog.text
+
+
+async def test_speech_end_while_not_listening_starts_no_local_turn(state_dir):
+    async with running_daemon(config(), state_dir=state_dir) as app:
+        await ready(app)
+        await go_offline(app)
+        sub = app.bus.subscribe("t", (OfflineAnswered,), maxsize=100)
+        app.bus.publish(SpeechEnded(reason="silence"))  # VAD noise while the toy is IDLE
+        with pytest.raises(TimeoutError):
+            await next_event(sub, OfflineAnswered, 1.0)
+        answer, _ = await speak_turn(app, say("재미있어"))  # a real question still works
+        assert answer.source == "cache"

@@ -53,6 +53,7 @@ class OfflinePlugin:
         self._turn: asyncio.Task[None] | None = None
         self._answered_utterance = -1
         self._utterance = 0
+        self._state = State.IDLE
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -113,14 +114,15 @@ class OfflinePlugin:
                 if future is not None and not future.done():
                     future.set_result(event)
             elif isinstance(event, StateChanged):
-                self.offline = event.offline
+                self.offline, self._state = event.offline, event.new
                 if event.new is State.LISTENING and event.old is not State.LISTENING:
                     self._utterance += 1
                     self._cancel_turn()  # barge-in: a new question replaces the local answer
             elif isinstance(event, (CloudOnline, CloudOffline)):
                 self.offline = isinstance(event, CloudOffline)
             elif isinstance(event, SpeechEnded):
-                if self.offline and event.reason != "too_short":
+                # only the end of a question the toy was listening to (not VAD noise while idle)
+                if self.offline and event.reason != "too_short" and self._state is State.LISTENING:
                     self._start(uuid.uuid4().hex, "offline")
             elif isinstance(event, ReplyTimeout) and self.settings.on_reply_timeout:
                 self._start(event.turn_id or uuid.uuid4().hex, event.reason or "reply_timeout")
