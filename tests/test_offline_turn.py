@@ -146,3 +146,26 @@ async def test_speech_end_while_not_listening_starts_no_local_turn(state_dir):
             await next_event(sub, OfflineAnswered, 1.0)
         answer, _ = await speak_turn(app, say("재미있어"))  # a real question still works
         assert answer.source == "cache"
+
+
+async def test_hook_reconfigure_vosk_mode_applies_live_and_a_new_model_needs_restart(state_dir, tmp_path):
+    from toyd.config import validate
+    from toyd.registry import Registry
+
+    registry = Registry()
+
+    def push(**vosk):
+        data = {"state_dir": str(state_dir), **config(**vosk)}
+        return validate(data, registry.schema, source="<push>", known_plugins=registry.names)
+
+    async with running_daemon(config(), state_dir=state_dir) as app:
+        await ready(app)
+        await go_offline(app)
+        assert "vosk_stt" not in await app.apply_config(push(mode="free"))
+        sub = app.bus.subscribe("t", (LocalTranscript,), maxsize=100)
+        answer, _ = await speak_turn(app, say("엄마 어디 있어"))
+        heard = await next_event(sub, LocalTranscript, 5)
+        assert not heard.grammar and heard.phrase == ""  # free-form now; the cache matched fuzzily or not
+        assert answer.source in ("cache", "fallback")
+        assert "vosk_stt" in await app.apply_config(push(mode="free", model=str(tmp_path)))
+        assert app.host.plugins["vosk_stt"].engine.loaded  # the running model stays in use
