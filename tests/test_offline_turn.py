@@ -110,6 +110,7 @@ async def test_missing_model_plays_the_fallback_and_the_daemon_keeps_running(sta
         assert answer.source == "fallback"
 
 
+@pytest.mark.slow
 async def test_corrupt_cache_file_is_set_aside_and_turns_still_work(state_dir):
     (state_dir / "responses.db").write_bytes(b"\x00garbage" * 512)
     async with running_daemon(config(), state_dir=state_dir) as app:
@@ -121,6 +122,7 @@ async def test_corrupt_cache_file_is_set_aside_and_turns_still_work(state_dir):
     assert len(aside) == 1 and aside[0].read_bytes() == b"\x00garbage" * 512
 
 
+@pytest.mark.slow
 async def test_unreadable_fallback_wav_falls_back_to_the_spoken_line(state_dir, tmp_path, caplog):
     bad = tmp_path / "sorry.wav"
     bad.write_bytes(b"RIFF not really")
@@ -136,6 +138,7 @@ async def test_unreadable_fallback_wav_falls_back_to_the_spoken_line(state_dir, 
     assert "offline.fallback_wav" in caplog.text and "sorry.wav" in caplog.text
 
 
+@pytest.mark.slow
 async def test_speech_end_while_not_listening_starts_no_local_turn(state_dir):
     async with running_daemon(config(), state_dir=state_dir) as app:
         await ready(app)
@@ -148,6 +151,7 @@ async def test_speech_end_while_not_listening_starts_no_local_turn(state_dir):
         assert answer.source == "cache"
 
 
+@pytest.mark.slow
 async def test_hook_reconfigure_vosk_mode_applies_live_and_a_new_model_needs_restart(state_dir, tmp_path):
     from toyd.config import validate
     from toyd.registry import Registry
