@@ -124,9 +124,12 @@ class CachePlugin:
         await self.store.put(Entry(key=key, phrase=phrase, reply=reply, audio=blob, codec=self.settings.codec,
                                    source="config", language=self.settings.language, persona=self.settings.persona))
 
-    async def _announce(self) -> None:
-        self._keys = await self.store.keys() if self.store is not None else {}
-        self.app.bus.publish(OfflinePhrases(phrases=tuple(self._keys.values()), language=self.settings.language))
+    async def _announce(self, *, always: bool = True) -> None:
+        """Publish the phrase set (the recogniser's grammar) when it changed, or always."""
+        keys = await self.store.keys() if self.store is not None else {}
+        changed, self._keys = keys != self._keys, keys
+        if changed or always:
+            self.app.bus.publish(OfflinePhrases(phrases=tuple(keys.values()), language=self.settings.language))
 
     # --- events -----------------------------------------------------------------------
 
@@ -187,5 +190,5 @@ class CachePlugin:
                                             language=event.language or self.settings.language,
                                             persona=event.persona), cache_key=event.cache_key,
                                       ttl=0.0 if source == "config" else ttl)
-        if stored and key not in self._keys:
-            await asyncio.shield(self._announce())
+        if stored:  # a new phrase, or an eviction made room: the grammar follows the file
+            await asyncio.shield(self._announce(always=False))
