@@ -3,11 +3,13 @@ comes back online by itself. Real gateway and cloud link on a loopback WebSocket
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
 
-from toyd import State
+from toyd import PluginDeclaration, State, hookimpl
+from toyd.turn import Transcription
 from toyd import events as ev
 from toyd.testing import espeak_pcm, free_port, next_event, running_daemon, wait_for
 from toyd_plugins.offline.drive import SILENCE_PAD
@@ -96,3 +98,47 @@ async def test_cloud_that_cannot_answer_hands_the_turn_to_vosk(tmp_path):
             answer = await next_event(sub, ev.OfflineAnswered, 30)
             assert answer.turn_id == timeout.turn_id and answer.source == "cache"
             assert answer.reply == "나는 토이야!"
+
+
+class SlowSpeechToText:
+    """Stand-in for a paid cloud STT API with a realistic 0.8 s delay (the echo chain answers at once)."""
+
+    @hookimpl
+    def toyd_declare(self) -> PluginDeclaration:
+        return PluginDeclaration(roles=("cloud",))
+
+    @hookimpl
+    async def toyd_transcribe(self, turn, pcm, sample_rate):
+        await asyncio.sleep(0.8)
+        return Transcription(text="echo", language="ko")
+
+
+async def test_hot_cache_answers_a_known_phrase_online_and_aborts_the_cloud_turn(tmp_path):
+    port = free_port()
+    toy = toy_config(port)
+    toy["vosk_stt"] = {"load": "eager", "decode": "always"}
+    toy["offline"] = {"language": "ko", "hot_cache": True}
+    cloud_cfg = cloud_config(port, plugins=("gateway", "echochain", "slowstt"))
+    async with running_daemon(cloud_cfg, state_dir=tmp_path / "cloud",
+                              extra_plugins={"slowstt": SlowSpeechToText}) as cloud:
+        cloud_sub = cloud.bus.subscribe("cloud", (ev.TurnLatency,), maxsize=100)
+        async with running_daemon(toy, state_dir=tmp_path / "toy") as app:
+            sub = app.bus.subscribe("test", maxsize=100_000)
+            await next_event(sub, ev.CloudOnline, 30)
+            await grammar_ready(app)
+
+            # a cached phrase: answered on the toy, the cloud's reply never plays
+            await speak_turn(app, sub, korean("엄마 어디 있어"), pace=0.02)
+            response_id, _ = await play_reply(app, sub, timeout=10)
+            assert response_id.startswith("local-")
+            answer = await next_event(sub, ev.OfflineAnswered, 5)
+            assert (answer.source, answer.reason) == ("cache", "hot_cache")
+            await next_event(sub, ev.StateChanged, 10, lambda e: e.new is State.IDLE)
+            with pytest.raises(TimeoutError):  # the aborted cloud turn sends no audio
+                await next_event(sub, ev.ReplyAudio, 2.0)
+
+            # anything else: the cloud answers as usual (this stand-in chain replies with text only)
+            await speak_turn(app, sub, korean("자동차 타고 싶어"), pace=0.02)
+            got = await next_event(sub, (ev.ResponseText, ev.OfflineAnswered), 15)  # type: ignore[arg-type]
+            assert isinstance(got, ev.ResponseText) and got.delta.strip() == "Echo."
+            await next_event(cloud_sub, ev.TurnLatency, 10)

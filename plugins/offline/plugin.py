@@ -17,6 +17,8 @@ from toyd import App, PluginDeclaration, Service, hookimpl, setting
 from toyd.audio import frames
 from toyd.events import (CacheLookup, CacheResult, CloudOffline, CloudOnline, LocalTranscript, LocalTurn,
                          OfflineAnswered, ReplyAudio, ReplyAudioEnd, ReplyTimeout, SpeechEnded, StateChanged)
+
+LOCAL_PREFIX = "local-"
 from toyd.state import State
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ class OfflineSettings:
                                          "(empty = a built-in line for the language).")
     voice: str = setting("", doc="espeak-ng voice for synthesised lines (empty = language).")
     on_reply_timeout: bool = setting(True, doc="Answer locally when the cloud misses its reply deadline.")
+    hot_cache: bool = setting(False, doc="Online too: a question that is exactly a cached phrase is answered "
+                                         "at once from the cache and the cloud turn is aborted (needs "
+                                         "vosk_stt.decode: always).")
     local_timeout: float = setting(20.0, doc="Seconds a local turn may take (includes a lazy model load).",
                                    min=1, max=120)
 
@@ -54,6 +59,7 @@ class OfflinePlugin:
         self._answered_utterance = -1
         self._utterance = 0
         self._state = State.IDLE
+        self._cloud_started = -1
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -64,7 +70,8 @@ class OfflinePlugin:
     def toyd_startup(self, app: App, settings: OfflineSettings) -> None:
         self.app, self.settings = app, settings
         self._events = app.bus.subscribe("offline", (StateChanged, SpeechEnded, ReplyTimeout, LocalTranscript,
-                                                     CacheResult, CloudOnline, CloudOffline), maxsize=512)
+                                                     CacheResult, CloudOnline, CloudOffline, ReplyAudio),
+                                            maxsize=2048)
 
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
@@ -113,6 +120,9 @@ class OfflinePlugin:
                 future = self._waiting.pop(key, None)
                 if future is not None and not future.done():
                     future.set_result(event)
+            elif isinstance(event, ReplyAudio):
+                if not event.response_id.startswith(LOCAL_PREFIX):
+                    self._cloud_started = self._utterance  # the cloud is already answering this question
             elif isinstance(event, StateChanged):
                 self.offline, self._state = event.offline, event.new
                 if event.new is State.LISTENING and event.old is not State.LISTENING:
@@ -122,8 +132,11 @@ class OfflinePlugin:
                 self.offline = isinstance(event, CloudOffline)
             elif isinstance(event, SpeechEnded):
                 # only the end of a question the toy was listening to (not VAD noise while idle)
-                if self.offline and event.reason != "too_short" and self._state is State.LISTENING:
-                    self._start(uuid.uuid4().hex, "offline")
+                if event.reason != "too_short" and self._state is State.LISTENING:
+                    if self.offline:
+                        self._start(uuid.uuid4().hex, "offline")
+                    elif self.settings.hot_cache:
+                        self._start(uuid.uuid4().hex, "hot_cache")
             elif isinstance(event, ReplyTimeout) and self.settings.on_reply_timeout:
                 self._start(event.turn_id or uuid.uuid4().hex, event.reason or "reply_timeout")
 
@@ -163,6 +176,13 @@ class OfflinePlugin:
             log.error("local turn %s took longer than %g s; playing the fallback", turn_id[:8],
                       self.settings.local_timeout)
             result = None
+        sure = heard.grammar and heard.phrase and result is not None and result.hit
+        if reason == "hot_cache" and (not sure or self._cloud_started == self._utterance):
+            # not a sure hit: the cloud answers as usual; a later reply timeout may still answer locally
+            self._answered_utterance = -1
+            log.info("hot cache: %s; the cloud answers", "the cloud was faster" if sure else
+                     f"no sure match for {heard.text!r}")
+            return
         if result is not None and result.hit:
             pcm = result.pcm or await self._speak(result.reply)
             self._play(turn_id, heard.text, "cache", result.reply, pcm, reason)
@@ -182,7 +202,7 @@ class OfflinePlugin:
 
     def _play(self, turn_id: str, transcript: str, source: str, reply: str, pcm: bytes, reason: str) -> None:
         """All frames at once: the speaker paces them and drops them on barge-in."""
-        response_id = f"local-{uuid.uuid4().hex[:12]}"
+        response_id = f"{LOCAL_PREFIX}{uuid.uuid4().hex[:12]}"
         for frame in frames(pcm):
             self.app.bus.publish(ReplyAudio(response_id=response_id, pcm=frame))
         self.app.bus.publish(ReplyAudioEnd(response_id=response_id))
