@@ -86,7 +86,7 @@ async def turn_latency(mode: str, turns: int) -> tuple[str, str]:
     with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmp:
         async with running_daemon(config, state_dir=Path(tmp)) as app:
             engine = app.host.plugins["vosk_stt"].engine
-            await wait_for(lambda: len(engine.phrases) == len(responses), 300)
+            await wait_for(lambda: len(engine.phrases) == len(responses) and engine.loaded, 300)
             app.bus.publish(CloudOffline(reason="bench"))
             latencies, sources = [], []
             for i in range(turns):

@@ -34,8 +34,9 @@ def korean(text: str) -> bytes:
 
 async def grammar_ready(toy) -> None:
     """The cache has filled and the recogniser has its grammar (the fill runs as a service)."""
-    engine = toy.host.plugins["vosk_stt"].engine
-    await wait_for(lambda: set(engine.phrases) == set(RESPONSES), 60)
+    vosk = toy.host.plugins["vosk_stt"]
+    settled = lambda: vosk.engine.loaded or vosk.error or vosk.settings.load != "eager"  # noqa: E731
+    await wait_for(lambda: set(vosk.engine.phrases) == set(RESPONSES) and settled(), 60)
 
 
 async def finish_local_turn(toy, sub) -> ev.OfflineAnswered:

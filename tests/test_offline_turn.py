@@ -22,8 +22,9 @@ def config(**vosk):
 
 async def ready(app):
     """Wait until the cache filled and the recogniser has its grammar (the fill runs as a service)."""
-    engine = app.host.plugins["vosk_stt"].engine
-    await wait_for(lambda: set(engine.phrases) == set(RESPONSES), 60)
+    vosk = app.host.plugins["vosk_stt"]
+    settled = lambda: vosk.engine.loaded or vosk.error or vosk.settings.load != "eager"  # noqa: E731
+    await wait_for(lambda: set(vosk.engine.phrases) == set(RESPONSES) and settled(), 60)
 
 
 def say(text):

@@ -155,9 +155,9 @@ async def _run(args: argparse.Namespace, responses: dict[str, str], pcm: bytes, 
 
 
 async def _grammar_ready(vosk: Any, count: int, timeout: float = 120.0) -> None:
-    """The cache filled and announced its phrases (its fill runs as a service)."""
+    """The model loaded (or failed) and the cache announced its phrases (both run in the background)."""
     async def poll() -> None:
-        while len(vosk.engine.phrases) < count:
+        while len(vosk.engine.phrases) < count or not (vosk.engine.loaded or vosk.error):
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(poll(), timeout)

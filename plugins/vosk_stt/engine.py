@@ -70,7 +70,10 @@ class VoskEngine:
         if self.model is not None:
             return
         check_model_dir(self.model_path)
-        import vosk
+        try:
+            import vosk
+        except ImportError:
+            raise VoskModelError("the vosk package is not installed (pip install 'toyd[device]')") from None
 
         vosk.SetLogLevel(-1)
         start = time.monotonic()

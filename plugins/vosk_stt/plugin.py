@@ -82,7 +82,7 @@ class VoskSttPlugin:
                                  summary="Offline speech recognition (Vosk), grammar mode for cached phrases")
 
     @hookimpl
-    async def toyd_startup(self, app: App, settings: VoskSttSettings) -> None:
+    def toyd_startup(self, app: App, settings: VoskSttSettings) -> None:
         self.settings = settings
         self.app = app
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vosk")
@@ -90,8 +90,8 @@ class VoskSttPlugin:
         self.engine = VoskEngine(path, unk=settings.unk, min_word_conf=settings.min_word_conf)
         self._events = app.bus.subscribe("vosk_stt", (StateChanged, AudioFrame, SpeechEnded, OfflinePhrases,
                                                       LocalTurn, CloudOnline, CloudOffline), maxsize=2048)
-        if settings.load == "eager":
-            await self._ensure_loaded()
+        if settings.load == "eager":  # in the background: a slow SD card must not fail the start
+            app.spawn(self._ensure_loaded(), "vosk_stt.load")
 
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
@@ -129,9 +129,9 @@ class VoskSttPlugin:
             self._loading = asyncio.ensure_future(self._call(self.engine.load))
         try:
             await asyncio.shield(self._loading)
-        except VoskModelError as exc:
-            self.error = str(exc)
-            log.error("offline speech recognition disabled: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - any load failure disables recognition, never the daemon
+            self.error = str(exc) if isinstance(exc, VoskModelError) else f"{type(exc).__name__}: {exc}"
+            log.error("offline speech recognition disabled: %s", self.error)
             return False
         return True
 
