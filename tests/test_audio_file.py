@@ -73,7 +73,7 @@ async def test_realtime_mic_is_paced(tmp_path: Path, state_dir: Path) -> None:
         first = await next_event(sub, AudioFrame)
         frames = await collect_frames(sub, 25)
     elapsed = frames[-1].at - first.at
-    assert 0.4 < elapsed < 1.5, elapsed  # 25 frames of 20 ms, paced (not instant)
+    assert 0.4 < elapsed < 3.0, elapsed  # 25 frames of 20 ms, paced (not instant)
     assert all(f.pcm == bytes(FRAME_BYTES) for f in frames)  # no input: silence
 
 

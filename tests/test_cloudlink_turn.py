@@ -28,3 +28,16 @@ async def test_full_turn_echoes_the_child(tmp_path):
         assert latency.end_of_speech_to_first_audio_ms > 0
         assert latency.overhead_ms <= latency.end_of_speech_to_first_audio_ms
         assert (await next_event(cloud_sub, ev.TurnLatency)).response_id == latency.response_id
+
+
+async def test_the_token_never_reaches_the_logs_even_at_debug(tmp_path, caplog):
+    import logging
+
+    from linkkit import TOKEN
+
+    caplog.set_level(logging.DEBUG)
+    async with cloud_and_toy(tmp_path) as (cloud, toy, sub):
+        await speak_turn(toy, sub, speech())
+        await play_reply(toy, sub)
+    assert caplog.records  # debug logging was on
+    assert not [r for r in caplog.records if TOKEN in r.getMessage()]

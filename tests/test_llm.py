@@ -28,7 +28,8 @@ async def reply(app, text: str, turn: Turn = TURN) -> str:  # type: ignore[no-un
     return "".join(await asyncio.wait_for(collect(stream), 10))
 
 
-async def test_hook_toyd_reply_streams_from_the_model(state_dir: Path) -> None:
+async def test_hook_toyd_reply(state_dir: Path) -> None:
+    """The reply streams from the model in pieces, cleaned for the voice; the request is a proper chat stream."""
     async with StandIn() as server, running_daemon(llm_config(server.url + "/v1"), state_dir=state_dir) as app:
         server.script("Dragons love **shiny** things! 🐉 They guard gold.")
         stream = await app.host.call_first("toyd_reply", turn=TURN, text="tell me about dragons")

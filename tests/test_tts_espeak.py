@@ -16,7 +16,8 @@ from toyd.turn import Turn
 TURN = Turn(device_id="toy-1", session_id="s1", turn_id="t1")
 
 
-async def test_hook_toyd_synthesize_streams_16k_pcm(state_dir: Path) -> None:
+async def test_hook_toyd_synthesize(state_dir: Path) -> None:
+    """A sentence comes back as audible 16 kHz PCM, in several chunks."""
     async with running_daemon({"role": "cloud", "plugins": ["tts_espeak"]}, state_dir=state_dir) as app:
         stream = await app.host.call_first("toyd_synthesize", turn=TURN, text="Once upon a time, there was a little dragon.")
         chunks = await asyncio.wait_for(collect(stream), 20)

@@ -14,6 +14,7 @@ from .bus import EventBus
 from .config import Config
 from .conversation import Conversation
 from .host import PluginHost
+from .outbox import Outbox
 from .state import State
 from .supervisor import Supervisor
 
@@ -33,6 +34,7 @@ class App:
     state_dir: Path
     simulate: bool = False
     conversation: Conversation | None = None
+    outbox: Outbox | None = None
 
     @property
     def device_id(self) -> str:

@@ -392,7 +392,8 @@ class TextChecked(Event):
     """The safety filter's verdict on one text of a turn (cloud bus: logs, transcripts, the demo).
 
     ``text`` is what was passed on (personal information already redacted);
-    ``filtered`` is False when no safety plugin is installed (everything is allowed).
+    ``replacement`` is the line said instead (redirect/block); ``filtered`` is False when
+    no safety plugin is installed (everything is allowed).
     """
 
     device_id: str = ""
@@ -403,4 +404,5 @@ class TextChecked(Event):
     action: str = "allow"
     category: str | None = None
     severity: str = "none"
+    replacement: str | None = None
     filtered: bool = True

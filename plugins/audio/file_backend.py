@@ -71,7 +71,9 @@ class FileMicrophone:
     async def switch(self, path: str, fmt: str = "auto") -> None:
         """Read from ``path`` from now on; raises AudioFileError and keeps the old input if it is bad."""
         raw = fmt == "raw" or (fmt == "auto" and is_raw(path))
-        if raw and _is_stream(path):
+        if not path:
+            await self._set(b"", None)
+        elif raw and _is_stream(path):
             pipe = _PipeReader(path)
             await pipe.open()
             await self._set(b"", pipe)
@@ -114,11 +116,6 @@ class FileMicrophone:
                 self._pacer.reset()
             else:
                 await self._pacer.tick()
-
-    @property
-    def exhausted(self) -> bool:
-        """True once a file input has been played to its end (and is not looping)."""
-        return self._pipe is None and self._pos >= len(self._pcm) and not (self.loop and self._pcm)
 
     async def close(self) -> None:
         """Close a pipe input."""

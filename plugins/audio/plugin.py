@@ -8,7 +8,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from toyd import App, PluginDeclaration, Service, State, hookimpl
+from toyd import App, CliCommand, PluginDeclaration, Service, State, Subscription, hookimpl
 from toyd.errors import AudioError
 from toyd.events import AudioFrame, MicInput, ReplyAudio, ReplyAudioEnd, StateChanged, VolumeSet
 
@@ -33,11 +33,18 @@ class AudioPlugin:
         self._app: App | None = None
         self._muted = False
         self._executors: list[concurrent.futures.ThreadPoolExecutor] = []
+        self._events: Subscription | None = None
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
         return PluginDeclaration(roles=("device",), settings=AudioSettings,
                                  summary="Microphone and speaker (PyAudio, or file/pipe for --simulate)")
+
+    @hookimpl
+    def toyd_cli_commands(self) -> list[CliCommand]:
+        from .cli import COMMAND
+
+        return [COMMAND]
 
     @hookimpl
     async def toyd_startup(self, app: App, settings: AudioSettings) -> None:
@@ -90,7 +97,7 @@ class AudioPlugin:
         self._app.bus.publish(AudioFrame(pcm=pcm, seq=self.seq))
 
     async def _run_events(self) -> None:
-        assert self.player is not None
+        assert self.player is not None and self._events is not None
         player = self.player
         async for event in self._events:
             if isinstance(event, ReplyAudio):
@@ -136,7 +143,8 @@ class AudioPlugin:
 
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
-        self._events.close()
+        if self._events is not None:
+            self._events.close()
         if self.mic is not None:
             await self.mic.close()
         loop = asyncio.get_running_loop()

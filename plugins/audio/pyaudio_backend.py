@@ -199,7 +199,7 @@ class PyAudioSpeaker:
         self._stream: Any = None
         self._resampler: Any = None
         self._min_generation = 0
-        self._written_generation = 0
+        self._dirty = False  # the device may hold audio written since the last discard
 
     def open(self) -> None:
         """Choose and open the playback device (speaker thread)."""
@@ -236,7 +236,7 @@ class PyAudioSpeaker:
             self._stream.write(np.ascontiguousarray(samples, "<i2").tobytes(), exception_on_underflow=False)
         except OSError as exc:
             raise AudioError(f"speaker write failed: {exc}") from None
-        self._written_generation = generation
+        self._dirty = True
         self.frames_written += 1
         if generation < self._min_generation:  # interrupted while this frame was being written
             self.discard()
@@ -249,13 +249,15 @@ class PyAudioSpeaker:
 
     def discard(self) -> None:
         """Abort the stream (drops what PortAudio holds) and restart it, empty (speaker thread)."""
-        if self._stream is None or self._written_generation >= self._min_generation:
+        if self._stream is None or not self._dirty:
             return
-        self._written_generation = self._min_generation
+        self._dirty = False
         pa = self.portaudio.pyaudio
         try:
-            pa.pa.abort_stream(self._stream._stream)  # PyAudio has no public abort: stop_stream() would drain
-            self._stream.start_stream()
+            # PyAudio has no public abort (stop_stream() would play the buffer out first), and its
+            # start_stream() skips a stream it believes running: use the C module for both
+            pa.pa.abort_stream(self._stream._stream)
+            pa.pa.start_stream(self._stream._stream)
         except OSError as exc:
             raise AudioError(f"speaker abort failed: {exc}") from None
         self._new_resampler()

@@ -10,19 +10,22 @@ speaker.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 
-from toyd import App
+from toyd import App, State
 from toyd import events as ev
 from toyd.audio.opus import OpusDecoder, OpusError
 from toyd.errors import ProtocolError
-from toyd.protocol import Abort, Alert, Error, Llm, Ping, Pong, Stt, Tts, parse, unpack_audio
+from toyd.protocol import Abort, Alert, Error, Llm, Ping, Pong, Stt, Tts, codes, parse, unpack_audio
 from toyd.protocol.messages import Message
 
 from .link import Link
 
 log = logging.getLogger(__name__)
+# Reply audio is only wanted in these states: the state changes synchronously before
+# StateChanged is published, so a frame that arrives after a barge-in (LISTENING) is
+# dropped even before the abort has gone out.
+PLAYABLE_IN = frozenset({State.THINKING, State.SPEAKING, State.IDLE})
 
 
 class Receiver:
@@ -34,18 +37,20 @@ class Receiver:
         self.reply_timeout = reply_timeout
         self.session_id = ""
         self.turn_id = ""  # the turn being listened to or answered
+        self.turn_session = ""  # the session that turn was opened on
         self.waiting = False  # listen stop sent, no response started yet
         self.live: int | None = None  # response id whose frames are played
-        self._dead_turns: collections.deque[str] = collections.deque(maxlen=32)
         self._decoder: OpusDecoder | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._offline_announced = False
+        self.uplink_cut = False  # the cloud cut this utterance at its length limit: stop sending
         self.stale_frames = 0  # frames dropped by the gate (not for the live response)
         self.frames = 0
 
     # --- session ---------------------------------------------------------------------------
 
     def session_up(self, session_id: str) -> None:
+        """A new session: response numbers start over."""
         self.session_id = session_id
         self._offline_announced = False
         self.live = None
@@ -56,8 +61,8 @@ class Receiver:
             self.app.bus.publish(ev.ReplyAudioEnd(response_id=self.key(self.live)))
             self.live = None
         if self.waiting:
-            self._give_up("link_lost")
-        self.turn_id = ""
+            self.give_up("link_lost")
+        # a turn still being listened to stays open: it is given up when the child stops talking
 
     def announce_offline(self) -> bool:
         """True once per outage: publish CloudOffline then."""
@@ -76,8 +81,15 @@ class Receiver:
     # --- turns -----------------------------------------------------------------------------
 
     def begin_turn(self, turn_id: str) -> None:
+        """LISTENING began: ``turn_id`` is the turn the toy will wait for."""
         self._cancel_timer()
+        self.uplink_cut = False
         self.turn_id, self.waiting, self.live = turn_id, False, None
+        self.turn_session = self.session_id if self.link.online else ""
+
+    def turn_is_open(self) -> bool:
+        """The current turn was opened on the session that is up now (so it can be answered)."""
+        return bool(self.turn_id) and self.link.online and self.turn_session == self.session_id
 
     def await_reply(self) -> None:
         """``listen stop`` went out: the reply must start within ``reply_timeout``."""
@@ -95,19 +107,19 @@ class Receiver:
         await self.link.send(Abort(reason=reason, turn_id=turn, response_id=response))
 
     def _kill_turn(self) -> None:
+        # forgetting the turn is enough: only the awaited turn's tts start can make a response live
         self._cancel_timer()
-        if self.turn_id:
-            self._dead_turns.append(self.turn_id)
         self.turn_id, self.waiting, self.live = "", False, None
 
     def _timed_out(self, turn_id: str) -> None:
         self._timer = None
         if self.waiting and self.turn_id == turn_id:
             log.warning("no reply within %.1f s; giving the turn to a local backend", self.reply_timeout)
-            self._give_up("reply_timeout")
+            self.give_up("reply_timeout")
             self.app.spawn(self.link.send(Abort(reason="reply_timeout", turn_id=turn_id)), "cloudlink:abort")
 
-    def _give_up(self, reason: str) -> None:
+    def give_up(self, reason: str) -> None:
+        """The cloud will not answer this turn: hand it to a local backend (``ReplyTimeout``)."""
         turn = self.turn_id
         self._kill_turn()
         self.app.bus.publish(ev.ReplyTimeout(turn_id=turn, reason=reason))
@@ -118,6 +130,7 @@ class Receiver:
             self._timer = None
 
     def close(self) -> None:
+        """Shutdown: no timer may fire afterwards."""
         self._cancel_timer()
 
     # --- frames from the cloud ------------------------------------------------------------------
@@ -134,7 +147,7 @@ class Receiver:
 
     def _on_audio(self, frame: bytes) -> None:
         packet = unpack_audio(frame)
-        if packet.response_id != self.live or self._decoder is None:
+        if packet.response_id != self.live or self._decoder is None or self.app.state not in PLAYABLE_IN:
             self.stale_frames += 1
             return
         try:
@@ -160,6 +173,8 @@ class Receiver:
                                        action=msg.action))
         elif isinstance(msg, Error):
             log.warning("cloud error %s: %s", msg.code, msg.message)
+            if msg.code == codes.AUDIO_TOO_LONG:
+                self.uplink_cut = True
         elif isinstance(msg, Ping):
             await self.link.send(Pong(id=msg.id))
 
@@ -186,7 +201,7 @@ class Receiver:
             elif self.waiting and msg.turn_id == self.turn_id:
                 # ended before any audio: nothing to say (no speech) or the chain failed
                 if msg.reason == "error":
-                    self._give_up("backend")
+                    self.give_up("backend")
                 else:
                     turn = self.turn_id
                     self._kill_turn()

@@ -21,7 +21,12 @@ if TYPE_CHECKING:
     from .plugin import CloudLinkSettings
 
 log = logging.getLogger(__name__)
+# The WebSocket library logs handshake headers (the token) and every frame at DEBUG:
+# its logger stays at INFO even when the daemon runs with log_level debug.
+ws_log = logging.getLogger(f"{__name__}.websocket")
+ws_log.setLevel(logging.INFO)
 
+REFUSED_DELAY = 5.0  # seconds before retrying after the cloud refused this toy (401/400/503)
 OnFrame = Callable[[str | bytes], Awaitable[None]]
 
 
@@ -46,6 +51,7 @@ class Link:
 
     @property
     def online(self) -> bool:
+        """True between the server's hello and the close."""
         return self.conn is not None
 
     def _ssl(self) -> ssl.SSLContext | None:
@@ -68,14 +74,17 @@ class Link:
         """Stay connected forever; ``on_up``/``on_down`` fire on every transition."""
         s = self.settings
         delays = backoff_delays(s.backoff_initial, s.backoff_max)
+        refused = False
         while True:
             reason = await self._session(on_frame, on_up)
             on_down(reason)
             if self.server_hello is not None:  # it was up: start the backoff over
                 delays = backoff_delays(s.backoff_initial, s.backoff_max)
                 self.server_hello = None
-            if reason.startswith("refused"):
-                delays = backoff_delays(max(s.backoff_initial, 5.0), s.backoff_max)  # retrying a bad token fast helps nobody
+            if reason.startswith("refused") and not refused:
+                # retrying a bad token fast helps nobody
+                delays = backoff_delays(max(s.backoff_initial, REFUSED_DELAY), max(s.backoff_max, REFUSED_DELAY))
+            refused = reason.startswith("refused")
             delay = next(delays)
             log.info("cloud link down (%s); reconnecting in %.1f s", reason, delay)
             await asyncio.sleep(delay)
@@ -89,7 +98,7 @@ class Link:
             async with connect(s.url, additional_headers=headers, open_timeout=s.connect_timeout, ssl=self._ssl(),
                                compression=None, max_size=limits.MAX_WS_FRAME, proxy=None, close_timeout=2,
                                ping_interval=limits.KEEPALIVE_INTERVAL, ping_timeout=limits.KEEPALIVE_TIMEOUT,
-                               user_agent_header=f"toyd/{toyd.__version__}") as conn:
+                               user_agent_header=f"toyd/{toyd.__version__}", logger=ws_log) as conn:
                 hello = await self._handshake(conn)
                 self.server_hello = hello
                 self.conn = conn
@@ -100,6 +109,8 @@ class Link:
                         await on_frame(frame)
                 finally:
                     self.conn = None
+                if conn.close_code == codes.CLOSE_REPLACED:
+                    log.warning("another connection with device_id %r replaced this one: is the id used twice?", self.device_id)
                 return f"closed by server ({conn.close_code}{': ' + conn.close_reason if conn.close_reason else ''})"
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -115,6 +126,10 @@ class Link:
             return f"bad hello: {exc.code}"
         except (OSError, InvalidHandshake, InvalidURI) as exc:
             return f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a bug handling one frame must not end the link for good
+            log.error("cloud link failed: %s: %s", type(exc).__name__, exc)
+            log.debug("cloud link traceback", exc_info=exc)
+            return f"internal error: {type(exc).__name__}"
 
     async def _handshake(self, conn: ClientConnection) -> ServerHello:
         await conn.send(encode(self._hello()))

@@ -16,6 +16,7 @@ import logging
 import uuid
 
 from toyd import App, PluginDeclaration, Service, State, hookimpl, setting
+from toyd import __version__ as toyd_version
 from toyd import events as ev
 from toyd.audio.opus import DEFAULT_BITRATE, OpusEncoder
 from toyd.protocol import Hello, Listen, Playback, Say, ServerHello
@@ -114,7 +115,7 @@ class CloudLinkPlugin:
             self.receiver.close()
 
     def _hello(self) -> Hello:
-        return Hello(device_id=self.app.device_id if self.app else "", firmware=f"toyd {__import__('toyd').__version__}",
+        return Hello(device_id=self.app.device_id if self.app else "", firmware=f"toyd {toyd_version}",
                      features={"say": True, "barge_in": True, "response_ids": True},
                      persona=self.persona, language=self.settings.language)
 
@@ -160,7 +161,7 @@ class CloudLinkPlugin:
                 await self.receiver.abort("answered_locally", only_if_busy=True)  # type: ignore[union-attr]
 
     async def _on_audio(self, frame: ev.AudioFrame) -> None:
-        if not self._listening or self._encoder is None or self.link is None:
+        if not self._listening or self._encoder is None or self.link is None or (self.receiver and self.receiver.uplink_cut):
             return
         # encoding 20 ms takes ~0.1 ms even on a Pi Zero 2: inline beats a thread hop per frame
         packet = self._encoder.encode(frame.pcm)
@@ -184,9 +185,11 @@ class CloudLinkPlugin:
                                         persona=self.persona, language=self.settings.language))
         elif old is State.LISTENING:
             self._listening = False
-            if new is State.THINKING:
-                if await self.link.send(Listen(state="stop", turn_id=self.receiver.turn_id)):
+            if new is State.THINKING and self.receiver.turn_id:
+                if self.receiver.turn_is_open() and await self.link.send(Listen(state="stop", turn_id=self.receiver.turn_id)):
                     self.receiver.await_reply()
+                else:  # the link dropped while the child was talking: the cloud cannot answer this turn
+                    self.receiver.give_up("link_lost")
             else:
                 await self.receiver.abort("cancelled")
         elif new in LEAVES_QUIETLY and old in (State.THINKING, State.SPEAKING):

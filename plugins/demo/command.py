@@ -103,7 +103,7 @@ def child_speech(text: str, voice: str, tmp: Path) -> bytes:
     if shutil.which("espeak-ng") is None:
         raise ToydError("--say needs espeak-ng (apt-get install espeak-ng); or give --wav FILE")
     path = tmp / "question.wav"
-    result = subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-p", "70", "-w", str(path), text],
+    result = subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-p", "60", "-w", str(path), text],
                             capture_output=True, timeout=30)
     if result.returncode != 0:
         raise ToydError(f"espeak-ng failed for voice {voice!r}: {result.stderr.decode(errors='replace').strip()}")
@@ -193,14 +193,16 @@ class Output:
             self.progress(f"Transcript: \"{data}\"" if data else "Transcript: (nothing recognised)")
             self._heard = True
             for verdict in self._child_verdicts:
-                self.progress(f"Safety (child): {_mark(verdict)}")
+                self._child(verdict)
             self._child_verdicts = []
         elif kind == "safety" and data["speaker"] == "child" and not self._heard:
             self._child_verdicts.append(data)
+        elif kind == "safety" and data["speaker"] == "child":
+            self._child(data)
         elif kind == "safety" and data["speaker"] == "toy" and self._streaming:
             self._toy_verdicts.append(data)  # printed after the reply, not in the middle of it
         elif kind == "safety":
-            self.progress(f"Safety ({data['speaker']}): {_mark(data)}")
+            self.progress(f"Safety (toy): {_mark(data)}")
         elif kind == "alert":
             self.progress(f"PARENT ALERT: {data['category']} (severity {data['severity']}), action {data['action']}")
         elif kind == "first_audio":
@@ -210,6 +212,11 @@ class Output:
                 print("Reply: ", end="", file=self.stream)
                 self._streaming = True
             print(data, end="", file=self.stream, flush=True)
+
+    def _child(self, verdict: dict[str, Any]) -> None:
+        self.progress(f"Safety (child): {_mark(verdict)}")
+        if verdict.get("replacement"):
+            self.progress(f"Reply (the filter's gentle redirect, the model is not asked): {verdict['replacement']}")
 
     def progress_inline(self, note: str) -> None:
         """A note that must not break the streamed reply line: goes to the log when streaming."""
@@ -239,7 +246,7 @@ class Output:
         print("Latency breakdown (the toy's clock for end to end; overhead = end to end minus AI backends):",
               file=self.stream)
         for name, value in rows:
-            print(f"  {name:<30} {'-' if value is None else f'{value:7.0f} ms'}", file=self.stream)
+            print(f"  {name:<30} {'      -' if value is None else f'{value:7.0f} ms'}", file=self.stream)
         if self.as_json:
             print(json.dumps({"transcript": report.transcript, "reply": report.reply, "safety": report.safety,
                               "reply_wav": str(Path(wav).resolve()),

@@ -30,6 +30,9 @@ from toyd.registry import Registry
 log = logging.getLogger(__name__)
 
 FRAME_BYTES = 640  # 20 ms of 16 kHz mono int16
+# The gateway accepts a burst of 100 frames, then real time (50 frames/s), like a microphone
+# whose buffer is flushed: the first BURST frames go at once, the rest at speaking pace.
+BURST = 80
 Progress = Callable[[str, Any], None]
 LATENCY_KEYS = ("stt", "llm_first_token", "tts_first_audio", "end_of_speech_to_first_audio", "overhead")
 
@@ -43,6 +46,7 @@ class TurnReport:
     outcome: str = "reply"  # reply | no_speech | failed | timeout
     safety: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    toy_alerts: int = 0  # SafetyAlert events the toy received (for its parents' MQTT)
     pcm: bytes = b""
     response_id: str = ""
     latency_ms: dict[str, float | None] = dataclasses.field(default_factory=dict)
@@ -97,10 +101,13 @@ class Loopback:
         """Press the button, say ``pcm``, stop talking; returns the end-of-speech time."""
         self.toy.bus.publish(ev.ButtonPressed())
         await _next(self.toy_events, ev.StateChanged, 5, lambda e: e.new is State.LISTENING)
+        started = time.monotonic()
         for seq, start in enumerate(range(0, len(pcm), FRAME_BYTES)):
             frame = pcm[start:start + FRAME_BYTES]
             self.toy.bus.publish(ev.AudioFrame(pcm=frame + bytes(FRAME_BYTES - len(frame)), seq=seq))
-            await asyncio.sleep(0)  # let the cloud link take it: microphone frames are droppable
+            due = started + (seq - BURST) * 0.02
+            # let the cloud link take it (microphone frames are droppable); then keep to real time
+            await asyncio.sleep(max(due - time.monotonic(), 0))
         eos = time.monotonic()
         self.toy.bus.publish(ev.SpeechEnded(reason="released"))
         return eos
@@ -121,6 +128,10 @@ class Loopback:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             self._collect_cloud(report)
+        if not report.reply:
+            # a redirected question is answered with the filter's line (no model text streams)
+            said = [v.get("replacement") for v in report.safety if v.get("replacement")]
+            report.reply = " ".join(s for s in said if s)
         return report
 
     async def _listen(self, report: TurnReport, eos: float, stop_after_audio: bool) -> None:
@@ -149,6 +160,8 @@ class Loopback:
             elif isinstance(event, ev.TurnLatency):
                 report.latency_ms = _latency(event, first_audio, eos)
                 break
+            elif isinstance(event, ev.SafetyAlert):
+                report.toy_alerts += 1
             elif isinstance(event, ev.TurnFailed):
                 report.outcome = "no_speech" if not report.transcript.strip() else "failed"
                 break
@@ -171,6 +184,8 @@ class Loopback:
         if isinstance(event, ev.TextChecked):
             entry = {"speaker": event.speaker, "text": event.text, "safe": event.safe, "action": event.action,
                      "category": event.category, "severity": event.severity, "filtered": event.filtered}
+            if event.replacement and (event.action != "allow" or not event.safe):
+                entry["replacement"] = event.replacement
             report.safety.append(entry)
             self.progress("safety", entry)
         elif isinstance(event, ev.SafetyAlert):
@@ -184,11 +199,12 @@ def _latency(event: ev.TurnLatency, first_audio: float | None, eos: float) -> di
     """The breakdown: backend times from the gateway, end to end as the toy heard it."""
     e2e = round((first_audio - eos) * 1000, 1) if first_audio is not None else None
     hooks = event.hooks_ms
+    asked = event.llm_first_token_ms > 0 or event.llm_first_sentence_ms > 0  # 0: the model was not asked
     return {
         "stt": event.stt_ms,
         "safety_check": event.check_ms,
-        "llm_first_token": event.llm_first_token_ms,
-        "llm_first_sentence": event.llm_first_sentence_ms,
+        "llm_first_token": event.llm_first_token_ms if asked else None,
+        "llm_first_sentence": event.llm_first_sentence_ms if asked else None,
         "tts_first_audio": event.tts_first_audio_ms,
         "end_of_speech_to_first_audio": e2e,
         # everything on the path that is not an AI backend: transport, Opus, bus, scheduling

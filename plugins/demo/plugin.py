@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-model", metavar="NAME", default="", help="model name for --llm-url (e.g. llama3.2:3b)")
     p.add_argument("--llm-key-env", metavar="VAR", help="environment variable holding the API key for --llm-url")
     p.add_argument("--persona", metavar="ID", help="persona id from the llm section (default: the config's default)")
-    p.add_argument("--child-voice", metavar="VOICE", default="en-us+f4", help="espeak-ng voice for --say (default: en-us+f4)")
+    p.add_argument("--child-voice", metavar="VOICE", default="en-us+f3", help="espeak-ng voice for --say (default: en-us+f3)")
     p.add_argument("--state-dir", metavar="DIR", help="state directory (default: a temporary one)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the daemon's log lines")
     from toyd_plugins.offline.demo import add_offline_arguments

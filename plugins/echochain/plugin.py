@@ -26,6 +26,7 @@ class EchoChainSettings:
     transcript: str = setting("echo", doc="What speech-to-text 'hears'.")
     reply: str = setting("Echo.", doc="The reply text, streamed word by word.")
     silence_ms: int = setting(0, min=0, max=10000, doc="Speak this much silence when the turn has no audio (say).")
+    repeat: int = setting(1, min=1, max=20, doc="Play the echo this many times (long replies for barge-in tests).")
 
 
 class EchoChainPlugin:
@@ -67,6 +68,7 @@ class EchoChainPlugin:
         pcm = self._audio.pop(turn.turn_id, None)
         if pcm is None:
             pcm = bytes(32 * self.settings.silence_ms)  # 16 kHz int16: 32 bytes per ms
+        pcm *= self.settings.repeat
 
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(pcm), 3200):  # 100 ms pieces, like a streaming TTS

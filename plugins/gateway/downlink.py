@@ -80,8 +80,8 @@ class Downlink:
         if self._clock is None or self._clock < now:
             self._clock = now
         wait = self._clock - self.lead - now
-        if wait > 0:
-            await asyncio.sleep(wait)
+        # sleeping 0 still yields: responses starting together interleave their first frames
+        await asyncio.sleep(max(wait, 0.0))
         sent_at = time.monotonic()
         await self._send(pack_audio(self.response_id, self.frames, packet))
         if self.first_audio_at is None:

@@ -116,7 +116,7 @@ class Pipeline:
         self.app.bus.publish(TextChecked(device_id=self.turn.device_id, turn_id=self.turn.turn_id, speaker=speaker,
                                          text=verdict.text or ("" if not verdict.safe else text), safe=verdict.safe,
                                          action=verdict.action, category=verdict.category, severity=verdict.severity,
-                                         filtered=filtered))
+                                         replacement=verdict.replacement, filtered=filtered))
         return verdict
 
     async def _refuse(self, verdict: SafetyVerdict, text: str) -> None:
@@ -145,6 +145,7 @@ class Pipeline:
         finally:
             reader.cancel()
             await asyncio.wait([reader])
+        await self.downlink.message(Llm(final=True, turn_id=self.turn.turn_id, response_id=self.downlink.response_id))
         error = None if reader.cancelled() else reader.exception()
         if error is not None:
             if not self.downlink.started:
@@ -172,7 +173,6 @@ class Pipeline:
             for sentence in splitter.flush():
                 self.times.setdefault("llm_first_sentence", time.monotonic() - started)
                 out.put_nowait(sentence)
-            await self.downlink.message(Llm(final=True, turn_id=self.turn.turn_id, response_id=self.downlink.response_id))
         except TimeoutError:
             raise BackendError(f"toyd_reply gave nothing for {self.stage_timeout:g} s") from None
         finally:
@@ -198,6 +198,8 @@ class Pipeline:
                     break
                 except TimeoutError:
                     raise BackendError(f"toyd_synthesize gave nothing for {self.stage_timeout:g} s") from None
+                if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                    raise BackendError(f"toyd_synthesize yielded {type(chunk).__name__}, not PCM bytes")
                 if first:
                     self.times.setdefault("tts_first_audio", time.monotonic() - started)
                 await self.downlink.pcm(bytes(chunk))

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 
-from toyd import App, PluginDeclaration, hookimpl, setting
+from toyd import App, PluginDeclaration, Service, hookimpl, setting
 
 from .server import Gateway
 
@@ -24,7 +24,7 @@ class GatewaySettings:
     tokens: Mapping[str, str] = setting(factory=dict, doc="device_id -> token; use {$env: ...} or {$file: ...} for each token.")
     config_versions: Mapping[str, int] = setting(factory=dict, doc="device_id -> config version announced in hello (0 = unknown).")
     hello_timeout: float = setting(10.0, min=0.5, max=120, doc="Seconds a new connection has to send hello.")
-    downlink_lead_ms: int = setting(120, min=0, max=2000, doc="How far ahead of real time reply audio is sent (device buffer).")
+    downlink_lead_ms: int = setting(250, min=0, max=2000, doc="How far ahead of real time reply audio is sent (the toy's jitter buffer).")
     stage_timeout: float = setting(30.0, min=0.5, max=300, doc="Seconds one AI hook (or one item of its stream) may take.")
     max_sessions: int = setting(2000, min=1, max=100000, doc="Toys connected at once; more are refused with 503.")
     max_listen_seconds: float = setting(30.0, min=1, max=120, doc="Longest utterance; longer is cut and answered.")
@@ -54,6 +54,11 @@ class GatewayPlugin:
             log.warning("gateway: no device tokens configured; every toy will be refused")
         self.gateway = Gateway(app, settings)
         await self.gateway.start()
+
+    @hookimpl
+    def toyd_services(self, app: App) -> list[Service]:
+        assert self.gateway is not None
+        return [Service("loop-lag", self.gateway.loop_lag.run)]
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: GatewaySettings) -> bool:

@@ -18,12 +18,16 @@ from toyd import App
 from toyd.audio import SAMPLE_RATE, SAMPLE_WIDTH
 from toyd.protocol import limits
 
+from .meters import FrameTimer, LoopLag, percentiles
 from .session import Session
 
 if TYPE_CHECKING:
     from .plugin import GatewaySettings
 
 log = logging.getLogger(__name__)
+# The WebSocket library logs request headers (tokens) and every frame at DEBUG: keep it at INFO.
+ws_log = logging.getLogger(f"{__name__}.websocket")
+ws_log.setLevel(logging.INFO)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _NO_TOKEN = b"\x00" * 32  # compared against when the device is unknown, so timing says nothing
 
@@ -37,11 +41,13 @@ class Gateway:
         self.sessions: dict[str, Session] = {}
         self.server: Server | None = None
         self.started = time.monotonic()
-        self.turns = 0
         self.refused = 0
+        self.frame_timer = FrameTimer()
+        self.loop_lag = LoopLag()
 
     @property
     def max_listen_bytes(self) -> int:
+        """PCM bytes of the longest utterance."""
         return int(self.settings.max_listen_seconds * SAMPLE_RATE * SAMPLE_WIDTH)
 
     @property
@@ -65,7 +71,7 @@ class Gateway:
             self._handle, s.host, s.port, ssl=context, process_request=self._process_request,
             compression=None,  # Opus does not compress; deflate would cost memory per toy
             max_size=limits.MAX_WS_FRAME, max_queue=64, ping_interval=limits.KEEPALIVE_INTERVAL,
-            ping_timeout=limits.KEEPALIVE_TIMEOUT, close_timeout=2, server_header="toyd-gateway",
+            ping_timeout=limits.KEEPALIVE_TIMEOUT, close_timeout=2, server_header="toyd-gateway", logger=ws_log,
         )
         log.info("gateway listening on %s://%s:%d", "wss" if context else "ws", s.host, self.port)
 
@@ -81,7 +87,8 @@ class Gateway:
         busy = sum(1 for s in self.sessions.values() if s.phase.value in ("listening", "responding"))
         return {"status": "ok", "sessions": len(self.sessions), "active": busy,
                 "uptime_s": round(time.monotonic() - self.started, 1), "refused": self.refused,
-                "protocol_version": limits.PROTOCOL_VERSION}
+                "protocol_version": limits.PROTOCOL_VERSION, "frames": self.frame_timer.count,
+                "frame_ms": percentiles(self.frame_timer.samples), "loop_lag_ms": percentiles(self.loop_lag.samples)}
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] == "/healthz":
@@ -112,7 +119,7 @@ class Gateway:
         self.sessions[device_id] = session
         if old is not None:
             log.info("%s: a new connection replaces session %s", device_id, old.session_id)
-            await old.replace()
+            self.app.spawn(old.replace(), f"gateway:{device_id}:replace")
         try:
             await session.run()
         finally:

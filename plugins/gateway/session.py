@@ -31,13 +31,14 @@ from toyd.turn import SafetyVerdict, Turn
 
 from .downlink import Downlink
 from .pipeline import BackendError, Pipeline
-from .ratelimit import TokenBucket
+from .meters import TokenBucket
 
 if TYPE_CHECKING:
     from .server import Gateway
 
 log = logging.getLogger(__name__)
 SUPPORTED_AUDIO = AudioParams()
+CANCEL_GRACE = 2.0  # seconds a cancelled response may take to unwind before the session moves on
 
 
 class Phase(str, enum.Enum):
@@ -72,6 +73,8 @@ class Session:
         self._task: asyncio.Task[None] | None = None
         self._response_id = 0
         self._last_rate_error = 0.0
+        self._cut = False  # the current utterance was cut at max_listen_seconds
+        self._stopping: set[asyncio.Task[None]] = set()  # cancelled responses still unwinding
 
     # --- connection lifecycle ------------------------------------------------------------
 
@@ -86,13 +89,15 @@ class Session:
         finally:
             self.phase = Phase.CLOSED
             await self.cancel_response()
+            if self._stopping:
+                await asyncio.wait(self._stopping, timeout=CANCEL_GRACE)
 
     async def _handshake(self) -> bool:
         settings = self.gateway.settings
         deadline = time.monotonic() + settings.hello_timeout
         while True:
             try:
-                async with asyncio.timeout_at(asyncio.get_running_loop().time() + max(deadline - time.monotonic(), 0)):
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
                     frame = await self.conn.recv()
             except TimeoutError:
                 log.info("%s: no hello within %g s; closing", self.device_id, settings.hello_timeout)
@@ -121,7 +126,11 @@ class Session:
             return True
 
     async def replace(self) -> None:
-        """A newer connection of the same toy took over: end this one."""
+        """A newer connection of the same toy took over: end this one.
+
+        Runs as its own task: an old peer that vanished (the usual reason for a
+        reconnect) takes ``close_timeout`` to close, and the new session must not wait.
+        """
         await self.cancel_response()
         await self.conn.close(codes.CLOSE_REPLACED, "replaced by a newer connection")
 
@@ -146,6 +155,13 @@ class Session:
     # --- frames ---------------------------------------------------------------------------
 
     async def _on_frame(self, frame: str | bytes) -> None:
+        started = time.perf_counter()
+        try:
+            await self._handle_frame(frame)
+        finally:
+            self.gateway.frame_timer.add(time.perf_counter() - started)
+
+    async def _handle_frame(self, frame: str | bytes) -> None:
         try:
             if isinstance(frame, bytes):
                 self._on_audio(frame)
@@ -164,6 +180,8 @@ class Session:
             await self._error(exc)
 
     def _on_audio(self, frame: bytes) -> None:
+        if self._cut and self.phase is not Phase.LISTENING:
+            return  # the rest of an utterance cut at the limit: the toy has been told
         if self.phase is not Phase.LISTENING:
             raise ProtocolError(codes.UNEXPECTED_AUDIO, f"binary frame while {self.phase.value}; send listen start first")
         check_uplink(frame)
@@ -179,6 +197,7 @@ class Session:
         if len(self._pcm) >= self.gateway.max_listen_bytes:
             self.gateway.app.spawn(self._error(ProtocolError(codes.AUDIO_TOO_LONG, "utterance cut at the limit")),
                                    f"gateway:{self.device_id}:error")
+            self._cut = True
             self._end_listening()
 
     async def _on_message(self, msg: Message) -> None:
@@ -210,6 +229,7 @@ class Session:
             if self.phase is Phase.RESPONDING:
                 await self.cancel_response(reason="aborted")  # barge-in without an explicit abort
             self._turn_id = msg.turn_id or uuid.uuid4().hex[:12]
+            self._cut = False
             self._pcm.clear()
             self._decoder = OpusDecoder()
             self.phase = Phase.LISTENING
@@ -243,7 +263,10 @@ class Session:
         try:
             await work(pipeline)
             self._publish_latency(pipeline)
-        except BackendError as exc:
+        except Exception as exc:  # noqa: BLE001 - one failed turn must not take the session down
+            if not isinstance(exc, BackendError):
+                log.debug("%s: turn traceback", self.device_id, exc_info=exc)
+                exc = BackendError(f"{type(exc).__name__}: {exc}")
             log.error("%s: turn %s failed: %s", self.device_id, pipeline.turn.turn_id, exc)
             await self.send(Error(code=codes.BACKEND, message=str(exc)[:300], ref="listen"))
             await downlink.stop("error", pipeline.latency())
@@ -259,7 +282,12 @@ class Session:
         if task is None or task.done():
             return
         task.cancel()
-        await asyncio.wait([task])
+        # hooks get CancelledError and aclose(); one that ignores it must not stall the session
+        done, _ = await asyncio.wait([task], timeout=CANCEL_GRACE)
+        if not done:
+            log.warning("%s: response %d is slow to stop (a hook ignores cancellation)", self.device_id, self._response_id)
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
         if self.phase is Phase.RESPONDING:
             self.phase = Phase.IDLE
         if reason:
@@ -270,8 +298,10 @@ class Session:
         excerpt = (verdict.text or "")[:200]
         await self.send(Alert(category=category, severity=severity, message=excerpt, action=verdict.action,
                               turn_id=turn.turn_id))
+        log.warning("%s: safety alert %s/%s (%s) in turn %s", turn.device_id, category, severity, verdict.action, turn.turn_id)
+        # SafetyAlert has no device field: the toy's own copy (via ``alert``) is the one parents get
         self.gateway.app.bus.publish(SafetyAlert(category=category, severity=severity, excerpt=excerpt,
-                                                 action=f"{verdict.action} ({turn.device_id})"))
+                                                 action=verdict.action))
 
     def _publish_latency(self, pipeline: Pipeline) -> None:
         lat = pipeline.latency()

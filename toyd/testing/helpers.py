@@ -92,7 +92,11 @@ async def running_daemon(
     data = {"state_dir": str(state_dir), **config}
     cfg = validate(data, registry.schema, source="<test>", known_plugins=registry.names)
     daemon = Daemon(cfg, registry=registry, simulate=simulate)
-    app = await daemon.start()
+    try:
+        app = await daemon.start()
+    except BaseException:
+        await daemon.stop()  # release what started (the outbox thread, plugins) before re-raising
+        raise
     try:
         yield app
     finally:
