@@ -192,3 +192,19 @@ async def test_hook_reconfigure_cache_applies_new_phrases_live(state_dir):
         phrases = await next_event(sub, OfflinePhrases, 30, lambda e: "new phrase" in e.phrases)
         assert "old phrase" not in phrases.phrases
         assert (await _lookup(app, sub, "new phrase")).reply == "new"
+
+
+async def test_plugin_answers_a_miss_when_the_file_breaks_while_running(state_dir, caplog):
+    config = {"plugins": ["cache"], "cache": {"responses": {"hello there": "Hi!"}, "codec": "pcm"}}
+    async with running_daemon(config, state_dir=state_dir) as app:
+        sub = app.bus.subscribe("t", (CacheResult, OfflinePhrases), maxsize=100)
+        await next_event(sub, OfflinePhrases, 30)
+        store = app.host.plugins["cache"].store
+        await store.db.execute("DROP TABLE responses")  # the file lost its table under the running daemon
+        await store.db.commit()
+        miss = await _lookup(app, sub, "hello there")
+        assert not miss.hit and "no such table" in miss.error
+        assert "response cache" in caplog.text and "failed" in caplog.text
+        app.bus.publish(CacheStore(phrase="later", reply="still running"))
+        miss = await _lookup(app, sub, "later")  # the service is still answering
+        assert not miss.hit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sqlite3
 from collections.abc import Mapping
 from typing import Literal
 from pathlib import Path
@@ -135,10 +136,16 @@ class CachePlugin:
 
     async def _run(self) -> None:
         async for event in self._events:
-            if isinstance(event, CacheLookup):
-                self.app.bus.publish(await self.lookup(event))
-            elif isinstance(event, CacheStore):
-                await self._keep(event)
+            try:
+                if isinstance(event, CacheLookup):
+                    self.app.bus.publish(await self.lookup(event))
+                elif isinstance(event, CacheStore):
+                    await self._keep(event)
+            except sqlite3.Error as exc:  # the file broke while running (I/O error, corruption)
+                log.error("response cache %s failed: %s: %s", self.store.path if self.store else "",
+                          type(exc).__name__, exc)
+                if isinstance(event, CacheLookup):
+                    self.app.bus.publish(CacheResult(request_id=event.request_id, hit=False, error=str(exc)))
 
     async def lookup(self, req: CacheLookup) -> CacheResult:
         """Normalised exact match first, then the closest phrase above the fuzzy threshold."""
