@@ -137,13 +137,13 @@ async def _run(args: argparse.Namespace, responses: dict[str, str], pcm: bytes, 
     app = await daemon.start()
     try:
         vosk = app.host.plugins["vosk_stt"]
-        if vosk.error:
-            say(f"Offline speech recognition is disabled: {vosk.error}")
         sub = app.bus.subscribe("demo", (StateChanged,), maxsize=100)
         if "cloudlink" not in plugins:
             app.bus.publish(CloudOffline(reason="demo: no cloud"))
         await next_matching(sub, StateChanged, 15, lambda e: e.offline)
         await _grammar_ready(vosk, len(responses))
+        if vosk.error:
+            say(f"Offline speech recognition is disabled ({vosk.error}): every question gets the fallback.")
         say(f"Ready in {time.monotonic() - started:.1f} s; the cloud is unreachable, the toy answers by itself.")
         speaker = app.bus.subscribe("demo-speaker", (ReplyAudio, ReplyAudioEnd), maxsize=100_000)
         answer, latency = await speak_turn(app, pcm, timeout=60)
