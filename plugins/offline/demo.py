@@ -87,7 +87,8 @@ def question_pcm(args: argparse.Namespace) -> tuple[bytes, str]:
     from toyd_plugins.cache.audio import ReplyAudioError, espeak
 
     text = args.say or DEFAULT_QUESTION
-    voice = "ko" if args.child_voice == "en-us+f4" and not args.vosk_model else args.child_voice
+    # the built-in model is Korean: an English child voice (the demo's default) would only get the fallback
+    voice = "ko" if not args.vosk_model and args.child_voice.startswith("en") else args.child_voice
     try:
         return espeak(text, voice, rate=135), f'"{text}" (espeak-ng -v {voice})'
     except ReplyAudioError as exc:
