@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import sqlite3
@@ -198,4 +197,4 @@ class CachePlugin:
                                             persona=event.persona), cache_key=event.cache_key,
                                       ttl=0.0 if source == "config" else ttl)
         if stored:  # a new phrase, or an eviction made room: the grammar follows the file
-            await asyncio.shield(self._announce(always=False))
+            await self._announce(always=False)

@@ -114,9 +114,13 @@ class VoskSttPlugin:
 
     # --- worker thread ----------------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+    def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue ``fn`` on the worker thread; a plain future (no task), cancelled with the pool."""
         assert self._pool is not None
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._submit(fn, *args)
 
     async def _ensure_loaded(self) -> bool:
         """Load once; a broken model disables local recognition with one clear error."""
@@ -126,7 +130,7 @@ class VoskSttPlugin:
         if self.error:
             return False
         if self._loading is None:
-            self._loading = asyncio.ensure_future(self._call(self.engine.load))
+            self._loading = self._submit(self.engine.load)
         try:
             await asyncio.shield(self._loading)
         except Exception as exc:  # noqa: BLE001 - any load failure disables recognition, never the daemon
@@ -193,7 +197,7 @@ class VoskSttPlugin:
 
     def _background(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Queue work on the worker; a failure is logged (the final result reports it too)."""
-        future = asyncio.ensure_future(self._call(fn, *args))
+        future = self._submit(fn, *args)
         future.add_done_callback(_log_failure)
         return future
 
@@ -205,7 +209,7 @@ class VoskSttPlugin:
         if self._live:
             self._flush()
             assert self.engine is not None
-            self._result = asyncio.ensure_future(self._call(self.engine.finish))
+            self._result = self._submit(self.engine.finish)
 
     def _grammar_mode(self) -> bool:
         return self.settings.mode == "grammar"
@@ -220,9 +224,9 @@ class VoskSttPlugin:
             self._on_speech_ended()
         if self._result is None:  # link was up while the child talked: decode the buffer now
             pcm = b"".join(self._utterance)
-            self._result = asyncio.ensure_future(self._call(self.engine.recognise, pcm, self._grammar_mode()))
+            self._result = self._submit(self.engine.recognise, pcm, self._grammar_mode())
         try:
-            result = await self._result
+            result = await asyncio.shield(self._result)  # other turns may wait for the same result
         except Exception as exc:  # noqa: BLE001 - a decoder fault must not end the turn silently
             log.error("Vosk failed on this utterance: %s: %s", type(exc).__name__, exc)
             self.app.bus.publish(LocalTranscript(turn_id=turn.turn_id, text="", error=str(exc)))
