@@ -103,3 +103,13 @@ def test_vocabulary_from_words_txt_and_models_without_one(tmp_path):
     (tmp_path / "graph" / "words.txt").unlink()
     assert read_vocabulary(tmp_path) is None
     assert segment("Hello, Bear!", None) == "hello bear"  # unknown vocabulary: trust the phrase
+
+
+def test_only_the_pieces_a_phrase_list_needs_are_kept():
+    from toyd_plugins.vosk_stt.vocab import pieces
+
+    wanted = pieces(["노래 불러줘", "이름이 뭐야"])
+    assert {"노래", "불러", "줘", "불러줘", "이름이"} <= wanted
+    vocab = read_vocabulary(MODEL, only=wanted)
+    assert vocab is not None and {"노래", "불러", "줘"} <= vocab and len(vocab) < 100
+    assert segment("노래 불러줘", vocab) == "노래 불러 줘"

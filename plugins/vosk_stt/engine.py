@@ -15,7 +15,7 @@ from typing import Any
 
 from toyd.errors import ToydError
 
-from .vocab import compact, normalise, read_vocabulary, segment
+from .vocab import compact, normalise, pieces, read_vocabulary, segment
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,9 @@ class VoskEngine:
             model = vosk.Model(str(self.model_path))
         except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
             raise VoskModelError(f"cannot load the Vosk model in {self.model_path}: {exc}") from exc
-        self.vocab = read_vocabulary(self.model_path)
         self.model = model
         self.load_seconds = time.monotonic() - start
-        log.info("Vosk model %s loaded in %.1f s (%s words)", self.model_path, self.load_seconds,
-                 len(self.vocab) if self.vocab is not None else "unknown")
+        log.info("Vosk model %s loaded in %.1f s", self.model_path, self.load_seconds)
         if self._grammar:
             self.set_phrases(list(self._grammar.values()))
 
@@ -99,6 +97,8 @@ class VoskEngine:
         """Use ``phrases`` as the grammar; returns those the model cannot say (left out)."""
         grammar: dict[str, str] = {}
         missing: list[str] = []
+        if self.model is not None:  # only the words these phrases need: the whole list is ~65 MB
+            self.vocab = read_vocabulary(self.model_path, only=pieces(phrases) | {self.unk})
         for phrase in phrases:
             words = segment(phrase, self.vocab) if self.model is not None else normalise(phrase)
             if not words:

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from toyd.text import compact, normalise
 
-__all__ = ["compact", "normalise", "read_vocabulary", "segment"]
+__all__ = ["compact", "normalise", "pieces", "read_vocabulary", "segment"]
 log = logging.getLogger(__name__)
 
 FST_MAGIC = 2125659606
@@ -25,20 +25,36 @@ FLAG_HAS_OSYMBOLS = 2
 MAX_PIECE = 12  # longest vocabulary piece tried when cutting a token
 
 
-def read_vocabulary(model_dir: Path) -> set[str] | None:
-    """The model's words from ``graph/words.txt`` or the ``Gr.fst`` symbol table; None if neither."""
+def read_vocabulary(model_dir: Path, only: set[str] | None = None) -> set[str] | None:
+    """The model's words from ``graph/words.txt`` or the ``Gr.fst`` symbol table; None if neither.
+
+    ``only`` keeps just those words: a full Korean vocabulary (503,352 words) costs about
+    65 MB of RSS, the pieces of a phrase list a few kB.
+    """
     words_txt = model_dir / "graph" / "words.txt"
     if words_txt.is_file():
         with words_txt.open(encoding="utf-8", errors="replace") as f:
-            return {line.split()[0] for line in f if line.strip()}
+            words = (line.split()[0] for line in f if line.strip())
+            return {w for w in words if only is None or w in only}
     gr = model_dir / "graph" / "Gr.fst"
     if gr.is_file():
         with gr.open("rb") as f:
-            return _fst_output_symbols(f)
+            return _fst_output_symbols(f, only)
     return None
 
 
-def _fst_output_symbols(f: BinaryIO) -> set[str] | None:
+def pieces(phrases: list[str]) -> set[str]:
+    """Every substring a phrase word could be cut into: what :func:`segment` may look up."""
+    out: set[str] = set()
+    for phrase in phrases:
+        for token in normalise(phrase).split():
+            for start in range(len(token)):
+                for end in range(start + 1, min(len(token), start + MAX_PIECE) + 1):
+                    out.add(token[start:end])
+    return out
+
+
+def _fst_output_symbols(f: BinaryIO, only: set[str] | None = None) -> set[str] | None:
     """OpenFst binary header → its output symbol table (present in Vosk's lookahead Gr.fst)."""
 
     def i32() -> int:
@@ -67,7 +83,9 @@ def _fst_output_symbols(f: BinaryIO) -> set[str] | None:
         size = i64()
         words = set()
         for _ in range(size):
-            words.add(string().decode("utf-8", "replace"))
+            word = string().decode("utf-8", "replace")
+            if only is None or word in only:
+                words.add(word)
             i64()
         return words
     except (struct.error, ValueError) as exc:
