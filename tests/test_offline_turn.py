@@ -174,3 +174,20 @@ async def test_hook_reconfigure_vosk_mode_applies_live_and_a_new_model_needs_res
         assert answer.source in ("cache", "fallback")
         assert "vosk_stt" in await app.apply_config(push(mode="free", model=str(tmp_path)))
         assert app.host.plugins["vosk_stt"].engine.loaded  # the running model stays in use
+
+
+async def test_model_is_unloaded_online_and_loads_again_at_the_next_outage(state_dir):
+    cfg = config()
+    cfg["vosk_stt"] = {"load": "offline", "unload_after": 0.2}
+    async with running_daemon(cfg, state_dir=state_dir) as app:
+        vosk = app.host.plugins["vosk_stt"]
+        await wait_for(lambda: set(vosk.engine.phrases) == set(RESPONSES), 60)
+        assert not vosk.engine.loaded  # nothing loaded while the link was never down
+        await go_offline(app)
+        await wait_for(lambda: vosk.engine.loaded, 60)
+        app.bus.publish(CloudOnline(backend="test"))
+        await wait_for(lambda: not vosk.engine.loaded, 10)
+        await go_offline(app)
+        await wait_for(lambda: vosk.engine.loaded, 60)
+        answer, _ = await speak_turn(app, say("엄마 어디 있어"))
+        assert answer.source == "cache"

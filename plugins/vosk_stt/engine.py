@@ -6,7 +6,9 @@ the model and recogniser are only ever touched by one thread.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import gc
 import json
 import logging
 import time
@@ -181,6 +183,11 @@ class VoskEngine:
         return self.finish()
 
     def close(self) -> None:
-        """Drop the recogniser and the model (frees their memory)."""
+        """Drop the recogniser and the model, and hand the freed heap back to the system."""
         self._rec = None
         self.model = None
+        gc.collect()
+        try:  # glibc keeps freed model memory in its arenas otherwise (~280 MB of ~535 MB)
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass

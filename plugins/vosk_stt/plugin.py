@@ -54,6 +54,8 @@ class VoskSttSettings:
     decode: Literal["offline", "always", "never"] = setting("offline", doc="When to decode while the child talks: offline (link down), always "
                                          "(ready for a reply timeout too; more CPU), never (decode on demand).")
     unk: str = setting("<UNK>", doc="The model's unknown-word token, added to grammars ([unk] on most models).")
+    unload_after: float = setting(0.0, doc="Seconds after the link is back to free the model's memory (0 = keep "
+                                           "it loaded); it loads again at the next outage.", min=0)
     min_word_conf: float = setting(0.9, doc="Grammar mode: every word of an accepted phrase needs at least this "
                                             "confidence (0 = whole-phrase match only).", min=0, max=1)
 
@@ -75,6 +77,7 @@ class VoskSttPlugin:
         self._feeding: asyncio.Future[Any] | None = None
         self._result: asyncio.Future[Recognition] | None = None
         self._loading: asyncio.Future[None] | None = None
+        self._unloader: asyncio.Task[None] | None = None
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -157,8 +160,13 @@ class VoskSttPlugin:
                 log.info("grammar: %d phrases (%d the model cannot say)", len(event.phrases), len(missing))
             elif isinstance(event, (CloudOnline, CloudOffline)):
                 self._offline = isinstance(event, CloudOffline)
+                if self._unloader is not None:
+                    self._unloader.cancel()
+                    self._unloader = None
                 if self._offline and self.settings.load == "offline" and not self.error:
                     self.app.spawn(self._ensure_loaded(), "vosk_stt.load")
+                elif not self._offline and self.settings.unload_after > 0 and self.settings.decode != "always":
+                    self._unloader = self.app.spawn(self._unload_later(), "vosk_stt.unload")
 
     async def _on_state(self, event: StateChanged) -> None:
         self._offline = event.offline
@@ -210,6 +218,19 @@ class VoskSttPlugin:
             self._flush()
             assert self.engine is not None
             self._result = self._submit(self.engine.finish)
+
+    async def _unload_later(self) -> None:
+        """Back online for a while: give the model's memory back (a Pi Zero has 512 MB)."""
+        await asyncio.sleep(self.settings.unload_after)
+        assert self.engine is not None
+        if self._offline or self._listening or not self.engine.loaded:
+            return
+        if self._result is not None and not self._result.done():
+            return
+        self._loading = None
+        await self._call(self.engine.close)
+        log.info("Vosk model unloaded after %g s online; it loads again at the next outage",
+                 self.settings.unload_after)
 
     def _grammar_mode(self) -> bool:
         return self.settings.mode == "grammar"
