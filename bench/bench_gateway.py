@@ -233,7 +233,9 @@ def start_gateway(port: int, toys: int, lead_ms: int, tmp: Path) -> subprocess.P
     }
     path = tmp / "cloud.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "toyd", "cloud", "-c", str(path)], stderr=subprocess.PIPE)
+    log = (tmp / "gateway.log").open("wb")  # a pipe nobody reads would block the gateway once full
+    proc = subprocess.Popen([sys.executable, "-m", "toyd", "cloud", "-c", str(path)], stderr=log)
+    proc.log = log  # type: ignore[attr-defined]
     deadline = time.monotonic() + 30
     import socket
 
@@ -242,7 +244,7 @@ def start_gateway(port: int, toys: int, lead_ms: int, tmp: Path) -> subprocess.P
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return proc
         if proc.poll() is not None:
-            raise SystemExit(f"gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise SystemExit(f"gateway exited: {(tmp / 'gateway.log').read_text()}")
         time.sleep(0.1)
     raise SystemExit("gateway did not start")
 
@@ -288,6 +290,8 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             proc.terminate()
             proc.wait(10)
+            if proc.log:  # type: ignore[attr-defined]
+                proc.log.close()  # type: ignore[attr-defined]
 
     audio_s = stats.up_frames * FRAME_S
     up_kbps = (stats.up_payload + stats.up_framing) * 8 / audio_s / 1000 if audio_s else float("nan")

@@ -15,9 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/bench_turn.py` finds bench.table
+from bench.table import print_table  # noqa: E402
 
 from toyd.registry import Registry
 from toyd.testing import espeak_pcm
@@ -77,18 +81,20 @@ def main() -> None:
             "end_of_speech_to_first_audio", "overhead")
     print(f"bench_turn: {args.turns} turns, Whisper tiny.en int8 ({args.cpu_threads} threads), LLM stand-in "
           f"{args.first_token_ms:g} ms first token, espeak-ng; {time.monotonic() - started:.0f} s")
-    print(f"{'stage (ms)':<30} {'n':>3} {'p50':>8} {'p95':>8} {'max':>8}  goal")
+    table = []
     for key in rows:
         values = samples.get(key, [])
         if not values:
-            print(f"{key:<30} {0:>3} {'-':>8} {'-':>8} {'-':>8}")
+            table.append((key, 0, "-", "-", "-", ""))
             continue
         goal = ""
         if key in GOALS:
             which, limit = GOALS[key]
             got = statistics.median(values) if which == "p50" else pct(values, 95)
-            goal = f"{which} <= {limit:g}: {'met' if got <= limit else 'NOT met'}"
-        print(f"{key:<30} {len(values):>3} {statistics.median(values):8.1f} {pct(values, 95):8.1f} {max(values):8.1f}  {goal}")
+            goal = f"{which} <= {limit:g} ms: {'met' if got <= limit else 'NOT met'}"
+        table.append((key, len(values), round(statistics.median(values), 1), round(pct(values, 95), 1),
+                      round(max(values), 1), goal))
+    print_table(("stage (ms)", "n", "p50", "p95", "max", "goal"), table)
 
 
 if __name__ == "__main__":

@@ -225,8 +225,12 @@ async def test_persona_and_mode_reach_the_cloud(tmp_path):
         toy.bus.publish(ev.PersonaSet(persona="dragon"))
         await speak_turn(toy, sub, speech())
         session = await wait_for(lambda: gateway.sessions.get("toy-1"))
-        assert session.persona == "dragon"
+        assert (session.persona, session.mode) == ("dragon", "push_to_talk")
         await play_reply(toy, sub)
+        await next_event(sub, ev.StateChanged, where=lambda e: e.new is State.IDLE)
+        toy.bus.publish(ev.WakeWordDetected(model="hey_bear", score=0.9))
+        await next_event(sub, ev.StateChanged, where=lambda e: e.new is State.LISTENING)
+        await wait_for(lambda: session.mode == "wake_word")
 
 
 async def test_reconfigure_applies_timeouts_live_and_asks_a_restart_for_a_new_url(tmp_path):

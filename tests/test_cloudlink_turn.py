@@ -41,3 +41,12 @@ async def test_the_token_never_reaches_the_logs_even_at_debug(tmp_path, caplog):
         await play_reply(toy, sub)
     assert caplog.records  # debug logging was on
     assert not [r for r in caplog.records if TOKEN in r.getMessage()]
+
+
+async def test_the_daemons_log_level_holds_for_the_websocket_logs(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    async with cloud_and_toy(tmp_path):
+        pass
+    assert not [r for r in caplog.records if r.levelno < logging.WARNING]

@@ -72,7 +72,7 @@ async def test_demo_wav_with_llm_url(tmp_path: Path) -> None:
 
 def test_demo_help_and_bad_input(tmp_path: Path) -> None:
     help_text = subprocess.run([*TOYD, "demo", "--help"], capture_output=True, text=True, timeout=60).stdout
-    for needle in ("--say", "--wav", "--json", "--llm-url", "examples:", "not a language model"):
+    for needle in ("--say", "--wav", "--json", "--llm-url", "--offline", "examples:", "not a language model"):
         assert needle in help_text
     missing = subprocess.run([*TOYD, "demo", "--wav", str(tmp_path / "nope.wav")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "nope.wav: no such file" in missing.stderr
@@ -82,3 +82,6 @@ def test_demo_help_and_bad_input(tmp_path: Path) -> None:
     nokey = subprocess.run([*TOYD, "demo", "--llm-url", "http://127.0.0.1:9/v1", "--llm-key-env", "TOYD_NO_SUCH_VAR"],
                            capture_output=True, text=True, timeout=60)
     assert nokey.returncode == 1 and "TOYD_NO_SUCH_VAR is not set" in nokey.stderr
+    both = subprocess.run([*TOYD, "demo", "--offline", "--llm-url", "http://127.0.0.1:9/v1"], capture_output=True,
+                          text=True, timeout=60)
+    assert both.returncode == 1 and "exclude each other" in both.stderr

@@ -8,7 +8,7 @@ from typing import Any
 from toyd import PluginDeclaration, hookimpl
 from toyd import events as ev
 from toyd.protocol import codes
-from toyd.testing import next_event
+from toyd.testing import next_event, wait_for
 from toyd.turn import SafetyVerdict, Transcription
 
 from linkkit import RawToy, cloud, cloud_and_toy, play_reply, speak_turn, speech
@@ -220,7 +220,7 @@ async def test_abort_closes_the_hook_iterators(tmp_path):
         await toy.expect("tts", state="start")
         await toy.send({"type": "abort", "reason": "barge_in"})
         await toy.expect("tts", state="stop", reason="aborted")
-        assert "synthesize" in recorder.closed and "reply" in recorder.closed
+        await wait_for(lambda: "synthesize" in recorder.closed and "reply" in recorder.closed, timeout=2)
         await toy.close()
 
 
@@ -233,3 +233,24 @@ async def test_hook_toyd_synthesize_yielding_garbage_fails_the_turn_cleanly(tmp_
     messages, audio = await _turn(tmp_path, Recorder(synthesize=garbage))
     assert _errors(messages) == [codes.BACKEND] and "not PCM bytes" in messages[-2]["message"]
     assert messages[-1]["reason"] == "error"
+
+
+async def test_hook_toyd_reply_with_one_huge_delta_stays_within_the_limits(tmp_path):
+    from toyd.protocol import parse
+
+    story = "The bear walked on and on " * 100  # 2600 characters in one piece, no sentence end
+
+    def one_piece(turn, text):
+        async def stream():
+            yield story
+        return stream()
+
+    recorder = Recorder(reply=one_piece)
+    messages, audio = await _turn(tmp_path, recorder)
+    import json
+
+    for message in messages:  # every message passes the toy's own validation
+        parse(json.dumps(message), "down")
+    deltas = [m["text"] for m in messages if m["type"] == "llm" and not m["final"]]
+    assert "".join(deltas) == story and all(len(d) <= 1000 for d in deltas)
+    assert messages[-1]["reason"] == "done"

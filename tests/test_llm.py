@@ -85,6 +85,15 @@ async def test_stream_cut_midway_ends_gracefully(state_dir: Path, caplog: pytest
         assert "reply cut after" in caplog.text and "connection closed in the middle" in caplog.text
 
 
+async def test_stalled_stream_ends_gracefully_after_idle_timeout(state_dir: Path) -> None:
+    async with StandIn() as server, running_daemon(llm_config(server.url, idle_timeout=0.3), state_dir=state_dir) as app:
+        server.script("Once upon a time there was a fox.", token_delay=2)
+        text = await reply(app, "story")
+        assert text == "Once... " + Persona().cut_ending
+        seen = await asyncio.wait_for(server.disconnects.get(), 3)
+        assert not seen.completed, "the stalled connection was closed"
+
+
 async def test_non_utf8_bytes_are_dropped_not_fatal(state_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     async with StandIn() as server, running_daemon(llm_config(server.url), state_dir=state_dir) as app:
         server.script("Hello friend.", raw_bytes=b"\xff\xfe\xc3")

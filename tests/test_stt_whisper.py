@@ -39,6 +39,11 @@ async def test_hook_toyd_transcribe(state_dir: Path, window: float) -> None:
         # any input rate is resampled; an odd trailing byte is ignored
         pcm24k = espeak_pcm("what is your name", sample_rate=24000) + b"\x01"
         assert words((await transcribe(app, pcm24k, 24000)).text) == "what is your name"
+        # a regional or unknown language code from the toy never breaks a turn
+        for code in ("en-US", "xx"):
+            turn = Turn(device_id="toy-1", session_id="s1", turn_id="t2", language=code)
+            result = await app.host.call_first("toyd_transcribe", turn=turn, pcm=speech, sample_rate=16000)
+            assert words(result.text) == "tell me a story about a dragon"
 
 
 async def test_empty_short_and_silent_audio_give_empty_transcripts(state_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -86,3 +91,13 @@ def test_missing_model_path_is_a_clear_error(state_dir: Path) -> None:
     with pytest.raises(BackendError, match="cannot load Whisper model"):
         engine.load()
     engine.close()
+
+
+async def test_one_model_serves_concurrent_sessions_in_turn(state_dir: Path) -> None:
+    speech = espeak_pcm("tell me a story about a dragon")
+    async with running_daemon(config(workers=1, queue_limit=4), state_dir=state_dir) as app:
+        turns = [Turn(device_id=f"toy-{i}", session_id=f"s{i}", turn_id="1") for i in range(3)]
+        results = await asyncio.wait_for(asyncio.gather(*(
+            app.host.call_first("toyd_transcribe", turn=t, pcm=speech, sample_rate=16000) for t in turns)), 60)
+        assert [words(r.text) for r in results] == ["tell me a story about a dragon"] * 3
+        assert app.host.plugins["stt_whisper"].engine.busy == 0

@@ -58,3 +58,16 @@ async def test_bad_voice_and_empty_text(state_dir: Path) -> None:
         assert await collect(await app.host.call_first("toyd_synthesize", turn=TURN, text="  ")) == []
         with pytest.raises(BackendError, match="espeak-ng"):
             await asyncio.wait_for(collect(await app.host.call_first("toyd_synthesize", turn=TURN, text="hi")), 10)
+
+
+async def test_a_hanging_synthesizer_is_stopped_at_the_timeout(state_dir: Path, tmp_path: Path) -> None:
+    # the process boundary: a program that starts a WAV stream like espeak-ng, then hangs
+    fake = tmp_path / "hanging-espeak"
+    fake.write_text("#!/bin/sh\nprintf 'RIFF\\044\\000\\000\\000WAVEfmt '\nexec sleep 30\n")
+    fake.chmod(0o755)
+    cfg = {"role": "cloud", "plugins": ["tts_espeak"], "tts_espeak": {"binary": str(fake), "timeout": 0.5}}
+    async with running_daemon(cfg, state_dir=state_dir) as app:
+        plugin = app.host.plugins["tts_espeak"]
+        with pytest.raises(BackendError, match="longer than 0.5 s"):
+            await asyncio.wait_for(collect(await app.host.call_first("toyd_synthesize", turn=TURN, text="hi")), 10)
+        assert plugin.running == 0, "the hung process was killed"

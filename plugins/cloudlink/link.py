@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # The WebSocket library logs handshake headers (the token) and every frame at DEBUG:
-# its logger stays at INFO even when the daemon runs with log_level debug.
+# its DEBUG records are dropped even when the daemon runs with log_level debug.
 ws_log = logging.getLogger(f"{__name__}.websocket")
-ws_log.setLevel(logging.INFO)
+ws_log.addFilter(lambda record: record.levelno >= logging.INFO)
 
 REFUSED_DELAY = 5.0  # seconds before retrying after the cloud refused this toy (401/400/503)
 OnFrame = Callable[[str | bytes], Awaitable[None]]

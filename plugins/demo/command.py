@@ -34,7 +34,11 @@ RATE = 16000
 def run_demo(args: argparse.Namespace) -> int:
     """The command's body: returns the exit code."""
     out = Output(args.json)
-    logs.setup("info" if args.verbose else "error")
+    level = "info" if args.verbose else "error"
+    logs.setup(level)
+    for name in ("toyd", "toyd_plugins"):  # some plugins set their own loggers' levels: filter at the handler
+        for handler in logging.getLogger(name).handlers:
+            handler.setLevel(level.upper())
     with tempfile.TemporaryDirectory(prefix="toyd-demo-") as tmp:
         question = args.say if args.say is not None else (None if args.wav else DEFAULT_QUESTION)
         if question is not None:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from toyd.audio import FRAME_BYTES, FRAME_MS
 from toyd.audio.opus import OpusEncoder
 from toyd.protocol import Tts, encode, pack_audio
+from toyd.protocol.limits import MAX_TEXT_CHARS
 from toyd.protocol.messages import Message
 
 FRAME_S = FRAME_MS / 1000
@@ -52,7 +53,7 @@ class Downlink:
     async def sentence(self, text: str, cache_key: str | None = None) -> None:
         """``tts sentence_start``: the text of the audio that follows."""
         await self.message(Tts(state="sentence_start", response_id=self.response_id, turn_id=self.turn_id,
-                               text=text, cache_key=cache_key))
+                               text=text[:MAX_TEXT_CHARS], cache_key=cache_key))
 
     async def pcm(self, chunk: bytes) -> None:
         """Queue PCM of any length; whole 20 ms frames go out paced."""

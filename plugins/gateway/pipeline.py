@@ -20,7 +20,8 @@ from toyd import App
 from toyd.audio import SAMPLE_RATE
 from toyd.errors import ToydError
 from toyd.events import TextChecked
-from toyd.protocol import Alert, Llm, Stt
+from toyd.protocol import Llm, Stt
+from toyd.protocol.limits import MAX_TEXT_CHARS
 from toyd.turn import SafetyVerdict, Speaker, Transcription, Turn
 
 from .downlink import Downlink
@@ -74,7 +75,8 @@ class Pipeline:
             raise BackendError("no speech-to-text plugin answered" if result is None else
                                f"toyd_transcribe returned {type(result).__name__}, not Transcription")
         text = result.text.strip()
-        await self.downlink.message(Stt(text=text, final=True, turn_id=self.turn.turn_id, language=result.language))
+        await self.downlink.message(Stt(text=text[:MAX_TEXT_CHARS], final=True, turn_id=self.turn.turn_id,
+                                        language=result.language))
         if not text:
             await self.downlink.stop("no_speech", self.latency())
             return
@@ -165,8 +167,9 @@ class Pipeline:
                 if not isinstance(delta, str) or not delta:
                     continue
                 self.times.setdefault("llm_first_token", time.monotonic() - started)
-                await self.downlink.message(Llm(text=delta, turn_id=self.turn.turn_id,
-                                                response_id=self.downlink.response_id))
+                for at in range(0, len(delta), MAX_TEXT_CHARS):  # a huge delta still fits the limits
+                    await self.downlink.message(Llm(text=delta[at : at + MAX_TEXT_CHARS], turn_id=self.turn.turn_id,
+                                                    response_id=self.downlink.response_id))
                 for sentence in splitter.feed(delta):
                     self.times.setdefault("llm_first_sentence", time.monotonic() - started)
                     out.put_nowait(sentence)

@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from .plugin import GatewaySettings
 
 log = logging.getLogger(__name__)
-# The WebSocket library logs request headers (tokens) and every frame at DEBUG: keep it at INFO.
+# The WebSocket library logs request headers (tokens) and every frame at DEBUG: drop those.
 ws_log = logging.getLogger(f"{__name__}.websocket")
-ws_log.setLevel(logging.INFO)
+ws_log.addFilter(lambda record: record.levelno >= logging.INFO)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _NO_TOKEN = b"\x00" * 32  # compared against when the device is unknown, so timing says nothing
 

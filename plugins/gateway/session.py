@@ -62,6 +62,7 @@ class Session:
         self.phase = Phase.HELLO
         self.persona: str | None = None
         self.language: str | None = None
+        self.mode = "auto"  # how the current turn was opened (push_to_talk, wake_word, auto)
         self.errors = 0
         self.frames_in = 0
         self._audio = TokenBucket(limits.UPLINK_FPS, limits.UPLINK_BURST)
@@ -229,6 +230,7 @@ class Session:
             if self.phase is Phase.RESPONDING:
                 await self.cancel_response(reason="aborted")  # barge-in without an explicit abort
             self._turn_id = msg.turn_id or uuid.uuid4().hex[:12]
+            self.mode = msg.mode
             self._cut = False
             self._pcm.clear()
             self._decoder = OpusDecoder()
@@ -281,17 +283,19 @@ class Session:
         task, self._task = self._task, None
         if task is None or task.done():
             return
+        # From here on the response sends nothing: its next step raises CancelledError, and
+        # its cleanup only closes iterators. So the stop can go out before it has unwound.
         task.cancel()
+        if self.phase is Phase.RESPONDING:
+            self.phase = Phase.IDLE
+        if reason:
+            await self.send(Tts(state="stop", response_id=self._response_id, turn_id=self._turn_id, reason=reason))
         # hooks get CancelledError and aclose(); one that ignores it must not stall the session
         done, _ = await asyncio.wait([task], timeout=CANCEL_GRACE)
         if not done:
             log.warning("%s: response %d is slow to stop (a hook ignores cancellation)", self.device_id, self._response_id)
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
-        if self.phase is Phase.RESPONDING:
-            self.phase = Phase.IDLE
-        if reason:
-            await self.send(Tts(state="stop", response_id=self._response_id, turn_id=self._turn_id, reason=reason))
 
     async def _alert(self, turn: Turn, verdict: SafetyVerdict, text: str) -> None:
         category, severity = verdict.category or "unsafe", verdict.severity

@@ -77,13 +77,6 @@ class Memory:
             await db.execute("DELETE FROM exchanges WHERE device_id = ? AND id <= ?", (device_id, old[-1][0]))
         await db.commit()
 
-    async def forget(self, device_id: str) -> None:
-        """Drop everything remembered about one toy (a parent's request)."""
-        db = self._require()
-        await db.execute("DELETE FROM exchanges WHERE device_id = ?", (device_id,))
-        await db.execute("DELETE FROM summaries WHERE device_id = ?", (device_id,))
-        await db.commit()
-
     def _require(self) -> aiosqlite.Connection:
         if self._db is None:
             raise RuntimeError("memory is not open")

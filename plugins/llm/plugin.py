@@ -29,7 +29,6 @@ class LlmPlugin:
         self.memory: Memory | None = None
         self.client: ChatClient | None = None
         self.offline = OfflineResponder()
-        self.last_first_token_ms: float | None = None
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -89,7 +88,6 @@ class LlmPlugin:
         limiter = ReplyLimiter(persona.max_sentences, persona.max_chars)
         cleaner = VoiceCleaner()
         source = self._source(text, persona, summary, recent)
-        self.last_first_token_ms = None
         started = time.monotonic()
         guarded = self._guarded(source, started)
         try:
@@ -146,7 +144,6 @@ class LlmPlugin:
                 raise BackendError(f"language model sent no {what} within {limit:g} s") from None
             if delta and first:
                 first = False
-                self.last_first_token_ms = (time.monotonic() - started) * 1000
             yield delta
 
     def _ending(self, limiter: ReplyLimiter, persona: Persona, turn: Turn, problem: str) -> str:

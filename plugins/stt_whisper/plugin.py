@@ -52,7 +52,6 @@ class WhisperPlugin:
     def __init__(self) -> None:
         self.settings = WhisperSettings()
         self.engine: WhisperEngine | None = None
-        self.last_ms: float | None = None
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -101,15 +100,27 @@ class WhisperPlugin:
         if level < s.silence_dbfs:
             log.info("stt_whisper: turn %s: audio is silent (%.0f dBFS); empty transcript", turn.turn_id, level)
             return Transcription(text="", language=turn.language, confidence=0.0, no_speech=1.0)
-        language = s.language if s.language != "auto" else turn.language
+        language = _whisper_language(s.language if s.language != "auto" else turn.language, turn)
         started = time.monotonic()
         result = await self.engine.transcribe(audio, language=language, beam_size=s.beam_size,
                                               no_speech_threshold=s.no_speech_threshold,
                                               logprob_threshold=s.logprob_threshold)
-        self.last_ms = (time.monotonic() - started) * 1000
         log.debug("stt_whisper: turn %s: %r (confidence %.2f, %.0f ms)", turn.turn_id, result.text,
-                  result.confidence, self.last_ms)
+                  result.confidence, (time.monotonic() - started) * 1000)
         return result
+
+
+def _whisper_language(code: str | None, turn: Turn) -> str | None:
+    """A code Whisper knows ("en-US" → "en"); an unknown one means auto-detect (logged)."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    if not code:
+        return None
+    base = code.replace("_", "-").split("-")[0].lower()
+    if base in _LANGUAGE_CODES:
+        return base
+    log.warning("stt_whisper: turn %s: Whisper has no language %r; detecting it instead", turn.turn_id, code)
+    return None
 
 
 def _to_model_audio(pcm: bytes, sample_rate: int) -> np.ndarray:
