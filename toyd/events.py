@@ -264,6 +264,88 @@ class PersonaSet(Event):
     persona: str
 
 
+# --- offline mode: local speech recognition, response cache, local turns ----------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OfflinePhrases(Event):
+    """The phrases the response cache can answer: the vocabulary of grammar-mode recognition."""
+
+    phrases: tuple[str, ...]
+    language: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LocalTurn(Event):
+    """Answer the last utterance locally (link down or reply deadline passed)."""
+
+    turn_id: str
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CacheLookup(Event):
+    """Ask the response cache for the reply to ``text``; answered by :class:`CacheResult`."""
+
+    request_id: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CacheResult(Event):
+    """The cache's answer: ``hit`` with the matched phrase, reply text and 16 kHz PCM audio."""
+
+    request_id: str
+    hit: bool
+    phrase: str = ""
+    reply: str = ""
+    pcm: bytes = b""
+    score: float = 0.0
+    error: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CacheStore(Event):
+    """A reply the cloud marked cacheable (protocol ``cache_key``): keep it for offline turns.
+
+    ``pcm`` is the whole reply as 16 kHz mono int16; ``ttl`` seconds (0 = no expiry).
+    """
+
+    phrase: str
+    reply: str
+    pcm: bytes = b""
+    cache_key: str = ""
+    language: str = ""
+    persona: str = ""
+    ttl: float = 0.0
+    source: str = "cloud"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OfflineAnswered(Event):
+    """A turn was answered on the device: ``source`` is cache or fallback."""
+
+    turn_id: str
+    transcript: str
+    source: str
+    reply: str
+    response_id: str
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LocalTranscript(Event):
+    """On-device recognition of the last utterance, for :class:`LocalTurn` ``turn_id``.
+
+    ``phrase`` is the cached phrase it matched in grammar mode ("" = out of grammar or
+    free-form); ``error`` says why there is no result (model missing, ...).
+    """
+
+    turn_id: str
+    text: str
+    phrase: str = ""
+    grammar: bool = False
+    error: str = ""
 # --- cloud link ---------------------------------------------------------------------------
 
 

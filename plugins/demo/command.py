@@ -88,10 +88,6 @@ def demo_configs(args: argparse.Namespace, registry: Registry) -> tuple[dict[str
     if "safety" in registry.names() and "safety" not in plugins:
         plugins.insert(plugins.index("llm") if "llm" in plugins else len(plugins), "safety")
     cloud["plugins"] = plugins
-    if args.offline and args.llm_url:
-        raise ToydError("--offline and --llm-url exclude each other")
-    if args.offline:
-        cloud["llm"] = {**(cloud.get("llm") or {}), "base_url": "", "api_key": None}
     if args.llm_url:
         llm = dict(cloud.get("llm") or {})
         llm.update(base_url=args.llm_url, model=args.llm_model)

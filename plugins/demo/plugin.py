@@ -24,6 +24,8 @@ DESCRIPTION = textwrap.dedent("""\
       toyd demo --say "tell me a story about a dragon"
       toyd demo --wav question.wav --out answer.wav
       toyd demo --say "what is your name" --json
+      toyd demo --offline --json                   the cloud unreachable: Vosk + the response cache answer
+      toyd demo --offline --responses phrases.yaml --wav question.wav --vosk-model /opt/vosk-model-en
       toyd demo --say "why is the sky blue" --llm-url http://127.0.0.1:11434/v1 --llm-model llama3.2:3b
       OPENAI_API_KEY=... toyd demo --say "tell me a joke" --llm-url https://api.openai.com/v1 \\
           --llm-model gpt-4o-mini --llm-key-env OPENAI_API_KEY
@@ -41,8 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                          "reply_wav, latency_ms (progress goes to stderr)")
     p.add_argument("--no-play", action="store_true", help="do not play the reply even if a sound card exists")
     p.add_argument("-c", "--config", metavar="FILE", help="a cloud config to use instead of the embedded one")
-    p.add_argument("--offline", action="store_true", help="always use the offline responder, even if --config "
-                                                          "names a model endpoint (no network beyond loopback)")
     p.add_argument("--llm-url", metavar="URL", help="OpenAI-compatible API root for real replies, "
                                                     "e.g. http://127.0.0.1:11434/v1 (Ollama)")
     p.add_argument("--llm-model", metavar="NAME", default="", help="model name for --llm-url (e.g. llama3.2:3b)")
@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--child-voice", metavar="VOICE", default="en-us+f3", help="espeak-ng voice for --say (default: en-us+f3)")
     p.add_argument("--state-dir", metavar="DIR", help="state directory (default: a temporary one)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the daemon's log lines")
+    from toyd_plugins.offline.demo import add_offline_arguments
+
+    add_offline_arguments(p)
 
 
 class DemoPlugin:
@@ -63,6 +66,10 @@ class DemoPlugin:
     @hookimpl
     def toyd_cli_commands(self) -> list[CliCommand]:
         def run(args: argparse.Namespace) -> int:
+            if getattr(args, "offline", False):
+                from toyd_plugins.offline.demo import run_offline_demo
+
+                return run_offline_demo(args)
             from .command import run_demo  # heavy imports only when the command runs
 
             return run_demo(args)
