@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,7 @@ class Probe:
         if username:
             self.client.username_pw_set(username, password)
         self.client.on_message = self._on_message
+        self.client.on_socket_open = lambda c, u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, u, f, rc, p: (self._connected.set(), c.subscribe([(t, 1) for t in subscribe]) if subscribe else self._subscribed.set())
         self.client.connect("127.0.0.1", port, 30)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,7 @@ class MqttBridge:
         client.on_disconnect = self._cb_disconnect
         client.on_message = self._cb_message
         client.on_publish = self._cb_publish
+        client.on_socket_open = _no_delay
         self.client = client
 
     def configure_tls(self) -> None:
@@ -189,3 +191,11 @@ class MqttBridge:
         future = self._pending.get(mid)
         if future is not None and not future.done():
             future.set_result(None)
+
+
+def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """Small control messages must not wait for Nagle's algorithm (40 ms per hop)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (websockets/unix): nothing to tune
+        pass
