@@ -14,6 +14,7 @@ from .bus import EventBus
 from .config import Config
 from .conversation import Conversation
 from .host import PluginHost
+from .outbox import Outbox
 from .state import State
 from .supervisor import Supervisor
 
@@ -33,6 +34,7 @@ class App:
     state_dir: Path
     simulate: bool = False
     conversation: Conversation | None = None
+    outbox: Outbox | None = None
     # Set by the daemon when it runs from a config file: re-reads it (the SIGHUP path).
     reloader: Callable[[], Coroutine[Any, Any, str | None]] | None = dataclasses.field(default=None, repr=False)
 

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-from . import __version__, logs
+from . import __version__, logs, runner
 from .config import Config, load_file
 from .errors import ToydError
 from .plugin import CliCommand
@@ -66,6 +66,7 @@ def build_parser(registry: Registry) -> tuple[argparse.ArgumentParser, dict[str,
     p = sub.add_parser("plugins", help="list installed plugins: name, version, role, hooks, enabled",
                        description="List every installed plugin (entry-point group 'toyd').")
     p.add_argument("-c", "--config", metavar="FILE", help="mark the plugins this config enables")
+    p.add_argument("--markdown", action="store_true", help="print the config reference of core and every plugin (docs/config.md)")
     commands: dict[str, CliCommand] = {}
     for command in _plugin_commands(registry):
         if command.name in CORE_COMMANDS or command.name in commands:
@@ -109,7 +110,7 @@ def cmd_daemon(args: argparse.Namespace, registry: Registry) -> int:
     logs.setup(config.core.log_level)
     daemon = Daemon(config, registry=registry, simulate=getattr(args, "simulate", False),
                     state_dir=args.state_dir, config_path=args.config, overrides=tuple(overrides))
-    asyncio.run(daemon.run())
+    runner.run(daemon.run())
     return 0
 
 
@@ -123,6 +124,12 @@ def cmd_check_config(args: argparse.Namespace, registry: Registry) -> int:
 def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
     from .host import new_manager
 
+    if args.markdown:
+        from .configdoc import render
+
+        infos, errors = registry.all_infos()
+        print(render(infos), end="")
+        return 1 if errors else 0
     enabled: set[str] = set()
     if args.config:
         enabled = set(load_config(args.config, registry).core.plugins)

@@ -33,6 +33,7 @@ class CoreSettings:
     plugins: tuple[str, ...] = setting(factory=tuple, doc="Plugins to enable, by entry-point name, in start order.")
     startup_timeout: float = setting(10.0, min=0.1, max=300, doc="Seconds one plugin may take to start before it is disabled.")
     turn_timeout: float = setting(20.0, min=1, max=600, doc="Seconds THINKING may last with no reply before the toy gives up and goes idle.")
+    outbox_max_items: int = setting(10000, min=10, max=10_000_000, doc="Parent events kept while undelivered; ordinary ones beyond this are dropped oldest first, safety alerts never.")
     shutdown_timeout: float = setting(1.5, min=0.1, max=60, doc="Seconds the whole graceful shutdown may take.")
 
     def __post_init__(self) -> None:

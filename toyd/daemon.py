@@ -16,7 +16,9 @@ from .config import Config
 from .conversation import Conversation
 from .errors import PluginError, ToydError
 from .host import PluginHost
+from .outbox import Outbox, OutboxError
 from .plugin import Service
+from .recorder import Recorder
 from .registry import Registry
 from .supervisor import Supervisor
 
@@ -56,6 +58,8 @@ class Daemon:
         if self.config_path:
             app.reloader = self.reload
         self.app = app
+        if self.role == "device":
+            await self._open_outbox(app)
         await self._start_plugins(app)
         if conversation is not None:
             supervisor.start("core", Service("conversation", conversation.run))
@@ -68,6 +72,16 @@ class Daemon:
         log.info("READY: toyd %s %s, plugins: %s (%.0f ms)", self.role, core.device_id,
                  ", ".join(host.plugins) or "none", (self.ready_at - self.started_at) * 1000)
         return app
+
+    async def _open_outbox(self, app: App) -> None:
+        """The outbox records before any plugin runs; without it the toy still works."""
+        try:
+            app.outbox = await Outbox(app.state_dir / "outbox.db", max_items=self.config.core.outbox_max_items).open()
+        except OutboxError as exc:
+            log.error("%s; parent events will not be kept", exc)
+            return
+        self._recorder = Recorder(app.bus, app.outbox, app.device_id)
+        app.supervisor.start("core", Service("recorder", self._recorder.run))
 
     async def _start_plugins(self, app: App) -> None:
         timeout = self.config.core.startup_timeout
@@ -129,6 +143,8 @@ class Daemon:
         await app.host.call_each("toyd_shutdown", timeout=max(deadline - time.monotonic(), 0.05), reverse=True, app=app)
         if app.conversation is not None:
             app.conversation.close()
+        if app.outbox is not None:
+            await app.outbox.close()
         app.bus.close()
         self.app = None
         log.info("stopped")

@@ -109,7 +109,7 @@ class PluginHost:
                 raise
             except Exception as exc:  # noqa: BLE001 - one plugin must not silence others
                 if isinstance(exc, TimeoutError):
-                    exc = TimeoutError(f"{hook_name} did not finish within {timeout} s")
+                    exc = TimeoutError(f"{hook_name} did not finish within {timeout:.1f} s")
                 log.error("plugin %s: %s failed: %s: %s", name, hook_name, type(exc).__name__, exc)
                 log.debug("plugin %s: %s traceback", name, hook_name, exc_info=exc)
                 results[name] = exc

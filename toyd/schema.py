@@ -207,7 +207,22 @@ def _convert_mapping(tp: Any, value: object, where: Where, path: str) -> Mapping
 
 
 def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp)
+    """A reader's name for a schema type: ``list of int``, ``'a' or 'b'``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {_type_name(args[0])}"
+        return f"list of {len(args)}"
+    if origin in (dict, Mapping, typing.Mapping):
+        return f"mapping of {_type_name(args[1])}" if args else "mapping"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return " or ".join(repr(m.value) for m in tp)
+    return {"str": "text", "int": "integer", "float": "number", "bool": "true/false"}.get(
+        getattr(tp, "__name__", ""), getattr(tp, "__name__", None) or str(tp))
 
 
 def did_you_mean(value: object, choices: typing.Iterable[object]) -> str:

@@ -42,10 +42,6 @@ class OutboxDrain:
     def enabled(self) -> bool:
         return self.box is not None
 
-    async def add(self, kind: str, payload: dict[str, Any]) -> None:
-        """Queue an event durably; the drain publishes it when it can."""
-        await self.box.add(kind, payload)
-
     def wake(self) -> None:
         """The broker is back: try again now."""
         self._wake.set()

@@ -201,8 +201,10 @@ class MqttPlugin:
                 self._sleep_line()
             elif isinstance(event, ConfigApplied) and not event.source.startswith("mqtt:"):
                 await self._rebase()
-            elif isinstance(event, ConfigRejected) and not event.source.startswith("mqtt:"):
-                await self._emit("error", {"source": event.source, "message": event.error})
+            elif isinstance(event, ConfigRejected) and not event.source.startswith("mqtt:") and not self.outbox.enabled:
+                self.bridge.publish_nowait(f"{self.base}/event/error", json.dumps(
+                    {"source": event.source, "error": event.error, "kind": "config_rejected",
+                     "device_id": app.device_id, "time": time.time(), "uid": uuid.uuid4().hex}), qos=1)
             self._dirty()
 
     def _sleep_line(self) -> None:
@@ -326,8 +328,7 @@ class MqttPlugin:
             new = pushed.build(app, self.file_base, push, source)
         except ConfigError as exc:
             log.error("config push rejected, the current config stays: %s", exc)
-            app.bus.publish(ConfigRejected(source=source, error=str(exc)))
-            await self._emit("error", {"source": source, "topic": topic, "message": str(exc), **exc.as_dict()})
+            self._report_rejection(source, str(exc), {"path": exc.path, "problem": exc.problem, "hint": exc.hint})
             return
         await self._apply_push(push, new, source)
         await app.run_blocking(pushed.save, app.state_dir, topic, push)
@@ -375,10 +376,16 @@ class MqttPlugin:
 
     # --- events out ---------------------------------------------------------------------
 
-    async def _emit(self, kind: str, payload: dict[str, Any]) -> None:
-        """An event for parents: through the durable outbox if there is one, else directly."""
+    def _report_rejection(self, source: str, error: str, details: dict[str, Any] | None = None) -> None:
+        """ConfigRejected on the bus; the core's recorder puts it in the outbox for ``event/error``.
+
+        Without an outbox (it could not be opened) the error is published directly, in the
+        recorder's shape, so parents still see it.
+        """
+        assert self.app is not None
+        self.app.bus.publish(ConfigRejected(source=source, error=error))
         if self.outbox.enabled:
-            await self.outbox.add(kind, payload)
             return
-        body = {"uid": uuid.uuid4().hex, "kind": kind, "created": time.time(), **payload}
-        self.bridge.publish_nowait(f"{self.base}/event/{kind}", json.dumps(body, separators=(",", ":")), qos=1)
+        body = {"source": source, "error": error, "kind": "config_rejected", "device_id": self.app.device_id,
+                "time": time.time(), **(details or {}), "uid": uuid.uuid4().hex}
+        self.bridge.publish_nowait(f"{self.base}/event/error", json.dumps(body, separators=(",", ":")), qos=1)

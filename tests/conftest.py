@@ -1,0 +1,14 @@
+"""Shared test setup: the repo root and the example configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return ROOT
