@@ -104,6 +104,7 @@ async def test_usage_limit_reached_sleeps_at_the_end_of_the_turn(mosquitto, stat
     probe = Probe(mosquitto)
     async with running_daemon(device_config(mosquitto), state_dir=state_dir) as app:
         parental = app.host.plugins["mqtt"].parental
+        await probe.next(f"{BASE}/status", lambda p: p == b"online")  # subscribed: commands reach it
         res = await command(probe, BASE, "usage_limit", {"minutes": 1})
         assert res["ok"] and app.state is State.IDLE  # 59.8 s used: still under the limit
         app.bus.publish(ButtonPressed())

@@ -93,9 +93,9 @@ async def test_invalid_push_is_rejected_and_named(toy):
     push(probe, 2, {"mqtt": {"max_volume": 500}})
     rejected = await next_event(sub, ConfigRejected)
     assert rejected.source == f"mqtt:{CONFIG_TOPIC}" and "config.mqtt.max_volume" in rejected.error
-    error = await probe.json(f"{BASE}/event/error")
-    assert error["source"] == f"mqtt:{CONFIG_TOPIC}" and error["path"] == "config.mqtt.max_volume"
-    assert "out of range" in error["problem"] and error["uid"]
+    error = await probe.json(f"{BASE}/event/error")  # through the durable outbox
+    assert error["source"] == f"mqtt:{CONFIG_TOPIC}" and error["kind"] == "config_rejected"
+    assert "config.mqtt.max_volume" in error["error"] and "out of range" in error["error"] and error["uid"]
     assert app.config.section("mqtt").max_volume == 60
     assert (await command(probe, BASE, "status"))["data"]["config_version"] == 1
 

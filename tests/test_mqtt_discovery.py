@@ -193,6 +193,7 @@ async def test_discovery_is_published_and_consistent_with_the_device(mosquitto, 
 async def test_discovery_can_be_turned_off(mosquitto, state_dir):
     probe = Probe(mosquitto)
     async with running_daemon(device_config(mosquitto, discovery=False), state_dir=state_dir):
+        await probe.next(f"{BASE}/status", lambda p: p == b"online")
         assert (await command(probe, BASE, "status"))["ok"]
         assert not [t for t, _, _ in probe.messages if t.startswith("homeassistant/")]
     probe.close()

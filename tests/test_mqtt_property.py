@@ -76,10 +76,14 @@ class Harness:
 def harness(tmp_path_factory) -> Iterator[Harness]:
     h = Harness()
     with start_mosquitto(extra_conf="set_tcp_nodelay true") as (_, port):
-        h.probe = Probe(port, subscribe=(f"{BASE}/cmd/+/result",))
+        h.probe = Probe(port, subscribe=(f"{BASE}/cmd/+/result", f"{BASE}/status"))
         thread = threading.Thread(target=h.run_toy, args=(port, str(tmp_path_factory.mktemp("prop"))), daemon=True)
         thread.start()
         assert h.ready.wait(20) and h.error is None, h.error
+        deadline = time.monotonic() + 10
+        while b"online" not in h.probe.on(f"{BASE}/status"):  # the toy is subscribed
+            assert time.monotonic() < deadline, "the toy did not come online"
+            time.sleep(0.01)
         yield h
         h.loop.call_soon_threadsafe(h.stop.set)
         thread.join(10)

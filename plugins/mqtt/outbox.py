@@ -48,8 +48,7 @@ class OutboxDrain:
 
     def body(self, item: Any) -> str:
         """The JSON message of one outbox item, with its uid for dedup."""
-        return json.dumps({**item.payload, "uid": item.uid, "kind": item.kind, "created": item.created},
-                          separators=(",", ":"))
+        return json.dumps({**item.payload, "uid": item.uid, "created": item.created}, separators=(",", ":"))
 
     async def run(self) -> None:
         """Drain until cancelled: publish a batch, ack what the broker acknowledged, repeat."""
