@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -119,6 +120,59 @@ async def test_a_burst_of_changes_is_one_state_message(mosquitto, state_dir):
         for level in range(20):
             app.bus.publish(VolumeSet(level=level))
         await probe.json(f"{BASE}/state", lambda d: d["volume"] == 19, after=before)
-        assert len(probe.on(f"{BASE}/state")) - before == 1
+        assert len(probe.on(f"{BASE}/state")) - before == 1, probe.on(f"{BASE}/state")
         assert [json.loads(p)["volume"] for p in probe.on(f"{BASE}/state")[before:]] == [19]
     probe.close()
+
+
+async def test_outbox_events_from_an_outage_arrive_exactly_once(state_dir):
+    """Events recorded while the broker is down wait in the outbox and arrive after the restart."""
+    from toyd.events import SafetyAlert, Transcript
+
+    def seen(probe: Probe) -> dict[str, dict]:
+        by_uid: dict[str, dict] = {}
+        for topic, payload, _ in list(probe.messages):
+            if topic.startswith(f"{BASE}/event/"):
+                body = json.loads(payload)
+                by_uid[body["uid"]] = body  # receivers dedup by uid
+        return by_uid
+
+    config = device_config(0, reconnect_min=1.5, reconnect_max=1.5)
+    with start_mosquitto() as (broker, port):
+        config["mqtt"]["port"] = port
+        async with running_daemon(config, state_dir=state_dir) as app:
+            bridge = app.host.plugins["mqtt"].bridge
+            probe = Probe(port, subscribe=(f"{BASE}/event/#",))
+            await wait_for(lambda: bridge.connected)
+            app.bus.publish(Transcript(text="before", final=True))
+            await wait_for(lambda: any(b.get("text") == "before" for b in seen(probe).values()))
+            probe.client.loop_stop()
+            broker.kill()
+            broker.wait()
+            await wait_for(lambda: not bridge.connected, timeout=5)
+            failures = bridge._failures
+            for i in range(20):
+                app.bus.publish(Transcript(text=f"down-{i}", final=True))
+            app.bus.publish(SafetyAlert(category="test", severity="high", excerpt="x"))
+            await _until_count(app, 21)  # recorded durably and kept: no PUBACK yet
+            # restart right after a failed attempt: the toy's next try is 1.5 s away, the
+            # parent's client subscribes first
+            await wait_for(lambda: bridge._failures > failures, timeout=5)
+            with start_mosquitto(port):
+                probe2 = Probe(port, subscribe=(f"{BASE}/event/#",))
+                await wait_for(lambda: bridge.connected, timeout=10)
+                expected = {f"down-{i}" for i in range(20)}
+                await wait_for(lambda: expected <= {b.get("text") for b in seen(probe2).values()}, timeout=10)
+                await wait_for(lambda: any(b.get("category") == "test" for b in seen(probe2).values()))
+                await wait_for(lambda: app.host.plugins["mqtt"].outbox.sent >= 22, timeout=5)
+                await _until_count(app, 0)  # acknowledged after the PUBACKs
+                texts = [b.get("text") for b in seen(probe2).values() if "text" in b]
+                assert sorted(texts) == sorted(expected)  # exactly once after dedup by uid
+                probe2.close()
+
+
+async def _until_count(app, n: int, timeout: float = 5.0) -> None:
+    async def poll() -> None:
+        while await app.outbox.count() != n:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(poll(), timeout)

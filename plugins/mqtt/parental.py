@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE = frozenset({State.LISTENING, State.THINKING, State.SPEAKING})
 CONTROLS_FILE = "mqtt-controls.json"
+SAVE_EVERY = 0.5  # seconds
 
 
 class Parental:
@@ -42,6 +43,7 @@ class Parental:
         self._quiet: bool | None = None
         self._active_since: float | None = None
         self._save_lock = asyncio.Lock()
+        self._save_wanted = asyncio.Event()
 
     # --- usage ----------------------------------------------------------------------------
 
@@ -64,7 +66,7 @@ class Parental:
         elif event.new is not State.SLEEPING:
             c.sleep_reason = ""
         self.check_limit()
-        await self.save()
+        self.request_save()
 
     def check_limit(self) -> None:
         """Sleep at the end of a turn once the limit is reached; wake if it was lifted."""
@@ -81,7 +83,7 @@ class Parental:
         """Apply the clock: new day, quiet hours starting or ending, the usage limit."""
         now, c, state = self.clock(), self.controls, self.app.state
         if c.roll_day(now):
-            self.app.spawn(self.save(), "mqtt:save-controls")
+            self.request_save()
         quiet = c.quiet_hours is not None and in_quiet_hours(c.quiet_hours, now)
         if quiet != self._quiet:
             if quiet and state is not State.SLEEPING:
@@ -112,9 +114,23 @@ class Parental:
 
     # --- persistence ------------------------------------------------------------------------
 
-    async def save(self) -> None:
-        """Persist; the snapshot is taken under the lock, so the newest always lands last."""
+    def request_save(self) -> None:
+        """Mark the controls changed; the saver writes them soon (a burst is one write)."""
+        self._save_wanted.set()
+
+    async def run_saver(self) -> None:
+        """Write at most every SAVE_EVERY seconds: fsync on an SD card is slow and wears it."""
+        while True:
+            await self._save_wanted.wait()
+            await self.flush()
+            await asyncio.sleep(SAVE_EVERY)
+
+    async def flush(self) -> None:
+        """Write now if anything changed; the snapshot is taken under the lock, so the newest lands last."""
         async with self._save_lock:
+            if not self._save_wanted.is_set():
+                return
+            self._save_wanted.clear()
             text = json.dumps(self.controls.to_json(), indent=1)
             try:
                 await self.app.run_blocking(write_atomic, self.path, text)

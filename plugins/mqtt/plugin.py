@@ -75,7 +75,8 @@ class MqttPlugin:
         if c.persona:
             app.bus.publish(PersonaSet(persona=c.persona))
         services = [Service("events", self._run_events), Service("commands", self._run_commands),
-                    Service("state", self._run_state), Service("schedule", self.parental.run)]
+                    Service("state", self._run_state), Service("schedule", self.parental.run),
+                    Service("save", self.parental.run_saver)]
         if self.outbox.enabled:
             services.append(Service("outbox", self.outbox.run))
         return services
@@ -94,7 +95,7 @@ class MqttPlugin:
         if c.volume is not None and c.volume > settings.max_volume:
             app.bus.publish(VolumeSet(level=settings.max_volume))
         self.parental.changed.set()
-        await self.parental.save()
+        self.parental.request_save()
         self._publish_discovery()
         self._dirty()
         broker = [f.name for f in dataclasses.fields(BrokerSettings) if getattr(old, f.name) != getattr(settings, f.name)]
@@ -105,6 +106,7 @@ class MqttPlugin:
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
         self._events.close()
+        await self.parental.flush()
         await app.run_blocking(self.bridge.stop, (f"{self.base}/status", "offline"))
 
     # --- broker side --------------------------------------------------------------------
@@ -174,10 +176,18 @@ class MqttPlugin:
         }
 
     async def _run_state(self) -> None:
-        """Coalesce: wait for a change, let the burst settle, publish once if it differs."""
+        """Coalesce: publish once a burst of changes has been quiet for the window (at most 10 windows late)."""
+        loop = asyncio.get_running_loop()
         while True:
             await self._state_dirty.wait()
-            await asyncio.sleep(self.settings.state_coalesce_ms / 1000)
+            window = self.settings.state_coalesce_ms / 1000
+            first = loop.time()
+            while loop.time() - first < 10 * window:
+                self._state_dirty.clear()
+                try:
+                    await asyncio.wait_for(self._state_dirty.wait(), window)
+                except TimeoutError:
+                    break
             self._state_dirty.clear()
             text = json.dumps(self.snapshot(), separators=(",", ":"))
             if text != self._last_state and self.bridge.publish_nowait(f"{self.base}/state", text, qos=1, retain=True):
@@ -193,10 +203,10 @@ class MqttPlugin:
                     self._flush_say()
             elif isinstance(event, VolumeSet):
                 self.parental.controls.volume = event.level
-                await self.parental.save()
+                self.parental.request_save()
             elif isinstance(event, PersonaSet):
                 self.parental.controls.persona = event.persona
-                await self.parental.save()
+                self.parental.request_save()
             elif isinstance(event, ButtonPressed):
                 self._sleep_line()
             elif isinstance(event, ConfigApplied) and not event.source.startswith("mqtt:"):
@@ -283,7 +293,7 @@ class MqttPlugin:
 
     async def _controls_changed(self) -> None:
         self.parental.changed.set()
-        await self.parental.save()
+        self.parental.request_save()
         self._dirty()
 
     def _say(self, text: str, request_id: Any) -> dict[str, Any]:
