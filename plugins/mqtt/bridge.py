@@ -182,10 +182,14 @@ class MqttBridge:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(NotConnected(f"connection lost before PUBACK ({why})"))
-        if was and not self._stopping:
+        if self._stopping:
+            return
+        if was:
             log.warning("lost the MQTT broker (%s); reconnecting in the background", why)
             self._failures = 1
             self._on_disconnected()
+        else:  # dropped before CONNACK: a TLS or auth refusal seen late
+            self._failed(f"closed the connection ({why})")
 
     def _acked(self, mid: int) -> None:
         future = self._pending.get(mid)
