@@ -11,15 +11,16 @@ import time
 import uuid
 from typing import Any
 
-from toyd import App, ConfigError, PluginDeclaration, Service, State, Trigger, __version__, hookimpl
+from toyd import App, PluginDeclaration, Service, State, Trigger, __version__, hookimpl
 from toyd.events import (ButtonPressed, ConfigApplied, ConfigRejected, PersonaSet, SayRequested, StateChanged,
                          StateRequest, VolumeSet)
 
-from . import commands, controls, discovery, pushed
+from . import commands, controls, discovery
 from .bridge import MqttBridge
 from .commands import CommandError, ParsedCommand
 from .outbox import OutboxDrain
 from .parental import CONTROLS_FILE, Parental
+from .receiver import PushReceiver
 from .settings import BrokerSettings, MqttSettings, QuietHours
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,6 @@ class MqttPlugin:
 
     def __init__(self) -> None:
         self.app: App | None = None
-        self.applied_version = 0
-        self._push: pushed.Push | None = None
         self._last_state: str | None = None
         self._last_sleep_line = 0.0
         self._say_queue: collections.deque[tuple[str, Any, float]] = collections.deque()
@@ -54,7 +53,8 @@ class MqttPlugin:
         state = saved or controls.Controls(quiet_hours=settings.quiet_hours,
                                            usage_limit_minutes=settings.usage_limit_minutes, persona=settings.persona)
         self.parental = Parental(app, state, self._dirty)
-        self.file_base = pushed.file_base(app.config)
+        self.receiver = PushReceiver(app, f"{self.base}/config", lambda: self.settings.max_config_bytes,
+                                     on_applied=self._dirty, on_rejected=self._report_rejection)
         self._state_dirty = asyncio.Event()
         self._inbox: asyncio.Queue[tuple[str, str, bytes, bool]] = asyncio.Queue(INBOX_SIZE)
         self._events = app.bus.subscribe("mqtt", (StateChanged, ConfigApplied, ConfigRejected, VolumeSet, PersonaSet,
@@ -68,7 +68,7 @@ class MqttPlugin:
 
     @hookimpl
     async def toyd_services(self, app: App) -> list[Service]:
-        await self._apply_saved_push()
+        await self.receiver.apply_saved()
         c = self.parental.controls
         if c.volume is not None:  # a parent's choices survive a restart
             app.bus.publish(VolumeSet(level=min(c.volume, self.settings.max_volume)))
@@ -156,6 +156,12 @@ class MqttPlugin:
 
     # --- state --------------------------------------------------------------------------
 
+    @property
+    def applied_version(self) -> int:
+        """Version of the config push in force (0 = none)."""
+        receiver = getattr(self, "receiver", None)  # pluggy inspects attributes before start-up
+        return receiver.applied_version if receiver else 0
+
     def _dirty(self) -> None:
         self._state_dirty.set()
 
@@ -210,7 +216,7 @@ class MqttPlugin:
             elif isinstance(event, ButtonPressed):
                 self._sleep_line()
             elif isinstance(event, ConfigApplied) and not event.source.startswith("mqtt:"):
-                await self._rebase()
+                await self.receiver.rebase()
             elif isinstance(event, ConfigRejected) and not event.source.startswith("mqtt:") and not self.outbox.enabled:
                 self.bridge.publish_nowait(f"{self.base}/event/error", json.dumps(
                     {"source": event.source, "error": event.error, "kind": "config_rejected",
@@ -231,7 +237,7 @@ class MqttPlugin:
         while True:
             kind, name, payload, retain = await self._inbox.get()
             if kind == "config":
-                await self._handle_push(name, payload)
+                await self.receiver.handle(payload)
                 continue
             try:
                 if retain:
@@ -318,71 +324,6 @@ class MqttPlugin:
                 log.info("dropped a parent message that waited more than %.0f s", self.settings.say_max_wait)
                 continue
             self.app.bus.publish(SayRequested(text=text, request_id=str(request_id) if request_id is not None else None))
-
-    # --- config push --------------------------------------------------------------------
-
-    async def _handle_push(self, topic: str, payload: bytes) -> None:
-        app = self.app
-        assert app is not None
-        source = f"mqtt:{topic}"
-        if not payload:
-            log.info("config push on %s was cleared; the applied config (version %d) stays", topic, self.applied_version)
-            return
-        try:
-            push = pushed.parse(payload, source, self.settings.max_config_bytes)
-            if push.version <= self.applied_version:
-                level = logging.DEBUG if push.version == self.applied_version else logging.INFO
-                log.log(level, "ignored config push version %d from %s: version %d is applied",
-                        push.version, topic, self.applied_version)
-                return
-            new = pushed.build(app, self.file_base, push, source)
-        except ConfigError as exc:
-            log.error("config push rejected, the current config stays: %s", exc)
-            self._report_rejection(source, str(exc), {"path": exc.path, "problem": exc.problem, "hint": exc.hint})
-            return
-        await self._apply_push(push, new, source)
-        await app.run_blocking(pushed.save, app.state_dir, topic, push)
-
-    async def _apply_push(self, push: pushed.Push, new: Any, source: str) -> None:
-        assert self.app is not None
-        self.applied_version, self._push = push.version, push
-        restart = await self.app.apply_config(new, version=push.version, source=source)
-        log.info("config version %d from %s applied%s", push.version, source,
-                 f"; after a restart: {', '.join(restart)}" if restart else "")
-        self._dirty()
-
-    async def _apply_saved_push(self) -> None:
-        app = self.app
-        assert app is not None
-        saved = await app.run_blocking(pushed.load, app.state_dir)
-        if saved is None or saved[0] != f"{self.base}/config":
-            return
-        topic, push = saved
-        source = f"mqtt:{topic}"
-        try:
-            new = pushed.build(app, self.file_base, push, source)
-        except ConfigError as exc:
-            log.warning("the saved config push version %d no longer fits this toy's config and is ignored: %s",
-                        push.version, exc)
-            return
-        await self._apply_push(push, new, source)
-
-    async def _rebase(self) -> None:
-        """The config file was reloaded: keep the pushed overlay on top of the new file."""
-        app = self.app
-        assert app is not None
-        self.file_base = pushed.file_base(app.config)
-        if self._push is None:
-            return
-        source = f"mqtt:{self.base}/config"
-        try:
-            new = pushed.build(app, self.file_base, self._push, source)
-        except ConfigError as exc:
-            log.warning("the pushed config version %d does not fit the reloaded file and is dropped: %s",
-                        self._push.version, exc)
-            self._push, self.applied_version = None, 0
-            return
-        await self._apply_push(self._push, new, source)
 
     # --- events out ---------------------------------------------------------------------
 

@@ -92,7 +92,11 @@ async def running_daemon(
     data = {"state_dir": str(state_dir), **config}
     cfg = validate(data, registry.schema, source="<test>", known_plugins=registry.names)
     daemon = Daemon(cfg, registry=registry, simulate=simulate)
-    app = await daemon.start()
+    try:
+        app = await daemon.start()
+    except BaseException:
+        await daemon.stop()  # a plugin failed to start: release what did start (outbox, tasks)
+        raise
     try:
         yield app
     finally:
