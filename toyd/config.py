@@ -123,9 +123,14 @@ def _collect_lines(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
 
 
 def resolve_secrets(data: Any, where: Where, path: str = "", base_dir: Path | None = None) -> Any:
-    """Replace ``{"$env": NAME}`` and ``{"$file": PATH}`` with their (secret) text."""
+    """Replace ``{"$env": NAME}`` and ``{"$file": PATH}`` with their (secret) text.
+
+    ``{"$env": NAME, "default": TEXT}`` falls back to TEXT when NAME is not set (dev
+    defaults in example configs).
+    """
     if isinstance(data, Mapping):
-        if len(data) == 1 and ("$env" in data or "$file" in data):
+        keys = set(data)
+        if (len(data) == 1 and keys & {"$env", "$file"}) or keys == {"$env", "default"}:
             return _secret(data, where, path, base_dir)
         return {k: resolve_secrets(v, where, f"{path}.{k}" if path else str(k), base_dir) for k, v in data.items()}
     if isinstance(data, list):
@@ -136,6 +141,8 @@ def resolve_secrets(data: Any, where: Where, path: str = "", base_dir: Path | No
 def _secret(data: Mapping[str, Any], where: Where, path: str, base_dir: Path | None) -> Secret:
     if "$env" in data:
         name = data["$env"]
+        if isinstance(name, str) and name not in os.environ and isinstance(data.get("default"), str):
+            return Secret(data["default"])
         if not isinstance(name, str) or name not in os.environ:
             raise where.error(path, f"environment variable {name!r} is not set", hint="export it, or set it in the systemd unit's Environment=")
         return Secret(os.environ[name])

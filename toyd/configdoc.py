@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from .config import CoreSettings
 from .registry import PluginInfo
@@ -74,6 +74,6 @@ def _default(value: object) -> str:
         return "*required*"
     if isinstance(value, (tuple, list)) and not value:
         return "`[]`"
-    if isinstance(value, dict) and not value:
+    if isinstance(value, Mapping) and not value:
         return "`{}`"
     return f"`{value!r}`".replace("|", "/")

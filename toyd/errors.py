@@ -77,6 +77,26 @@ class StateDirError(ToydError):
     """The state directory cannot be created or written."""
 
 
+class ProtocolError(ToydError):
+    """A device ↔ cloud message broke protocol v1; ``code`` is its error code (docs/protocol.md)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
 def _short(value: object, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class AudioError(ToydError):
+    """An audio device could not be opened or used."""
+
+
+class AudioFileError(AudioError):
+    """An audio file is missing, unreadable or not a format toyd can convert."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {problem}")

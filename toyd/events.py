@@ -262,3 +262,41 @@ class PersonaSet(Event):
     """Switch the toy's persona (sent to the cloud with every turn)."""
 
     persona: str
+
+
+# --- audio ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MicInput(Event):
+    """Feed the file/pipe microphone from ``path`` (simulation, tests, demos); ignored by real cards."""
+
+    path: str
+    format: str = "auto"
+
+
+# --- cloud link ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TurnLatency(Event):
+    """Where the time of one cloud turn went, in milliseconds (docs/protocol.md "Latency").
+
+    Published by the cloud gateway on the cloud bus when a response ends, and by the
+    device's cloud link when the ``tts stop`` that carries it arrives. ``overhead_ms`` is
+    ``end_of_speech_to_first_audio_ms`` minus the time spent inside the AI hooks on the
+    path to the first audio frame.
+    """
+
+    device_id: str = ""
+    turn_id: str = ""
+    response_id: int = 0
+    stt_ms: float = 0.0
+    check_ms: float = 0.0
+    llm_first_token_ms: float = 0.0
+    llm_first_sentence_ms: float = 0.0
+    tts_first_audio_ms: float = 0.0
+    end_of_speech_to_first_audio_ms: float = 0.0
+    hooks_ms: float = 0.0
+    overhead_ms: float = 0.0
+    total_ms: float = 0.0

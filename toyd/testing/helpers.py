@@ -95,7 +95,7 @@ async def running_daemon(
     try:
         app = await daemon.start()
     except BaseException:
-        await daemon.stop()  # a plugin failed to start: release what did start (outbox, tasks)
+        await daemon.stop()  # release what started (the outbox thread, plugins) before re-raising
         raise
     try:
         yield app

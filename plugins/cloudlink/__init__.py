@@ -1,0 +1,5 @@
+"""cloudlink: the toy's cloud backend over WebSocket (protocol v1)."""
+
+from .plugin import CloudLinkPlugin, CloudLinkSettings
+
+__all__ = ["CloudLinkPlugin", "CloudLinkSettings"]

@@ -1,0 +1,5 @@
+"""gateway: the cloud side of protocol v1 (one WebSocket session per toy)."""
+
+from .plugin import GatewayPlugin, GatewaySettings
+
+__all__ = ["GatewayPlugin", "GatewaySettings"]

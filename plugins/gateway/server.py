@@ -1,0 +1,128 @@
+"""The gateway's WebSocket server: authentication, one session per toy, health endpoint."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import ssl
+import time
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from toyd import App
+from toyd.audio import SAMPLE_RATE, SAMPLE_WIDTH
+from toyd.protocol import limits
+
+from .meters import FrameTimer, LoopLag, percentiles
+from .session import Session
+
+if TYPE_CHECKING:
+    from .plugin import GatewaySettings
+
+log = logging.getLogger(__name__)
+# The WebSocket library logs request headers (tokens) and every frame at DEBUG: drop those.
+ws_log = logging.getLogger(f"{__name__}.websocket")
+ws_log.addFilter(lambda record: record.levelno >= logging.INFO)
+DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_NO_TOKEN = b"\x00" * 32  # compared against when the device is unknown, so timing says nothing
+
+
+class Gateway:
+    """Accepts toys, keeps one :class:`Session` per device id."""
+
+    def __init__(self, app: App, settings: GatewaySettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.sessions: dict[str, Session] = {}
+        self.server: Server | None = None
+        self.started = time.monotonic()
+        self.refused = 0
+        self.frame_timer = FrameTimer()
+        self.loop_lag = LoopLag()
+
+    @property
+    def max_listen_bytes(self) -> int:
+        """PCM bytes of the longest utterance."""
+        return int(self.settings.max_listen_seconds * SAMPLE_RATE * SAMPLE_WIDTH)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``port: 0``)."""
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    def config_version(self, device_id: str) -> int:
+        """The config version the cloud holds for this toy (0 = none known)."""
+        return int(self.settings.config_versions.get(device_id, 0))
+
+    async def start(self) -> None:
+        """Bind and listen (raises OSError when the port is taken)."""
+        s = self.settings
+        context = None
+        if s.tls_cert:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(s.tls_cert, s.tls_key or None)
+        self.server = await serve(
+            self._handle, s.host, s.port, ssl=context, process_request=self._process_request,
+            compression=None,  # Opus does not compress; deflate would cost memory per toy
+            max_size=limits.MAX_WS_FRAME, max_queue=64, ping_interval=limits.KEEPALIVE_INTERVAL,
+            ping_timeout=limits.KEEPALIVE_TIMEOUT, close_timeout=2, server_header="toyd-gateway", logger=ws_log,
+        )
+        log.info("gateway listening on %s://%s:%d", "wss" if context else "ws", s.host, self.port)
+
+    async def stop(self) -> None:
+        """Close every connection (1001) and the listening socket."""
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+    def health(self) -> dict[str, object]:
+        """What ``GET /healthz`` returns."""
+        busy = sum(1 for s in self.sessions.values() if s.phase.value in ("listening", "responding"))
+        return {"status": "ok", "sessions": len(self.sessions), "active": busy,
+                "uptime_s": round(time.monotonic() - self.started, 1), "refused": self.refused,
+                "protocol_version": limits.PROTOCOL_VERSION, "frames": self.frame_timer.count,
+                "frame_ms": percentiles(self.frame_timer.samples), "loop_lag_ms": percentiles(self.loop_lag.samples)}
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?", 1)[0] == "/healthz":
+            body = json.dumps(self.health()).encode()
+            headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                               ("Cache-Control", "no-store")])
+            return Response(200, "OK", headers, body)
+        device_id = request.headers.get("Device-Id", "")
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:].encode() if auth.startswith("Bearer ") else b""
+        expected = self.settings.tokens.get(device_id) if DEVICE_ID.match(device_id) else None
+        valid = hmac.compare_digest(token, expected.encode() if expected is not None else _NO_TOKEN)
+        if not (valid and expected is not None):
+            self.refused += 1
+            log.warning("refused a connection from %s: bad credentials", conn.remote_address[0] if conn.remote_address else "?")
+            return conn.respond(401, "Unauthorized\n")
+        version = request.headers.get("Protocol-Version", str(limits.PROTOCOL_VERSION))
+        if version != str(limits.PROTOCOL_VERSION):
+            return conn.respond(400, f"Protocol-Version {version[:10]} is not served; this server speaks {limits.PROTOCOL_VERSION}\n")
+        if device_id not in self.sessions and len(self.sessions) >= self.settings.max_sessions:
+            return conn.respond(503, "Too many toys connected; retry later\n")
+        return None
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        device_id = conn.request.headers["Device-Id"] if conn.request else "?"
+        session = Session(self, conn, device_id)
+        old = self.sessions.get(device_id)
+        self.sessions[device_id] = session
+        if old is not None:
+            log.info("%s: a new connection replaces session %s", device_id, old.session_id)
+            self.app.spawn(old.replace(), f"gateway:{device_id}:replace")
+        try:
+            await session.run()
+        finally:
+            if self.sessions.get(device_id) is session:
+                del self.sessions[device_id]
+            log.info("%s: session %s ended", device_id, session.session_id)

@@ -1,0 +1,316 @@
+"""One toy's session: handshake, the session state machine, uplink audio, responses.
+
+States: HELLO (waiting for the device's hello) → IDLE ⇄ LISTENING → RESPONDING → IDLE.
+A bad frame gets an ``error`` message and changes nothing; the connection only closes
+after too many errors (1008), a hello timeout (1008) or a newer connection of the same
+toy (4000). Work for a response runs in one task per response, cancelled on abort,
+barge-in (``listen start`` while responding), replacement and disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from toyd.audio.opus import OpusDecoder, OpusError
+from toyd.errors import ProtocolError
+from toyd.events import SafetyAlert, TurnLatency
+from toyd.protocol import (
+    Abort, Alert, AudioParams, Error, Hello, Listen, Ping, Playback, Pong, Say, ServerHello, Tts, check_uplink, codes,
+    encode, limits, parse,
+)
+from toyd.protocol.messages import Message
+from toyd.turn import SafetyVerdict, Turn
+
+from .downlink import Downlink
+from .pipeline import BackendError, Pipeline
+from .meters import TokenBucket
+
+if TYPE_CHECKING:
+    from .server import Gateway
+
+log = logging.getLogger(__name__)
+SUPPORTED_AUDIO = AudioParams()
+CANCEL_GRACE = 2.0  # seconds a cancelled response may take to unwind before the session moves on
+
+
+class Phase(str, enum.Enum):
+    """Where a session is."""
+
+    HELLO = "hello"
+    IDLE = "idle"
+    LISTENING = "listening"
+    RESPONDING = "responding"
+    CLOSED = "closed"
+
+
+class Session:
+    """Serves one connection of one toy."""
+
+    def __init__(self, gateway: Gateway, conn: ServerConnection, device_id: str) -> None:
+        self.gateway = gateway
+        self.conn = conn
+        self.device_id = device_id
+        self.session_id = uuid.uuid4().hex[:12]
+        self.phase = Phase.HELLO
+        self.persona: str | None = None
+        self.language: str | None = None
+        self.mode = "auto"  # how the current turn was opened (push_to_talk, wake_word, auto)
+        self.errors = 0
+        self.frames_in = 0
+        self._audio = TokenBucket(limits.UPLINK_FPS, limits.UPLINK_BURST)
+        self._messages = TokenBucket(limits.MESSAGES_PER_SECOND, limits.MESSAGES_BURST)
+        self._pcm = bytearray()
+        self._decoder: OpusDecoder | None = None
+        self._turn_id = ""
+        self._next_response = 1
+        self._task: asyncio.Task[None] | None = None
+        self._response_id = 0
+        self._last_rate_error = 0.0
+        self._cut = False  # the current utterance was cut at max_listen_seconds
+        self._stopping: set[asyncio.Task[None]] = set()  # cancelled responses still unwinding
+
+    # --- connection lifecycle ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Handshake, then serve frames until the connection closes."""
+        try:
+            if await self._handshake():
+                async for frame in self.conn:
+                    await self._on_frame(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.phase = Phase.CLOSED
+            await self.cancel_response()
+            if self._stopping:
+                await asyncio.wait(self._stopping, timeout=CANCEL_GRACE)
+
+    async def _handshake(self) -> bool:
+        settings = self.gateway.settings
+        deadline = time.monotonic() + settings.hello_timeout
+        while True:
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                    frame = await self.conn.recv()
+            except TimeoutError:
+                log.info("%s: no hello within %g s; closing", self.device_id, settings.hello_timeout)
+                await self.conn.close(codes.CLOSE_POLICY, "hello timeout")
+                return False
+            try:
+                if isinstance(frame, bytes):
+                    raise ProtocolError(codes.NOT_READY, "send hello before audio")
+                msg = parse(frame, "up")
+                if not isinstance(msg, Hello):
+                    raise ProtocolError(codes.NOT_READY, f"send hello before {msg.type}")
+                if msg.version != limits.PROTOCOL_VERSION:
+                    raise ProtocolError(codes.UNSUPPORTED_VERSION, f"this server speaks protocol {limits.PROTOCOL_VERSION}")
+                if msg.audio_params != SUPPORTED_AUDIO:
+                    raise ProtocolError(codes.UNSUPPORTED_AUDIO, "audio_params must be opus, 16000 Hz, 1 channel, 20 ms")
+            except ProtocolError as exc:
+                if not await self._error(exc):
+                    return False
+                continue
+            self.persona, self.language = msg.persona, msg.language
+            self.phase = Phase.IDLE
+            await self.send(ServerHello(session_id=self.session_id, config_version=self.gateway.config_version(self.device_id),
+                                        audio_params=SUPPORTED_AUDIO, features={"say": True, "barge_in": True},
+                                        limits=limits.as_dict()))
+            log.info("%s: session %s (firmware %s)", self.device_id, self.session_id, msg.firmware or "?")
+            return True
+
+    async def replace(self) -> None:
+        """A newer connection of the same toy took over: end this one.
+
+        Runs as its own task: an old peer that vanished (the usual reason for a
+        reconnect) takes ``close_timeout`` to close, and the new session must not wait.
+        """
+        await self.cancel_response()
+        await self.conn.close(codes.CLOSE_REPLACED, "replaced by a newer connection")
+
+    async def send(self, msg: Message | str | bytes) -> None:
+        """Send a message or a raw frame; a closed connection is not an error here."""
+        try:
+            await self.conn.send(msg if isinstance(msg, (str, bytes)) else encode(msg))
+        except ConnectionClosed:
+            pass
+
+    async def _error(self, exc: ProtocolError, ref: str | None = None) -> bool:
+        """Report a bad frame; False when the connection was closed for too many errors."""
+        self.errors += 1
+        log.info("%s: %s: %s", self.device_id, exc.code, exc)
+        await self.send(Error(code=exc.code, message=str(exc)[:300], ref=ref))
+        if self.errors >= limits.MAX_ERRORS:
+            log.warning("%s: %d protocol errors; closing", self.device_id, self.errors)
+            await self.conn.close(codes.CLOSE_POLICY, "too many protocol errors")
+            return False
+        return True
+
+    # --- frames ---------------------------------------------------------------------------
+
+    async def _on_frame(self, frame: str | bytes) -> None:
+        started = time.perf_counter()
+        try:
+            await self._handle_frame(frame)
+        finally:
+            self.gateway.frame_timer.add(time.perf_counter() - started)
+
+    async def _handle_frame(self, frame: str | bytes) -> None:
+        ref: str | None = "audio" if isinstance(frame, bytes) else None  # what the error is about
+        try:
+            if isinstance(frame, bytes):
+                self._on_audio(frame)
+                return
+            if not self._messages.take():
+                raise ProtocolError(codes.RATE_LIMITED, "too many messages per second; message dropped")
+            msg = parse(frame, "up")
+            ref = msg.type
+            await self._on_message(msg)
+        except ProtocolError as exc:
+            if exc.code == codes.RATE_LIMITED:
+                # one error per second at most, or the errors themselves become the flood
+                now = time.monotonic()
+                if now - self._last_rate_error < 1.0:
+                    return
+                self._last_rate_error = now
+            await self._error(exc, ref)
+
+    def _on_audio(self, frame: bytes) -> None:
+        if self._cut and self.phase is not Phase.LISTENING:
+            return  # the rest of an utterance cut at the limit: the toy has been told
+        if self.phase is not Phase.LISTENING:
+            raise ProtocolError(codes.UNEXPECTED_AUDIO, f"binary frame while {self.phase.value}; send listen start first")
+        check_uplink(frame)
+        if not self._audio.take():
+            raise ProtocolError(codes.RATE_LIMITED, f"more than {limits.UPLINK_FPS} audio frames per second; frame dropped")
+        assert self._decoder is not None
+        try:
+            # decoding 20 ms takes tens of microseconds: inline beats a thread hop
+            self._pcm += self._decoder.decode(frame)
+        except OpusError as exc:
+            raise ProtocolError(codes.BAD_AUDIO, str(exc)) from None
+        self.frames_in += 1
+        if len(self._pcm) >= self.gateway.max_listen_bytes:
+            self.gateway.app.spawn(self._error(ProtocolError(codes.AUDIO_TOO_LONG, "utterance cut at the limit")),
+                                   f"gateway:{self.device_id}:error")
+            self._cut = True
+            self._end_listening()
+
+    async def _on_message(self, msg: Message) -> None:
+        if isinstance(msg, Listen):
+            await self._on_listen(msg)
+        elif isinstance(msg, Abort):
+            log.info("%s: abort (%s)", self.device_id, msg.reason)
+            await self.cancel_response(reason="aborted")
+            if self.phase is Phase.LISTENING:
+                self._pcm.clear()
+                self.phase = Phase.IDLE
+        elif isinstance(msg, Playback):
+            log.debug("%s: playback of %d done (interrupted=%s)", self.device_id, msg.response_id, msg.interrupted)
+        elif isinstance(msg, Say):
+            if self.phase is not Phase.IDLE:
+                raise ProtocolError(codes.BUSY, f"cannot say while {self.phase.value}; retry when idle")
+            self._respond(lambda p: p.run_say(msg.text), turn_id=f"say-{msg.request_id or uuid.uuid4().hex[:8]}")
+        elif isinstance(msg, Ping):
+            await self.send(Pong(id=msg.id))
+        elif isinstance(msg, Hello):
+            raise ProtocolError(codes.BAD_MESSAGE, "hello was already exchanged")
+
+    async def _on_listen(self, msg: Listen) -> None:
+        if msg.persona is not None:
+            self.persona = msg.persona
+        if msg.language is not None:
+            self.language = msg.language
+        if msg.state == "start":
+            if self.phase is Phase.RESPONDING:
+                await self.cancel_response(reason="aborted")  # barge-in without an explicit abort
+            self._turn_id = msg.turn_id or uuid.uuid4().hex[:12]
+            self.mode = msg.mode
+            self._cut = False
+            self._pcm.clear()
+            self._decoder = OpusDecoder()
+            self.phase = Phase.LISTENING
+        elif msg.state == "stop":
+            if self.phase is Phase.LISTENING:
+                self._end_listening()
+        else:
+            log.info("%s: wake word %r", self.device_id, msg.text)
+
+    def _end_listening(self) -> None:
+        pcm, self._pcm = bytes(self._pcm), bytearray()
+        eos = time.monotonic()
+        self._respond(lambda p: p.run_turn(pcm), turn_id=self._turn_id, end_of_speech=eos)
+
+    # --- responses ------------------------------------------------------------------------
+
+    def _respond(self, work, *, turn_id: str, end_of_speech: float | None = None) -> None:  # type: ignore[no-untyped-def]
+        response_id = self._next_response
+        self._next_response += 1
+        turn = Turn(device_id=self.device_id, session_id=self.session_id, turn_id=turn_id,
+                    language=self.language, persona=self.persona)
+        downlink = Downlink(self.send, response_id, turn_id, lead=self.gateway.settings.downlink_lead_ms / 1000)
+        pipeline = Pipeline(self.gateway.app, turn, downlink, stage_timeout=self.gateway.settings.stage_timeout,
+                            on_alert=self._alert, end_of_speech=end_of_speech)
+        self.phase = Phase.RESPONDING
+        self._response_id = response_id
+        self._task = asyncio.create_task(self._run_response(pipeline, work), name=f"gateway:{self.device_id}:{response_id}")
+
+    async def _run_response(self, pipeline: Pipeline, work) -> None:  # type: ignore[no-untyped-def]
+        downlink = pipeline.downlink
+        try:
+            await work(pipeline)
+            self._publish_latency(pipeline)
+        except Exception as exc:  # noqa: BLE001 - one failed turn must not take the session down
+            if not isinstance(exc, BackendError):
+                log.debug("%s: turn traceback", self.device_id, exc_info=exc)
+                exc = BackendError(f"{type(exc).__name__}: {exc}")
+            log.error("%s: turn %s failed: %s", self.device_id, pipeline.turn.turn_id, exc)
+            await self.send(Error(code=codes.BACKEND, message=str(exc)[:300], ref="listen"))
+            await downlink.stop("error", pipeline.latency())
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+                if self.phase is Phase.RESPONDING:
+                    self.phase = Phase.IDLE
+
+    async def cancel_response(self, reason: str | None = None) -> None:
+        """Stop the running response at once (its hooks' iterators are closed)."""
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        # From here on the response sends nothing: its next step raises CancelledError, and
+        # its cleanup only closes iterators. So the stop can go out before it has unwound.
+        task.cancel()
+        if self.phase is Phase.RESPONDING:
+            self.phase = Phase.IDLE
+        if reason:
+            await self.send(Tts(state="stop", response_id=self._response_id, turn_id=self._turn_id, reason=reason))
+        # hooks get CancelledError and aclose(); one that ignores it must not stall the session
+        done, _ = await asyncio.wait([task], timeout=CANCEL_GRACE)
+        if not done:
+            log.warning("%s: response %d is slow to stop (a hook ignores cancellation)", self.device_id, self._response_id)
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    async def _alert(self, turn: Turn, verdict: SafetyVerdict, text: str) -> None:
+        category, severity = verdict.category or "unsafe", verdict.severity
+        excerpt = (verdict.text or "")[:200]
+        await self.send(Alert(category=category, severity=severity, message=excerpt, action=verdict.action,
+                              turn_id=turn.turn_id))
+        log.warning("%s: safety alert %s/%s (%s) in turn %s", turn.device_id, category, severity, verdict.action, turn.turn_id)
+        # SafetyAlert has no device field: the toy's own copy (via ``alert``) is the one parents get
+        self.gateway.app.bus.publish(SafetyAlert(category=category, severity=severity, excerpt=excerpt,
+                                                 action=verdict.action))
+
+    def _publish_latency(self, pipeline: Pipeline) -> None:
+        lat = pipeline.latency()
+        self.gateway.app.bus.publish(TurnLatency(
+            device_id=self.device_id, turn_id=pipeline.turn.turn_id, response_id=pipeline.downlink.response_id,
+            **{k: v for k, v in lat.items() if k in TurnLatency.__dataclass_fields__}))
