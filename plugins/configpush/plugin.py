@@ -11,7 +11,7 @@ from typing import Any
 
 from toyd import App, ConfigError, PluginDeclaration, Service, hookimpl, setting
 from toyd.config import parse_yaml
-from toyd_plugins.mqtt.bridge import MqttBridge
+from toyd_plugins.mqtt.bridge import MqttBridge, wait_event
 from toyd_plugins.mqtt.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
@@ -112,10 +112,7 @@ class ConfigPushPlugin:
         while True:
             if self.bridge.connected:
                 await self.sync()
-            try:
-                await asyncio.wait_for(self._connected.wait(), self.settings.poll_interval)
-            except TimeoutError:
-                pass
+            await wait_event(self._connected, self.settings.poll_interval)
             self._connected.clear()
 
     async def sync(self) -> None:
@@ -145,7 +142,8 @@ class ConfigPushPlugin:
     async def _publish(self, device_id: str, payload: str | bytes) -> bool:
         topic = f"{self.settings.topic_prefix}/{device_id}/config"
         try:
-            await asyncio.wait_for(self.bridge.publish(topic, payload, qos=1, retain=True), 10)
+            async with asyncio.timeout(10):
+                await self.bridge.publish(topic, payload, qos=1, retain=True)
         except Exception as exc:  # noqa: BLE001 - retried on the next pass
             log.debug("configpush: %s not published yet: %s", topic, exc)
             return False

@@ -28,6 +28,20 @@ from .settings import BrokerSettings
 log = logging.getLogger(__name__)
 
 
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for ``event`` up to ``timeout`` s; True if it was set.
+
+    ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 ``wait_for`` can swallow a
+    cancellation that arrives as the event fires, and the service would never stop.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 class NotConnected(ToydError):
     """The broker is not reachable right now; the message was not sent."""
 

@@ -71,7 +71,8 @@ class OutboxDrain:
         async def one(item: Any) -> int | None:
             topic = f"{self.base}/event/{item.kind}"
             try:
-                await asyncio.wait_for(self.bridge.publish(topic, self.body(item), qos=1), PUBACK_TIMEOUT)
+                async with asyncio.timeout(PUBACK_TIMEOUT):
+                    await self.bridge.publish(topic, self.body(item), qos=1)
             except (NotConnected, TimeoutError) as exc:
                 log.debug("outbox item %s not delivered yet: %s", item.uid, exc)
                 return None

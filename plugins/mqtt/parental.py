@@ -9,7 +9,6 @@ one that put the toy to sleep: a parent's own "sleep" is never undone by the clo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -20,6 +19,7 @@ from pathlib import Path
 from toyd import App, State, Trigger
 from toyd.events import StateChanged, StateRequest
 
+from .bridge import wait_event
 from .controls import Controls, in_quiet_hours, next_boundary, write_atomic
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,8 @@ class Parental:
             now = self.clock()
             delay = (next_boundary(self.controls.quiet_hours, now) - now).total_seconds()
             self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                # capped: a wall-clock jump (NTP sync at boot) is noticed within a minute
-                await asyncio.wait_for(self.changed.wait(), min(max(delay, 0.0) + 0.05, 60.0))
+            # capped: a wall-clock jump (NTP sync at boot) is noticed within a minute
+            await wait_event(self.changed, min(max(delay, 0.0) + 0.05, 60.0))
 
     def request(self, trigger: Trigger, cause: str) -> None:
         """Ask the state machine; it alone decides."""

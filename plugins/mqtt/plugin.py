@@ -16,7 +16,7 @@ from toyd.events import (ButtonPressed, ConfigApplied, ConfigRejected, PersonaSe
                          StateRequest, VolumeSet)
 
 from . import commands, controls, discovery
-from .bridge import MqttBridge
+from .bridge import MqttBridge, wait_event
 from .commands import CommandError, ParsedCommand
 from .outbox import OutboxDrain
 from .parental import CONTROLS_FILE, Parental
@@ -190,9 +190,7 @@ class MqttPlugin:
             first = loop.time()
             while loop.time() - first < 10 * window:
                 self._state_dirty.clear()
-                try:
-                    await asyncio.wait_for(self._state_dirty.wait(), window)
-                except TimeoutError:
+                if not await wait_event(self._state_dirty, window):
                     break
             self._state_dirty.clear()
             text = json.dumps(self.snapshot(), separators=(",", ":"))
