@@ -90,6 +90,17 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class BackendError(ToydError):
+    """A cloud AI backend (speech recognition, language model, speech synthesis) failed.
+
+    The message names the backend (URL or engine) and what went wrong in one sentence.
+    """
+
+
+class BackendBusy(BackendError):
+    """A backend's bounded queue is full: the request was refused instead of waiting forever."""
+
+
 class AudioError(ToydError):
     """An audio device could not be opened or used."""
 

@@ -264,17 +264,88 @@ class PersonaSet(Event):
     persona: str
 
 
-# --- audio ------------------------------------------------------------------------------
+# --- offline mode: local speech recognition, response cache, local turns ----------------
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MicInput(Event):
-    """Feed the file/pipe microphone from ``path`` (simulation, tests, demos); ignored by real cards."""
+class OfflinePhrases(Event):
+    """The phrases the response cache can answer: the vocabulary of grammar-mode recognition."""
 
-    path: str
-    format: str = "auto"
+    phrases: tuple[str, ...]
+    language: str = ""
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LocalTurn(Event):
+    """Answer the last utterance locally (link down or reply deadline passed)."""
+
+    turn_id: str
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CacheLookup(Event):
+    """Ask the response cache for the reply to ``text``; answered by :class:`CacheResult`."""
+
+    request_id: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CacheResult(Event):
+    """The cache's answer: ``hit`` with the matched phrase, reply text and 16 kHz PCM audio."""
+
+    request_id: str
+    hit: bool
+    phrase: str = ""
+    reply: str = ""
+    pcm: bytes = b""
+    score: float = 0.0
+    error: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CacheStore(Event):
+    """A reply the cloud marked cacheable (protocol ``cache_key``): keep it for offline turns.
+
+    ``pcm`` is the whole reply as 16 kHz mono int16; ``ttl`` seconds (0 = no expiry).
+    """
+
+    phrase: str
+    reply: str
+    pcm: bytes = b""
+    cache_key: str = ""
+    language: str = ""
+    persona: str = ""
+    ttl: float = 0.0
+    source: str = "cloud"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OfflineAnswered(Event):
+    """A turn was answered on the device: ``source`` is cache or fallback."""
+
+    turn_id: str
+    transcript: str
+    source: str
+    reply: str
+    response_id: str
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LocalTranscript(Event):
+    """On-device recognition of the last utterance, for :class:`LocalTurn` ``turn_id``.
+
+    ``phrase`` is the cached phrase it matched in grammar mode ("" = out of grammar or
+    free-form); ``error`` says why there is no result (model missing, ...).
+    """
+
+    turn_id: str
+    text: str
+    phrase: str = ""
+    grammar: bool = False
+    error: str = ""
 # --- cloud link ---------------------------------------------------------------------------
 
 
@@ -300,3 +371,38 @@ class TurnLatency(Event):
     hooks_ms: float = 0.0
     overhead_ms: float = 0.0
     total_ms: float = 0.0
+
+
+# --- audio ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MicInput(Event):
+    """Feed the file/pipe microphone from ``path`` (simulation, tests, demos); ignored by real cards."""
+
+    path: str
+    format: str = "auto"
+
+
+# --- AI chain -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TextChecked(Event):
+    """The safety filter's verdict on one text of a turn (cloud bus: logs, transcripts, the demo).
+
+    ``text`` is what was passed on (personal information already redacted);
+    ``replacement`` is the line said instead (redirect/block); ``filtered`` is False when
+    no safety plugin is installed (everything is allowed).
+    """
+
+    device_id: str = ""
+    turn_id: str = ""
+    speaker: str = "child"
+    text: str = ""
+    safe: bool = True
+    action: str = "allow"
+    category: str | None = None
+    severity: str = "none"
+    replacement: str | None = None
+    filtered: bool = True

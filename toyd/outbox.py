@@ -114,6 +114,10 @@ class Outbox:
     async def _flush_spill(self) -> None:
         if not self._spill or self._db is None:
             return
+        if self._db.in_transaction:
+            # an add() cancelled mid-write (shutdown) left its transaction open; its rows are
+            # still in the spill, so roll back and write them again
+            await self._rollback()
         try:
             await self._db.execute("BEGIN IMMEDIATE")
             await self._db.executemany(

@@ -28,6 +28,24 @@ log = logging.getLogger(__name__)
 PLAYABLE_IN = frozenset({State.THINKING, State.SPEAKING, State.IDLE})
 
 
+MAX_CACHED_AUDIO = 30 * 32000  # bytes: 30 s of reply audio
+
+
+class CacheableReply:
+    """A reply the cloud marked cacheable, collected while it plays, for the device's response cache."""
+
+    def __init__(self, response_id: int, cache_key: str, phrase: str) -> None:
+        self.response_id, self.cache_key, self.phrase = response_id, cache_key, phrase
+        self.pcm = bytearray()
+
+    def add(self, pcm: bytes) -> None:
+        if len(self.pcm) + len(pcm) <= MAX_CACHED_AUDIO:
+            self.pcm += pcm
+
+    def event(self, reply: str) -> ev.CacheStore:
+        return ev.CacheStore(phrase=self.phrase, reply=reply, pcm=bytes(self.pcm), cache_key=self.cache_key)
+
+
 class Receiver:
     """Turn and response bookkeeping for one toy."""
 
@@ -44,6 +62,9 @@ class Receiver:
         self._timer: asyncio.TimerHandle | None = None
         self._offline_announced = False
         self.uplink_cut = False  # the cloud cut this utterance at its length limit: stop sending
+        self.cacheable: CacheableReply | None = None  # the live reply, when the cloud marked it cacheable
+        self._heard = ""  # the cloud's final transcript of the current turn
+        self._said: list[str] = []  # the reply text of the current turn
         self.stale_frames = 0  # frames dropped by the gate (not for the live response)
         self.frames = 0
 
@@ -157,6 +178,8 @@ class Receiver:
             return
         self.frames += 1
         self.app.bus.publish(ev.ReplyAudio(response_id=self.key(packet.response_id), pcm=pcm))
+        if self.cacheable is not None and self.cacheable.response_id == packet.response_id:
+            self.cacheable.add(pcm)
 
     async def _on_message(self, msg: Message) -> None:
         bus = self.app.bus
@@ -165,9 +188,12 @@ class Receiver:
         elif isinstance(msg, Stt):
             if msg.turn_id and msg.turn_id == self.turn_id:
                 bus.publish(ev.Transcript(text=msg.text, final=msg.final, source="cloud", turn_id=msg.turn_id))
+                if msg.final:
+                    self._heard = msg.text
         elif isinstance(msg, Llm):
             if msg.turn_id == self.turn_id and msg.turn_id and (self.waiting or msg.response_id == self.live):
                 bus.publish(ev.ResponseText(delta=msg.text, final=msg.final, turn_id=msg.turn_id))
+                self._said.append(msg.text)
         elif isinstance(msg, Alert):
             bus.publish(ev.SafetyAlert(category=msg.category, severity=msg.severity, excerpt=msg.message,
                                        action=msg.action))
@@ -187,12 +213,18 @@ class Receiver:
                 self.waiting = False
                 self.live = msg.response_id
                 self._decoder = OpusDecoder()
+                # a cache key on a reply's start: the cloud says this answer may be reused for this question
+                if mine and msg.kind == "reply" and msg.cache_key and self._heard:
+                    self.cacheable = CacheableReply(msg.response_id, msg.cache_key, self._heard)
             else:
                 log.info("response %d of turn %r ignored (no longer wanted)", msg.response_id, msg.turn_id)
         elif msg.state == "stop":
             if msg.response_id == self.live:
                 self.live = None
                 self.app.bus.publish(ev.ReplyAudioEnd(response_id=self.key(msg.response_id)))
+                keep, self.cacheable = self.cacheable, None
+                if keep is not None and keep.response_id == msg.response_id and msg.reason in (None, "done"):
+                    self.app.bus.publish(keep.event("".join(self._said).strip()))
                 if msg.latency:
                     self._publish_latency(msg)
                 if msg.kind == "say" or msg.turn_id.startswith("say-"):

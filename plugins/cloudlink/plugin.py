@@ -88,7 +88,8 @@ class CloudLinkPlugin:
         self.link = Link(settings, app.device_id, self._hello)
         self.receiver = Receiver(app, self.link, settings.reply_timeout)
         self._events = app.bus.subscribe("cloudlink", (ev.StateChanged, ev.AudioFrame, ev.PlaybackFinished,
-                                                       ev.SayRequested, ev.PersonaSet), maxsize=100)
+                                                       ev.SayRequested, ev.PersonaSet, ev.OfflineAnswered),
+                                          maxsize=100)
 
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
@@ -155,6 +156,9 @@ class CloudLinkPlugin:
                     await self._flush_says()
             elif isinstance(event, ev.PersonaSet):
                 self.persona = event.persona or None
+            elif isinstance(event, ev.OfflineAnswered):
+                # the toy answered this turn itself (hot cache, offline): the cloud must not answer too
+                await self.receiver.abort("answered_locally", only_if_busy=True)  # type: ignore[union-attr]
 
     async def _on_audio(self, frame: ev.AudioFrame) -> None:
         if not self._listening or self._encoder is None or self.link is None or (self.receiver and self.receiver.uplink_cut):

@@ -19,6 +19,7 @@ from typing import Any
 from toyd import App
 from toyd.audio import SAMPLE_RATE
 from toyd.errors import ToydError
+from toyd.events import TextChecked
 from toyd.protocol import Llm, Stt
 from toyd.protocol.limits import MAX_TEXT_CHARS
 from toyd.turn import SafetyVerdict, Speaker, Transcription, Turn
@@ -108,11 +109,16 @@ class Pipeline:
             verdict = SafetyVerdict(safe=False, action="block", category="filter_error", severity="none")
         if stage:
             self.times[stage] = time.monotonic() - started
+        filtered = verdict is not None
         if verdict is None:
-            return SafetyVerdict(safe=True, text=text)
-        if not isinstance(verdict, SafetyVerdict):
+            verdict = SafetyVerdict(safe=True, text=text)
+        elif not isinstance(verdict, SafetyVerdict):
             log.error("%s: toyd_check_text returned %s; text blocked", self.turn.device_id, type(verdict).__name__)
-            return SafetyVerdict(safe=False, action="block", category="filter_error")
+            verdict = SafetyVerdict(safe=False, action="block", category="filter_error")
+        self.app.bus.publish(TextChecked(device_id=self.turn.device_id, turn_id=self.turn.turn_id, speaker=speaker,
+                                         text=verdict.text or ("" if not verdict.safe else text), safe=verdict.safe,
+                                         action=verdict.action, category=verdict.category, severity=verdict.severity,
+                                         replacement=verdict.replacement, filtered=filtered))
         return verdict
 
     async def _refuse(self, verdict: SafetyVerdict, text: str) -> None:

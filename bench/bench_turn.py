@@ -1,0 +1,101 @@
+"""Benchmark one conversational turn end to end: end of speech → first reply audio, and toyd's overhead.
+
+A cloud (gateway, Whisper tiny.en int8, the safety filter, the llm plugin against the
+local chat stand-in at 50 ms to the first token, espeak-ng) and a simulated toy run on
+loopback; 20 turns of espeak-ng questions. "End of speech → first audio" is measured on
+the toy's clock (from the end of the utterance to the first decoded reply frame);
+"overhead" is that minus the time spent inside the AI backends on the way (STT, safety,
+LLM to its first sentence, TTS to its first audio): transport, Opus, bus, scheduling.
+
+Run: python bench/bench_turn.py [--turns 20] [--first-token-ms 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/bench_turn.py` finds bench.table
+from bench.table import print_table  # noqa: E402
+
+from toyd.registry import Registry
+from toyd.testing import espeak_pcm
+from toyd.testing.standin import StandIn
+from toyd_plugins.demo.loopback import Loopback
+
+QUESTIONS = ("tell me a story about a dragon", "what is your name", "tell me a long story", "do you like elephants",
+             "I want to play with a gun")
+GOALS = {"end_of_speech_to_first_audio": ("p50", 700.0), "overhead": ("p95", 50.0)}
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank), in the unit of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+async def run(turns: int, first_token_ms: float, cpu_threads: int) -> dict[str, list[float]]:
+    """Run the turns; returns the milliseconds per stage."""
+    speech = {q: espeak_pcm(q) for q in QUESTIONS}
+    samples: dict[str, list[float]] = {}
+    plugins = ["gateway", "stt_whisper", "llm", "tts_espeak"]
+    if "safety" in Registry().names():
+        plugins.insert(2, "safety")
+    async with StandIn() as llm:
+        llm.default.reply = "Hello! I am Pip, your friend."
+        llm.default.first_token_delay = first_token_ms / 1000
+        cloud = {"role": "cloud", "plugins": plugins, "log_level": "error",
+                 "stt_whisper": {"cpu_threads": cpu_threads},
+                 "llm": {"base_url": llm.url + "/v1", "model": "stand-in", "memory": True}}
+        toy = {"role": "device", "device_id": "bench-toy", "plugins": ["cloudlink"], "log_level": "error",
+               "cloudlink": {"reply_timeout": 30, "language": "en"}}
+        with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmp:
+            async with Loopback(cloud, toy, state_dir=Path(tmp)) as loop:
+                await loop.turn(speech[QUESTIONS[1]])  # warm-up, not counted
+                for i in range(turns):
+                    report = await loop.turn(speech[QUESTIONS[i % len(QUESTIONS)]])
+                    if report.outcome != "reply":
+                        print(f"turn {i}: {report.outcome}")
+                        continue
+                    for key, value in report.latency_ms.items():
+                        if value is not None:
+                            samples.setdefault(key, []).append(value)
+    return samples
+
+
+def main() -> None:
+    """Print the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--first-token-ms", type=float, default=50.0)
+    parser.add_argument("--cpu-threads", type=int, default=2, help="Whisper threads (this machine has 2 cores)")
+    args = parser.parse_args()
+    started = time.monotonic()
+    samples = asyncio.run(run(args.turns, args.first_token_ms, args.cpu_threads))
+    rows = ("stt", "safety_check", "llm_first_token", "llm_first_sentence", "tts_first_audio",
+            "end_of_speech_to_first_audio", "overhead")
+    print(f"bench_turn: {args.turns} turns, Whisper tiny.en int8 ({args.cpu_threads} threads), LLM stand-in "
+          f"{args.first_token_ms:g} ms first token, espeak-ng; {time.monotonic() - started:.0f} s")
+    table = []
+    for key in rows:
+        values = samples.get(key, [])
+        if not values:
+            table.append((key, 0, "-", "-", "-", ""))
+            continue
+        goal = ""
+        if key in GOALS:
+            which, limit = GOALS[key]
+            got = statistics.median(values) if which == "p50" else pct(values, 95)
+            goal = f"{which} <= {limit:g} ms: {'met' if got <= limit else 'NOT met'}"
+        table.append((key, len(values), round(statistics.median(values), 1), round(pct(values, 95), 1),
+                      round(max(values), 1), goal))
+    print_table(("stage (ms)", "n", "p50", "p95", "max", "goal"), table)
+
+
+if __name__ == "__main__":
+    main()

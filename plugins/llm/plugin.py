@@ -1,0 +1,159 @@
+"""The ``llm`` plugin: persona-shaped, child-safe, voice-friendly streamed replies with memory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
+
+from toyd import App, PluginDeclaration, hookimpl
+from toyd.errors import BackendError
+from toyd.turn import Turn
+
+from .client import ChatClient
+from .memory import Memory
+from .offline import OfflineResponder
+from .prompt import ReplyLimiter, VoiceCleaner, system_prompt
+from .settings import LlmSettings, Persona
+
+log = logging.getLogger(__name__)
+
+
+class LlmPlugin:
+    """Answers ``toyd_reply`` from a chat-completions endpoint, or the offline responder."""
+
+    def __init__(self) -> None:
+        self.settings = LlmSettings()
+        self.memory: Memory | None = None
+        self.client: ChatClient | None = None
+        self.offline = OfflineResponder()
+
+    @hookimpl
+    def toyd_declare(self) -> PluginDeclaration:
+        return PluginDeclaration(roles=("cloud",), settings=LlmSettings,
+                                 summary="Replies from an OpenAI-compatible chat model (or the offline responder)")
+
+    @hookimpl
+    async def toyd_startup(self, app: App, settings: LlmSettings) -> None:
+        self._configure(settings)
+        if settings.memory:
+            path = Path(settings.memory_db)
+            self.memory = Memory(path if path.is_absolute() else app.state_dir / path,
+                                 settings.memory_turns, settings.summary_chars)
+            await self.memory.open()
+
+    def _configure(self, settings: LlmSettings) -> None:
+        self.settings = settings
+        if settings.base_url:
+            self.client = ChatClient(settings.base_url, settings.api_key, settings.model,
+                                     temperature=settings.temperature, max_tokens=settings.max_tokens,
+                                     connect_timeout=settings.connect_timeout)
+            log.info("llm: model %r at %s", settings.model or "(server default)", settings.base_url)
+        else:
+            self.client = None
+            log.warning("llm: no base_url configured: replies come from the OFFLINE RESPONDER "
+                        "(rule-based, not a language model); set llm.base_url for real answers")
+
+    @hookimpl
+    def toyd_reconfigure(self, app: App, settings: LlmSettings) -> bool:
+        old = self.settings
+        self._configure(settings)
+        return (old.memory, old.memory_db, old.memory_turns, old.summary_chars) == (
+            settings.memory, settings.memory_db, settings.memory_turns, settings.summary_chars)
+
+    @hookimpl
+    async def toyd_shutdown(self, app: App) -> None:
+        if self.memory is not None:
+            await self.memory.close()
+
+    @hookimpl
+    def toyd_reply(self, turn: Turn, text: str) -> AsyncIterator[str]:
+        return self._reply(turn, text)
+
+    def persona(self, turn: Turn) -> Persona:
+        """The persona the toy selected, or the default one."""
+        if turn.persona and turn.persona in self.settings.personas:
+            return self.settings.personas[turn.persona]
+        if turn.persona:
+            log.warning("llm: toy %s asked for unknown persona %r; using %r", turn.device_id, turn.persona,
+                        self.settings.default_persona)
+        return self.settings.personas[self.settings.default_persona]
+
+    async def _reply(self, turn: Turn, text: str) -> AsyncIterator[str]:
+        """The reply stream: cleaned, limited, with in-character endings on every failure."""
+        persona = self.persona(turn)
+        summary, recent = await self.memory.recall(turn.device_id) if self.memory else ("", [])
+        limiter = ReplyLimiter(persona.max_sentences, persona.max_chars)
+        cleaner = VoiceCleaner()
+        source = self._source(text, persona, summary, recent)
+        started = time.monotonic()
+        guarded = self._guarded(source, started)
+        try:
+            async for delta in guarded:
+                piece = limiter.feed(cleaner.feed(delta))
+                if piece:
+                    yield piece
+                if limiter.done:
+                    break
+            piece = limiter.feed(cleaner.flush())
+            if piece:
+                yield piece
+        except BackendError as exc:
+            piece = limiter.feed(cleaner.flush())
+            if piece:
+                yield piece
+            yield self._ending(limiter, persona, turn, str(exc))
+        finally:
+            await guarded.aclose()
+            await source.aclose()
+        if self.memory is not None and limiter.text.strip():
+            await self.memory.remember(turn.device_id, text, limiter.text.strip())
+
+    def _source(self, text: str, persona: Persona, summary: str, recent: list[tuple[str, str]]) -> AsyncGenerator[str, None]:
+        if self.client is None:
+            return self._offline_stream(text, persona)
+        messages = [{"role": "system", "content": system_prompt(persona, summary.replace("\n", "; "))}]
+        for child, toy in recent:
+            messages += [{"role": "user", "content": child}, {"role": "assistant", "content": toy}]
+        messages.append({"role": "user", "content": text})
+        return self.client.stream(messages)
+
+    async def _offline_stream(self, text: str, persona: Persona) -> AsyncGenerator[str, None]:
+        """The rule-based answer, word by word, so it streams like a model would."""
+        log.info("llm: answering with the offline responder (not a language model)")
+        answer = self.offline.reply(text, persona)
+        for i, word in enumerate(answer.split(" ")):
+            yield word if i == 0 else " " + word
+            await asyncio.sleep(0)
+
+    async def _guarded(self, source: AsyncGenerator[str, None], started: float) -> AsyncGenerator[str, None]:
+        """Deltas from ``source``; a missed first-token or idle deadline raises BackendError."""
+        first = True
+        while True:
+            timeout = (self.settings.first_token_timeout - (time.monotonic() - started)) if first \
+                else self.settings.idle_timeout
+            try:
+                delta = await asyncio.wait_for(anext(source), max(timeout, 0.001))
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                what = "first text" if first else "more text"
+                limit = self.settings.first_token_timeout if first else self.settings.idle_timeout
+                raise BackendError(f"language model sent no {what} within {limit:g} s") from None
+            if delta and first:
+                first = False
+            yield delta
+
+    def _ending(self, limiter: ReplyLimiter, persona: Persona, turn: Turn, problem: str) -> str:
+        """The fallback line (nothing said yet) or a graceful ending (cut mid-reply); logged."""
+        if not limiter.text.strip():
+            log.warning("llm: turn %s of %s: %s; saying the fallback line", turn.turn_id, turn.device_id, problem)
+            limiter.text = persona.fallback
+            return persona.fallback
+        log.warning("llm: turn %s of %s: reply cut after %d characters: %s; ending it gracefully",
+                    turn.turn_id, turn.device_id, len(limiter.text), problem)
+        ending = (" " if limiter.ends_sentence else "... ") + persona.cut_ending
+        limiter.text += ending
+        return ending

