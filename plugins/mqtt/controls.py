@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import os
+import threading
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -108,11 +109,19 @@ def save(path: Path, controls: Controls) -> None:
     write_atomic(path, json.dumps(controls.to_json(), indent=1))
 
 
+_write_lock = threading.Lock()
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so a reader or a power cut never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Replace ``path`` with ``text`` so a reader or a power cut never sees half a file.
+
+    Writes run in executor threads; one may still be running when its task is cancelled
+    (shutdown) and a final write starts: the lock keeps them in order, one at a time.
+    """
+    with _write_lock:
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
