@@ -35,6 +35,8 @@ class App:
     simulate: bool = False
     conversation: Conversation | None = None
     outbox: Outbox | None = None
+    # Set by the daemon when it runs from a config file: re-reads it (the SIGHUP path).
+    reloader: Callable[[], Coroutine[Any, Any, str | None]] | None = dataclasses.field(default=None, repr=False)
 
     @property
     def device_id(self) -> str:
@@ -57,6 +59,12 @@ class App:
         """Run blocking work (model inference, file I/O) off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, functools.partial(func, *args, **kwargs))
+
+    async def reload_config(self) -> str | None:
+        """Re-read the config file like SIGHUP does; returns None on success, else the error."""
+        if self.reloader is None:
+            return "the daemon was not started from a config file; nothing to reload"
+        return await self.reloader()
 
     async def apply_config(self, new: Config, *, version: int = 0, source: str = "") -> list[str]:
         """Put an already validated config in force; returns what needs a restart.

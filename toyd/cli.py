@@ -109,7 +109,7 @@ def cmd_daemon(args: argparse.Namespace, registry: Registry) -> int:
     config = config.replace_core(**overrides) if overrides else config
     logs.setup(config.core.log_level)
     daemon = Daemon(config, registry=registry, simulate=getattr(args, "simulate", False),
-                    state_dir=args.state_dir, config_path=args.config)
+                    state_dir=args.state_dir, config_path=args.config, overrides=tuple(overrides))
     runner.run(daemon.run())
     return 0
 

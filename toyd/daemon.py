@@ -29,13 +29,15 @@ class Daemon:
     """Owns the plugin host, the bus, the supervisor and (device role) the conversation."""
 
     def __init__(self, config: Config, *, registry: Registry | None = None, simulate: bool = False,
-                 state_dir: str | None = None, config_path: str | None = None) -> None:
+                 state_dir: str | None = None, config_path: str | None = None,
+                 overrides: tuple[str, ...] = ()) -> None:
         self.config = config
         self.config_path = config_path
         self.role = config.core.role
         self.registry = registry or Registry()
         self.simulate = simulate
         self._state_dir_override = state_dir
+        self._overrides = overrides  # core keys set on the command line; a reload keeps them
         self.app: App | None = None
         self.started_at = 0.0
         self.ready_at = 0.0
@@ -53,6 +55,8 @@ class Daemon:
         supervisor = Supervisor(bus)
         conversation = Conversation(bus, turn_timeout=core.turn_timeout) if self.role == "device" else None
         app = App(self.role, self.config, bus, supervisor, host, path, self.simulate, conversation)
+        if self.config_path:
+            app.reloader = self.reload
         self.app = app
         if self.role == "device":
             await self._open_outbox(app)
@@ -102,21 +106,27 @@ class Daemon:
             for service in services:
                 app.supervisor.start(name, service)
 
-    async def reload(self) -> None:
-        """Re-read the config file (SIGHUP); an invalid file keeps the running config."""
+    async def reload(self) -> str | None:
+        """Re-read the config file (SIGHUP); an invalid file keeps the running config.
+
+        Returns None when the new file is in force, else the error message.
+        """
         from .config import load_file
         from .events import ConfigRejected
 
         if self.app is None or not self.config_path:
-            return
+            return "the daemon was not started from a config file; nothing to reload"
         try:
             new = load_file(self.config_path, self.registry.schema, self.registry.names)
         except ToydError as exc:
             log.error("reload rejected, the running config stays: %s", exc)
             self.app.bus.publish(ConfigRejected(source=self.config_path, error=str(exc)))
-            return
+            return str(exc)
+        # keep the command-line overrides (--device-id, --log-level, --disable) in force
+        new = new.replace_core(**{k: getattr(self.config.core, k) for k in self._overrides})
         await self.app.apply_config(new, source=self.config_path)
         self.config = new
+        return None
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to shut down (signal handlers call this)."""
@@ -147,7 +157,7 @@ class Daemon:
         try:
             app = await self.start()
             if self.config_path:
-                loop.add_signal_handler(signal.SIGHUP, lambda: app.spawn(self.reload(), "core:reload"))
+                loop.add_signal_handler(signal.SIGHUP, lambda: app.spawn(app.reload_config(), "core:reload"))
             if on_ready:
                 on_ready(app)
             await self._stop.wait()

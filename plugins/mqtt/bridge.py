@@ -1,0 +1,219 @@
+"""paho-mqtt bridged into asyncio: paho's network loop in its own thread, results as futures.
+
+Why a thread (``loop_start``) rather than driving paho's socket from asyncio: paho's
+thread already does connect, TLS handshakes, keepalive pings and reconnect with
+backoff, and TLS handshakes and DNS lookups would otherwise block the event loop.
+The price is one thread; the rule that keeps it safe is that paho callbacks never
+touch our state: they only hand data to the event loop with ``call_soon_threadsafe``.
+``Client.publish``/``subscribe`` are thread-safe in paho 2.x, so the loop calls them
+directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from toyd import ToydError
+
+from .settings import BrokerSettings
+
+log = logging.getLogger(__name__)
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for ``event`` up to ``timeout`` s; True if it was set.
+
+    ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 ``wait_for`` can swallow a
+    cancellation that arrives as the event fires, and the service would never stop.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+class NotConnected(ToydError):
+    """The broker is not reachable right now; the message was not sent."""
+
+
+class MqttBridge:
+    """One MQTT client: connect in the background, publish with ``await``, messages as calls."""
+
+    def __init__(self, settings: BrokerSettings, *, client_id: str, will_topic: str | None,
+                 subscriptions: Callable[[], list[str]],
+                 on_message: Callable[[str, bytes, bool], None],
+                 on_connected: Callable[[], None] = lambda: None,
+                 on_disconnected: Callable[[], None] = lambda: None) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.connected = False
+        self._subscriptions = subscriptions
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._failures = 0
+        self._stopping = False
+        self.connects = 0
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311,
+                             clean_session=True)
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password or None)
+        if will_topic:
+            client.will_set(will_topic, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(settings.reconnect_min, settings.reconnect_max)
+        client.max_queued_messages_set(1000)  # bounded memory while the broker is away
+        client.on_connect = self._cb_connect
+        client.on_connect_fail = self._cb_connect_fail
+        client.on_disconnect = self._cb_disconnect
+        client.on_message = self._cb_message
+        client.on_publish = self._cb_publish
+        client.on_socket_open = _no_delay
+        self.client = client
+
+    def configure_tls(self) -> None:
+        """Load CA and client certificates (blocking file reads: call via ``run_blocking``)."""
+        tls = self.settings.tls
+        if not tls.enabled:
+            return
+        try:
+            self.client.tls_set(ca_certs=tls.ca or None, certfile=tls.cert or None, keyfile=tls.key or None,
+                                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ToydError(f"mqtt.tls: cannot load certificates: {exc}") from None
+        self.client.tls_insecure_set(tls.insecure)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Begin connecting in paho's thread; it retries on its own with backoff."""
+        self._loop = loop
+        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        self.client.loop_start()
+
+    def stop(self, goodbye: tuple[str, str] | None = None) -> None:
+        """Disconnect cleanly (blocking: joins paho's thread; call via ``run_blocking``)."""
+        self._stopping = True
+        if goodbye and self.connected:
+            info = self.client.publish(goodbye[0], goodbye[1], qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=0.5)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # --- API for the event loop -------------------------------------------------------
+
+    async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Publish and, for QoS 1, wait for the broker's PUBACK; NotConnected if it is away."""
+        if not self.connected:
+            raise NotConnected(f"not connected to {self.settings.host}:{self.settings.port}")
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,):
+            raise NotConnected(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+        if qos == 0:
+            return
+        # on_publish can only reach us through call_soon_threadsafe, i.e. after this
+        # synchronous section: registering the future here cannot miss it
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[info.mid] = future
+        try:
+            await future
+        finally:
+            self._pending.pop(info.mid, None)
+
+    def publish_nowait(self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False) -> bool:
+        """Fire and forget; False when not connected."""
+        if not self.connected:
+            return False
+        return self.client.publish(topic, payload, qos=qos, retain=retain).rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # --- paho's thread: hand everything to the loop -------------------------------------
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop closed between the check and the call
+            pass
+
+    def _cb_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self._call(self._failed, f"refused: {reason}")
+            return
+        topics = self._subscriptions()
+        if topics:
+            client.subscribe([(t, 1) for t in topics])  # resubscribe on every (re)connect
+        self._call(self._up)
+
+    def _cb_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self._call(self._failed, "unreachable")
+
+    def _cb_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._call(self._down, str(reason))
+
+    def _cb_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self._call(self._on_message, message.topic, bytes(message.payload), bool(message.retain))
+
+    def _cb_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        self._call(self._acked, mid)
+
+    # --- back on the loop ---------------------------------------------------------------
+
+    def _up(self) -> None:
+        self.connected = True
+        self.connects += 1
+        where = f"{self.settings.host}:{self.settings.port}"
+        if self._failures:
+            log.info("connected to MQTT broker %s after %d failed attempts", where, self._failures)
+        else:
+            log.info("connected to MQTT broker %s as %s", where, self.client_id)
+        self._failures = 0
+        self._on_connected()
+
+    def _failed(self, why: str) -> None:
+        self._failures += 1
+        # one line per outage, not one per retry: the toy works without the broker
+        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        log.log(level, "MQTT broker %s:%s %s; the toy works without it, retrying in the background",
+                self.settings.host, self.settings.port, why)
+
+    def _down(self, why: str) -> None:
+        was = self.connected
+        self.connected = False
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(NotConnected(f"connection lost before PUBACK ({why})"))
+        if self._stopping:
+            return
+        if was:
+            log.warning("lost the MQTT broker (%s); reconnecting in the background", why)
+            self._failures = 1
+            self._on_disconnected()
+        else:  # dropped before CONNACK: a TLS or auth refusal seen late
+            self._failed(f"closed the connection ({why})")
+
+    def _acked(self, mid: int) -> None:
+        future = self._pending.get(mid)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+
+def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """Small control messages must not wait for Nagle's algorithm (40 ms per hop)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (websockets/unix): nothing to tune
+        pass
