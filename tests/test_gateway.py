@@ -221,8 +221,38 @@ async def test_an_utterance_over_the_limit_is_cut_and_answered(tmp_path):
         pcm = speech("once upon a time there was a little bear who loved honey")  # > 2 s
         await toy.talk(pcm)
         messages, audio = await toy.response()
+        # the toy is told to stop listening first, then (for older toys) the error, once
+        assert messages[0] == {"type": "listen", "state": "stop", "mode": "auto", "turn_id": "t1", "reason": "max_length"}
         assert _codes(messages) == [codes.AUDIO_TOO_LONG]  # once; the frames after the cut are dropped quietly
         assert messages[-1]["reason"] == "done" and 45 <= len(audio) <= 55  # 1 s was heard and echoed
+        session = app.host.plugins["gateway"].gateway.sessions["toy-1"]
+        assert session.errors == 0, "neither the cut nor the audio in flight after it counts against the toy"
+        assert session.frames_after_cut > 0
+        await toy.close()
+
+
+async def test_audio_after_the_toy_acknowledged_a_cut_is_unexpected_again(tmp_path):
+    """The grace for audio in flight ends with the toy's own listen stop (nothing of the turn can follow it)."""
+    from toyd.audio import frames
+    from toyd.audio.opus import OpusEncoder
+
+    async with cloud(tmp_path, max_listen_seconds=1.0) as (app, port):
+        toy = await RawToy(port).connect()
+        encoder = OpusEncoder()
+        packets = [encoder.encode(f) for f in frames(speech("once upon a time there was a little bear"))]
+        await toy.send({"type": "listen", "state": "start", "mode": "auto", "turn_id": "t1"})
+        for i, packet in enumerate(packets[:60]):  # 1.2 s: the cut happens at frame 50
+            await toy.send(packet)
+            if i % 20 == 19:
+                await asyncio.sleep(0.2)  # stay under the uplink rate limit
+        assert (await toy.expect("listen"))["reason"] == "max_length"
+        await toy.send(packets[60])  # in flight when the stop arrived: dropped quietly
+        await toy.send({"type": "listen", "state": "stop", "turn_id": "t1"})  # the toy's acknowledgement
+        await toy.send(packets[61])
+        error = await toy.expect("error", code=codes.UNEXPECTED_AUDIO)
+        assert error["ref"] == "audio"
+        session = app.host.plugins["gateway"].gateway.sessions["toy-1"]
+        assert session.frames_after_cut == 11 and session.errors == 1
         await toy.close()
 
 
