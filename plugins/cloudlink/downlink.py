@@ -106,6 +106,7 @@ class Receiver:
         self._cancel_timer()
         self.uplink_cut = False
         self.turn_id, self.waiting, self.live = turn_id, False, None
+        self._heard, self._said, self.cacheable = "", [], None  # nothing of an earlier turn is cached with this one
         self.turn_session = self.session_id if self.link.online else ""
 
     def turn_is_open(self) -> bool:
@@ -235,7 +236,9 @@ class Receiver:
                 self.live = None
                 self.app.bus.publish(ev.ReplyAudioEnd(response_id=self.key(msg.response_id)))
                 keep, self.cacheable = self.cacheable, None
-                if keep is not None and keep.response_id == msg.response_id and msg.reason in (None, "done"):
+                # kept only when the stop confirms the key: the whole reply passed the cloud's safety filter
+                if (keep is not None and keep.response_id == msg.response_id and msg.reason in (None, "done")
+                        and msg.cache_key == keep.cache_key):
                     self.app.bus.publish(keep.event("".join(self._said).strip()))
                 if msg.latency:
                     self._publish_latency(msg)

@@ -270,7 +270,7 @@ class Session:
                     language=self.language, persona=self.persona)
         downlink = Downlink(self.send, response_id, turn_id, lead=self.gateway.settings.downlink_lead_ms / 1000)
         pipeline = Pipeline(self.gateway.app, turn, downlink, stage_timeout=self.gateway.settings.stage_timeout,
-                            on_alert=self._alert, end_of_speech=end_of_speech)
+                            on_alert=self._alert, end_of_speech=end_of_speech, cacheable=self.gateway.cacheable)
         self.phase = Phase.RESPONDING
         self._response_id = response_id
         self._task = asyncio.create_task(self._run_response(pipeline, work), name=f"gateway:{self.device_id}:{response_id}")
