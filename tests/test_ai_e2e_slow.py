@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from toyd import events as ev
-from toyd.testing import espeak_pcm, wait_for
+from toyd.testing import espeak_pcm, next_event, wait_for
 from toyd.testing.standin import StandIn
 from toyd_plugins.demo.loopback import Loopback
 from toyd_plugins.llm.settings import Persona
@@ -48,17 +48,20 @@ async def test_bad_input_never_hangs_the_session(tmp_path: Path) -> None:
             assert (await loop.turn(espeak_pcm("tell me a long story"), timeout=60)).reply == "Hello again!"
 
 
-@pytest.mark.xfail(strict=True, reason="the gateway treats the audio that follows its max_listen_seconds cut as "
-                   "protocol errors (unexpected_audio) and closes the session after 50; the toy keeps listening")
 async def test_overlong_speech_is_cut_and_answered_over_the_wire(tmp_path: Path) -> None:
-    """The uplink is limited to real time, so 30 s stand for 'too long' here; 5 minutes are
-    covered at the hook (test_stt_whisper) and by the toy's own max utterance length."""
+    """The uplink is limited to real time, so 30 s stand for 'too long' here (the gateway cuts at
+    20 s); 5 minutes are covered at the hook (test_stt_whisper) and by the toy's own max utterance length."""
     async with StandIn() as llm:
         cloud, toy = configs(llm.url)
         async with Loopback(cloud, toy, state_dir=tmp_path) as loop:
+            ended = loop.toy.bus.subscribe("test", (ev.SpeechEnded,), maxsize=100)
             speech = espeak_pcm("the cat sat on the mat") + bytes(32000)
             long_speech = (speech * (30 * 32000 // len(speech) + 1))[: 30 * 32000]
             report = await loop.turn(long_speech, timeout=90)
             assert report.outcome == "reply" and "cat sat on the mat" in words(report.transcript) and report.pcm
+            # the cloud ended the turn on the toy at its limit, before the child stopped talking
+            assert (await next_event(ended, ev.SpeechEnded, 1)).reason == "max_length"
+            session = loop.cloud.host.plugins["gateway"].gateway.sessions["toy-1"]
+            assert session.errors == 0
             llm.script("Still here!")
             assert (await loop.turn(espeak_pcm("tell me a long story"), timeout=60)).reply == "Still here!"

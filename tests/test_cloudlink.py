@@ -185,6 +185,37 @@ async def test_reply_timeout_hands_the_turn_to_a_local_backend(tmp_path):
             await next_event(sub, ev.ReplyAudio, timeout=0.5)
 
 
+async def test_an_utterance_the_cloud_cuts_ends_the_turn_on_the_toy(tmp_path):
+    """The gateway cuts at max_listen_seconds: the toy stops listening (SpeechEnded max_length), stops
+    sending, and plays the answer to what was heard; nothing counts as a protocol error."""
+    from toyd.audio import frames
+
+    async with cloud_and_toy(tmp_path, gateway={"max_listen_seconds": 1.0}) as (cloud, toy, sub):
+        toy.bus.publish(ev.ButtonPressed())
+        await next_event(sub, ev.StateChanged, where=lambda e: e.new is State.LISTENING)
+        link = toy.host.plugins["cloudlink"]
+
+        async def child_keeps_talking() -> None:  # 4 s at real time: the microphone does not know about the cut
+            for seq, frame in enumerate(frames(speech("once upon a time there was a little bear") * 2)):
+                toy.bus.publish(ev.AudioFrame(pcm=frame, seq=seq))
+                await asyncio.sleep(0.02)
+
+        talking = asyncio.ensure_future(child_keeps_talking())
+        try:
+            ended = await next_event(sub, ev.SpeechEnded, timeout=5)
+            assert ended.reason == "max_length"
+            await next_event(sub, ev.StateChanged, where=lambda e: e.new is State.THINKING)
+            _, reply = await play_reply(toy, sub)
+            assert 45 <= len(reply) <= 55  # the echo of the 1 s that was heard
+            assert not talking.done(), "the toy moved on while the child was still talking"
+        finally:
+            talking.cancel()
+            await asyncio.gather(talking, return_exceptions=True)
+        session = cloud.host.plugins["gateway"].gateway.sessions["toy-1"]
+        assert session.errors == 0
+        assert link.frames_sent <= 50 + session.frames_after_cut  # nothing was sent once the stop arrived
+
+
 async def test_say_is_spoken_when_idle(tmp_path):
     async with cloud_and_toy(tmp_path, sections={"echochain": {"silence_ms": 400}}) as (cloud, toy, sub):
         toy.bus.publish(ev.SayRequested(text="Time for bed!", request_id="r1"))

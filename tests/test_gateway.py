@@ -218,11 +218,42 @@ async def test_a_disconnect_mid_turn_cancels_the_work_and_leaks_nothing(tmp_path
 async def test_an_utterance_over_the_limit_is_cut_and_answered(tmp_path):
     async with cloud(tmp_path, max_listen_seconds=1.0) as (app, port):
         toy = await RawToy(port).connect()
+        assert toy.hello["limits"]["max_listen_seconds"] == 1.0  # the configured limit, not the protocol default
         pcm = speech("once upon a time there was a little bear who loved honey")  # > 2 s
         await toy.talk(pcm)
         messages, audio = await toy.response()
+        # the toy is told to stop listening first, then (for older toys) the error, once
+        assert messages[0] == {"type": "listen", "state": "stop", "mode": "auto", "turn_id": "t1", "reason": "max_length"}
         assert _codes(messages) == [codes.AUDIO_TOO_LONG]  # once; the frames after the cut are dropped quietly
         assert messages[-1]["reason"] == "done" and 45 <= len(audio) <= 55  # 1 s was heard and echoed
+        session = app.host.plugins["gateway"].gateway.sessions["toy-1"]
+        assert session.errors == 0, "neither the cut nor the audio in flight after it counts against the toy"
+        assert session.frames_after_cut > 0
+        await toy.close()
+
+
+async def test_audio_after_the_toy_acknowledged_a_cut_is_unexpected_again(tmp_path):
+    """The grace for audio in flight ends with the toy's own listen stop (nothing of the turn can follow it)."""
+    from toyd.audio import frames
+    from toyd.audio.opus import OpusEncoder
+
+    async with cloud(tmp_path, max_listen_seconds=1.0) as (app, port):
+        toy = await RawToy(port).connect()
+        encoder = OpusEncoder()
+        packets = [encoder.encode(f) for f in frames(speech("once upon a time there was a little bear"))]
+        await toy.send({"type": "listen", "state": "start", "mode": "auto", "turn_id": "t1"})
+        for i, packet in enumerate(packets[:60]):  # 1.2 s: the cut happens at frame 50
+            await toy.send(packet)
+            if i % 20 == 19:
+                await asyncio.sleep(0.2)  # stay under the uplink rate limit
+        assert (await toy.expect("listen"))["reason"] == "max_length"
+        await toy.send(packets[60])  # in flight when the stop arrived: dropped quietly
+        await toy.send({"type": "listen", "state": "stop", "turn_id": "t1"})  # the toy's acknowledgement
+        await toy.send(packets[61])
+        error = await toy.expect("error", code=codes.UNEXPECTED_AUDIO)
+        assert error["ref"] == "audio"
+        session = app.host.plugins["gateway"].gateway.sessions["toy-1"]
+        assert session.frames_after_cut == 11 and session.errors == 1
         await toy.close()
 
 
@@ -268,4 +299,39 @@ async def test_downlink_is_paced_to_real_time_plus_the_lead(tmp_path):
         audio_s = len(arrivals) * 0.02
         # not flooded: the last frame cannot arrive before its play time minus the lead
         assert arrivals[-1] - arrivals[0] >= audio_s - 0.02 - 0.1 - 0.01
+        await toy.close()
+
+
+async def test_audio_in_flight_after_a_cut_is_forgiven_only_for_the_grace_window(tmp_path):
+    """A toy that never acknowledges the cut keeps sending: quiet for CUT_GRACE, then errors again."""
+    import time
+
+    from toyd.audio import frames
+    from toyd.audio.opus import OpusEncoder
+
+    async with cloud(tmp_path, max_listen_seconds=1.0) as (app, port):
+        toy = await RawToy(port).connect()
+        encoder = OpusEncoder()
+        packets = [encoder.encode(f) for f in frames(speech("once upon a time there was a little bear"))]
+        await toy.send({"type": "listen", "state": "start", "mode": "auto", "turn_id": "t1"})
+        for i, packet in enumerate(packets[:50]):
+            await toy.send(packet)
+            if i % 20 == 19:
+                await asyncio.sleep(0.2)
+        await toy.expect("listen")
+        cut_at = time.monotonic()
+        session = app.host.plugins["gateway"].gateway.sessions["toy-1"]
+
+        async def keep_sending() -> float:
+            while True:  # one frame every 100 ms, as a toy that ignores the stop would
+                await toy.send(packets[50])
+                try:
+                    await toy.expect("error", timeout=0.1, code=codes.UNEXPECTED_AUDIO)
+                    return time.monotonic() - cut_at
+                except TimeoutError:
+                    pass
+
+        elapsed = await asyncio.wait_for(keep_sending(), limits.CUT_GRACE + 5)
+        assert elapsed >= limits.CUT_GRACE - 0.1 and session.frames_after_cut >= 10  # (the stop took a moment to arrive)
+        assert session.errors == 1
         await toy.close()

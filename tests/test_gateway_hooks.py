@@ -149,7 +149,8 @@ async def test_hook_toyd_check_text_redirect_alerts_parents_on_both_sides(tmp_pa
         await speak_turn(toy, sub, speech())
         alert = await next_event(sub, ev.SafetyAlert)
         assert (alert.category, alert.severity, alert.excerpt, alert.action) == ("violence", "high", "[redacted]", "redirect")
-        assert (await next_event(cloud_sub, ev.SafetyAlert)).category == "violence"
+        cloud_alert = await next_event(cloud_sub, ev.SafetyAlert)
+        assert (cloud_alert.category, cloud_alert.device_id) == ("violence", "toy-1")  # which toy, on the cloud bus
         await play_reply(toy, sub)
     assert [c["text"] for c in recorder.args("synthesize")] == ["Let's play a game instead!"]
     assert recorder.args("reply") == []

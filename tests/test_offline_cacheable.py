@@ -1,6 +1,7 @@
-"""A reply the cloud marks cacheable (cache key on its ``tts start``) lands in the toy's response
-cache, and answers the same question later with the cloud gone. The cloud is a stand-in speaking
-protocol v1 over a real loopback WebSocket, because no cloud AI plugin marks replies yet."""
+"""A reply the cloud marks cacheable (cache key on its ``tts start``, confirmed on ``tts stop``) lands
+in the toy's response cache, and answers the same question later with the cloud gone. First against a
+stand-in speaking protocol v1 over a real loopback WebSocket (exact frames), then against the real
+gateway's ``cacheable_phrases`` policy."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ async def standin_cloud(port: int, *, cacheable: bool):
                 enc = OpusEncoder()
                 for seq, f in enumerate(frames(answer_pcm)):
                     await conn.send(pack_audio(1, seq, enc.encode(f)))
-                await conn.send(encode(Tts(state="stop", response_id=1, turn_id=turn, reason="done")))
+                await conn.send(encode(Tts(state="stop", response_id=1, turn_id=turn, reason="done",
+                                           cache_key="standin-1" if cacheable else None)))
 
     async with serve(session, "127.0.0.1", port):
         yield
@@ -87,3 +89,35 @@ async def test_cacheable_cloud_reply_answers_later_offline(tmp_path, cacheable):
         else:  # not marked cacheable: nothing was kept, the question is not known offline
             assert answer.source == "fallback"
             assert QUESTION not in vosk.engine.phrases
+
+
+async def test_real_gateway_marks_a_listed_question_and_the_toy_answers_it_offline(tmp_path):
+    """The real gateway's policy (``cacheable_phrases``) end to end: the reply is stored on the toy
+    with the gateway's key, then the same question is answered from the cache with the cloud gone."""
+    from linkkit import TOKEN, cloud_config
+    from toyd_plugins.gateway.pipeline import reply_cache_key
+
+    port = free_port()
+    cloud = cloud_config(port, cacheable_phrases=["이름이 뭐야?"],
+                         sections={"echochain": {"transcript": QUESTION, "reply": ANSWER}})
+    toy_cfg = toy_config(port)
+    toy_cfg["cloudlink"].update(token=TOKEN, language="ko")
+    question = SILENCE_PAD + espeak_pcm(QUESTION, voice="ko", rate=135) + SILENCE_PAD
+    async with running_daemon(toy_cfg, state_dir=tmp_path / "toy") as toy:
+        sub = toy.bus.subscribe("test", maxsize=100_000)
+        async with running_daemon(cloud, state_dir=tmp_path / "cloud"):
+            await next_event(sub, ev.CloudOnline, 30)
+            await speak_turn(toy, sub, question, pace=0.02)  # real time: the gateway rate-limits the uplink
+            response_id, played = await play_reply(toy, sub)
+            stored = await next_event(sub, ev.CacheStore, 10)
+            assert (stored.phrase, stored.reply) == (QUESTION, ANSWER)
+            assert stored.cache_key == reply_cache_key(QUESTION, None, "ko")
+            assert stored.pcm == b"".join(played), "the cache keeps exactly the audio the child heard"
+            await next_event(sub, ev.StateChanged, 10, lambda e: e.new is State.IDLE)
+            vosk = toy.host.plugins["vosk_stt"]
+            await wait_for(lambda: QUESTION in vosk.engine.phrases, 30)
+        await next_event(sub, ev.StateChanged, 10, lambda e: e.offline)
+        await wait_for(lambda: vosk.engine.loaded, 60)
+        await speak_turn(toy, sub, question, pace=0)
+        answer = await next_event(sub, ev.OfflineAnswered, 30)
+        assert (answer.source, answer.reply) == ("cache", ANSWER)

@@ -126,3 +126,5 @@ async def test_daemon_records_parent_events_before_transports(state_dir: Path) -
     assert [(i.kind, i.critical) for i in found] == [("transcript", False), ("reply", False), ("safety_alert", True)]
     assert found[0].payload["text"] == "tell me a story" and found[0].payload["device_id"] == "demo-toy"
     assert found[1].payload["text"] == "Once upon a time."
+    # an alert published without a device id (the toy's own, from the cloud's alert) is recorded under this toy
+    assert found[2].payload["device_id"] == "demo-toy" and found[2].payload["category"] == "self_harm"

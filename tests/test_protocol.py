@@ -16,11 +16,13 @@ UP = [Hello(device_id="toy-1", firmware="toyd 0.1.0", features={"say": True}, pe
       Listen(state="start", mode="push_to_talk", turn_id="t1", persona="dragon"), Listen(state="stop", turn_id="t1"),
       Listen(state="detect", mode="wake_word", text="hey bear"), Abort(reason="barge_in", turn_id="t1", response_id=3),
       Playback(response_id=3, interrupted=True), Say(text="Bed time!", request_id="r1"), Ping(id=1)]
-DOWN = [ServerHello(session_id="s1", config_version=4, limits=limits.as_dict()), Stt(text="hello", turn_id="t1"),
+DOWN = [ServerHello(session_id="s1", config_version=4, limits=limits.as_dict()),
+        Listen(state="stop", turn_id="t1", reason="max_length"), Stt(text="hello", turn_id="t1"),
         Llm(text="Hi ", turn_id="t1", response_id=3), Llm(final=True, turn_id="t1", response_id=3),
         Tts(state="start", response_id=3, turn_id="t1", cache_key="abc"),
         Tts(state="sentence_start", response_id=3, text="Hi there."),
         Tts(state="stop", response_id=3, reason="done", latency={"stt_ms": 12.5}),
+        Tts(state="stop", response_id=3, reason="done", cache_key="abc"),
         Alert(category="violence", severity="high", message="[redacted]", action="redirect"),
         Error(code=codes.BAD_JSON, message="not JSON", ref="listen"), Pong(id=1), Ping()]
 

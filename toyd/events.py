@@ -221,12 +221,17 @@ class ConfigRejected(Event):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SafetyAlert(Event):
-    """Something a parent must see: category, severity and a redacted excerpt."""
+    """Something a parent must see: category, severity and a redacted excerpt.
+
+    ``device_id`` names the toy on the cloud bus (one cloud serves many); on a toy it may be
+    empty: the recorder fills in the toy's own id.
+    """
 
     category: str
     severity: str
     excerpt: str = ""
     action: str = ""
+    device_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

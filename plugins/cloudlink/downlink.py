@@ -16,7 +16,7 @@ from toyd import App, State
 from toyd import events as ev
 from toyd.audio.opus import OpusDecoder, OpusError
 from toyd.errors import ProtocolError
-from toyd.protocol import Abort, Alert, Error, Llm, Ping, Pong, Stt, Tts, codes, parse, unpack_audio
+from toyd.protocol import Abort, Alert, Error, Listen, Llm, Ping, Pong, Stt, Tts, codes, parse, unpack_audio
 from toyd.protocol.messages import Message
 
 from .link import Link
@@ -106,6 +106,7 @@ class Receiver:
         self._cancel_timer()
         self.uplink_cut = False
         self.turn_id, self.waiting, self.live = turn_id, False, None
+        self._heard, self._said, self.cacheable = "", [], None  # nothing of an earlier turn is cached with this one
         self.turn_session = self.session_id if self.link.online else ""
 
     def turn_is_open(self) -> bool:
@@ -113,7 +114,7 @@ class Receiver:
         return bool(self.turn_id) and self.link.online and self.turn_session == self.session_id
 
     def await_reply(self) -> None:
-        """``listen stop`` went out: the reply must start within ``reply_timeout``."""
+        """``listen stop`` went out (or came in): the reply must start within ``reply_timeout``."""
         self.waiting = True
         self._cancel_timer()
         self._timer = asyncio.get_running_loop().call_later(self.reply_timeout, self._timed_out, self.turn_id)
@@ -185,6 +186,8 @@ class Receiver:
         bus = self.app.bus
         if isinstance(msg, Tts):
             self._on_tts(msg)
+        elif isinstance(msg, Listen):
+            self._on_listen(msg)
         elif isinstance(msg, Stt):
             if msg.turn_id and msg.turn_id == self.turn_id:
                 bus.publish(ev.Transcript(text=msg.text, final=msg.final, source="cloud", turn_id=msg.turn_id))
@@ -203,6 +206,16 @@ class Receiver:
                 self.uplink_cut = True
         elif isinstance(msg, Ping):
             await self.link.send(Pong(id=msg.id))
+
+    def _on_listen(self, msg: Listen) -> None:
+        """``listen stop`` from the cloud: it cut the utterance (max_length) and answers what it heard."""
+        if msg.state != "stop" or not msg.turn_id or msg.turn_id != self.turn_id or self.waiting or self.live is not None:
+            return  # not the turn being listened to (or it already ended here): nothing to stop
+        log.info("the cloud ended listening for turn %s (%s)", msg.turn_id, msg.reason or "no reason")
+        self.uplink_cut = True
+        # wait for the reply now: its stt/llm/tts start may arrive before the state machine has moved on
+        self.await_reply()
+        self.app.bus.publish(ev.SpeechEnded(reason=msg.reason or "max_length"))
 
     def _on_tts(self, msg: Tts) -> None:
         if msg.state == "start":
@@ -223,7 +236,9 @@ class Receiver:
                 self.live = None
                 self.app.bus.publish(ev.ReplyAudioEnd(response_id=self.key(msg.response_id)))
                 keep, self.cacheable = self.cacheable, None
-                if keep is not None and keep.response_id == msg.response_id and msg.reason in (None, "done"):
+                # kept only when the stop confirms the key: the whole reply passed the cloud's safety filter
+                if (keep is not None and keep.response_id == msg.response_id and msg.reason in (None, "done")
+                        and msg.cache_key == keep.cache_key):
                     self.app.bus.publish(keep.event("".join(self._said).strip()))
                 if msg.latency:
                     self._publish_latency(msg)

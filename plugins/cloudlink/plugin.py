@@ -187,7 +187,8 @@ class CloudLinkPlugin:
             self._listening = False
             if new is State.THINKING and self.receiver.turn_id:
                 if self.receiver.turn_is_open() and await self.link.send(Listen(state="stop", turn_id=self.receiver.turn_id)):
-                    self.receiver.await_reply()
+                    if not self.receiver.waiting:  # else the cloud ended the turn itself (cut) and is answering
+                        self.receiver.await_reply()
                 else:  # the link dropped while the child was talking: the cloud cannot answer this turn
                     self.receiver.give_up("link_lost")
             else:

@@ -69,10 +69,11 @@ class Downlink:
             frame, self._pending = self._pending + bytes(FRAME_BYTES - len(self._pending)), b""
             await self._frame(frame)
 
-    async def stop(self, reason: str = "done", latency: dict[str, float] | None = None) -> None:
-        """``tts stop``: no more frames for this response."""
+    async def stop(self, reason: str = "done", latency: dict[str, float] | None = None, *,
+                   cache_key: str | None = None) -> None:
+        """``tts stop``: no more frames for this response (``cache_key`` confirms a cacheable reply)."""
         await self.message(Tts(state="stop", response_id=self.response_id, turn_id=self.turn_id, reason=reason,
-                               latency=latency))
+                               latency=latency, cache_key=cache_key))
 
     async def _frame(self, pcm: bytes) -> None:
         # encoding a 20 ms frame takes well under a millisecond: cheaper inline than a thread hop

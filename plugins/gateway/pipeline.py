@@ -22,6 +22,7 @@ from toyd.errors import ToydError
 from toyd.events import TextChecked
 from toyd.protocol import Llm, Stt
 from toyd.protocol.limits import MAX_TEXT_CHARS
+from toyd.text import compact
 from toyd.turn import SafetyVerdict, Speaker, Transcription, Turn
 
 from .downlink import Downlink
@@ -43,6 +44,12 @@ def cache_key(turn: Turn, text: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
+def reply_cache_key(phrase: str, persona: str | None, language: str | None) -> str:
+    """Key of the cached answer to a question: the normalised phrase, persona and language."""
+    raw = f"reply|{persona or ''}|{language or ''}|{compact(phrase)}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
 async def _aclose(stream: Any) -> None:
     close = getattr(stream, "aclose", None)
     if close is not None:
@@ -54,7 +61,7 @@ class Pipeline:
     """Runs the hooks for one response and streams the result through a :class:`Downlink`."""
 
     def __init__(self, app: App, turn: Turn, downlink: Downlink, *, stage_timeout: float, on_alert: AlertSink,
-                 end_of_speech: float | None = None) -> None:
+                 end_of_speech: float | None = None, cacheable: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.turn = turn
         self.downlink = downlink
@@ -63,6 +70,8 @@ class Pipeline:
         self.eos = end_of_speech if end_of_speech is not None else time.monotonic()
         self.times: dict[str, float] = {}  # stage -> seconds on the path to the first audio
         self._first_sentence = True
+        self.cacheable = cacheable  # compact() forms of the questions whose answers toys may cache
+        self.reply_key: str | None = None  # set while this turn's reply may still be cached
 
     # --- entry points -----------------------------------------------------------------
 
@@ -84,12 +93,15 @@ class Pipeline:
         if verdict.action != "allow" or not verdict.safe:
             await self._refuse(verdict, text)
         else:
+            if compact(text) in self.cacheable:  # a known question, allowed: its answer may be kept
+                self.reply_key = reply_cache_key(text, self.turn.persona, self.turn.language or result.language)
             started = time.monotonic()
             stream = await self._hook("toyd_reply", turn=self.turn, text=verdict.text or text)
             if stream is None:
                 raise BackendError("no LLM plugin answered")
             await self._speak_stream(stream, started)
-        await self.downlink.stop("done", self.latency())
+        # repeating the key confirms it: every sentence passed the filter and the reply is whole
+        await self.downlink.stop("done", self.latency(), cache_key=self.reply_key)
 
     async def run_say(self, text: str) -> None:
         """Speak a parent's text as it is (``say``)."""
@@ -137,12 +149,13 @@ class Pipeline:
                 first = self._first_sentence
                 verdict = await self.check(sentence, "toy", stage="check_toy" if first else None)
                 if verdict.action != "allow" or not verdict.safe:
+                    self.reply_key = None  # a reply that went wrong is never cached
                     if verdict.alert:
                         await self.on_alert(self.turn, verdict, sentence)
                     await self.downlink.start("reply")
                     await self.speak(verdict.replacement or FALLBACK_LINE)
                     break  # the rest of a reply that went wrong is not spoken
-                await self.downlink.start("reply")
+                await self.downlink.start("reply", self.reply_key)
                 await self.speak(verdict.text or sentence)
         finally:
             reader.cancel()
@@ -150,6 +163,7 @@ class Pipeline:
         await self.downlink.message(Llm(final=True, turn_id=self.turn.turn_id, response_id=self.downlink.response_id))
         error = None if reader.cancelled() else reader.exception()
         if error is not None:
+            self.reply_key = None  # cut short: not the answer to keep
             if not self.downlink.started:
                 raise BackendError(str(error))
             log.error("%s: reply stream failed midway: %s", self.turn.device_id, error)

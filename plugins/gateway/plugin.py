@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 
 from toyd import App, PluginDeclaration, Service, hookimpl, setting
+from toyd.text import compact
 
 from .server import Gateway
 
@@ -28,10 +29,16 @@ class GatewaySettings:
     stage_timeout: float = setting(30.0, min=0.5, max=300, doc="Seconds one AI hook (or one item of its stream) may take.")
     max_sessions: int = setting(2000, min=1, max=100000, doc="Toys connected at once; more are refused with 503.")
     max_listen_seconds: float = setting(30.0, min=1, max=120, doc="Longest utterance; longer is cut and answered.")
+    cacheable_phrases: tuple[str, ...] = setting(
+        factory=tuple, doc="Questions whose answer a toy may keep in its response cache and reuse offline (compared "
+                           "normalised: case, punctuation and spaces ignored). Empty = no reply is marked cacheable.")
 
     def __post_init__(self) -> None:
         if self.tls_key and not self.tls_cert:
             raise ValueError("tls_key is set but tls_cert is not")
+        for phrase in self.cacheable_phrases:
+            if not compact(phrase):
+                raise ValueError(f"cacheable phrase {phrase!r} has no words")
         for device, token in self.tokens.items():
             if len(token) < 8:
                 raise ValueError(f"the token of {device!r} is shorter than 8 characters")

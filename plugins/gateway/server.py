@@ -17,6 +17,7 @@ from websockets.http11 import Request, Response
 from toyd import App
 from toyd.audio import SAMPLE_RATE, SAMPLE_WIDTH
 from toyd.protocol import limits
+from toyd.text import compact
 
 from .meters import FrameTimer, LoopLag, percentiles
 from .session import Session
@@ -44,6 +45,15 @@ class Gateway:
         self.refused = 0
         self.frame_timer = FrameTimer()
         self.loop_lag = LoopLag()
+        self._cacheable: tuple[tuple[str, ...], frozenset[str]] = ((), frozenset())
+
+    @property
+    def cacheable(self) -> frozenset[str]:
+        """The normalised questions whose answers toys may cache (follows a live reconfigure)."""
+        phrases = self.settings.cacheable_phrases
+        if phrases != self._cacheable[0]:
+            self._cacheable = (phrases, frozenset(compact(p) for p in phrases))
+        return self._cacheable[1]
 
     @property
     def max_listen_bytes(self) -> int:

@@ -74,7 +74,9 @@ class Session:
         self._task: asyncio.Task[None] | None = None
         self._response_id = 0
         self._last_rate_error = 0.0
-        self._cut = False  # the current utterance was cut at max_listen_seconds
+        self._cut_turn = ""  # the turn whose utterance was cut at max_listen_seconds
+        self._cut_until = 0.0  # until then, audio of the cut turn still in flight is dropped silently
+        self.frames_after_cut = 0  # such frames (counted, not errors)
         self._stopping: set[asyncio.Task[None]] = set()  # cancelled responses still unwinding
 
     # --- connection lifecycle ------------------------------------------------------------
@@ -122,7 +124,7 @@ class Session:
             self.phase = Phase.IDLE
             await self.send(ServerHello(session_id=self.session_id, config_version=self.gateway.config_version(self.device_id),
                                         audio_params=SUPPORTED_AUDIO, features={"say": True, "barge_in": True},
-                                        limits=limits.as_dict()))
+                                        limits={**limits.as_dict(), "max_listen_seconds": settings.max_listen_seconds}))
             log.info("%s: session %s (firmware %s)", self.device_id, self.session_id, msg.firmware or "?")
             return True
 
@@ -166,7 +168,7 @@ class Session:
         ref: str | None = "audio" if isinstance(frame, bytes) else None  # what the error is about
         try:
             if isinstance(frame, bytes):
-                self._on_audio(frame)
+                await self._on_audio(frame)
                 return
             if not self._messages.take():
                 raise ProtocolError(codes.RATE_LIMITED, "too many messages per second; message dropped")
@@ -182,9 +184,10 @@ class Session:
                 self._last_rate_error = now
             await self._error(exc, ref)
 
-    def _on_audio(self, frame: bytes) -> None:
-        if self._cut and self.phase is not Phase.LISTENING:
-            return  # the rest of an utterance cut at the limit: the toy has been told
+    async def _on_audio(self, frame: bytes) -> None:
+        if self.phase is not Phase.LISTENING and self._cut_turn and time.monotonic() < self._cut_until:
+            self.frames_after_cut += 1  # sent before the toy heard our listen stop: expected, not an error
+            return
         if self.phase is not Phase.LISTENING:
             raise ProtocolError(codes.UNEXPECTED_AUDIO, f"binary frame while {self.phase.value}; send listen start first")
         check_uplink(frame)
@@ -198,10 +201,18 @@ class Session:
             raise ProtocolError(codes.BAD_AUDIO, str(exc)) from None
         self.frames_in += 1
         if len(self._pcm) >= self.gateway.max_listen_bytes:
-            self.gateway.app.spawn(self._error(ProtocolError(codes.AUDIO_TOO_LONG, "utterance cut at the limit")),
-                                   f"gateway:{self.device_id}:error")
-            self._cut = True
-            self._end_listening()
+            await self._cut_utterance()
+
+    async def _cut_utterance(self) -> None:
+        """The utterance reached ``max_listen_seconds``: tell the toy to stop listening, answer what we have."""
+        seconds = self.gateway.settings.max_listen_seconds
+        log.info("%s: utterance of turn %s cut at %g s", self.device_id, self._turn_id, seconds)
+        self._cut_turn, self._cut_until = self._turn_id, time.monotonic() + limits.CUT_GRACE
+        # listen stop ends the toy's turn; the error is for toys that predate it (not counted against the toy)
+        await self.send(Listen(state="stop", turn_id=self._turn_id, reason="max_length"))
+        await self.send(Error(code=codes.AUDIO_TOO_LONG, message=f"utterance cut at {seconds:g} s and answered",
+                              ref="audio"))
+        self._end_listening()
 
     async def _on_message(self, msg: Message) -> None:
         if isinstance(msg, Listen):
@@ -233,13 +244,15 @@ class Session:
                 await self.cancel_response(reason="aborted")  # barge-in without an explicit abort
             self._turn_id = msg.turn_id or uuid.uuid4().hex[:12]
             self.mode = msg.mode
-            self._cut = False
+            self._cut_turn, self._cut_until = "", 0.0
             self._pcm.clear()
             self._decoder = OpusDecoder()
             self.phase = Phase.LISTENING
         elif msg.state == "stop":
             if self.phase is Phase.LISTENING:
                 self._end_listening()
+            elif self._cut_turn and msg.turn_id in ("", self._cut_turn):
+                self._cut_until = 0.0  # the toy's own stop: nothing of the cut turn can follow it
         else:
             log.info("%s: wake word %r", self.device_id, msg.text)
 
@@ -257,7 +270,7 @@ class Session:
                     language=self.language, persona=self.persona)
         downlink = Downlink(self.send, response_id, turn_id, lead=self.gateway.settings.downlink_lead_ms / 1000)
         pipeline = Pipeline(self.gateway.app, turn, downlink, stage_timeout=self.gateway.settings.stage_timeout,
-                            on_alert=self._alert, end_of_speech=end_of_speech)
+                            on_alert=self._alert, end_of_speech=end_of_speech, cacheable=self.gateway.cacheable)
         self.phase = Phase.RESPONDING
         self._response_id = response_id
         self._task = asyncio.create_task(self._run_response(pipeline, work), name=f"gateway:{self.device_id}:{response_id}")
@@ -305,9 +318,9 @@ class Session:
         await self.send(Alert(category=category, severity=severity, message=excerpt, action=verdict.action,
                               turn_id=turn.turn_id))
         log.warning("%s: safety alert %s/%s (%s) in turn %s", turn.device_id, category, severity, verdict.action, turn.turn_id)
-        # SafetyAlert has no device field: the toy's own copy (via ``alert``) is the one parents get
+        # the toy's own copy (via ``alert``) is the one its parents get; this one is for the cloud's side
         self.gateway.app.bus.publish(SafetyAlert(category=category, severity=severity, excerpt=excerpt,
-                                                 action=verdict.action))
+                                                 action=verdict.action, device_id=turn.device_id))
 
     def _publish_latency(self, pipeline: Pipeline) -> None:
         lat = pipeline.latency()

@@ -13,6 +13,7 @@ UPLINK_BURST = 100  # extra frames a device may send at once (a reconnect flushe
 MESSAGES_PER_SECOND = 20  # steady control messages per second
 MESSAGES_BURST = 40
 MAX_LISTEN_SECONDS = 30.0  # longest utterance; longer is cut (audio_too_long) and answered
+CUT_GRACE = 3.0  # seconds after a cut in which the toy's in-flight audio is dropped silently
 MAX_ERRORS = 50  # protocol errors in one connection before it is closed (1008)
 KEEPALIVE_INTERVAL = 20.0  # seconds between WebSocket pings (both sides)
 KEEPALIVE_TIMEOUT = 20.0  # seconds without pong before the link counts as dead

@@ -59,7 +59,11 @@ class Hello(Message):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Listen(Message):
-    """Start or stop streaming the child's speech (``detect``: a wake word fired)."""
+    """Start or stop streaming the child's speech (``detect``: a wake word fired).
+
+    Also sent down: ``listen stop`` from the cloud ends the turn's uplink (the utterance
+    was cut at ``max_listen_seconds``, ``reason: max_length``); the toy stops listening.
+    """
 
     type: ClassVar[str] = "listen"
     state: Literal["start", "stop", "detect"]
@@ -68,6 +72,7 @@ class Listen(Message):
     text: str | None = None  # detect: the wake word
     persona: str | None = None
     language: str | None = None
+    reason: str | None = None  # cloud → toy stop: why the cloud ended listening (max_length)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -193,7 +198,7 @@ class Pong(Message):
 
 
 UPLINK: dict[str, type[Message]] = {m.type: m for m in (Hello, Listen, Abort, Playback, Say, Ping)}
-DOWNLINK: dict[str, type[Message]] = {m.type: m for m in (ServerHello, Stt, Llm, Tts, Alert, Error, Pong, Ping)}
+DOWNLINK: dict[str, type[Message]] = {m.type: m for m in (ServerHello, Listen, Stt, Llm, Tts, Alert, Error, Pong, Ping)}
 _TEXT_FIELDS = ("text", "message")
 
 
