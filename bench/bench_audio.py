@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from toyd.audio.opus import OpusDecoder, OpusEncoder  # noqa: E402
 from toyd.audio.pcm import FRAME_BYTES, frames  # noqa: E402
 from toyd.events import AudioFrame, ButtonPressed, MicInput, ReplyAudio, SpeechEnded, StateChanged  # noqa: E402
 from toyd.testing import espeak_pcm, next_event, running_daemon, wait_for  # noqa: E402
+from toyd.audio.wav import write_wav
 
 FRAME_S = 0.02
 
@@ -37,15 +37,6 @@ def room(seconds: float, noise: float = 100.0, seed: int = 0) -> bytes:
     talk = np.frombuffer(espeak_pcm("Can you tell me a story about a dragon?"), "<i2")
     out[16000 : 16000 + len(talk)] += talk
     return np.clip(out, -32768, 32767).astype("<i2").tobytes()
-
-
-def write_wav(path: Path, pcm: bytes) -> str:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm)
-    return str(path)
 
 
 def bench_opus(seconds: float = 20.0) -> tuple[float, float]:
@@ -77,7 +68,7 @@ def bench_vad_frame() -> float:
 
 async def bench_daemon_cpu(tmp: Path, listening: bool, seconds: float = 30.0, realtime: bool = False) -> tuple[float, int]:
     """Whole-daemon CPU per audio second with audio + vad on a file microphone."""
-    mic = write_wav(tmp / "room.wav", room(seconds))
+    mic = str(write_wav(tmp / "room.wav", room(seconds)))
     state_dir = tmp / f"state-{listening}-{realtime}"
     state_dir.mkdir()
     config = {"role": "device", "plugins": ["audio", "vad"],

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from table import print_table  # noqa: E402
+from toyd.audio.wav import write_wav
 
 GOAL_CPU = 0.07  # CPU-s per audio second
 GOAL_RSS = 100.0  # MB
@@ -169,11 +169,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmpdir:
         tmp = Path(tmpdir)
         wav = tmp / "room.wav"
-        with wave.open(str(wav), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(16000)
-            w.writeframes(speech_and_noise(30))
+        write_wav(wav, speech_and_noise(30))
         base = ["statusfile", "audio", "button", "led"]
         cpu0, rss0, hwm0 = bench_daemon(base, wav, args.seconds, tmp)
         cpu1, rss1, hwm1 = bench_daemon([*base, "wakeword"], wav, args.seconds, tmp)

@@ -9,18 +9,11 @@ import pytest
 from toyd import State, Trigger
 from toyd import events as ev
 from toyd.testing import espeak_pcm, free_port, next_event, running_daemon, wait_for
+from toyd.audio.wav import write_wav
 
 pytestmark = pytest.mark.slow
 
 RESPONSES = {"엄마 어디 있어": "엄마는 곧 오실 거야!", "이름이 뭐야": "나는 토이야!"}
-
-
-def write_wav(path, pcm: bytes) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm)
 
 
 async def test_offline_turn_through_microphone_vad_and_speaker(tmp_path, state_dir):

@@ -11,20 +11,13 @@ from pathlib import Path
 import pytest
 
 from toyd.testing import espeak_pcm
+from toyd.audio.wav import write_wav
 
 TOYD = [sys.executable, "-m", "toyd"]
 
 
 def demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*TOYD, "demo", "--offline", *args], capture_output=True, text=True, timeout=180, cwd=cwd)
-
-
-def write_wav(path: Path, pcm: bytes) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm)
 
 
 @pytest.mark.slow

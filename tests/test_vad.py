@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from toyd.events import (AudioFrame, ButtonPressed, ButtonReleased, MicInput, Sp
 from toyd.testing import espeak_pcm, next_event, running_daemon
 from toyd_plugins.vad.detector import Decision, EndpointDetector, Mode, new_vad
 from toyd_plugins.vad.settings import VadSettings
+from toyd.audio.wav import write_wav
 
 FRAME_S = 0.02
 SENTENCE = "Hello, can you tell me a story about a dragon?"
@@ -108,12 +108,7 @@ def test_dropped_frames_still_count_as_time() -> None:
 
 
 def wav(path: Path, pcm: bytes) -> str:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm)
-    return str(path)
+    return str(write_wav(path, pcm))
 
 
 def config(**vad: object) -> dict[str, object]:

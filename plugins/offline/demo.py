@@ -10,7 +10,6 @@ import logging
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from toyd.daemon import Daemon
 from toyd.errors import ConfigError, ToydError
 from toyd.events import CloudOffline, ReplyAudio, ReplyAudioEnd, StateChanged
 from toyd.registry import Registry
+from toyd.audio.wav import write_wav
 
 from .drive import next_matching, speak_turn
 
@@ -185,12 +185,3 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def write_wav(path: Path, pcm: bytes) -> None:
-    """16 kHz mono WAV."""
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm)

@@ -110,3 +110,14 @@ class WavWriter:
             self._wav.close()
         finally:
             self._file.close()
+
+
+def write_wav(path: str | os.PathLike[str], pcm: bytes, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write mono int16 PCM as a WAV file in one go; returns the path."""
+    path = Path(path)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(SAMPLE_WIDTH)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm)
+    return path
