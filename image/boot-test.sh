@@ -1,0 +1,81 @@
+#!/bin/bash
+# Boot a toyd test image under QEMU (-M virt, cortex-a72, software emulation) and check that
+# toyd.service is active and reached READY. The image must be a test variant
+# (image/build.sh --variant test): its toyd-boot-check.service prints one line
+# "TOYD-BOOT-TEST: PASS|FAIL ..." on the serial console and powers off.
+#
+# Usage: image/boot-test.sh IMAGE [TIMEOUT_SECONDS]
+# Exit: 0 PASS, 1 toyd did not start (FAIL), 2 no verdict within the timeout, 3 bad usage/image.
+set -euo pipefail
+
+image="${1:-}"
+timeout_s="${2:-${BOOT_TIMEOUT:-420}}"
+if [ -z "$image" ] || [ "$image" = "-h" ] || [ "$image" = "--help" ]; then
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit 3
+fi
+die() { echo "boot-test: $*" >&2; exit 3; }
+[ -f "$image" ] || die "no such image: $image"
+for tool in qemu-system-aarch64 sfdisk mcopy python3; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install qemu-system-arm fdisk mtools python3)"
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/toyd-boot-test.XXXXXX")"
+qemu_pid=""
+cleanup() {
+    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then kill "$qemu_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Kernel and initrd come from the image's own FAT boot partition (read with mtools, no mount).
+boot_offset="$(sfdisk --json "$image" | python3 -c '
+import json, sys
+parts = json.load(sys.stdin)["partitiontable"]["partitions"]
+print(parts[0]["start"] * 512)')" || die "$image has no readable partition table"
+mcopy -n -i "$image@@$boot_offset" ::vmlinuz ::initrd.img "$work/" 2>"$work/mcopy.err" \
+    || die "no vmlinuz/initrd.img on the boot partition of $image: $(cat "$work/mcopy.err")"
+
+console="$work/console.log"
+: > "$console"
+start=$(date +%s.%N)
+qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
+    -kernel "$work/vmlinuz" -initrd "$work/initrd.img" \
+    -append "root=LABEL=RASPIROOT rootwait rw console=ttyAMA0 net.ifnames=0 systemd.show_status=auto" \
+    -drive "file=$image,format=raw,if=none,id=disk,snapshot=on" -device virtio-blk-pci,drive=disk \
+    -nic user,model=virtio-net-pci \
+    </dev/null >"$console" 2>&1 &
+qemu_pid=$!
+echo "boot-test: booting $image (pid $qemu_pid, timeout ${timeout_s} s, console $console)" >&2
+
+verdict=""
+deadline=$(( $(date +%s) + timeout_s ))
+while [ "$(date +%s)" -lt "$deadline" ]; do
+    verdict="$(grep -a -m1 -o 'TOYD-BOOT-TEST: [A-Z]*.*' "$console" || true)"
+    [ -n "$verdict" ] && break
+    kill -0 "$qemu_pid" 2>/dev/null || break
+    sleep 1
+done
+seen=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+# The check unit powers the VM off; give it a bounded moment so the report is complete.
+for _ in $(seq 1 30); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
+kill "$qemu_pid" 2>/dev/null || true
+wait "$qemu_pid" 2>/dev/null || true
+qemu_pid=""
+
+report() { sed -n '/^=== toyd.service/,/TOYD-BOOT-TEST/p' "$console" | tr -d '\r' | sed 's/^/  | /' >&2; }
+case "$verdict" in
+    "TOYD-BOOT-TEST: PASS"*)
+        report
+        echo "boot-test: PASS in ${seen} s of QEMU time: ${verdict#TOYD-BOOT-TEST: }" >&2
+        exit 0 ;;
+    "TOYD-BOOT-TEST: FAIL"*)
+        report
+        echo "boot-test: FAIL: toyd.service did not become active with READY (${verdict#TOYD-BOOT-TEST: })" >&2
+        exit 1 ;;
+    *)
+        echo "boot-test: no verdict from the image within ${timeout_s} s (is it a test variant?). Last console lines:" >&2
+        tail -n 40 "$console" | tr -d '\r' | sed 's/^/  | /' >&2
+        exit 2 ;;
+esac

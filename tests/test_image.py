@@ -1,0 +1,433 @@
+"""SD image build: config and bad-input errors, partition assembly, first boot, boot test."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE = REPO / "image"
+sys.path.insert(0, str(IMAGE))
+
+from toyd_image import assemble, config, models, rootfs, wheels  # noqa: E402
+from toyd_image.config import ImageBuildError  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location(
+    "toyd_firstboot", IMAGE / "overlay/rootfs/usr/lib/toyd-image/toyd_firstboot.py")
+firstboot = importlib.util.module_from_spec(_spec)
+sys.modules["toyd_firstboot"] = firstboot
+_spec.loader.exec_module(firstboot)
+
+HAVE_TOOLS = all(shutil.which(t) for t in ("sfdisk", "mkfs.vfat", "mcopy", "mke2fs", "blkid", "debugfs"))
+needs_tools = pytest.mark.skipif(not HAVE_TOOLS, reason="needs fdisk dosfstools mtools e2fsprogs (apt)")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def write_config(tmp_path: Path, **changes: object) -> Path:
+    """A build config like image/build.yaml with absolute paths and some keys changed."""
+    data = yaml.safe_load((IMAGE / "build.yaml").read_text())
+    data.update(packages=str(IMAGE / "packages.txt"), hooks=str(IMAGE / "hooks"),
+                toyd_config=str(REPO / "config/toyd.yaml"))
+    data.update(changes)
+    path = tmp_path / "build.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_build(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(IMAGE / "build.py"), *args], capture_output=True, text=True, timeout=timeout)
+
+
+# --- build config -----------------------------------------------------------------------------
+
+def test_shipped_build_config_is_valid() -> None:
+    cfg = config.load(IMAGE / "build.yaml")
+    assert cfg.variant == "release"
+    assert "python3-pyaudio" in cfg.package_list()
+    assert cfg.debian_python == {"pyaudio": "python3-pyaudio"}
+    assert [m.dest for m in cfg.models][-1] == "vosk-ko"
+    models.check_sources(cfg.models)  # the shipped models exist on this machine
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"colour": "red"}, "colour: unknown key"),
+    ({"variant": "fancy"}, "variant: 'fancy' is not one of"),
+    ({"boot_size_mb": 8}, "boot_size_mb: must be a whole number"),
+    ({"packages": "/nonexistent/packages.txt"}, "packages: file /nonexistent/packages.txt does not exist"),
+    ({"models": [{"source": "x.tflite"}]}, "models[0]: needs source and dest"),
+    ({"models": [{"source": "x", "dest": "../../etc/passwd"}]}, "must be relative"),
+    ({"python": {"debian": {"pyaudio": "python3-not-listed"}}}, "python3-not-listed not in packages.txt"),
+])
+def test_bad_build_config_names_the_key(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(ImageBuildError, match=None) as info:
+        config.load(write_config(tmp_path, **change))
+    assert message in str(info.value)
+    assert str(tmp_path / "build.yaml") in str(info.value)
+
+
+def test_yaml_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "build.yaml"
+    path.write_text("name: toyd\nvariant: [test\n")
+    with pytest.raises(ImageBuildError, match=r"build.yaml, line 3"):
+        config.load(path)
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "binary"])
+def test_unreadable_build_config(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "build.yaml"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "binary":
+        path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ImageBuildError, match="cannot read build config"):
+        config.load(path)
+
+
+def test_build_stops_early_on_missing_model(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, models=[{"source": str(tmp_path / "nope.tflite"), "dest": "wakeword/x.tflite"}])
+    out = tmp_path / "out"
+    proc = run_build("--config", str(cfg), "--out", str(out), "--cache", str(tmp_path / "cache"))
+    assert proc.returncode == 1
+    assert "model 'wakeword/x.tflite'" in proc.stderr and "does not exist" in proc.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_build_stops_early_on_unreadable_config(tmp_path: Path) -> None:
+    proc = run_build("--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1
+    assert "cannot read build config" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@needs_root
+def test_build_stops_early_without_space(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        proc = run_build("--config", str(write_config(tmp_path)), "--out", str(small / "out"),
+                         "--cache", str(tmp_path / "cache"))
+        assert proc.returncode == 1
+        assert f"not enough space: {small / 'out'} has" in proc.stderr
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_build_help_teaches() -> None:
+    proc = run_build("--help")
+    assert proc.returncode == 0
+    assert "--variant" in proc.stdout and "docs/image.md" in proc.stdout
+
+
+# --- models -----------------------------------------------------------------------------------
+
+def test_model_from_file_url_archive_is_unpacked_and_verified(tmp_path: Path) -> None:
+    archive = tmp_path / "vosk-model-tiny.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("vosk-model-tiny/am/final.mdl", b"model bytes")
+        zf.writestr("vosk-model-tiny/conf/model.conf", b"--sample-frequency=16000\n")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    dest = tmp_path / "models"
+    models.fetch(config.Model(source=archive.as_uri(), dest="vosk", sha256=digest), dest)
+    assert (dest / "vosk/am/final.mdl").read_bytes() == b"model bytes"
+    with pytest.raises(ImageBuildError, match="sha256 of file://"):
+        models.fetch(config.Model(source=archive.as_uri(), dest="vosk2", sha256="0" * 64), dest)
+
+
+def test_model_sources_missing_or_unsupported(tmp_path: Path) -> None:
+    with pytest.raises(ImageBuildError, match="does not exist"):
+        models.check_sources((config.Model(source=(tmp_path / "gone.zip").as_uri(), dest="x"),))
+    with pytest.raises(ImageBuildError, match="package 'no_such_model_pkg' is not installed"):
+        models.check_sources((config.Model(source="package:no_such_model_pkg/m.tflite", dest="x"),))
+    with pytest.raises(ImageBuildError, match="unsupported URL scheme 'ftp'"):
+        models.check_sources((config.Model(source="ftp://host/m.tflite", dest="x"),))
+
+
+def test_model_from_package_is_copied(tmp_path: Path) -> None:
+    model = config.Model(source="package:wyoming_openwakeword/models/hey_jarvis_v0.1.tflite", dest="ww/hey.tflite")
+    path = models.fetch(model, tmp_path)
+    assert path.stat().st_size > 10_000
+
+
+# --- wheels and rootfs inputs -------------------------------------------------------------------
+
+def test_device_requirements_come_from_pyproject() -> None:
+    reqs = {r.name for r in wheels.device_requirements(REPO / "pyproject.toml")}
+    assert {"pluggy", "pyyaml", "numpy", "pyaudio", "tflite-runtime-nightly"} <= reqs
+    assert "faster-whisper" not in reqs  # cloud only
+
+
+def test_plan_maps_debian_and_substitutes() -> None:
+    cfg = config.load(IMAGE / "build.yaml")
+    pip_reqs, debian, notes = wheels.plan(cfg, wheels.device_requirements(REPO / "pyproject.toml"))
+    assert debian == ["python3-pyaudio"]
+    assert "ai-edge-litert==1.4.0" in pip_reqs
+    assert not any(r.startswith(("pyaudio", "tflite")) for r in pip_reqs)
+    assert "pyaudio" in notes
+
+
+def test_cache_key_follows_packages_and_hooks(tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks"
+    shutil.copytree(IMAGE / "hooks", hooks)
+    packages = tmp_path / "packages.txt"
+    shutil.copyfile(IMAGE / "packages.txt", packages)
+    cfg = config.load(write_config(tmp_path, hooks=str(hooks), packages=str(packages)))
+    key = rootfs.cache_key(cfg)
+    assert key == rootfs.cache_key(config.load(write_config(tmp_path, hooks=str(hooks), packages=str(packages))))
+    with packages.open("a") as f:
+        f.write("# a comment changes nothing\n")
+    assert rootfs.cache_key(cfg) == key
+    with packages.open("a") as f:
+        f.write("htop\n")
+    assert rootfs.cache_key(cfg) != key
+    key2 = rootfs.cache_key(cfg)
+    (hooks / "customize90-extra.sh").write_text("#!/bin/sh\n")
+    assert rootfs.cache_key(cfg) != key2
+
+
+# --- partition assembly -------------------------------------------------------------------------
+
+def fake_trees(tmp_path: Path) -> tuple[Path, Path]:
+    boot, root = tmp_path / "boot", tmp_path / "root"
+    (boot / "toyd").mkdir(parents=True)
+    (boot / "config.txt").write_text("arm_64bit=1\n")
+    (boot / "toyd/toyd.yaml").write_text("role: device\n")
+    for d in ("etc", "usr/bin", "var/lib/toyd"):
+        (root / d).mkdir(parents=True)
+    (root / "etc/hostname").write_text("toyd\n")
+    (root / "usr/bin/tool").write_bytes(b"\x7fELF" + b"\0" * 5000)
+    os.chmod(root / "usr/bin/tool", 0o755)
+    (root / "usr/bin/tool-link").symlink_to("tool")
+    os.link(root / "usr/bin/tool", root / "usr/bin/tool-hard")
+    if os.geteuid() == 0:
+        os.chown(root / "var/lib/toyd", 999, 995)
+    os.chmod(root / "var/lib/toyd", 0o750)
+    return boot, root
+
+
+def blkid(image: Path, offset: int) -> dict[str, str]:
+    out = subprocess.run(["blkid", "-p", "-O", str(offset), "-o", "export", str(image)],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+@needs_tools
+def test_assemble_partitions_and_labels(tmp_path: Path) -> None:
+    boot, root = fake_trees(tmp_path)
+    image = tmp_path / "toy.img"
+    layout = assemble.assemble(boot, root, image, boot_size_mb=64, root_free_mb=64)
+    assert image.stat().st_size == layout.total << 20
+    parts = assemble.read_table(image)
+    assert [p["type"] for p in parts] == ["c", "83"]
+    assert parts[0]["start"] == 4 * 2048 and parts[0].get("bootable") is True
+    assert parts[1]["start"] == (4 + 64) * 2048 and parts[1]["size"] == layout.root_size * 2048
+    fat = blkid(image, parts[0]["start"] * 512)
+    ext = blkid(image, parts[1]["start"] * 512)
+    assert (fat["TYPE"], fat["LABEL"]) == ("vfat", "RASPIFIRM")
+    assert (ext["TYPE"], ext["LABEL"]) == ("ext4", "RASPIROOT")
+    listing = subprocess.run(["mdir", "-b", "-i", f"{image}@@{parts[0]['start'] * 512}", "::/toyd"],
+                             capture_output=True, text=True, check=True, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+    assert "toyd.yaml" in listing.stdout
+    rootpart = tmp_path / "root.ext4"
+    subprocess.run(["dd", f"if={image}", f"of={rootpart}", "bs=1M", f"skip={layout.root_start}", "status=none"], check=True)
+    stat = subprocess.run(["debugfs", "-R", "stat /var/lib/toyd", str(rootpart)], capture_output=True, text=True).stdout
+    assert "Mode:  0750" in stat
+    if os.geteuid() == 0:
+        assert "User:   999" in stat and "Group:   995" in stat
+    links = subprocess.run(["debugfs", "-R", "stat /usr/bin/tool", str(rootpart)], capture_output=True, text=True).stdout
+    assert "Links: 2" in links
+    cat = subprocess.run(["debugfs", "-R", "cat /etc/hostname", str(rootpart)], capture_output=True, text=True).stdout
+    assert cat == "toyd\n"
+    # The image file is sparse: free space costs nothing on the build machine.
+    assert image.stat().st_blocks * 512 < image.stat().st_size
+
+
+@needs_tools
+def test_assemble_refuses_oversized_boot_files(tmp_path: Path) -> None:
+    boot, root = fake_trees(tmp_path)
+    (boot / "big.bin").write_bytes(os.urandom(1 << 20) * 60)
+    with pytest.raises(ImageBuildError, match="boot files need 60 MiB but boot_size_mb is 64"):
+        assemble.assemble(boot, root, tmp_path / "x.img", boot_size_mb=64, root_free_mb=64)
+
+
+@needs_tools
+@needs_root
+def test_assemble_out_of_space_leaves_nothing(tmp_path: Path) -> None:
+    boot, root = fake_trees(tmp_path)
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (small / "filler").write_bytes(b"\1" * (20 << 20))  # not sparse: the disk really fills up
+        with pytest.raises(ImageBuildError, match="no space left|No space left"):
+            assemble.assemble(boot, root, small / "toy.img", boot_size_mb=64, root_free_mb=64)
+        assert sorted(p.name for p in small.iterdir()) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+# --- first boot ---------------------------------------------------------------------------------
+
+def fake_toy(tmp_path: Path) -> Path:
+    root = tmp_path / "toy"
+    (root / "etc/toyd").mkdir(parents=True)
+    (root / "etc/group").write_text("root:x:0:\naudio:x:29:toyd\ntoyd:x:995:\n")
+    (root / "etc/toyd/toyd.yaml").write_text((REPO / "config/toyd.yaml").read_text())
+    (root / "boot/firmware/toyd").mkdir(parents=True)
+    return root
+
+
+def toyd_check(path: Path) -> str | None:
+    """The real validator, as the image runs it (toyd check-config)."""
+    proc = subprocess.run([sys.executable, "-m", "toyd", "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    return None if proc.returncode == 0 else proc.stderr.strip()
+
+
+def test_firstboot_applies_and_removes_secrets(tmp_path: Path) -> None:
+    root = fake_toy(tmp_path)
+    boot = root / "boot/firmware"
+    config_text = (REPO / "config/toyd.yaml").read_text().replace("demo-toy", "kitchen-toy")
+    (boot / "toyd/toyd.yaml").write_text(config_text)
+    (boot / "toyd/provision.yaml").write_text(yaml.safe_dump({
+        "device_id": "kitchen-toy", "simulate": True,
+        "wifi": {"ssid": "Home Net", "psk": "correct horse battery", "country": "DE"},
+        "secrets": {"device_token": "tok-SECRET-123"},
+        "ssh_authorized_keys": ["ssh-ed25519 AAAAC3Nza maker@laptop"],
+    }))
+    (boot / "ssh").touch()
+    out = firstboot.run(root, toyd_check)
+    assert out.errors == []
+    assert (root / "etc/toyd/toyd.yaml").read_text() == config_text
+    for rel, mode in (("etc/toyd/toyd.yaml", 0o640), ("etc/toyd/secrets/device_token", 0o640),
+                      ("etc/wpa_supplicant/wpa_supplicant-wlan0.conf", 0o600), ("root/.ssh/authorized_keys", 0o600)):
+        assert (root / rel).stat().st_mode & 0o777 == mode, rel
+    if os.geteuid() == 0:
+        assert (root / "etc/toyd/secrets/device_token").stat().st_gid == 995
+    assert (root / "etc/toyd/secrets/device_token").read_text() == "tok-SECRET-123\n"
+    assert (root / "etc/hostname").read_text() == "kitchen-toy\n"
+    assert 'TOYD_ARGS="--device-id kitchen-toy --simulate"' in (root / "etc/default/toyd").read_text()
+    wpa = (root / "etc/wpa_supplicant/wpa_supplicant-wlan0.conf").read_text()
+    assert "country=DE" in wpa and f"ssid={b'Home Net'.hex()}" in wpa
+    expected_psk = hashlib.pbkdf2_hmac("sha1", b"correct horse battery", b"Home Net", 4096, 32).hex()
+    assert f"psk={expected_psk}" in wpa
+    # Nothing secret is left anywhere on the FAT partition, and the plain passphrase nowhere at all.
+    assert sorted(p.name for p in (boot / "toyd").iterdir()) == ["APPLIED.txt"]
+    assert not (boot / "ssh").exists()
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert b"correct horse" not in path.read_bytes(), path
+    assert b"tok-SECRET" not in (boot / "toyd/APPLIED.txt").read_bytes()
+    assert ["hostname", "kitchen-toy"] in out.commands
+    assert ["ssh-keygen", "-A"] in out.commands
+
+
+def test_firstboot_rejects_bad_config_and_keeps_the_old_one(tmp_path: Path) -> None:
+    root = fake_toy(tmp_path)
+    before = (root / "etc/toyd/toyd.yaml").read_text()
+    (root / "boot/firmware/toyd/toyd.yaml").write_text("role: device\nlog_level: loud\n")
+    out = firstboot.run(root, toyd_check)
+    assert (root / "etc/toyd/toyd.yaml").read_text() == before
+    assert not (root / "boot/firmware/toyd/toyd.yaml").exists()
+    error = (root / "boot/firmware/toyd/ERROR.txt").read_text()
+    assert "toyd.yaml rejected" in error and "log_level" in error
+    assert len(list((root / "etc/toyd/rejected").iterdir())) == 1
+    assert out.errors and firstboot.main(["--root", str(root), "--dry-run"]) == 0  # nothing left to do
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("device_id: Kitchen Toy!\n", "device_id 'Kitchen Toy!' must be"),
+    ("wifi:\n  ssid: x\n  psk: short\n  country: DE\n", "wifi.psk must be 8-63"),
+    ("wifi:\n  ssid: x\n  psk: longenough\n  country: germany\n", "wifi.country"),
+    ("device_id: a\ncolour: red\n", "unknown key(s) ['colour']"),
+    ("device_id: [a\n", "provision.yaml, line 2"),
+    ("simulate: perhaps\n", "simulate must be true or false"),
+])
+def test_firstboot_rejects_bad_provision(tmp_path: Path, text: str, message: str) -> None:
+    root = fake_toy(tmp_path)
+    (root / "boot/firmware/toyd/provision.yaml").write_text(text + "secrets:\n  token: s3cr3t\n")
+    out = firstboot.run(root, toyd_check)
+    assert any(message in e for e in out.errors), out.errors
+    assert not (root / "boot/firmware/toyd/provision.yaml").exists()
+    assert not (root / "etc/toyd/secrets").exists() and not (root / "etc/hostname").exists()
+    assert message in (root / "boot/firmware/toyd/ERROR.txt").read_text()
+
+
+def test_firstboot_with_nothing_waiting_does_nothing(tmp_path: Path) -> None:
+    root = fake_toy(tmp_path)
+    out = firstboot.run(root, toyd_check)
+    assert (out.applied, out.errors, out.commands) == ([], [], [])
+    assert list((root / "boot/firmware/toyd").iterdir()) == []
+
+
+# --- boot test script -------------------------------------------------------------------------
+
+def test_boot_test_rejects_a_non_image(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"\0" * 4096)
+    proc = subprocess.run([str(IMAGE / "boot-test.sh"), str(junk), "30"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "boot-test:" in proc.stderr
+    proc = subprocess.run([str(IMAGE / "boot-test.sh")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and "Usage" in proc.stdout
+
+
+@needs_tools
+def test_boot_test_needs_a_kernel_on_the_boot_partition(tmp_path: Path) -> None:
+    boot, root = fake_trees(tmp_path)
+    image = tmp_path / "nokernel.img"
+    assemble.assemble(boot, root, image, boot_size_mb=64, root_free_mb=64)
+    proc = subprocess.run([str(IMAGE / "boot-test.sh"), str(image), "30"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "no vmlinuz/initrd.img on the boot partition" in proc.stderr
+
+
+# --- slow: the real thing -----------------------------------------------------------------------
+
+def build_and_boot(tmp_path: Path, variant: str, compress: bool) -> tuple[subprocess.CompletedProcess[str], Path]:
+    if os.geteuid() != 0 or not shutil.which("mmdebstrap") or not shutil.which("qemu-system-aarch64"):
+        pytest.skip("needs root, mmdebstrap and qemu-system-aarch64 (see docs/image.md)")
+    out = tmp_path / "out"
+    args = ["--variant", variant, "--out", str(out)] + ([] if compress else ["--no-compress"])
+    build = run_build(*args, timeout=1500)
+    assert build.returncode == 0, build.stderr[-3000:]
+    image = out / f"toyd-pi-{variant}.img"
+    assert image.exists() and (out / f"toyd-pi-{variant}.img.sha256").exists()
+    assert not list(out.glob(".*part"))
+    boot = subprocess.run([str(IMAGE / "boot-test.sh"), str(image), "420"], capture_output=True, text=True, timeout=600)
+    return boot, out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_built_image_boots_and_toyd_is_ready(tmp_path: Path) -> None:
+    boot, out = build_and_boot(tmp_path, "test", compress=True)
+    assert boot.returncode == 0, boot.stderr[-4000:]
+    assert "boot-test: PASS" in boot.stderr
+    assert '"state"' in boot.stderr or "status.json" in boot.stderr
+    xz = out / "toyd-pi-test.img.xz"
+    digest = (out / "toyd-pi-test.img.xz.sha256").read_text().split()[0]
+    assert hashlib.sha256(xz.read_bytes()).hexdigest() == digest
+    assert subprocess.run(["xz", "-t", str(xz)], timeout=600).returncode == 0
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(out / "toyd-pi-test.img")], capture_output=True,
+                                      text=True, check=True).stdout)
+    assert len(table["partitiontable"]["partitions"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_boot_test_fails_when_toyd_does_not_start(tmp_path: Path) -> None:
+    boot, _ = build_and_boot(tmp_path, "broken", compress=False)
+    assert boot.returncode == 1, boot.stderr[-4000:]
+    assert "boot-test: FAIL: toyd.service did not become active with READY" in boot.stderr
