@@ -16,8 +16,8 @@ if [ -z "$image" ] || [ "$image" = "-h" ] || [ "$image" = "--help" ]; then
 fi
 die() { echo "boot-test: $*" >&2; exit 3; }
 [ -f "$image" ] || die "no such image: $image"
-for tool in qemu-system-aarch64 sfdisk mcopy python3; do
-    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install qemu-system-arm fdisk mtools python3)"
+for tool in qemu-system-aarch64 qemu-img sfdisk mcopy python3; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install qemu-system-arm qemu-utils fdisk mtools python3)"
 done
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/toyd-boot-test.XXXXXX")"
@@ -34,16 +34,27 @@ boot_offset="$(sfdisk --json "$image" | python3 -c '
 import json, sys
 parts = json.load(sys.stdin)["partitiontable"]["partitions"]
 print(parts[0]["start"] * 512)')" || die "$image has no readable partition table"
-mcopy -n -i "$image@@$boot_offset" ::vmlinuz ::initrd.img "$work/" 2>"$work/mcopy.err" \
-    || die "no vmlinuz/initrd.img on the boot partition of $image: $(cat "$work/mcopy.err")"
+mkdir "$work/boot"
+MTOOLS_SKIP_CHECK=1 mcopy -n -i "$image@@$boot_offset" "::vmlinuz-*" "::initrd.img-*" "$work/boot/" 2>"$work/mcopy.err" || true
+kernel="$(ls -1 "$work"/boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)"
+initrd="$(ls -1 "$work"/boot/initrd.img-* 2>/dev/null | sort -V | tail -n 1 || true)"
+[ -n "$kernel" ] && [ -n "$initrd" ] \
+    || die "no vmlinuz-*/initrd.img-* on the boot partition of $image: $(cat "$work/mcopy.err")"
+
+# The VM's disk is bigger than the image (as an SD card is), to exercise the first-boot growth.
+# A qcow2 overlay plus snapshot=on: the image file itself is never written.
+grow_mb="${GROW_MB:-512}"
+size=$(stat -c %s "$image")
+qemu-img create -q -f qcow2 -b "$(readlink -f "$image")" -F raw "$work/disk.qcow2" "$(( size + grow_mb * 1048576 ))" \
+    || die "qemu-img cannot create an overlay for $image"
 
 console="$work/console.log"
 : > "$console"
 start=$(date +%s.%N)
 qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
-    -kernel "$work/vmlinuz" -initrd "$work/initrd.img" \
+    -kernel "$kernel" -initrd "$initrd" \
     -append "root=LABEL=RASPIROOT rootwait rw console=ttyAMA0 net.ifnames=0 systemd.show_status=auto" \
-    -drive "file=$image,format=raw,if=none,id=disk,snapshot=on" -device virtio-blk-pci,drive=disk \
+    -drive "file=$work/disk.qcow2,format=qcow2,if=none,id=disk,snapshot=on" -device virtio-blk-pci,drive=disk \
     -nic user,model=virtio-net-pci \
     </dev/null >"$console" 2>&1 &
 qemu_pid=$!

@@ -117,7 +117,7 @@ def build(args: argparse.Namespace) -> int:
         progress.done(f"{len(cfg.models)} models, {size / 1e6:.0f} MB")
 
         progress.stage("aarch64 wheelhouse (host pip, no emulation)")
-        notes = wheels.build_wheelhouse(cfg, REPO, work / "wheels")
+        notes = wheels.build_wheelhouse(cfg, REPO, work / "wheels", cache / "wheels-built")
         count = len(list((work / "wheels").glob("*.whl")))
         progress.done(f"{count} wheels; " + "; ".join(f"{k}: {v}" for k, v in notes.items()))
 

@@ -8,7 +8,7 @@ sed -i 's|^#\?ROOTPART=.*|ROOTPART=LABEL=RASPIROOT|' "$root/etc/default/raspi-fi
 grep -q '^ROOTPART=' "$root/etc/default/raspi-firmware" || echo 'ROOTPART=LABEL=RASPIROOT' >> "$root/etc/default/raspi-firmware"
 for kernel in "$root"/boot/vmlinuz-*; do
     version="${kernel##*/vmlinuz-}"
-    chroot "$root" /etc/kernel/postinst.d/z50-raspi-firmware "$version" "/boot/vmlinuz-$version"
+    chroot "$root" env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware "$version" "/boot/vmlinuz-$version"
 done
 
 # Unprivileged service user: GPIO (gpiochip via udev rule) and sound card access.

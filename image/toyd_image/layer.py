@@ -16,7 +16,7 @@ from .config import BuildConfig, ImageBuildError
 
 log = logging.getLogger(__name__)
 VENV = "/opt/toyd/venv"
-UNITS = ["toyd.service", "toyd-firstboot.service", "systemd-networkd.service", "systemd-resolved.service"]
+UNITS = ["toyd.service", "toyd-firstboot.service", "toyd-growroot.service", "systemd-networkd.service", "systemd-resolved.service"]
 TEST_UNITS = ["toyd-boot-check.service"]
 CHROOT_TIMEOUT_S = 900
 SMOKE_TEST = """

@@ -62,26 +62,33 @@ def plan(config: BuildConfig, reqs: list[Requirement]) -> tuple[list[str], list[
     return pip_reqs, debian, notes
 
 
-def pip_download_cmd(dest: Path, reqs: list[str]) -> list[str]:
-    """pip download for aarch64/cp311 binary wheels only, into (and from) dest."""
+def pip_download_cmd(dest: Path, reqs: list[str], local: Path) -> list[str]:
+    """pip download for aarch64/cp311 binary wheels only, into dest; local holds host-built wheels."""
     cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off",
-           "--dest", str(dest), "--find-links", str(dest), "--only-binary=:all:",
+           "--dest", str(dest), "--find-links", str(dest), "--find-links", str(local), "--only-binary=:all:",
            "--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", "cp311", "--abi", "abi3", "--abi", "none"]
     for platform in PLATFORMS:
         cmd += ["--platform", platform]
     return cmd + reqs
 
 
-def build_wheelhouse(config: BuildConfig, repo: Path, dest: Path) -> dict[str, str]:
-    """Fill dest with toyd's wheel and every aarch64 wheel it needs; returns notes for the report."""
+def build_wheelhouse(config: BuildConfig, repo: Path, dest: Path, local: Path) -> dict[str, str]:
+    """Fill dest with toyd's wheel and every aarch64 wheel it needs; returns notes for the report.
+
+    Pure-Python wheels built from sdists are kept in ``local`` (a cache) for the next build.
+    """
     dest.mkdir(parents=True, exist_ok=True)
+    local.mkdir(parents=True, exist_ok=True)
     pip_reqs, _, notes = plan(config, device_requirements(repo / "pyproject.toml"))
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dest), str(repo)],
          "build toyd's wheel")
     built: set[str] = set()
     for _ in range(len(pip_reqs) + 1):
-        proc = subprocess.run(pip_download_cmd(dest, pip_reqs), capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        proc = subprocess.run(pip_download_cmd(dest, pip_reqs, local), capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
         if proc.returncode == 0:
+            for wheel in dest.glob("*.whl"):
+                if (local / wheel.name).exists():
+                    notes.setdefault(wheel.name.split("-")[0], "pure-Python wheel built on the host from its sdist")
             return notes
         match = re.search(r"No matching distribution found for ([A-Za-z0-9_.\-]+)", proc.stderr)
         if not match:
@@ -89,9 +96,8 @@ def build_wheelhouse(config: BuildConfig, repo: Path, dest: Path) -> dict[str, s
         name = match.group(1)
         if name in built:
             raise ImageBuildError(f"{name}: built a wheel on the host but pip still cannot use it:\n{_tail(proc.stderr)}")
-        _build_pure_wheel(name, dest)
+        _build_pure_wheel(name, local)
         built.add(name)
-        notes[name] = "pure-Python wheel built on the host from its sdist"
     raise ImageBuildError("pip download did not converge")
 
 
