@@ -55,7 +55,7 @@ qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot
     -kernel "$kernel" -initrd "$initrd" \
     -append "root=LABEL=RASPIROOT rootwait rw console=ttyAMA0 net.ifnames=0 systemd.show_status=auto" \
     -drive "file=$work/disk.qcow2,format=qcow2,if=none,id=disk,snapshot=on" -device virtio-blk-pci,drive=disk \
-    -nic user,model=virtio-net-pci \
+    -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile= \
     </dev/null >"$console" 2>&1 &
 qemu_pid=$!
 echo "boot-test: booting $image (pid $qemu_pid, timeout ${timeout_s} s, console $console)" >&2
@@ -68,6 +68,8 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     kill -0 "$qemu_pid" 2>/dev/null || break
     sleep 1
 done
+qemu_alive=yes
+kill -0 "$qemu_pid" 2>/dev/null || qemu_alive=no
 seen=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
 # The check unit powers the VM off; give it a bounded moment so the report is complete.
 for _ in $(seq 1 30); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
@@ -75,6 +77,10 @@ kill "$qemu_pid" 2>/dev/null || true
 wait "$qemu_pid" 2>/dev/null || true
 qemu_pid=""
 
+keep_console() {
+    local kept="${BOOT_TEST_CONSOLE:-${TMPDIR:-/tmp}/toyd-boot-test-console.log}"
+    cp "$console" "$kept" && echo "boot-test: full serial console in $kept" >&2
+}
 report() { sed -n '/^=== toyd.service/,/TOYD-BOOT-TEST/p' "$console" | tr -d '\r' | sed 's/^/  | /' >&2; }
 case "$verdict" in
     "TOYD-BOOT-TEST: PASS"*)
@@ -83,10 +89,16 @@ case "$verdict" in
         exit 0 ;;
     "TOYD-BOOT-TEST: FAIL"*)
         report
+        keep_console
         echo "boot-test: FAIL: toyd.service did not become active with READY (${verdict#TOYD-BOOT-TEST: })" >&2
         exit 1 ;;
     *)
-        echo "boot-test: no verdict from the image within ${timeout_s} s (is it a test variant?). Last console lines:" >&2
+        if [ "$qemu_alive" = no ]; then
+            echo "boot-test: QEMU stopped after ${seen} s without a verdict (is it a test variant?). Last console lines:" >&2
+        else
+            echo "boot-test: no verdict from the image within ${timeout_s} s. Last console lines:" >&2
+        fi
         tail -n 40 "$console" | tr -d '\r' | sed 's/^/  | /' >&2
+        keep_console
         exit 2 ;;
 esac

@@ -87,9 +87,8 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def compress(image: Path, level: int) -> Path:
-    """image.xz next to image (multi-threaded); the partial file is removed on failure."""
-    target = image.with_name(image.name + ".xz")
+def compress(image: Path, target: Path, level: int) -> Path:
+    """xz-compress image into target (multi-threaded); the partial file is removed on failure."""
     with open(target, "wb") as out:
         proc = subprocess.run(["xz", "--threads=0", f"-{level}", "--stdout", str(image)], stdout=out,
                               stderr=subprocess.PIPE, text=True, timeout=3600)
@@ -102,7 +101,7 @@ def compress(image: Path, level: int) -> Path:
 def build(args: argparse.Namespace) -> int:
     cfg = build_config.load(args.config, variant=args.variant)
     out, cache = Path(args.out).resolve(), Path(args.cache).resolve()
-    progress = Progress(7 if args.compress else 6)
+    progress = Progress(8 if args.compress else 7)
     progress.stage("check inputs")
     preflight(cfg, out, cache)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,8 +142,9 @@ def build(args: argparse.Namespace) -> int:
         results = [final]
         if args.compress:
             progress.stage(f"compress (xz -{args.xz_level})")
-            xz = compress(image, args.xz_level)
+            xz = out / f".{stem}.img.xz.part"
             partial.append(xz)
+            compress(image, xz, args.xz_level)
             progress.done(f"{xz.stat().st_size / 1e6:.0f} MB")
         progress.stage("checksums and publish")
         if args.compress:

@@ -23,3 +23,6 @@ chroot "$root" usermod --password '*' root
 # SSH is off until a maker opts in (see toyd-firstboot); no shared host keys in images.
 chroot "$root" systemctl disable ssh.service ssh.socket 2>/dev/null || true
 rm -f "$root"/etc/ssh/ssh_host_*
+
+# force-unsafe-io only speeds up the build; on the toy, dpkg must survive power cuts.
+sed -i '/^force-unsafe-io$/d' "$root/etc/dpkg/dpkg.cfg.d/99mmdebstrap"

@@ -45,7 +45,7 @@ class BuildConfig:
     hooks: Path = IMAGE_DIR / "hooks"
     toyd_config: Path = IMAGE_DIR.parent / "config" / "toyd.yaml"
     boot_size_mb: int = 256
-    root_free_mb: int = 768
+    root_free_mb: int = 256
     debian_python: dict[str, str] = field(default_factory=dict)
     substitutes: dict[str, str] = field(default_factory=dict)
     models: tuple[Model, ...] = ()

@@ -106,7 +106,10 @@ def install(config: BuildConfig, repo: Path, rootfs: Path, wheelhouse: Path, mod
     if resolv.exists() or resolv.is_symlink():
         resolv.unlink()
     resolv.symlink_to("../run/systemd/resolve/stub-resolv.conf")
-    (rootfs / "etc/machine-id").write_text("uninitialized\n")
+    # Empty machine-id: each toy gets its own on first boot, without systemd's first-boot
+    # presets ("uninitialized" would run preset-all and enable SSH) or prompts.
+    (rootfs / "etc/machine-id").write_text("")
+    subprocess.run(["systemctl", f"--root={rootfs}", "mask", "systemd-firstboot.service"], capture_output=True, timeout=120)
     _stage_boot(config, rootfs, boot)
     return result
 
