@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGE = REPO / "image"
 sys.path.insert(0, str(IMAGE))
 
-from toyd_image import assemble, config, models, rootfs, wheels  # noqa: E402
+from toyd_image import assemble, config, layer, models, rootfs, wheels  # noqa: E402
 from toyd_image.config import ImageBuildError  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
@@ -194,6 +194,16 @@ def test_cache_key_follows_packages_and_hooks(tmp_path: Path) -> None:
     key2 = rootfs.cache_key(cfg)
     (hooks / "customize90-extra.sh").write_text("#!/bin/sh\n")
     assert rootfs.cache_key(cfg) != key2
+
+
+def test_unit_must_take_the_image_arguments(tmp_path: Path) -> None:
+    assert layer.check_unit(REPO / "systemd/toyd.service")
+    unit = tmp_path / "toyd.service"
+    unit.write_text((REPO / "systemd/toyd.service").read_text().replace(" $TOYD_ARGS", ""))
+    with pytest.raises(ImageBuildError, match=r"needs EnvironmentFile=-/etc/default/toyd and \$TOYD_ARGS"):
+        layer.check_unit(unit)
+    with pytest.raises(ImageBuildError, match="is missing"):
+        layer.check_unit(tmp_path / "nope.service")
 
 
 # --- partition assembly -------------------------------------------------------------------------

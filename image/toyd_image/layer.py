@@ -76,14 +76,23 @@ def group_id(rootfs: Path, name: str) -> int:
     raise ImageBuildError(f"group {name!r} missing in the base rootfs; check image/hooks/")
 
 
+def check_unit(unit: Path) -> Path:
+    """The repository's toyd.service, if it takes the image's TOYD_ARGS (device id, --simulate)."""
+    if not unit.is_file():
+        raise ImageBuildError(f"{unit} is missing: the image installs the daemon's unit from the repository")
+    text = unit.read_text()
+    if "$TOYD_ARGS" not in text or "EnvironmentFile=-/etc/default/toyd" not in text:
+        raise ImageBuildError(f"{unit}: the image passes --device-id/--simulate through TOYD_ARGS; the unit needs "
+                              "EnvironmentFile=-/etc/default/toyd and $TOYD_ARGS at the end of ExecStart")
+    return unit
+
+
 def install(config: BuildConfig, repo: Path, rootfs: Path, wheelhouse: Path, models: Path, boot: Path) -> str:
     """Turn an unpacked base rootfs into the toyd rootfs; fill the boot staging folder."""
     for overlay in config.overlays:
         if (overlay / "rootfs").is_dir():
             copy_tree(overlay / "rootfs", rootfs)
-    unit = repo / "systemd" / "toyd.service"
-    if not unit.is_file():
-        raise ImageBuildError(f"{unit} is missing: the image installs the daemon's unit from the repository")
+    unit = check_unit(repo / "systemd" / "toyd.service")
     shutil.copyfile(unit, rootfs / "usr/lib/systemd/system/toyd.service")
     toyd_gid = group_id(rootfs, "toyd")
     etc_toyd = rootfs / "etc/toyd"
