@@ -148,7 +148,10 @@ def _stage_boot(config: BuildConfig, rootfs: Path, boot: Path) -> None:
         raise ImageBuildError("the base rootfs has no /boot/firmware/config.txt: raspi-firmware did not run")
     shutil.copytree(firmware, boot, dirs_exist_ok=True)
     for item in firmware.iterdir():  # the FAT partition is mounted here on the toy
-        shutil.rmtree(item) if item.is_dir() else item.unlink()
+        if item.is_dir():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
     for overlay in config.overlays:
         if (overlay / "boot").is_dir():
             shutil.copytree(overlay / "boot", boot, dirs_exist_ok=True)

@@ -13,6 +13,7 @@ from .config import BuildConfig, ImageBuildError
 
 log = logging.getLogger(__name__)
 MMDEBSTRAP_TIMEOUT_S = 45 * 60
+COMPONENTS = "main non-free-firmware"  # the Pi's Wi-Fi firmware is in non-free-firmware
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # Keep the image small: no docs, man pages or translations (copyright files stay).
 DPKG_OPTS = ["path-exclude=/usr/share/doc/*", "path-include=/usr/share/doc/*/copyright",
@@ -23,13 +24,9 @@ DPKG_OPTS = ["path-exclude=/usr/share/doc/*", "path-include=/usr/share/doc/*/cop
              "force-unsafe-io"]
 
 
-def components() -> str:
-    return "main non-free-firmware"
-
-
 def sources(config: BuildConfig) -> list[str]:
     """apt sources of the image: the release, its updates and security updates."""
-    c = components()
+    c = COMPONENTS
     return [f"deb {config.mirror} {config.suite} {c}", f"deb {config.mirror} {config.suite}-updates {c}",
             f"deb {config.security_mirror} {config.suite}-security {c}"]
 
@@ -66,7 +63,7 @@ def base_tarball(config: BuildConfig, cache_dir: Path, log_file: Path) -> tuple[
         return target, True
     ensure_binfmt()
     tmp = target.with_name(target.name + ".part")
-    cmd = ["mmdebstrap", "--arch=arm64", "--variant=apt", f"--components={components()}",
+    cmd = ["mmdebstrap", "--arch=arm64", "--variant=apt", f"--components={COMPONENTS}",
            f"--include={','.join(config.package_list())}", f"--hook-directory={config.hooks}"]
     cmd += [f"--dpkgopt={opt}" for opt in DPKG_OPTS]
     cmd += ["--format=tar", config.suite, str(tmp)] + sources(config)
