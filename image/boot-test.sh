@@ -5,13 +5,16 @@
 # "TOYD-BOOT-TEST: PASS|FAIL ..." on the serial console and powers off.
 #
 # Usage: image/boot-test.sh IMAGE [TIMEOUT_SECONDS]
+# BOOT_MACHINE=raspi3b boots QEMU's Pi 3 model with the image's Pi 3 device tree and the image
+# as SD card instead (slower; exercises the Pi device tree and the SD path of the initramfs).
+# BOOT_TEST_CONSOLE=FILE keeps the serial console there (always kept in /tmp on failure).
 # Exit: 0 PASS, 1 toyd did not start (FAIL), 2 no verdict within the timeout, 3 bad usage/image.
 set -euo pipefail
 
 image="${1:-}"
 timeout_s="${2:-${BOOT_TIMEOUT:-420}}"
 if [ -z "$image" ] || [ "$image" = "-h" ] || [ "$image" = "--help" ]; then
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
     exit 3
 fi
 die() { echo "boot-test: $*" >&2; exit 3; }
@@ -48,14 +51,29 @@ size=$(stat -c %s "$image")
 qemu-img create -q -f qcow2 -b "$(readlink -f "$image")" -F raw "$work/disk.qcow2" "$(( size + grow_mb * 1048576 ))" \
     || die "qemu-img cannot create an overlay for $image"
 
+cmdline="root=LABEL=RASPIROOT rootwait rw console=ttyAMA0 net.ifnames=0 systemd.show_status=auto"
+case "${BOOT_MACHINE:-virt}" in
+    virt)
+        machine=(-M virt -cpu cortex-a72 -smp 2 -m 1024
+                 -drive "file=$work/disk.qcow2,format=qcow2,if=none,id=disk,snapshot=on" -device virtio-blk-pci,drive=disk
+                 -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=) ;;
+    raspi3b)
+        # The image's own Pi 3 device tree and the SD card path (QEMU wants a power-of-two card).
+        MTOOLS_SKIP_CHECK=1 mcopy -n -i "$image@@$boot_offset" ::bcm2837-rpi-3-b.dtb "$work/boot/" \
+            || die "no bcm2837-rpi-3-b.dtb on the boot partition"
+        card=1
+        while [ "$card" -lt "$(( size + grow_mb * 1048576 ))" ]; do card=$(( card * 2 )); done
+        qemu-img resize -q "$work/disk.qcow2" "$card"
+        machine=(-M raspi3b -dtb "$work/boot/bcm2837-rpi-3-b.dtb"
+                 -drive "file=$work/disk.qcow2,format=qcow2,if=sd,snapshot=on") ;;
+    *) die "BOOT_MACHINE must be virt or raspi3b" ;;
+esac
+
 console="$work/console.log"
 : > "$console"
 start=$(date +%s.%N)
-qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
-    -kernel "$kernel" -initrd "$initrd" \
-    -append "root=LABEL=RASPIROOT rootwait rw console=ttyAMA0 net.ifnames=0 systemd.show_status=auto" \
-    -drive "file=$work/disk.qcow2,format=qcow2,if=none,id=disk,snapshot=on" -device virtio-blk-pci,drive=disk \
-    -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile= \
+qemu-system-aarch64 "${machine[@]}" -nographic -no-reboot \
+    -kernel "$kernel" -initrd "$initrd" -append "$cmdline" \
     </dev/null >"$console" 2>&1 &
 qemu_pid=$!
 echo "boot-test: booting $image (pid $qemu_pid, timeout ${timeout_s} s, console $console)" >&2
@@ -85,6 +103,7 @@ report() { sed -n '/^=== toyd.service/,/TOYD-BOOT-TEST/p' "$console" | tr -d '\r
 case "$verdict" in
     "TOYD-BOOT-TEST: PASS"*)
         report
+        if [ -n "${BOOT_TEST_CONSOLE:-}" ]; then keep_console; fi
         echo "boot-test: PASS in ${seen} s of QEMU time: ${verdict#TOYD-BOOT-TEST: }" >&2
         exit 0 ;;
     "TOYD-BOOT-TEST: FAIL"*)
