@@ -305,39 +305,57 @@ def test_boot_test_needs_a_kernel_on_the_boot_partition(tmp_path: Path) -> None:
 
 # --- slow: the real thing -----------------------------------------------------------------------
 
-def build_and_boot(tmp_path: Path, variant: str, compress: bool) -> tuple[subprocess.CompletedProcess[str], Path]:
+def build(out: Path, variant: str, compress: bool) -> Path:
     if os.geteuid() != 0 or not shutil.which("mmdebstrap") or not shutil.which("qemu-system-aarch64"):
         pytest.skip("needs root, mmdebstrap and qemu-system-aarch64 (see docs/image.md)")
-    out = tmp_path / "out"
     args = ["--variant", variant, "--out", str(out)] + ([] if compress else ["--no-compress"])
-    build = run_build(*args, timeout=1500)
-    assert build.returncode == 0, build.stderr[-3000:]
+    proc = run_build(*args, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     image = out / f"toyd-pi-{variant}.img"
     assert image.exists() and (out / f"toyd-pi-{variant}.img.sha256").exists()
     assert not list(out.glob(".*part"))
-    boot = subprocess.run([str(IMAGE / "boot-test.sh"), str(image), "420"], capture_output=True, text=True, timeout=600)
-    return boot, out
+    return image
+
+
+def boot_test(image: Path, machine: str = "virt") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(IMAGE / "boot-test.sh"), str(image), "600"], capture_output=True, text=True,
+                          timeout=780, env=dict(os.environ, BOOT_MACHINE=machine))
+
+
+@pytest.fixture(scope="module")
+def test_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test variant, built once (compressed too) for the boot tests below."""
+    return build(tmp_path_factory.mktemp("image"), "test", compress=True)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_built_image_boots_and_toyd_is_ready(tmp_path: Path) -> None:
-    boot, out = build_and_boot(tmp_path, "test", compress=True)
+def test_built_image_boots_and_toyd_is_ready(test_image: Path) -> None:
+    boot = boot_test(test_image)
     assert boot.returncode == 0, boot.stderr[-4000:]
-    assert "boot-test: PASS" in boot.stderr
-    assert '"state"' in boot.stderr or "status.json" in boot.stderr
+    assert "boot-test: PASS" in boot.stderr and '"ready": true' in boot.stderr
+    out = test_image.parent
     xz = out / "toyd-pi-test.img.xz"
     digest = (out / "toyd-pi-test.img.xz.sha256").read_text().split()[0]
     assert hashlib.sha256(xz.read_bytes()).hexdigest() == digest
     assert subprocess.run(["xz", "-t", str(xz)], timeout=600).returncode == 0
-    table = json.loads(subprocess.run(["sfdisk", "--json", str(out / "toyd-pi-test.img")], capture_output=True,
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(test_image)], capture_output=True,
                                       text=True, check=True).stdout)
-    assert len(table["partitiontable"]["partitions"]) == 2
+    assert [p["type"] for p in table["partitiontable"]["partitions"]] == ["c", "83"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_built_image_boots_on_the_pi3_model_from_sd(test_image: Path) -> None:
+    boot = boot_test(test_image, machine="raspi3b")
+    assert boot.returncode == 0, boot.stderr[-4000:]
+    assert "boot-test: PASS" in boot.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_boot_test_fails_when_toyd_does_not_start(tmp_path: Path) -> None:
-    boot, _ = build_and_boot(tmp_path, "broken", compress=False)
+    boot = boot_test(build(tmp_path / "out", "broken", compress=False))
     assert boot.returncode == 1, boot.stderr[-4000:]
     assert "boot-test: FAIL: toyd.service did not become active with READY" in boot.stderr
+    assert "toyd-does-not-exist: No such file or directory" in boot.stderr
