@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -155,19 +156,41 @@ def test_model_from_package_is_copied(tmp_path: Path) -> None:
 
 # --- wheels and rootfs inputs -------------------------------------------------------------------
 
-def test_device_requirements_come_from_pyproject() -> None:
-    reqs = {r.name for r in wheels.device_requirements(REPO / "pyproject.toml")}
-    assert {"pluggy", "pyyaml", "numpy", "pyaudio", "tflite-runtime-nightly"} <= reqs
-    assert "faster-whisper" not in reqs  # cloud only
+PYPROJECT = """
+[project]
+name = "toy"
+dependencies = ["pluggy>=1.5", "pyyaml>=6.0"]
+[project.optional-dependencies]
+device = [
+    "numpy>=1.24",
+    "PyAudio>=0.2.14",
+    "x86-only; platform_machine == 'x86_64'",
+    "tflite-runtime-nightly; platform_machine == 'x86_64' or platform_machine == 'aarch64'",
+    "py312-only; python_version >= '3.12'",
+]
+cloud = ["faster-whisper>=1.0"]
+"""
 
 
-def test_plan_maps_debian_and_substitutes() -> None:
+def test_device_requirements_come_from_pyproject(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    reqs = [r.name for r in wheels.device_requirements(tmp_path / "pyproject.toml")]
+    assert reqs == ["pluggy", "pyyaml", "numpy", "PyAudio", "tflite-runtime-nightly"]  # as on a Pi, Python 3.11
+    repo_reqs = {r.name for r in wheels.device_requirements(REPO / "pyproject.toml")}
+    assert {"pluggy", "pyyaml", "numpy", "pyaudio"} <= repo_reqs and "faster-whisper" not in repo_reqs
+    (tmp_path / "pyproject.toml").write_text("[project\n")
+    with pytest.raises(ImageBuildError, match="cannot read the dependency list"):
+        wheels.device_requirements(tmp_path / "pyproject.toml")
+
+
+def test_plan_maps_debian_and_substitutes(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
     cfg = config.load(IMAGE / "build.yaml")
-    pip_reqs, debian, notes = wheels.plan(cfg, wheels.device_requirements(REPO / "pyproject.toml"))
-    assert debian == ["python3-pyaudio"]
-    assert "ai-edge-litert==1.4.0" in pip_reqs
-    assert not any(r.startswith(("pyaudio", "tflite")) for r in pip_reqs)
-    assert "pyaudio" in notes
+    cfg = dataclasses.replace(cfg, substitutes={"tflite-runtime-nightly": "ai-edge-litert==1.4.0"})
+    pip_reqs, debian, notes = wheels.plan(cfg, wheels.device_requirements(tmp_path / "pyproject.toml"))
+    assert debian == ["python3-pyaudio"]  # PyAudio matches the pyaudio entry (PEP 503 names)
+    assert pip_reqs == ["pluggy>=1.5", "pyyaml>=6.0", "numpy>=1.24", "ai-edge-litert==1.4.0"]
+    assert set(notes) == {"PyAudio", "tflite-runtime-nightly"}
 
 
 def test_cache_key_follows_packages_and_hooks(tmp_path: Path) -> None:
