@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -30,6 +31,8 @@ TARGET_ENV = {
     "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": "device",
 }
 PIP_TIMEOUT_S = 900
+SOURCE_SKIP = (".git", ".venv", "image", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+               ".hypothesis", "tests", "bench")
 
 
 def device_requirements(pyproject: Path) -> list[Requirement]:
@@ -80,8 +83,15 @@ def build_wheelhouse(config: BuildConfig, repo: Path, dest: Path, local: Path) -
     dest.mkdir(parents=True, exist_ok=True)
     local.mkdir(parents=True, exist_ok=True)
     pip_reqs, _, notes = plan(config, device_requirements(repo / "pyproject.toml"))
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dest), str(repo)],
-         "build toyd's wheel")
+    # Build from a copy: setuptools builds in-tree (build/, *.egg-info), which two builds from
+    # one checkout at the same time would share.
+    src = dest.parent / "toyd-src"
+    shutil.copytree(repo, src, ignore=shutil.ignore_patterns(*SOURCE_SKIP))
+    try:
+        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dest), str(src)],
+             "build toyd's wheel")
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
     built: set[str] = set()
     for _ in range(len(pip_reqs) + 1):
         proc = subprocess.run(pip_download_cmd(dest, pip_reqs, local), capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
