@@ -99,7 +99,7 @@ keep_console() {
     local kept="${BOOT_TEST_CONSOLE:-${TMPDIR:-/tmp}/toyd-boot-test-console.log}"
     cp "$console" "$kept" && echo "boot-test: full serial console in $kept" >&2
 }
-report() { sed -n '/^=== toyd.service/,/TOYD-BOOT-TEST/p' "$console" | tr -d '\r' | sed 's/^/  | /' >&2; }
+report() { sed -n '/=== toyd.service/,/TOYD-BOOT-TEST/p' "$console" | tr -d '\r' | sed 's/^/  | /' >&2; }
 case "$verdict" in
     "TOYD-BOOT-TEST: PASS"*)
         report
