@@ -1,0 +1,385 @@
+"""SD image build: config and bad-input errors, partition assembly, first boot, boot test."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE = REPO / "image"
+sys.path.insert(0, str(IMAGE))
+
+from toyd_image import assemble, config, layer, models, rootfs, wheels  # noqa: E402
+from toyd_image.config import ImageBuildError  # noqa: E402
+
+HAVE_TOOLS = all(shutil.which(t) for t in ("sfdisk", "mkfs.vfat", "mcopy", "mke2fs", "blkid", "debugfs"))
+needs_tools = pytest.mark.skipif(not HAVE_TOOLS, reason="needs fdisk dosfstools mtools e2fsprogs (apt)")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def write_config(tmp_path: Path, **changes: object) -> Path:
+    """A build config like image/build.yaml with absolute paths and some keys changed."""
+    data = yaml.safe_load((IMAGE / "build.yaml").read_text())
+    data.update(packages=str(IMAGE / "packages.txt"), hooks=str(IMAGE / "hooks"),
+                toyd_config=str(REPO / "config/toyd.yaml"))
+    data.update(changes)
+    path = tmp_path / "build.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_build(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(IMAGE / "build.py"), *args], capture_output=True, text=True, timeout=timeout)
+
+
+# --- build config -----------------------------------------------------------------------------
+
+def test_shipped_build_config_is_valid() -> None:
+    cfg = config.load(IMAGE / "build.yaml")
+    assert cfg.variant == "release"
+    assert "python3-pyaudio" in cfg.package_list()
+    assert cfg.debian_python == {"pyaudio": "python3-pyaudio"}
+    assert [m.dest for m in cfg.models][-1] == "vosk-ko"
+    models.check_sources(cfg.models)  # the shipped models exist on this machine
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"colour": "red"}, "colour: unknown key"),
+    ({"variant": "fancy"}, "variant: 'fancy' is not one of"),
+    ({"boot_size_mb": 8}, "boot_size_mb: must be a whole number"),
+    ({"packages": "/nonexistent/packages.txt"}, "packages: file /nonexistent/packages.txt does not exist"),
+    ({"models": [{"source": "x.tflite"}]}, "models[0]: needs source and dest"),
+    ({"models": [{"source": "x", "dest": "../../etc/passwd"}]}, "must be relative"),
+    ({"python": {"debian": {"pyaudio": "python3-not-listed"}}}, "python3-not-listed not in packages.txt"),
+])
+def test_bad_build_config_names_the_key(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(ImageBuildError, match=None) as info:
+        config.load(write_config(tmp_path, **change))
+    assert message in str(info.value)
+    assert str(tmp_path / "build.yaml") in str(info.value)
+
+
+def test_yaml_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "build.yaml"
+    path.write_text("name: toyd\nvariant: [test\n")
+    with pytest.raises(ImageBuildError, match=r"build.yaml, line 3"):
+        config.load(path)
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "binary"])
+def test_unreadable_build_config(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "build.yaml"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "binary":
+        path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ImageBuildError, match="cannot read build config"):
+        config.load(path)
+
+
+def test_build_stops_early_on_missing_model(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, models=[{"source": str(tmp_path / "nope.tflite"), "dest": "wakeword/x.tflite"}])
+    out = tmp_path / "out"
+    proc = run_build("--config", str(cfg), "--out", str(out), "--cache", str(tmp_path / "cache"))
+    assert proc.returncode == 1
+    assert "model 'wakeword/x.tflite'" in proc.stderr and "does not exist" in proc.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_build_stops_early_on_unreadable_config(tmp_path: Path) -> None:
+    proc = run_build("--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1
+    assert "cannot read build config" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@needs_root
+def test_build_stops_early_without_space(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        proc = run_build("--config", str(write_config(tmp_path)), "--out", str(small / "out"),
+                         "--cache", str(tmp_path / "cache"))
+        assert proc.returncode == 1
+        assert f"not enough space: {small / 'out'} has" in proc.stderr
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_build_help_teaches() -> None:
+    proc = run_build("--help")
+    assert proc.returncode == 0
+    assert "--variant" in proc.stdout and "docs/image.md" in proc.stdout
+
+
+# --- models -----------------------------------------------------------------------------------
+
+def test_model_from_file_url_archive_is_unpacked_and_verified(tmp_path: Path) -> None:
+    archive = tmp_path / "vosk-model-tiny.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("vosk-model-tiny/am/final.mdl", b"model bytes")
+        zf.writestr("vosk-model-tiny/conf/model.conf", b"--sample-frequency=16000\n")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    dest = tmp_path / "models"
+    models.fetch(config.Model(source=archive.as_uri(), dest="vosk", sha256=digest), dest)
+    assert (dest / "vosk/am/final.mdl").read_bytes() == b"model bytes"
+    with pytest.raises(ImageBuildError, match="sha256 of file://"):
+        models.fetch(config.Model(source=archive.as_uri(), dest="vosk2", sha256="0" * 64), dest)
+
+
+def test_model_sources_missing_or_unsupported(tmp_path: Path) -> None:
+    with pytest.raises(ImageBuildError, match="does not exist"):
+        models.check_sources((config.Model(source=(tmp_path / "gone.zip").as_uri(), dest="x"),))
+    with pytest.raises(ImageBuildError, match="package 'no_such_model_pkg' is not installed"):
+        models.check_sources((config.Model(source="package:no_such_model_pkg/m.tflite", dest="x"),))
+    with pytest.raises(ImageBuildError, match="unsupported URL scheme 'ftp'"):
+        models.check_sources((config.Model(source="ftp://host/m.tflite", dest="x"),))
+
+
+def test_model_from_package_is_copied(tmp_path: Path) -> None:
+    model = config.Model(source="package:wyoming_openwakeword/models/hey_jarvis_v0.1.tflite", dest="ww/hey.tflite")
+    path = models.fetch(model, tmp_path)
+    assert path.stat().st_size > 10_000
+
+
+# --- wheels and rootfs inputs -------------------------------------------------------------------
+
+PYPROJECT = """
+[project]
+name = "toy"
+dependencies = ["pluggy>=1.5", "pyyaml>=6.0"]
+[project.optional-dependencies]
+device = [
+    "numpy>=1.24",
+    "PyAudio>=0.2.14",
+    "x86-only; platform_machine == 'x86_64'",
+    "tflite-runtime-nightly; platform_machine == 'x86_64' or platform_machine == 'aarch64'",
+    "py312-only; python_version >= '3.12'",
+]
+cloud = ["faster-whisper>=1.0"]
+"""
+
+
+def test_device_requirements_come_from_pyproject(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    reqs = [r.name for r in wheels.device_requirements(tmp_path / "pyproject.toml")]
+    assert reqs == ["pluggy", "pyyaml", "numpy", "PyAudio", "tflite-runtime-nightly"]  # as on a Pi, Python 3.11
+    repo_reqs = {r.name for r in wheels.device_requirements(REPO / "pyproject.toml")}
+    assert {"pluggy", "pyyaml", "numpy", "pyaudio"} <= repo_reqs and "faster-whisper" not in repo_reqs
+    (tmp_path / "pyproject.toml").write_text("[project\n")
+    with pytest.raises(ImageBuildError, match="cannot read the dependency list"):
+        wheels.device_requirements(tmp_path / "pyproject.toml")
+
+
+def test_plan_maps_debian_and_substitutes(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    cfg = config.load(IMAGE / "build.yaml")
+    cfg = dataclasses.replace(cfg, substitutes={"tflite-runtime-nightly": "ai-edge-litert==1.4.0"})
+    pip_reqs, debian, notes = wheels.plan(cfg, wheels.device_requirements(tmp_path / "pyproject.toml"))
+    assert debian == ["python3-pyaudio"]  # PyAudio matches the pyaudio entry (PEP 503 names)
+    assert pip_reqs == ["pluggy>=1.5", "pyyaml>=6.0", "numpy>=1.24", "ai-edge-litert==1.4.0"]
+    assert set(notes) == {"PyAudio", "tflite-runtime-nightly"}
+
+
+def test_cache_key_follows_packages_and_hooks(tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks"
+    shutil.copytree(IMAGE / "hooks", hooks)
+    packages = tmp_path / "packages.txt"
+    shutil.copyfile(IMAGE / "packages.txt", packages)
+    cfg = config.load(write_config(tmp_path, hooks=str(hooks), packages=str(packages)))
+    key = rootfs.cache_key(cfg)
+    assert key == rootfs.cache_key(config.load(write_config(tmp_path, hooks=str(hooks), packages=str(packages))))
+    with packages.open("a") as f:
+        f.write("# a comment changes nothing\n")
+    assert rootfs.cache_key(cfg) == key
+    with packages.open("a") as f:
+        f.write("htop\n")
+    assert rootfs.cache_key(cfg) != key
+    key2 = rootfs.cache_key(cfg)
+    (hooks / "customize90-extra.sh").write_text("#!/bin/sh\n")
+    assert rootfs.cache_key(cfg) != key2
+
+
+def test_unit_must_take_the_image_arguments(tmp_path: Path) -> None:
+    assert layer.check_unit(REPO / "systemd/toyd.service")
+    unit = tmp_path / "toyd.service"
+    unit.write_text((REPO / "systemd/toyd.service").read_text().replace(" $TOYD_ARGS", ""))
+    with pytest.raises(ImageBuildError, match=r"needs EnvironmentFile=-/etc/default/toyd and \$TOYD_ARGS"):
+        layer.check_unit(unit)
+    with pytest.raises(ImageBuildError, match="is missing"):
+        layer.check_unit(tmp_path / "nope.service")
+
+
+# --- partition assembly -------------------------------------------------------------------------
+
+def fake_trees(tmp_path: Path) -> tuple[Path, Path]:
+    boot, root = tmp_path / "boot", tmp_path / "root"
+    (boot / "toyd").mkdir(parents=True)
+    (boot / "config.txt").write_text("arm_64bit=1\n")
+    (boot / "toyd/toyd.yaml").write_text("role: device\n")
+    for d in ("etc", "usr/bin", "var/lib/toyd"):
+        (root / d).mkdir(parents=True)
+    (root / "etc/hostname").write_text("toyd\n")
+    (root / "usr/bin/tool").write_bytes(b"\x7fELF" + b"\0" * 5000)
+    os.chmod(root / "usr/bin/tool", 0o755)
+    (root / "usr/bin/tool-link").symlink_to("tool")
+    os.link(root / "usr/bin/tool", root / "usr/bin/tool-hard")
+    if os.geteuid() == 0:
+        os.chown(root / "var/lib/toyd", 999, 995)
+    os.chmod(root / "var/lib/toyd", 0o750)
+    return boot, root
+
+
+def blkid(image: Path, offset: int) -> dict[str, str]:
+    out = subprocess.run(["blkid", "-p", "-O", str(offset), "-o", "export", str(image)],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+@needs_tools
+def test_assemble_partitions_and_labels(tmp_path: Path) -> None:
+    boot, root = fake_trees(tmp_path)
+    image = tmp_path / "toy.img"
+    layout = assemble.assemble(boot, root, image, boot_size_mb=64, root_free_mb=64)
+    assert image.stat().st_size == layout.total << 20
+    parts = assemble.read_table(image)
+    assert [p["type"] for p in parts] == ["c", "83"]
+    assert parts[0]["start"] == 4 * 2048 and parts[0].get("bootable") is True
+    assert parts[1]["start"] == (4 + 64) * 2048 and parts[1]["size"] == layout.root_size * 2048
+    fat = blkid(image, parts[0]["start"] * 512)
+    ext = blkid(image, parts[1]["start"] * 512)
+    assert (fat["TYPE"], fat["LABEL"]) == ("vfat", "RASPIFIRM")
+    assert (ext["TYPE"], ext["LABEL"]) == ("ext4", "RASPIROOT")
+    listing = subprocess.run(["mdir", "-b", "-i", f"{image}@@{parts[0]['start'] * 512}", "::/toyd"],
+                             capture_output=True, text=True, check=True, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+    assert "toyd.yaml" in listing.stdout
+    rootpart = tmp_path / "root.ext4"
+    subprocess.run(["dd", f"if={image}", f"of={rootpart}", "bs=1M", f"skip={layout.root_start}", "status=none"], check=True)
+    stat = subprocess.run(["debugfs", "-R", "stat /var/lib/toyd", str(rootpart)], capture_output=True, text=True).stdout
+    assert "Mode:  0750" in stat
+    if os.geteuid() == 0:
+        assert "User:   999" in stat and "Group:   995" in stat
+    links = subprocess.run(["debugfs", "-R", "stat /usr/bin/tool", str(rootpart)], capture_output=True, text=True).stdout
+    assert "Links: 2" in links
+    cat = subprocess.run(["debugfs", "-R", "cat /etc/hostname", str(rootpart)], capture_output=True, text=True).stdout
+    assert cat == "toyd\n"
+    # The image file is sparse: free space costs nothing on the build machine.
+    assert image.stat().st_blocks * 512 < image.stat().st_size
+
+
+@needs_tools
+def test_assemble_refuses_oversized_boot_files(tmp_path: Path) -> None:
+    boot, root = fake_trees(tmp_path)
+    (boot / "big.bin").write_bytes(os.urandom(1 << 20) * 60)
+    with pytest.raises(ImageBuildError, match="boot files need 60 MiB but boot_size_mb is 64"):
+        assemble.assemble(boot, root, tmp_path / "x.img", boot_size_mb=64, root_free_mb=64)
+
+
+@needs_tools
+@needs_root
+def test_assemble_out_of_space_leaves_nothing(tmp_path: Path) -> None:
+    boot, root = fake_trees(tmp_path)
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (small / "filler").write_bytes(b"\1" * (20 << 20))  # not sparse: the disk really fills up
+        with pytest.raises(ImageBuildError, match="no space left|No space left"):
+            assemble.assemble(boot, root, small / "toy.img", boot_size_mb=64, root_free_mb=64)
+        assert sorted(p.name for p in small.iterdir()) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+# --- boot test script -------------------------------------------------------------------------
+
+def test_boot_test_rejects_a_non_image(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"\0" * 4096)
+    proc = subprocess.run([str(IMAGE / "boot-test.sh"), str(junk), "30"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "boot-test:" in proc.stderr
+    proc = subprocess.run([str(IMAGE / "boot-test.sh")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and "Usage" in proc.stdout
+
+
+@needs_tools
+def test_boot_test_needs_a_kernel_on_the_boot_partition(tmp_path: Path) -> None:
+    boot, root = fake_trees(tmp_path)
+    image = tmp_path / "nokernel.img"
+    assemble.assemble(boot, root, image, boot_size_mb=64, root_free_mb=64)
+    proc = subprocess.run([str(IMAGE / "boot-test.sh"), str(image), "30"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "no vmlinuz-*/initrd.img-* on the boot partition" in proc.stderr
+
+
+# --- slow: the real thing -----------------------------------------------------------------------
+
+def build(out: Path, variant: str, compress: bool) -> Path:
+    if os.geteuid() != 0 or not shutil.which("mmdebstrap") or not shutil.which("qemu-system-aarch64"):
+        pytest.skip("needs root, mmdebstrap and qemu-system-aarch64 (see docs/image.md)")
+    # xz -0: the compression path is exercised; the release preset (-6) only costs CI time.
+    args = ["--variant", variant, "--out", str(out)] + (["--xz-level", "0"] if compress else ["--no-compress"])
+    proc = run_build(*args, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    image = out / f"toyd-pi-{variant}.img"
+    assert image.exists() and (out / f"toyd-pi-{variant}.img.sha256").exists()
+    assert not list(out.glob(".*part"))
+    return image
+
+
+def boot_test(image: Path, machine: str = "virt") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(IMAGE / "boot-test.sh"), str(image), "600"], capture_output=True, text=True,
+                          timeout=780, env=dict(os.environ, BOOT_MACHINE=machine))
+
+
+@pytest.fixture(scope="module")
+def test_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test variant, built once (compressed too) for the boot tests below."""
+    return build(tmp_path_factory.mktemp("image"), "test", compress=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_built_image_boots_and_toyd_is_ready(test_image: Path) -> None:
+    boot = boot_test(test_image)
+    assert boot.returncode == 0, boot.stderr[-4000:]
+    assert "boot-test: PASS" in boot.stderr and '"ready": true' in boot.stderr
+    out = test_image.parent
+    xz = out / "toyd-pi-test.img.xz"
+    digest = (out / "toyd-pi-test.img.xz.sha256").read_text().split()[0]
+    assert hashlib.sha256(xz.read_bytes()).hexdigest() == digest
+    assert subprocess.run(["xz", "-t", str(xz)], timeout=600).returncode == 0
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(test_image)], capture_output=True,
+                                      text=True, check=True).stdout)
+    assert [p["type"] for p in table["partitiontable"]["partitions"]] == ["c", "83"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_built_image_boots_on_the_pi3_model_from_sd(test_image: Path) -> None:
+    boot = boot_test(test_image, machine="raspi3b")
+    assert boot.returncode == 0, boot.stderr[-4000:]
+    assert "boot-test: PASS" in boot.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_boot_test_fails_when_toyd_does_not_start(tmp_path: Path) -> None:
+    boot = boot_test(build(tmp_path / "out", "broken", compress=False))
+    assert boot.returncode == 1, boot.stderr[-4000:]
+    assert "boot-test: FAIL: toyd.service did not become active with READY" in boot.stderr
+    assert "toyd-does-not-exist: No such file or directory" in boot.stderr
