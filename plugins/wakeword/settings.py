@@ -16,6 +16,8 @@ BUILTIN_PACKAGE = "wyoming_openwakeword"
 BUILTIN_WORDS = ("alexa", "hey_jarvis", "hey_mycroft", "hey_rhasspy", "ok_nabu")
 BUILTIN_FILES = {"melspec": "melspectrogram.tflite", "embedding": "embedding_model.tflite",
                  **{word: f"{word}_v0.1.tflite" for word in BUILTIN_WORDS}}
+# Where the SD image installs model files (image/build.yaml `models:`).
+IMAGE_MODELS_DIR = "/opt/toyd/models/wakeword"
 
 
 def builtin_models_dir() -> Path | None:
@@ -53,6 +55,7 @@ class WakeWordSettings:
                                                 doc="Wake word models to run at once (each scored every 80 ms).")
     melspec_path: str | None = setting(None, doc="openWakeWord melspectrogram.tflite; null uses the built-in one.")
     embedding_path: str | None = setting(None, doc="openWakeWord embedding_model.tflite; null uses the built-in one.")
+    models_dir: str = setting(IMAGE_MODELS_DIR, doc="Folder searched first for the built-in model files (the SD image installs them here); then the wyoming-openwakeword package.")
     barge_in: bool = setting(False, doc="Also listen while the toy speaks, so the wake word interrupts it (needs echo-free audio).")
     threads: int = setting(1, min=1, max=4, doc="CPU threads per tflite model.")
 
@@ -64,23 +67,26 @@ class WakeWordSettings:
             raise ValueError("two wake word models have the same name")
 
 
-def _resolve(path: str | None, builtin: str, base: Path) -> Path:
+def _resolve(path: str | None, builtin: str, base: Path, models_dir: str = IMAGE_MODELS_DIR) -> Path:
     if path is not None:
         file = Path(path).expanduser()
         return file if file.is_absolute() else base / file
+    installed = Path(models_dir) / BUILTIN_FILES[builtin]
+    if installed.is_file():
+        return installed
     folder = builtin_models_dir()
     if folder is None:
         from .detector import WakeWordModelError
 
-        raise WakeWordModelError(f"built-in model {builtin!r} needs the wyoming-openwakeword package "
-                                 "(pip install 'toyd[models]'), or set a path to your own model")
+        raise WakeWordModelError(f"built-in model {builtin!r} is neither in {models_dir} nor in the "
+                                 "wyoming-openwakeword package (pip install 'toyd[models]'); set a path to your own model")
     return folder / BUILTIN_FILES[builtin]
 
 
 def model_paths(settings: WakeWordSettings, base: Path) -> tuple[Path, Path, list[WakeWordSpec]]:
     """Melspectrogram, embedding and per-word specs; relative paths are taken from ``base``."""
-    melspec = _resolve(settings.melspec_path, "melspec", base)
-    embedding = _resolve(settings.embedding_path, "embedding", base)
-    specs = [WakeWordSpec(name=m.name, path=_resolve(m.path, m.name, base), threshold=m.threshold,
+    melspec = _resolve(settings.melspec_path, "melspec", base, settings.models_dir)
+    embedding = _resolve(settings.embedding_path, "embedding", base, settings.models_dir)
+    specs = [WakeWordSpec(name=m.name, path=_resolve(m.path, m.name, base, settings.models_dir), threshold=m.threshold,
                           refractory=m.refractory, patience=m.patience) for m in settings.models]
     return melspec, embedding, specs
