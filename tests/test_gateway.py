@@ -10,9 +10,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from toyd import events as ev
 from toyd.protocol import HEADER_SIZE, codes, limits, unpack_audio
-from toyd.testing import next_event, wait_for
+from toyd.testing import wait_for
 
 from linkkit import TOKEN, RawToy, cloud, speech
 

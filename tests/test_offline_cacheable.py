@@ -5,7 +5,6 @@ gateway's ``cacheable_phrases`` policy."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 

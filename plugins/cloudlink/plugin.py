@@ -9,7 +9,6 @@ is ever played.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import logging

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ from .helpers import start_mosquitto
 @pytest.fixture
 def mosquitto() -> Iterator[int]:
     """A private Mosquitto broker on a free loopback port; yields the port."""
-    if not (shutil.which("mosquitto") or shutil.os.path.exists("/usr/sbin/mosquitto")):
+    if not (shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")):
         pytest.fail("mosquitto is not installed (apt-get install mosquitto)")
     with start_mosquitto() as (_, port):
         yield port
