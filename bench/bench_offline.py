@@ -19,7 +19,7 @@ from pathlib import Path
 
 from toyd.testing import espeak_pcm, running_daemon, wait_for
 from toyd.events import CloudOffline
-from toyd_plugins.offline.drive import SILENCE_PAD, speak_turn
+from toyd.testing.drive import SILENCE_PAD, speak_turn
 from toyd_plugins.vosk_stt.engine import VoskEngine
 from toyd_plugins.vosk_stt.plugin import default_model_path
 

@@ -19,7 +19,7 @@ from toyd.protocol import encode, parse
 from toyd.protocol.frames import pack_audio
 from toyd.protocol.messages import Llm, ServerHello, Stt, Tts
 from toyd.testing import espeak_pcm, free_port, next_event, running_daemon, wait_for
-from toyd_plugins.offline.drive import SILENCE_PAD
+from toyd.testing.drive import SILENCE_PAD
 
 from linkkit import play_reply, speak_turn
 

@@ -12,7 +12,7 @@ from toyd import PluginDeclaration, State, hookimpl
 from toyd.turn import Transcription
 from toyd import events as ev
 from toyd.testing import espeak_pcm, free_port, next_event, running_daemon, wait_for
-from toyd_plugins.offline.drive import SILENCE_PAD
+from toyd.testing.drive import SILENCE_PAD
 
 from linkkit import cloud_config, device_config, play_reply, speak_turn
 

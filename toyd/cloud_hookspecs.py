@@ -2,7 +2,8 @@
 
 Order per turn: ``toyd_transcribe`` → ``toyd_check_text(speaker="child")`` →
 ``toyd_reply`` (streamed) → per sentence ``toyd_check_text(speaker="toy")`` →
-``toyd_synthesize`` (streamed). Each is first-result: the host awaits
+``toyd_synthesize`` (streamed; shared with the device role, so its contract lives in
+:mod:`toyd.hookspecs`). Each is first-result: the host awaits
 implementations last-registered first and takes the first that is not None, so a
 plugin can decline (return None) and let the next one answer. All take keyword
 arguments; all may be async. Cancellation (barge-in) arrives as ``CancelledError``
@@ -71,22 +72,4 @@ def toyd_reply(turn: Turn, text: str) -> AsyncIterator[str] | None:
                 yield "Hello! "
                 yield "I am a dragon."
             return stream()
-    """
-
-
-@hookspec(firstresult=True)
-def toyd_synthesize(turn: Turn, text: str) -> AsyncIterator[bytes] | None:
-    """Speak one sentence: an async iterator of 16 kHz mono int16 PCM chunks.
-
-    Contract: first result; None to decline. Chunks may be any length; the gateway
-    re-frames them into 20 ms frames and encodes Opus. Closing the iterator stops
-    synthesis.
-
-    Example::
-
-        @hookimpl
-        def toyd_synthesize(self, turn, text):
-            async def chunks():
-                yield await asyncio.to_thread(self.engine.speak, text)
-            return chunks()
     """

@@ -183,27 +183,6 @@ class StateChanged(Event):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Command(Event):
-    """A remote-control command (from MQTT or another transport)."""
-
-    name: str
-    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
-    request_id: str | None = None
-    source: str = ""
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CommandResult(Event):
-    """The answer to a :class:`Command`."""
-
-    name: str
-    ok: bool
-    error: str | None = None
-    request_id: str | None = None
-    data: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
 class ConfigApplied(Event):
     """A new config (version ``version``) is in force."""
 
@@ -269,7 +248,7 @@ class PersonaSet(Event):
     persona: str
 
 
-# --- offline mode: local speech recognition, response cache, local turns ----------------
+# --- offline mode: the phrase list, cacheable replies, local answers -----------------------
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -278,35 +257,6 @@ class OfflinePhrases(Event):
 
     phrases: tuple[str, ...]
     language: str = ""
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class LocalTurn(Event):
-    """Answer the last utterance locally (link down or reply deadline passed)."""
-
-    turn_id: str
-    reason: str = ""
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CacheLookup(Event):
-    """Ask the response cache for the reply to ``text``; answered by :class:`CacheResult`."""
-
-    request_id: str
-    text: str
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CacheResult(Event):
-    """The cache's answer: ``hit`` with the matched phrase, reply text and 16 kHz PCM audio."""
-
-    request_id: str
-    hit: bool
-    phrase: str = ""
-    reply: str = ""
-    pcm: bytes = b""
-    score: float = 0.0
-    error: str = ""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -336,22 +286,6 @@ class OfflineAnswered(Event):
     reply: str
     response_id: str
     reason: str = ""
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class LocalTranscript(Event):
-    """On-device recognition of the last utterance, for :class:`LocalTurn` ``turn_id``.
-
-    ``phrase`` is the cached phrase it matched in grammar mode ("" = out of grammar or
-    free-form); ``error`` says why there is no result (model missing, ...).
-    """
-
-    turn_id: str
-    text: str
-    phrase: str = ""
-    grammar: bool = False
-    error: str = ""
-# --- cloud link ---------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -2,8 +2,9 @@
 
 Phases: declare (what the plugin is and which config section it owns) → CLI →
 startup → services (long-running work) → reconfigure (live config changes) →
-shutdown. Plugins talk to each other through events on ``app.bus``, never through
-these hooks. Role-specific hooks live in :mod:`toyd.device_hookspecs` and
+shutdown. Plugins tell each other what happened through events on ``app.bus``; they
+ask each other questions through the first-result hooks: ``toyd_synthesize`` here
+(both roles speak), role-specific ones in :mod:`toyd.device_hookspecs` and
 :mod:`toyd.cloud_hookspecs`.
 
 Any implementation may be ``async def``; the host awaits it
@@ -14,7 +15,7 @@ keyword arguments only.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -22,6 +23,7 @@ import pluggy
 if TYPE_CHECKING:
     from .app import App
     from .plugin import CliCommand, PluginDeclaration, Service
+    from .turn import Turn
 
 hookspec = pluggy.HookspecMarker("toyd")
 hookimpl = pluggy.HookimplMarker("toyd")
@@ -147,4 +149,27 @@ def toyd_shutdown(app: App) -> None | Awaitable[None]:
         @hookimpl
         async def toyd_shutdown(self, app):
             await self.db.close()
+    """
+
+
+# --- questions both roles ask ----------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def toyd_synthesize(turn: Turn, text: str) -> AsyncIterator[bytes] | None:
+    """Speak one sentence: an async iterator of 16 kHz mono int16 PCM chunks.
+
+    Contract: first result; None to decline. Chunks may be any length. The cloud's
+    gateway re-frames them into 20 ms frames and encodes Opus; on the device the
+    response cache and the offline switch speak replies that have no recorded audio
+    (``turn.language`` and ``turn.persona`` choose the voice). Closing the iterator
+    stops synthesis; a failure raises (the caller keeps the text without audio).
+
+    Example::
+
+        @hookimpl
+        def toyd_synthesize(self, turn, text):
+            async def chunks():
+                yield await asyncio.to_thread(self.engine.speak, text)
+            return chunks()
     """

@@ -10,8 +10,13 @@ from typing import Literal
 from pathlib import Path
 
 from toyd import App, PluginDeclaration, Service, hookimpl, setting
+from toyd.audio.wav import read_wav
+from toyd.errors import AudioFileError, BackendError
+from toyd.events import CacheStore, OfflinePhrases
+from toyd.localturn import CacheAnswer
+from toyd.speech import synthesize
 from toyd.text import compact
-from toyd.events import CacheLookup, CacheResult, CacheStore, OfflinePhrases
+from toyd.turn import Turn
 
 from . import audio
 from .audio import ReplyAudioError
@@ -29,7 +34,6 @@ class CacheSettings:
     audio: Mapping[str, str] = setting(doc="Optional recorded reply per phrase: phrase → WAV file.", factory=dict)
     language: str = setting("ko", doc="Language of the configured phrases.")
     persona: str = setting("", doc="Persona the configured replies belong to.")
-    voice: str = setting("", doc="espeak-ng voice for replies without a clip or cloud audio (empty = language).")
     codec: Literal["opus", "pcm"] = setting("opus", doc="How reply audio is stored: opus (about 10x smaller) or pcm.")
     max_bytes: int = setting(20_000_000, doc="Size cap; least recently used cloud replies are evicted first.",
                              min=10_000)
@@ -40,7 +44,7 @@ class CacheSettings:
 
 
 class CachePlugin:
-    """Owns the response store; answers CacheLookup, keeps CacheStore, publishes the phrase list."""
+    """Owns the response store: answers ``toyd_lookup_reply``, keeps CacheStore, publishes the phrases."""
 
     def __init__(self) -> None:
         self.settings = CacheSettings()
@@ -56,7 +60,7 @@ class CachePlugin:
     @hookimpl
     async def toyd_startup(self, app: App, settings: CacheSettings) -> None:
         self.app, self.settings = app, settings
-        self._events = app.bus.subscribe("cache", (CacheLookup, CacheStore), maxsize=512)
+        self._events = app.bus.subscribe("cache", (CacheStore,), maxsize=512)
         path = Path(settings.path)
         self.store = ResponseStore(path if path.is_absolute() else app.state_dir / path,
                                    max_bytes=settings.max_bytes, max_pages=settings.max_pages)
@@ -98,7 +102,10 @@ class CachePlugin:
                     log.warning("cache.responses: phrase %r has no words, skipped", phrase)
                     continue
                 wanted.add(key)
-                await self._fill_one(key, phrase, reply)
+                try:
+                    await self._fill_one(key, phrase, reply)
+                except (sqlite3.Error, ReplyAudioError) as exc:  # one phrase lost, not the rest of the fill
+                    log.error("cache.responses[%r] could not be stored: %s: %s", phrase, type(exc).__name__, exc)
             if self.store.writable:
                 removed = await self.store.delete_config_except(wanted)
                 if removed:
@@ -113,11 +120,10 @@ class CachePlugin:
             return  # unchanged since the last start: keep its audio (maybe cloud-made)
         try:
             if wav:
-                pcm = await self.app.run_blocking(audio.read_wav, Path(wav))
+                pcm = await self.app.run_blocking(read_wav, Path(wav))
             else:
-                voice = self.settings.voice or self.settings.language
-                pcm = await self.app.run_blocking(audio.espeak, reply, voice)
-        except ReplyAudioError as exc:
+                pcm = await synthesize(self.app, self._turn(self.settings.language, self.settings.persona), reply)
+        except (AudioFileError, BackendError) as exc:
             log.error("cache.responses[%r]: %s; the phrase is kept as text only", phrase, exc)
             pcm = b""
         blob = await self.app.run_blocking(audio.encode, pcm, self.settings.codec) if pcm else None
@@ -136,33 +142,39 @@ class CachePlugin:
     async def _run(self) -> None:
         async for event in self._events:
             try:
-                if isinstance(event, CacheLookup):
-                    self.app.bus.publish(await self.lookup(event))
-                elif isinstance(event, CacheStore):
-                    await self._keep(event)
+                await self._keep(event)
             except sqlite3.Error as exc:  # the file broke while running (I/O error, corruption)
-                log.error("response cache %s failed: %s: %s", self.store.path if self.store else "",
-                          type(exc).__name__, exc)
-                if isinstance(event, CacheLookup):
-                    self.app.bus.publish(CacheResult(request_id=event.request_id, hit=False, error=str(exc)))
+                self._log_failure(exc)
 
-    async def lookup(self, req: CacheLookup) -> CacheResult:
+    def _log_failure(self, exc: sqlite3.Error) -> None:
+        log.error("response cache %s failed: %s: %s", self.store.path if self.store else "", type(exc).__name__, exc)
+
+    @hookimpl
+    async def toyd_lookup_reply(self, text: str) -> CacheAnswer:
         """Normalised exact match first, then the closest phrase above the fuzzy threshold."""
         if self.store is None:
-            return CacheResult(request_id=req.request_id, hit=False, error=self.error or "cache disabled")
-        query = compact(req.text)
+            return CacheAnswer(hit=False, error=self.error or "cache disabled")
+        query = compact(text)
         key, score = (query, 100.0) if query in self._keys else self._fuzzy(query)
-        entry = await self.store.get(key) if key else None
+        try:
+            entry = await self.store.get(key) if key else None
+        except sqlite3.Error as exc:  # the file broke while running: a miss, and the cache keeps serving
+            self._log_failure(exc)
+            return CacheAnswer(hit=False, error=str(exc))
         if entry is None:
-            return CacheResult(request_id=req.request_id, hit=False)
+            return CacheAnswer(hit=False)
         try:
             pcm = await self.app.run_blocking(audio.decode, entry.audio, entry.codec) if entry.audio else b""
         except (ReplyAudioError, ValueError) as exc:
             log.error("response cache: stored audio for %r is unreadable (%s); replying with text only",
                       entry.phrase, exc)
             pcm = b""
-        return CacheResult(request_id=req.request_id, hit=True, phrase=entry.phrase, reply=entry.reply,
-                           pcm=pcm, score=score)
+        return CacheAnswer(hit=True, phrase=entry.phrase, reply=entry.reply, pcm=pcm, score=score)
+
+    def _turn(self, language: str, persona: str) -> Turn:
+        """The turn a stored reply is spoken for: its language and persona choose the voice."""
+        return Turn(device_id=self.app.device_id, session_id="cache", turn_id="fill",
+                    language=language or None, persona=persona or None)
 
     def _fuzzy(self, query: str) -> tuple[str, float]:
         if not query or self.settings.fuzzy_threshold <= 0 or not self._keys:
@@ -184,10 +196,10 @@ class CachePlugin:
         pcm = event.pcm
         if not pcm:
             try:
-                pcm = await self.app.run_blocking(audio.espeak, event.reply,
-                                                  self.settings.voice or event.language or self.settings.language)
-            except ReplyAudioError as exc:
-                log.warning("cache: no audio for %r: %s", event.phrase, exc)
+                pcm = await synthesize(self.app, self._turn(event.language or self.settings.language,
+                                                            event.persona), event.reply)
+            except BackendError as exc:
+                log.warning("cache: a cacheable reply is kept without audio: %s", exc)
         blob = await self.app.run_blocking(audio.encode, pcm, self.settings.codec) if pcm else None
         ttl = event.ttl or self.settings.cloud_ttl
         source = "config" if event.source == "config" else "cloud"

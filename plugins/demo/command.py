@@ -13,13 +13,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from toyd import logs
+from toyd.audio.wav import read_wav
 from toyd.errors import ToydError
 from toyd.registry import Registry
 
@@ -43,9 +43,9 @@ def run_demo(args: argparse.Namespace) -> int:
         question = args.say if args.say is not None else (None if args.wav else DEFAULT_QUESTION)
         if question is not None:
             out.progress(f"Child says (espeak-ng voice {args.child_voice}): \"{question}\"")
-            pcm = child_speech(question, args.child_voice, Path(tmp))
+            pcm = child_speech(question, args.child_voice)
         else:
-            pcm = read_wav(Path(args.wav))
+            pcm = read_wav(args.wav)
             out.progress(f"Child's question: {args.wav} ({len(pcm) / 2 / RATE:.1f} s)")
         registry = Registry()
         cloud, toy = demo_configs(args, registry)
@@ -102,49 +102,23 @@ def demo_configs(args: argparse.Namespace, registry: Registry) -> tuple[dict[str
     return cloud, toy
 
 
-def child_speech(text: str, voice: str, tmp: Path) -> bytes:
+def child_speech(text: str, voice: str) -> bytes:
     """The question spoken by espeak-ng in a child-like voice, 16 kHz mono int16."""
-    if shutil.which("espeak-ng") is None:
-        raise ToydError("--say needs espeak-ng (apt-get install espeak-ng); or give --wav FILE")
-    path = tmp / "question.wav"
-    result = subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-p", "60", "-w", str(path), text],
-                            capture_output=True, timeout=30)
-    if result.returncode != 0:
-        raise ToydError(f"espeak-ng failed for voice {voice!r}: {result.stderr.decode(errors='replace').strip()}")
-    return read_wav(path)
-
-
-def read_wav(path: Path) -> bytes:
-    """A 16-bit PCM WAV (any rate, mono or stereo) as 16 kHz mono int16; clear errors otherwise."""
-    import numpy as np
-    import soxr
+    from toyd.audio import espeak
+    from toyd.errors import BackendError
 
     try:
-        with wave.open(str(path), "rb") as wav:
-            if wav.getsampwidth() != 2:
-                raise ToydError(f"{path}: only 16-bit PCM WAV is supported (got {wav.getsampwidth() * 8}-bit)")
-            channels, rate = wav.getnchannels(), wav.getframerate()
-            data = wav.readframes(wav.getnframes())
-    except FileNotFoundError:
-        raise ToydError(f"{path}: no such file") from None
-    except (wave.Error, EOFError) as exc:
-        raise ToydError(f"{path}: not a readable WAV file ({exc})") from None
-    samples = np.frombuffer(data[: len(data) // (2 * channels) * 2 * channels], dtype=np.int16)
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
-    if rate != RATE and len(samples):
-        samples = soxr.resample(samples, rate, RATE)
-    return samples.astype(np.int16).tobytes()
+        return espeak.speak(text, espeak.Voice(name=voice, rate=150, pitch=60))
+    except BackendError as exc:
+        raise ToydError(f"--say: {exc}; or give --wav FILE") from None
 
 
 def write_wav(path: Path, pcm: bytes) -> None:
-    """Write 16 kHz mono int16 PCM as a WAV file."""
+    """Write the reply as a 16 kHz WAV, making its folder if needed."""
+    from toyd.audio.wav import write_wav as write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(RATE)
-        wav.writeframes(pcm)
+    write(path, pcm)
 
 
 def has_sound_card() -> bool:

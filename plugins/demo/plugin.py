@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--child-voice", metavar="VOICE", default="en-us+f3", help="espeak-ng voice for --say (default: en-us+f3)")
     p.add_argument("--state-dir", metavar="DIR", help="state directory (default: a temporary one)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the daemon's log lines")
-    from toyd_plugins.offline.demo import add_offline_arguments
+    from .offline import add_offline_arguments
 
     add_offline_arguments(p)
 
@@ -67,7 +67,7 @@ class DemoPlugin:
     def toyd_cli_commands(self) -> list[CliCommand]:
         def run(args: argparse.Namespace) -> int:
             if getattr(args, "offline", False):
-                from toyd_plugins.offline.demo import run_offline_demo
+                from .offline import run_offline_demo
 
                 return run_offline_demo(args)
             from .command import run_demo  # heavy imports only when the command runs

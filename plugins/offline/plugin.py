@@ -1,12 +1,15 @@
 """offline: runs a turn on the device when the link is down or the reply is late.
 
-Vosk (``vosk_stt``) → response cache (``cache``) → reply audio for the speaker; a
-miss plays a friendly fallback clip. Talks to the other plugins only through events.
+Asks the other plugins through the device hooks, the way the cloud's gateway asks the
+AI chain: ``toyd_transcribe_local`` (``vosk_stt``) → ``toyd_lookup_reply`` (``cache``) →
+``toyd_synthesize`` (``tts_espeak``) for a reply without audio; a miss plays a friendly
+fallback clip. Events tell it when a turn must run locally and carry the answer out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import uuid
@@ -15,11 +18,16 @@ from typing import Any
 
 from toyd import App, PluginDeclaration, Service, hookimpl, setting
 from toyd.audio import frames
-from toyd.events import (CacheLookup, CacheResult, CloudOffline, CloudOnline, LocalTranscript, LocalTurn,
-                         OfflineAnswered, ReplyAudio, ReplyAudioEnd, ReplyTimeout, SpeechEnded, StateChanged)
+from toyd.audio.wav import read_wav
+from toyd.errors import AudioFileError, BackendError
+from toyd.events import (CloudOffline, CloudOnline, OfflineAnswered, ReplyAudio, ReplyAudioEnd, ReplyTimeout,
+                         SpeechEnded, StateChanged)
+from toyd.localturn import CacheAnswer, LocalTranscription
+from toyd.speech import synthesize
+from toyd.state import State
+from toyd.turn import Turn
 
 LOCAL_PREFIX = "local-"
-from toyd.state import State
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +41,10 @@ FALLBACK_LINES = {
 class OfflineSettings:
     """Settings of the ``offline`` section."""
 
-    language: str = setting("ko", doc="Language of the fallback line (and its espeak-ng voice).")
+    language: str = setting("ko", doc="Language of the fallback line (the speech plugin picks its voice).")
     fallback_wav: str = setting("", doc="WAV clip played when the cache has no answer (best: a recorded voice).")
-    fallback_text: str = setting("", doc="Line spoken with espeak-ng when no fallback_wav is set "
-                                         "(empty = a built-in line for the language).")
-    voice: str = setting("", doc="espeak-ng voice for synthesised lines (empty = language).")
+    fallback_text: str = setting("", doc="Line spoken by the speech plugin (tts_espeak) when no fallback_wav "
+                                         "is set (empty = a built-in line for the language).")
     on_reply_timeout: bool = setting(True, doc="Answer locally when the cloud misses its reply deadline.")
     hot_cache: bool = setting(False, doc="Online too: a question that is exactly a cached phrase is answered "
                                          "at once from the cache and the cloud turn is aborted (needs "
@@ -54,7 +61,7 @@ class OfflinePlugin:
         self.offline = False
         self.fallback_pcm = b""
         self._fallback_text = ""
-        self._waiting: dict[str, asyncio.Future[Any]] = {}
+        self._fallback_ready = asyncio.Event()
         self._turn: asyncio.Task[None] | None = None
         self._answered_utterance = -1
         self._utterance = 0
@@ -69,9 +76,8 @@ class OfflinePlugin:
     @hookimpl
     def toyd_startup(self, app: App, settings: OfflineSettings) -> None:
         self.app, self.settings = app, settings
-        self._events = app.bus.subscribe("offline", (StateChanged, SpeechEnded, ReplyTimeout, LocalTranscript,
-                                                     CacheResult, CloudOnline, CloudOffline, ReplyAudio),
-                                            maxsize=2048)
+        self._events = app.bus.subscribe("offline", (StateChanged, SpeechEnded, ReplyTimeout, CloudOnline,
+                                                     CloudOffline, ReplyAudio), maxsize=2048)
 
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
@@ -91,20 +97,25 @@ class OfflinePlugin:
 
     async def _prepare_fallback(self) -> None:
         """Load or synthesise the fallback clip once, so a miss answers at once."""
-        from toyd_plugins.cache import audio
+        try:
+            await self._load_fallback()
+        finally:
+            self._fallback_ready.set()
 
+    async def _load_fallback(self) -> None:
         s = self.settings
         if s.fallback_wav:
             try:
-                self.fallback_pcm = await self.app.run_blocking(audio.read_wav, Path(s.fallback_wav))
+                self.fallback_pcm = await self.app.run_blocking(read_wav, Path(s.fallback_wav))
                 self._fallback_text = s.fallback_text  # what the recorded clip says, if the maker wrote it down
                 return
-            except audio.ReplyAudioError as exc:
-                log.error("offline.fallback_wav: %s; using the spoken fallback line instead", exc)
+            except AudioFileError as exc:
+                log.error("offline.fallback_wav: cannot read reply clip: %s; using the spoken fallback line "
+                          "instead", exc)
         self._fallback_text = self.fallback_line()
         try:
-            self.fallback_pcm = await self.app.run_blocking(audio.espeak, self._fallback_text, s.voice or s.language)
-        except audio.ReplyAudioError as exc:
+            self.fallback_pcm = await synthesize(self.app, self._turn_for("fallback"), self._fallback_text)
+        except BackendError as exc:
             log.error("offline fallback line unavailable (%s); a cache miss will be silent", exc)
 
     def fallback_line(self) -> str:
@@ -115,12 +126,7 @@ class OfflinePlugin:
 
     async def _run(self) -> None:
         async for event in self._events:
-            if isinstance(event, (LocalTranscript, CacheResult)):
-                key = event.turn_id if isinstance(event, LocalTranscript) else event.request_id
-                future = self._waiting.pop(key, None)
-                if future is not None and not future.done():
-                    future.set_result(event)
-            elif isinstance(event, ReplyAudio):
+            if isinstance(event, ReplyAudio):
                 if not event.response_id.startswith(LOCAL_PREFIX):
                     self._cloud_started = self._utterance  # the cloud is already answering this question
             elif isinstance(event, StateChanged):
@@ -151,27 +157,34 @@ class OfflinePlugin:
         if self._turn is not None and not self._turn.done():
             self._turn.cancel()
 
-    async def _ask(self, key: str, event: Any) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[key] = future
-        self.app.bus.publish(event)
+    def _turn_for(self, turn_id: str) -> Turn:
+        return Turn(device_id=self.app.device_id, session_id="local", turn_id=turn_id,
+                    language=self.settings.language or None)
+
+    async def _ask(self, hook: str, **kwargs: Any) -> Any:
+        """One device hook's answer; a plugin that fails costs this step, not the turn."""
         try:
-            return await future
-        finally:
-            self._waiting.pop(key, None)
+            return await self.app.host.call_first(hook, **kwargs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the fallback still answers the child
+            log.error("%s failed: %s: %s", hook, type(exc).__name__, exc)
+            log.debug("%s traceback", hook, exc_info=exc)
+            return None
 
     async def _local_turn(self, turn_id: str, reason: str) -> None:
-        """Vosk → cache → speaker, bounded by ``local_timeout``; a miss plays the fallback."""
+        """Recognise → look up → speaker, bounded by ``local_timeout``; a miss plays the fallback."""
         log.info("local turn %s (%s)", turn_id[:8], reason)
-        heard = LocalTranscript(turn_id=turn_id, text="", error="no answer")
+        heard = LocalTranscription(text="", error="no answer")
+        result: CacheAnswer | None = None
         try:
             async with asyncio.timeout(self.settings.local_timeout):
-                heard = await self._ask(turn_id, LocalTurn(turn_id=turn_id, reason=reason))
+                turn = self._turn_for(turn_id)
+                heard = await self._ask("toyd_transcribe_local", turn=turn) or \
+                    LocalTranscription(text="", error="no local speech recognition plugin is enabled")
                 query = heard.phrase if heard.grammar else heard.text
-                result = None
                 if query:
-                    request_id = uuid.uuid4().hex
-                    result = await self._ask(request_id, CacheLookup(request_id=request_id, text=query))
+                    result = await self._ask("toyd_lookup_reply", text=query)
         except TimeoutError:
             log.error("local turn %s took longer than %g s; playing the fallback", turn_id[:8],
                       self.settings.local_timeout)
@@ -180,23 +193,24 @@ class OfflinePlugin:
         if reason == "hot_cache" and (not sure or self._cloud_started == self._utterance):
             # not a sure hit: the cloud answers as usual; a later reply timeout may still answer locally
             self._answered_utterance = -1
-            log.info("hot cache: %s; the cloud answers", "the cloud was faster" if sure else
-                     f"no sure match for {heard.text!r}")
+            log.info("hot cache: %s; the cloud answers", "the cloud was faster" if sure else "no sure match")
+            log.debug("hot cache heard %r", heard.text)
             return
         if result is not None and result.hit:
-            pcm = result.pcm or await self._speak(result.reply)
+            pcm = result.pcm or await self._speak(turn_id, result.reply)
             self._play(turn_id, heard.text, "cache", result.reply, pcm, reason)
         else:
             if heard.error:
                 log.warning("local turn %s: no transcript (%s)", turn_id[:8], heard.error)
+            if not self._fallback_ready.is_set():  # a turn right after start: the clip is still being made
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._fallback_ready.wait(), self.settings.local_timeout)
             self._play(turn_id, heard.text, "fallback", self._fallback_text, self.fallback_pcm, reason)
 
-    async def _speak(self, text: str) -> bytes:
-        from toyd_plugins.cache import audio
-
+    async def _speak(self, turn_id: str, text: str) -> bytes:
         try:
-            return await self.app.run_blocking(audio.espeak, text, self.settings.voice or self.settings.language)
-        except audio.ReplyAudioError as exc:
+            return await synthesize(self.app, self._turn_for(turn_id), text)
+        except BackendError as exc:
             log.error("cannot speak the cached reply: %s", exc)
             return b""
 
@@ -206,6 +220,7 @@ class OfflinePlugin:
         for frame in frames(pcm):
             self.app.bus.publish(ReplyAudio(response_id=response_id, pcm=frame))
         self.app.bus.publish(ReplyAudioEnd(response_id=response_id))
-        log.info("local turn %s answered from %s: %r", turn_id[:8], source, reply)
+        log.info("local turn %s answered from %s", turn_id[:8], source)
+        log.debug("local turn %s: heard %r, replied %r", turn_id[:8], transcript, reply)
         self.app.bus.publish(OfflineAnswered(turn_id=turn_id, transcript=transcript, source=source, reply=reply,
                                              response_id=response_id, reason=reason))

@@ -1,17 +1,17 @@
-"""The ``tts_espeak`` plugin: ``toyd_synthesize`` with an espeak-ng subprocess, resampled with soxr."""
+"""The ``tts_espeak`` plugin: ``toyd_synthesize`` with an espeak-ng subprocess, resampled with soxr.
+
+Both roles: the cloud speaks every reply with it, a toy its cached and offline replies.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
-import shutil
-import struct
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from toyd import App, PluginDeclaration, hookimpl, setting
-from toyd.errors import BackendError
+from toyd.audio import espeak
 from toyd.turn import Turn
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,13 @@ class EspeakPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("cloud",), settings=EspeakSettings,
-                                 summary="Local text-to-speech with espeak-ng (streamed, 16 kHz)")
+        return PluginDeclaration(roles=("cloud", "device"), settings=EspeakSettings,
+                                 summary="Local text-to-speech with espeak-ng (streamed, 16 kHz); "
+                                         "on a toy it speaks cached and offline replies")
 
     @hookimpl
     def toyd_startup(self, app: App, settings: EspeakSettings) -> None:
-        if shutil.which(settings.binary) is None:
-            raise BackendError(f"{settings.binary} is not installed (apt-get install espeak-ng)")
+        espeak.find(settings.binary)
         self.settings = settings
 
     @hookimpl
@@ -92,9 +92,6 @@ class EspeakPlugin:
 
     async def _speak(self, turn: Turn, text: str) -> AsyncGenerator[bytes, None]:
         """16 kHz mono int16 chunks; closing the generator kills espeak-ng."""
-        import numpy as np
-        import soxr
-
         s = self.settings
         text = " ".join(text.split())
         if not text:
@@ -102,60 +99,13 @@ class EspeakPlugin:
         if len(text) > s.max_chars:
             log.warning("tts_espeak: turn %s: sentence of %d characters cut to %d", turn.turn_id, len(text), s.max_chars)
             text = text[: s.max_chars]
-        voice, rate, pitch = self.voice_for(turn)
-        proc = await asyncio.create_subprocess_exec(
-            s.binary, "--stdout", "-v", voice, "-s", str(rate), "-p", str(pitch), "-a", str(s.amplitude),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        assert proc.stdin and proc.stdout
+        name, rate, pitch = self.voice_for(turn)
+        voice = espeak.Voice(name=name, rate=rate, pitch=pitch, amplitude=s.amplitude)
         self.running += 1
-        try:
-            proc.stdin.write(text.encode("utf-8") + b"\n")
-            proc.stdin.close()
-            in_rate = await asyncio.wait_for(_read_wav_header(proc.stdout), s.timeout)
-            resampler = soxr.ResampleStream(in_rate, OUT_RATE, 1, dtype="int16") if in_rate != OUT_RATE else None
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + s.timeout
-            carry = b""
-            while True:
-                chunk = await asyncio.wait_for(proc.stdout.read(8192), max(deadline - loop.time(), 0.01))
-                last = not chunk
-                data = carry + chunk
-                carry = data[len(data) // 2 * 2:]
-                samples = np.frombuffer(data[: len(data) // 2 * 2], dtype=np.int16)
-                out = resampler.resample_chunk(samples, last=last) if resampler else samples
-                if len(out):
-                    yield out.tobytes()
-                if last:
-                    break
-            code = await asyncio.wait_for(proc.wait(), 2)
-            if code != 0:
-                err = (await proc.stderr.read()).decode(errors="replace").strip() if proc.stderr else ""
-                raise BackendError(f"espeak-ng exited with {code} for voice {voice!r}: {err[:200]}")
-        except TimeoutError:
-            raise BackendError(f"espeak-ng took longer than {s.timeout:g} s for one sentence") from None
+        try:  # aclosing: a barge-in that closes this generator kills espeak-ng now, not at GC
+            async with contextlib.aclosing(espeak.stream(text, voice, binary=s.binary, timeout=s.timeout,
+                                                         sample_rate=OUT_RATE)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
             self.running -= 1
-
-
-async def _read_wav_header(stream: asyncio.StreamReader) -> int:
-    """Skip the RIFF header espeak-ng writes (sizes unknown while streaming); returns the rate."""
-    try:
-        riff = await stream.readexactly(12)
-        if riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
-            raise BackendError("espeak-ng did not write a WAV stream")
-        rate = 22050
-        while True:
-            chunk_id, size = struct.unpack("<4sI", await stream.readexactly(8))
-            if chunk_id == b"data":
-                return rate
-            body = await stream.readexactly(size)
-            if chunk_id == b"fmt ":
-                channels, rate = struct.unpack("<HI", body[2:8])
-                if channels != 1:
-                    raise BackendError(f"espeak-ng wrote {channels} channels, expected 1")
-    except asyncio.IncompleteReadError:
-        raise BackendError("espeak-ng ended before writing any audio (bad voice name?)") from None

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from toyd import App, PluginDeclaration, Service, hookimpl, setting
-from toyd.events import (AudioFrame, CloudOffline, CloudOnline, LocalTranscript, LocalTurn, OfflinePhrases,
-                         SpeechEnded, StateChanged, Transcript)
+from toyd.events import AudioFrame, CloudOffline, CloudOnline, OfflinePhrases, SpeechEnded, StateChanged, Transcript
+from toyd.localturn import LocalTranscription
 from toyd.state import State
+from toyd.turn import Turn
 
 from .engine import Recognition, VoskEngine, VoskModelError
 
@@ -66,7 +67,7 @@ class VoskSttSettings:
 
 
 class VoskSttPlugin:
-    """Buffers each utterance, decodes it on a worker thread, answers LocalTurn."""
+    """Buffers each utterance, decodes it on a worker thread, answers ``toyd_transcribe_local``."""
 
     def __init__(self) -> None:
         self.settings = VoskSttSettings()
@@ -97,7 +98,7 @@ class VoskSttPlugin:
         path = Path(settings.model or default_model_path())
         self.engine = VoskEngine(path, unk=settings.unk, min_word_conf=settings.min_word_conf)
         self._events = app.bus.subscribe("vosk_stt", (StateChanged, AudioFrame, SpeechEnded, OfflinePhrases,
-                                                      LocalTurn, CloudOnline, CloudOffline), maxsize=2048)
+                                                      CloudOnline, CloudOffline), maxsize=2048)
         if settings.load == "eager":  # in the background: a slow SD card must not fail the start
             app.spawn(self._ensure_loaded(), "vosk_stt.load")
 
@@ -157,8 +158,6 @@ class VoskSttPlugin:
                 await self._on_state(event)
             elif isinstance(event, SpeechEnded):
                 self._on_speech_ended()
-            elif isinstance(event, LocalTurn):
-                self.app.spawn(self._answer(event), "vosk_stt.answer")
             elif isinstance(event, OfflinePhrases):
                 assert self.engine is not None
                 missing = await self._call(self.engine.set_phrases, list(event.phrases))
@@ -240,11 +239,11 @@ class VoskSttPlugin:
     def _grammar_mode(self) -> bool:
         return self.settings.mode == "grammar"
 
-    async def _answer(self, turn: LocalTurn) -> None:
-        """Publish the recognition of the last utterance for ``turn``."""
+    @hookimpl
+    async def toyd_transcribe_local(self, turn: Turn) -> LocalTranscription:
+        """The recognition of the last utterance (decoded live, or now from the buffer)."""
         if not await self._ensure_loaded():
-            self.app.bus.publish(LocalTranscript(turn_id=turn.turn_id, text="", error=self.error))
-            return
+            return LocalTranscription(text="", error=self.error)
         assert self.engine is not None
         if self._listening:
             self._on_speech_ended()
@@ -255,13 +254,12 @@ class VoskSttPlugin:
             result = await asyncio.shield(self._result)  # other turns may wait for the same result
         except Exception as exc:  # noqa: BLE001 - a decoder fault must not end the turn silently
             log.error("Vosk failed on this utterance: %s: %s", type(exc).__name__, exc)
-            self.app.bus.publish(LocalTranscript(turn_id=turn.turn_id, text="", error=str(exc)))
-            return
-        log.info("vosk heard %r -> %s (%.0f ms to finish)", result.text,
-                 repr(result.phrase) if result.grammar and result.phrase else
+            return LocalTranscription(text="", error=str(exc))
+        # the child's words go to the parents through the outbox, never into the journal
+        log.info("vosk: %s (%.0f ms to finish)", "a cached phrase" if result.grammar and result.phrase else
                  (result.rejected_because or "free-form"), result.finish_ms)
-        self.app.bus.publish(LocalTranscript(turn_id=turn.turn_id, text=result.text, phrase=result.phrase,
-                                             grammar=result.grammar))
+        log.debug("vosk heard %r -> %r", result.text, result.phrase)
         heard = result.phrase or result.text
         if heard:
             self.app.bus.publish(Transcript(text=heard, source="vosk", turn_id=turn.turn_id))
+        return LocalTranscription(text=result.text, phrase=result.phrase, grammar=result.grammar)

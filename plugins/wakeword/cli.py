@@ -112,11 +112,11 @@ def run(args: argparse.Namespace) -> int:
     """Score the file and print the table (or JSON)."""
     from toyd.errors import ToydError
 
-    from .wavfile import read_wav
+    from toyd.audio.wav import read_wav
 
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise ToydError(f"--threshold must be between 0 and 1 (got {args.threshold})")
-    pcm = read_wav(args.wav, convert=args.resample)
+    pcm = read_wav(args.wav, convert=args.resample, needed_by="the wake word")
     settings, base = load_settings(args.config)
     result = analyse(pcm, settings, base, args.threshold)
     if args.json:

@@ -8,6 +8,7 @@ naming the file.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import wave
@@ -21,17 +22,46 @@ from .pcm import SAMPLE_RATE, SAMPLE_WIDTH
 RAW_SUFFIXES = (".raw", ".pcm", ".s16", ".s16le")
 
 
-def read_wav(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> bytes:
-    """The whole WAV at ``path`` as mono int16 PCM at ``sample_rate`` (blocking)."""
-    name = str(path)
+def read_wav(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE, *, convert: bool = True,
+             needed_by: str = "") -> bytes:
+    """The whole WAV at ``path`` as mono int16 PCM at ``sample_rate`` (blocking).
+
+    With ``convert=False`` a file of another shape is an error that says what
+    ``needed_by`` (a tool that scores exact audio, like the wake word) expects; such a
+    caller also refuses an empty or truncated file instead of reading what is there.
+    """
+    return _decode(str(path), str(path), sample_rate, None if convert else (needed_by or "toyd"))
+
+
+def read_wav_bytes(data: bytes, *, source: str = "<wav>", sample_rate: int = SAMPLE_RATE) -> bytes:
+    """A WAV held in memory (a program's output, a download) as mono int16 PCM at ``sample_rate``."""
+    return _decode(io.BytesIO(data), source, sample_rate)
+
+
+def _check_shape(name: str, data: bytes, rate: int, width: int, channels: int, sample_rate: int,
+                 needed_by: str) -> None:
+    if not data:
+        raise AudioFileError(name, "contains no audio")
+    if len(data) % (channels * width):
+        raise AudioFileError(name, "truncated audio data")
+    problems = [f"{8 * width}-bit samples"] if width != SAMPLE_WIDTH else []
+    problems += [f"{channels} channels"] if channels != 1 else []
+    problems += [f"{rate} Hz"] if rate != sample_rate else []
+    if problems:
+        raise AudioFileError(name, f"{', '.join(problems)}; {needed_by} needs {sample_rate} Hz mono 16-bit; "
+                                   f"convert it with `sox IN.wav -r {sample_rate} -c 1 -b 16 OUT.wav`, "
+                                   "or pass --resample")
+
+
+def _decode(what: str | io.BytesIO, name: str, sample_rate: int, strict_for: str | None = None) -> bytes:
     try:
-        with wave.open(name, "rb") as wav:
+        with wave.open(what, "rb") as wav:
             channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
             data = wav.readframes(wav.getnframes())
     except FileNotFoundError:
         raise AudioFileError(name, "no such file") from None
     except IsADirectoryError:
-        raise AudioFileError(name, "is a directory, not a WAV file") from None
+        raise AudioFileError(name, "is a folder, not a WAV file") from None
     except PermissionError:
         raise AudioFileError(name, "permission denied") from None
     except (wave.Error, EOFError, RuntimeError, ValueError, struct.error) as exc:
@@ -42,6 +72,8 @@ def read_wav(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> by
         raise AudioFileError(name, exc.strerror or str(exc)) from None
     if rate <= 0 or channels <= 0:
         raise AudioFileError(name, f"bad WAV header (rate {rate}, {channels} channels)")
+    if strict_for is not None:
+        _check_shape(name, data, rate, width, channels, sample_rate, strict_for)
     return convert(data, rate=rate, width=width, channels=channels, sample_rate=sample_rate, source=name)
 
 

@@ -61,13 +61,12 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) 
 
 def espeak_pcm(text: str, *, voice: str = "en-us", rate: int = 150, pitch: int = 50, sample_rate: int = 16000) -> bytes:
     """Speak ``text`` with espeak-ng; 16-bit mono PCM at ``sample_rate`` (resampled by sox)."""
-    with tempfile.TemporaryDirectory(prefix="toyd-espeak-") as tmp:
-        raw = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "-w", str(raw), text],
-                       check=True, capture_output=True)
-        out = subprocess.run(["sox", str(raw), "-t", "raw", "-r", str(sample_rate), "-c", "1", "-b", "16",
-                              "-e", "signed-integer", "-"], check=True, capture_output=True)
-        return out.stdout
+    from ..audio import espeak
+
+    wav = espeak.speak_wav(text, espeak.Voice(name=voice, rate=rate, pitch=pitch))
+    out = subprocess.run(["sox", "-t", "wav", "-", "-t", "raw", "-r", str(sample_rate), "-c", "1", "-b", "16",
+                          "-e", "signed-integer", "-"], input=wav, check=True, capture_output=True)
+    return out.stdout
 
 async def wait_for(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01) -> T:
     """Poll ``predicate`` until it returns something truthy; bounded by ``timeout``."""

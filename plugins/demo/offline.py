@@ -18,12 +18,13 @@ import yaml
 from toyd import logs
 from toyd.config import validate
 from toyd.daemon import Daemon
-from toyd.errors import ConfigError, ToydError
+from toyd.errors import BackendError, ConfigError, ToydError
 from toyd.events import CloudOffline, ReplyAudio, ReplyAudioEnd, StateChanged
 from toyd.registry import Registry
-from toyd.audio.wav import write_wav
+from toyd.audio import espeak
+from toyd.audio.wav import read_wav, write_wav
 
-from .drive import next_matching, speak_turn
+from toyd.testing.drive import next_matching, speak_turn
 
 log = logging.getLogger(__name__)
 DEFAULT_QUESTION = "엄마 어디 있어"
@@ -49,8 +50,8 @@ def load_responses(path: str | None) -> dict[str, str]:
     if path:
         source, text = path, _read(path)
     else:
-        source = "toyd_plugins.offline/demo_responses.yaml"
-        text = (importlib.resources.files("toyd_plugins.offline") / "demo_responses.yaml").read_text("utf-8")
+        source = "toyd_plugins.demo/demo_responses.yaml"
+        text = (importlib.resources.files("toyd_plugins.demo") / "demo_responses.yaml").read_text("utf-8")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -79,20 +80,13 @@ def _read(path: str) -> str:
 def question_pcm(args: argparse.Namespace) -> tuple[bytes, str]:
     """The child's question: --wav, --say (espeak-ng), or the default Korean phrase."""
     if args.wav:
-        from toyd_plugins.cache.audio import ReplyAudioError, read_wav
-
-        try:
-            return read_wav(Path(args.wav)), args.wav
-        except ReplyAudioError as exc:
-            raise ToydError(str(exc)) from None
-    from toyd_plugins.cache.audio import ReplyAudioError, espeak
-
+        return read_wav(args.wav), args.wav
     text = args.say or DEFAULT_QUESTION
     # the built-in model is Korean: an English child voice (the demo's default) would only get the fallback
     voice = "ko" if not args.vosk_model and args.child_voice.startswith("en") else args.child_voice
     try:
-        return espeak(text, voice, rate=135), f'"{text}" (espeak-ng -v {voice})'
-    except ReplyAudioError as exc:
+        return espeak.speak(text, espeak.Voice(name=voice, rate=135)), f'"{text}" (espeak-ng -v {voice})'
+    except BackendError as exc:
         raise ToydError(f"{exc}; or give --wav FILE") from None
 
 
@@ -122,7 +116,7 @@ def run_offline_demo(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, responses: dict[str, str], pcm: bytes, state_dir: Path,
                say: Any) -> dict[str, Any]:
     registry = Registry()
-    plugins = ["cache", "vosk_stt", "offline"]
+    plugins = ["tts_espeak", "cache", "vosk_stt", "offline"]
     data: dict[str, Any] = {
         "role": "device", "device_id": "demo-toy", "state_dir": str(state_dir), "startup_timeout": 120,
         "plugins": plugins, "cache": {"responses": responses},
