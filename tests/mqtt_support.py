@@ -83,7 +83,14 @@ async def command(probe: Probe, base: str, name: str, payload: dict | None = Non
     return await probe.json(f"{base}/cmd/{name}/result", lambda d: d.get("request_id") == rid, timeout=timeout)
 
 
+PARENTAL_KEYS = ("quiet_hours", "usage_limit_minutes", "sleep_line")
+
+
 def device_config(port: int, device_id: str = "toy1", **mqtt: Any) -> dict:
-    """A device config with the mqtt plugin against the test broker (fast reconnects)."""
-    return {"role": "device", "device_id": device_id, "plugins": ["mqtt"],
+    """A device config with the parental and mqtt plugins against the test broker (fast reconnects).
+
+    Parental keys (quiet hours, limit, sleep line) go into the parental section.
+    """
+    parental = {k: mqtt.pop(k) for k in PARENTAL_KEYS if k in mqtt}
+    return {"role": "device", "device_id": device_id, "plugins": ["parental", "mqtt"], "parental": parental,
             "mqtt": {"port": port, "reconnect_min": 0.05, "reconnect_max": 0.3, **mqtt}}

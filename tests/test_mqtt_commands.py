@@ -100,10 +100,10 @@ async def test_quiet_hours_bad_values_are_named(toy):
 
 async def test_usage_limit_reached_sleeps_at_the_end_of_the_turn(mosquitto, state_dir):
     today = dt.datetime.now().astimezone().date().isoformat()
-    (state_dir / "mqtt-controls.json").write_text(json.dumps({"usage_day": today, "usage_seconds": 59.8}))
+    (state_dir / "parental.json").write_text(json.dumps({"usage_day": today, "usage_seconds": 59.8}))
     probe = Probe(mosquitto)
     async with running_daemon(device_config(mosquitto), state_dir=state_dir) as app:
-        parental = app.host.plugins["mqtt"].parental
+        parental = app.host.plugins["parental"].parental
         await probe.next(f"{BASE}/status", lambda p: p == b"online")  # subscribed: commands reach it
         res = await command(probe, BASE, "usage_limit", {"minutes": 1})
         assert res["ok"] and app.state is State.IDLE  # 59.8 s used: still under the limit

@@ -53,6 +53,7 @@ async def test_cloud_folder_to_toy_end_to_end(mosquitto, state_dir, tmp_path):
         mqtt:
           persona: storyteller
           max_volume: 70
+        parental:
           quiet_hours: {start: "20:00", end: "07:00", tz: Europe/Paris}
     """))
     probe = Probe(mosquitto)
@@ -106,9 +107,9 @@ async def test_invalid_push_is_rejected_and_named(toy):
     ({"device_id": "other"}, "config.device_id", "core settings cannot be pushed"),
     ({"plugins": []}, "config.plugins", "core settings"),
     ({"wakeword": {"threshold": 0.5}}, "config.wakeword", "not enabled"),
-    ({"mqtt": {"sleep_line": {"$env": "HOME"}}}, "config.mqtt.sleep_line", "$env"),
+    ({"parental": {"sleep_line": {"$env": "HOME"}}}, "config.parental.sleep_line", "$env"),
     ({"mqtt": {"persona": "pirate"}}, "config.mqtt", "not in personas"),
-    ({"mqtt": {"quiet_hours": {"start": "7pm", "end": "07:00"}}}, "config.mqtt.quiet_hours", "HH:MM"),
+    ({"parental": {"quiet_hours": {"start": "7pm", "end": "07:00"}}}, "config.parental.quiet_hours", "HH:MM"),
     ({"mqtt": {"max_volum": 3}}, "config.mqtt.max_volum", "cannot be pushed"),
     ({"mqtt": ["persona"]}, "config.mqtt", "expected a mapping"),
 ])
@@ -153,7 +154,7 @@ async def test_applied_push_is_persisted_and_reapplied_without_a_broker(mosquitt
         await probe.json(f"{BASE}/state", lambda d: d["config_version"] == 7)
     probe.publish(CONFIG_TOPIC, b"", retain=True)
     probe.close()
-    saved = json.loads((state_dir / "mqtt-pushed-config.json").read_text())
+    saved = json.loads((state_dir / "pushed-config.json").read_text())
     assert saved["version"] == 7
     async with running_daemon(toy_config(free_port()), state_dir=state_dir) as app:
         plugin = app.host.plugins["mqtt"]
@@ -173,10 +174,10 @@ async def test_reload_keeps_the_pushed_overlay(mosquitto, state_dir, tmp_path):
     try:
         push(probe, 1, {"mqtt": {"max_volume": 44}})
         await probe.json(f"{BASE}/state", lambda d: d["config_version"] == 1)
-        data["mqtt"]["sleep_line"] = "Shh, sleepy time."
+        data["parental"]["sleep_line"] = "Shh, sleepy time."
         path.write_text(yaml.safe_dump(data))
         assert (await command(probe, BASE, "reload_config"))["ok"]
-        await wait_for(lambda: app.config.section("mqtt").sleep_line == "Shh, sleepy time."
+        await wait_for(lambda: app.config.section("parental").sleep_line == "Shh, sleepy time."
                        and app.config.section("mqtt").max_volume == 44)
         path.write_text("role: device\nplugins: [mqtt]\nmqtt: {max_volume: loud}\n")
         res = await command(probe, BASE, "reload_config")

@@ -99,13 +99,13 @@ async def test_broker_restart_reconnects_and_resubscribes(state_dir):
 
 async def test_no_broker_toy_works_and_logs_once(state_dir, caplog):
     port = free_port()
-    caplog.set_level(logging.DEBUG, logger="toyd_plugins.mqtt.bridge")
+    caplog.set_level(logging.DEBUG, logger="toyd.mqtt.bridge")
     async with running_daemon(device_config(port), state_dir=state_dir) as app:
         bridge = app.host.plugins["mqtt"].bridge
         await wait_for(lambda: bridge._failures >= 4, timeout=10)
         app.bus.publish(ButtonPressed())
         await wait_for(lambda: app.state is State.LISTENING)
-        warnings = [r for r in caplog.records if r.name == "toyd_plugins.mqtt.bridge" and r.levelno >= logging.WARNING]
+        warnings = [r for r in caplog.records if r.name == "toyd.mqtt.bridge" and r.levelno >= logging.WARNING]
         assert len(warnings) == 1 and "retrying in the background" in warnings[0].getMessage()
         with start_mosquitto(port):
             await wait_for(lambda: bridge.connected, timeout=10)

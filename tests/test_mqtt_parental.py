@@ -10,9 +10,9 @@ import pytest
 from toyd import State
 from toyd.testing import free_port, running_daemon, wait_for
 
-from toyd_plugins.mqtt.controls import Controls, in_quiet_hours, next_boundary
-from toyd_plugins.mqtt.pushed import merge
-from toyd_plugins.mqtt.settings import QuietHours
+from toyd.quiet_hours import QuietHours, in_quiet_hours, next_boundary
+from toyd_plugins.mqtt.config_overlay import merge
+from toyd_plugins.parental.controls import Controls
 
 from mqtt_support import device_config
 
@@ -67,7 +67,7 @@ def test_push_merge_is_a_deep_overlay():
 async def test_scheduler_follows_the_clock_and_respects_the_parent(state_dir):
     config = device_config(free_port(), quiet_hours={"start": "20:00", "end": "07:00", "tz": "UTC"})
     async with running_daemon(config, state_dir=state_dir) as app:
-        parental = app.host.plugins["mqtt"].parental
+        parental = app.host.plugins["parental"].parental
         now = [at("2026-01-10T19:59:00+00:00")]
         parental.clock = lambda: now[0]
         parental.evaluate()
@@ -96,7 +96,7 @@ async def test_usage_limit_sleep_ends_the_next_day(state_dir):
     (state_dir / "mqtt-controls.json").write_text(json.dumps(
         {"usage_day": today, "usage_seconds": 700, "usage_limit_minutes": 10}))
     async with running_daemon(device_config(free_port(), usage_limit_minutes=10), state_dir=state_dir) as app:
-        parental = app.host.plugins["mqtt"].parental
+        parental = app.host.plugins["parental"].parental
         now = [at("2026-01-10T12:00:00+00:00")]
         parental.clock = lambda: now[0]
         parental.evaluate()
@@ -105,5 +105,29 @@ async def test_usage_limit_sleep_ends_the_next_day(state_dir):
         now[0] = at("2026-01-12T12:00:00+00:00")
         parental.evaluate()  # a new day: the limit no longer applies
         await wait_for(lambda: app.state is State.IDLE)
-    saved = json.loads((state_dir / "mqtt-controls.json").read_text())
+    saved = json.loads((state_dir / "parental.json").read_text())
     assert saved["usage_day"] != today and saved["usage_seconds"] == 0
+
+
+async def test_parental_controls_work_without_mqtt(state_dir):
+    """No broker, no mqtt plugin: the file's quiet hours still put the toy to sleep, by a clock the test holds."""
+    config = {"role": "device", "plugins": ["parental"],
+              "parental": {"quiet_hours": {"start": "20:00", "end": "07:00", "tz": "UTC"}}}
+    async with running_daemon(config, state_dir=state_dir) as app:
+        parental = app.host.plugins["parental"].parental
+        now = [at("2026-01-10T20:30:00+00:00")]
+        parental.clock = lambda: now[0]
+        parental.evaluate()
+        await wait_for(lambda: app.state is State.SLEEPING)
+        now[0] = at("2026-01-11T07:00:00+00:00")
+        parental.evaluate()
+        await wait_for(lambda: app.state is State.IDLE)
+    assert json.loads((state_dir / "parental.json").read_text())["quiet_hours"]["start"] == "20:00"
+
+
+async def test_controls_saved_by_an_older_version_in_the_mqtt_file_are_kept(state_dir):
+    (state_dir / "mqtt-controls.json").write_text(json.dumps(
+        {"usage_limit_minutes": 15, "quiet_hours": {"start": "21:00", "end": "06:00", "tz": "UTC"}, "volume": 40}))
+    async with running_daemon({"role": "device", "plugins": ["parental"]}, state_dir=state_dir) as app:
+        controls = app.host.plugins["parental"].parental.controls
+        assert controls.usage_limit_minutes == 15 and controls.quiet_hours == QuietHours("21:00", "06:00", "UTC")

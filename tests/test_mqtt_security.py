@@ -93,7 +93,7 @@ async def test_real_toy_with_password_from_env_works_under_the_acl(acl_broker, s
 
 
 async def test_wrong_password_keeps_the_toy_working_and_retrying(acl_broker, state_dir, caplog):
-    caplog.set_level(logging.INFO, logger="toyd_plugins.mqtt.bridge")
+    caplog.set_level(logging.INFO, logger="toyd.mqtt.bridge")
     config = device_config(acl_broker, device_id="demo-toy", username="demo-toy", password="wrong")
     async with running_daemon(config, state_dir=state_dir) as app:
         bridge = app.host.plugins["mqtt"].bridge

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import statedir, systemd
+from . import pushed_config, statedir, systemd
 from .app import App
 from .bus import EventBus
 from .config import Config
@@ -48,6 +48,8 @@ class Daemon:
         self.started_at = time.monotonic()
         core = self.config.core
         path = statedir.prepare(statedir.resolve(core.state_dir, self._state_dir_override))
+        # a pushed overlay is in force before any plugin starts: settings that need a restart take effect
+        self.config = pushed_config.apply_saved(self.config, path, self.registry.schema, self.registry.names)
         bus = EventBus()
         bus.bind(asyncio.get_running_loop())
         host = PluginHost(self.role, self.registry)

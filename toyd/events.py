@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from .quiet_hours import QuietHours
 from .state import State, Trigger
 
 
@@ -246,6 +247,30 @@ class PersonaSet(Event):
     """Switch the toy's persona (sent to the cloud with every turn)."""
 
     persona: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QuietHoursSet(Event):
+    """A parent set the daily sleep window (``window`` None = no quiet hours); parental applies it."""
+
+    window: QuietHours | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UsageLimitSet(Event):
+    """A parent set the daily talking limit in minutes (0 = none); parental applies it."""
+
+    minutes: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ParentalStatus(Event):
+    """The parental controls in force and today's usage, published whenever they change."""
+
+    quiet_hours: QuietHours | None = None
+    usage_limit_minutes: int = 0
+    usage_today_minutes: float = 0.0
+    sleep_reason: str = ""
 
 
 # --- offline mode: the phrase list, cacheable replies, local answers -----------------------

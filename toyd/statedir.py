@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from .errors import StateDirError
@@ -27,3 +28,21 @@ def prepare(path: Path) -> Path:
             "set state_dir in the config or pass --state-dir"
         ) from None
     return path
+
+
+_write_lock = threading.Lock()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so a reader or a power cut never sees half a file.
+
+    Writes run in executor threads; one may still be running when its task is cancelled
+    (shutdown) and a final write starts: the lock keeps them in order, one at a time.
+    """
+    with _write_lock:
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)

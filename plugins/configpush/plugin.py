@@ -11,8 +11,8 @@ from typing import Any
 
 from toyd import App, ConfigError, PluginDeclaration, Service, hookimpl, setting
 from toyd.config import parse_yaml
-from toyd_plugins.mqtt.bridge import MqttBridge, wait_event
-from toyd_plugins.mqtt.settings import BrokerSettings
+from toyd.mqtt import BrokerSettings
+from toyd.mqtt.bridge import MqttBridge, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class ConfigPushPlugin:
 
     def __init__(self) -> None:
         self.published: dict[str, int] = {}  # device_id -> version on the broker
+        self.results: dict[str, dict[str, Any]] = {}  # device_id -> the toy's last answer
         self._seen: dict[str, float] = {}
 
     @hookimpl
@@ -81,12 +82,32 @@ class ConfigPushPlugin:
         self.folder = Path(settings.dir).expanduser()
         self._connected = asyncio.Event()
         self.bridge = MqttBridge(settings, client_id=settings.client_id or f"toyd-configpush-{app.device_id}",
-                                 will_topic=None, subscriptions=lambda: [], on_message=lambda t, p, r: None,
-                                 on_connected=self._on_connected)
+                                 will_topic=None, subscriptions=lambda: [f"{self.settings.topic_prefix}/+/config/result"],
+                                 on_message=self._on_result, on_connected=self._on_connected)
         await app.run_blocking(self.bridge.configure_tls)
         self.bridge.start(asyncio.get_running_loop())
         if not await app.run_blocking(self.folder.is_dir):
             log.warning("configpush: folder %s does not exist yet; toys get their config once it does", self.folder)
+
+    def _on_result(self, topic: str, payload: bytes, retain: bool) -> None:
+        """A toy's answer to its config: applied, pending (needs its restart) or refused."""
+        device_id = topic.removeprefix(f"{self.settings.topic_prefix}/").partition("/")[0]
+        try:
+            result = json.loads(payload.decode("utf-8"))
+            if not isinstance(result, dict):
+                raise ValueError("not a JSON object")
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            log.warning("configpush: %s: unreadable config result on %s: %s", device_id, topic, exc)
+            return
+        self.results[device_id] = result
+        if result.get("result") == "refused":
+            log.warning("configpush: %s refused config version %s: %s", device_id, result.get("version"),
+                        result.get("error"))
+        elif result.get("result") == "pending":
+            log.info("configpush: %s saved config version %s; %s take effect at its next start", device_id,
+                     result.get("version"), ", ".join(map(str, result.get("restart") or [])))
+        else:
+            log.info("configpush: %s applied config version %s", device_id, result.get("version"))
 
     def _on_connected(self) -> None:
         self._seen.clear()  # publish everything again: the broker may have lost retained messages

@@ -12,7 +12,7 @@ from typing import Any
 
 from toyd import ToydError
 
-from .settings import check_hhmm, check_tz
+from toyd.quiet_hours import check_hhmm, check_tz
 
 
 class CommandError(ToydError):

@@ -15,7 +15,7 @@ from typing import Any
 
 from toyd import App
 
-from .bridge import MqttBridge, NotConnected
+from toyd.mqtt.bridge import MqttBridge, NotConnected
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,8 @@
-"""The mqtt plugin: parent remote control, Home Assistant discovery, config push, events out."""
+"""The mqtt plugin: parent remote control, Home Assistant discovery, config push, events out.
+
+Quiet hours and the daily limit are the parental plugin's: commands for them become
+``QuietHoursSet``/``UsageLimitSet`` events, and its ``ParentalStatus`` goes into ``state``.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +16,20 @@ import uuid
 from typing import Any
 
 from toyd import App, PluginDeclaration, Service, State, Trigger, __version__, hookimpl
-from toyd.events import (ButtonPressed, ConfigApplied, ConfigRejected, PersonaSet, SayRequested, StateChanged,
-                         StateRequest, VolumeSet)
+from toyd.events import (ConfigApplied, ConfigRejected, ParentalStatus, PersonaSet, QuietHoursSet, SayRequested,
+                         StateChanged, StateRequest, UsageLimitSet, VolumeSet)
+from toyd.mqtt.bridge import MqttBridge, wait_event
+from toyd.quiet_hours import QuietHours
 
-from . import commands, controls, discovery
-from .bridge import MqttBridge, wait_event
+from . import choices, commands, discovery
 from .commands import CommandError, ParsedCommand
+from .config_push import ConfigPushHandler
 from .outbox import OutboxDrain
-from .parental import CONTROLS_FILE, Parental
-from .receiver import PushReceiver
-from .settings import BrokerSettings, MqttSettings, QuietHours
+from .settings import BrokerSettings, MqttSettings
 
 log = logging.getLogger(__name__)
 
 INBOX_SIZE = 256
-SLEEP_LINE_EVERY = 5.0  # seconds between two "it's sleep time" lines
 
 
 class MqttPlugin:
@@ -35,7 +38,7 @@ class MqttPlugin:
     def __init__(self) -> None:
         self.app: App | None = None
         self._last_state: str | None = None
-        self._last_sleep_line = 0.0
+        self._parental = ParentalStatus()
         self._say_queue: collections.deque[tuple[str, Any, float]] = collections.deque()
 
     @hookimpl
@@ -49,16 +52,14 @@ class MqttPlugin:
     async def toyd_startup(self, app: App, settings: MqttSettings) -> None:
         self.app, self.settings = app, settings
         self.base = f"{settings.topic_prefix}/{app.device_id}"
-        saved = await app.run_blocking(controls.load, app.state_dir / CONTROLS_FILE)
-        state = saved or controls.Controls(quiet_hours=settings.quiet_hours,
-                                           usage_limit_minutes=settings.usage_limit_minutes, persona=settings.persona)
-        self.parental = Parental(app, state, self._dirty)
-        self.receiver = PushReceiver(app, f"{self.base}/config", lambda: self.settings.max_config_bytes,
-                                     on_applied=self._dirty, on_rejected=self._report_rejection)
+        self.choices = await app.run_blocking(choices.load, app.state_dir) or choices.Choices(persona=settings.persona)
+        self.config_push = ConfigPushHandler(app, f"{self.base}/config", lambda: self.settings.max_config_bytes,
+                                          on_applied=self._dirty, on_rejected=self._report_rejection,
+                                          on_result=self._publish_push_result)
         self._state_dirty = asyncio.Event()
         self._inbox: asyncio.Queue[tuple[str, str, bytes, bool]] = asyncio.Queue(INBOX_SIZE)
         self._events = app.bus.subscribe("mqtt", (StateChanged, ConfigApplied, ConfigRejected, VolumeSet, PersonaSet,
-                                                  ButtonPressed), maxsize=512)
+                                                  ParentalStatus), maxsize=512)
         self.bridge = MqttBridge(settings, client_id=settings.client_id or f"toyd-{app.device_id}",
                                  will_topic=f"{self.base}/status", subscriptions=self._topics,
                                  on_message=self._on_message, on_connected=self._on_connected)
@@ -68,15 +69,14 @@ class MqttPlugin:
 
     @hookimpl
     async def toyd_services(self, app: App) -> list[Service]:
-        await self.receiver.apply_saved()
-        c = self.parental.controls
+        await self.config_push.apply_saved()
+        c = self.choices
         if c.volume is not None:  # a parent's choices survive a restart
             app.bus.publish(VolumeSet(level=min(c.volume, self.settings.max_volume)))
         if c.persona:
             app.bus.publish(PersonaSet(persona=c.persona))
         services = [Service("events", self._run_events), Service("commands", self._run_commands),
-                    Service("state", self._run_state), Service("schedule", self.parental.run),
-                    Service("save", self.parental.run_saver)]
+                    Service("state", self._run_state)]
         if self.outbox.enabled:
             services.append(Service("outbox", self.outbox.run))
         return services
@@ -84,18 +84,11 @@ class MqttPlugin:
     @hookimpl
     async def toyd_reconfigure(self, app: App, settings: MqttSettings) -> bool:
         old, self.settings = self.settings, settings
-        c = self.parental.controls
-        # newest instruction wins: a changed config value replaces a parent's earlier command
-        if settings.quiet_hours != old.quiet_hours:
-            c.quiet_hours = settings.quiet_hours
-        if settings.usage_limit_minutes != old.usage_limit_minutes:
-            c.usage_limit_minutes = settings.usage_limit_minutes
+        c = self.choices
         if settings.persona != old.persona and settings.persona:
             app.bus.publish(PersonaSet(persona=settings.persona))
         if c.volume is not None and c.volume > settings.max_volume:
             app.bus.publish(VolumeSet(level=settings.max_volume))
-        self.parental.changed.set()
-        self.parental.request_save()
         self._publish_discovery()
         self._dirty()
         broker = [f.name for f in dataclasses.fields(BrokerSettings) if getattr(old, f.name) != getattr(settings, f.name)]
@@ -106,7 +99,6 @@ class MqttPlugin:
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
         self._events.close()
-        await self.parental.flush()
         await app.run_blocking(self.bridge.stop, (f"{self.base}/status", "offline"))
 
     # --- broker side --------------------------------------------------------------------
@@ -145,11 +137,16 @@ class MqttPlugin:
         if not self.settings.discovery:
             return
         s = self.settings
-        personas = list(s.personas) or ([self.parental.controls.persona] if self.parental.controls.persona else [])
+        personas = list(s.personas) or ([self.choices.persona] if self.choices.persona else [])
         payload = discovery.discovery_payload(device_id=self.app.device_id, base=self.base,  # type: ignore[union-attr]
                                               name=s.name or f"Toy {self.app.device_id}", personas=personas)  # type: ignore[union-attr]
         self.bridge.publish_nowait(discovery.discovery_topic(s.discovery_prefix, self.app.device_id),  # type: ignore[union-attr]
                                    discovery.encode(payload), qos=1, retain=True)
+
+    def _publish_push_result(self, result: dict[str, Any]) -> None:
+        """The answer to a config push, retained so the cloud sees it even if it starts later."""
+        self.bridge.publish_nowait(f"{self.base}/config/result", json.dumps(result, separators=(",", ":")),
+                                   qos=1, retain=True)
 
     def _answer(self, name: str, text: str) -> None:
         self.bridge.publish_nowait(f"{self.base}/cmd/{name}/result", text, qos=1)
@@ -159,25 +156,25 @@ class MqttPlugin:
     @property
     def applied_version(self) -> int:
         """Version of the config push in force (0 = none)."""
-        receiver = getattr(self, "receiver", None)  # pluggy inspects attributes before start-up
-        return receiver.applied_version if receiver else 0
+        config_push = getattr(self, "config_push", None)  # pluggy inspects attributes before start-up
+        return config_push.applied_version if config_push else 0
 
     def _dirty(self) -> None:
         self._state_dirty.set()
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a parent's dashboard shows; published retained on ``state``."""
-        app, c = self.app, self.parental.controls
+        app, c, p = self.app, self.choices, self._parental
         assert app is not None
         state = app.state or State.IDLE
         return {
             "state": state.value, "offline": app.offline, "cloud": "offline" if app.offline else "online",
             "volume": c.volume, "muted": state is State.MUTED, "sleeping": state is State.SLEEPING,
-            "sleep_reason": c.sleep_reason or None, "persona": c.persona or None,
+            "sleep_reason": p.sleep_reason or None, "persona": c.persona or None,
             "config_version": self.applied_version,
-            "quiet_hours": dataclasses.asdict(c.quiet_hours) if c.quiet_hours else None,
-            "usage_limit_minutes": c.usage_limit_minutes,
-            "usage_today_minutes": round(self.parental.usage_seconds() / 60, 1),
+            "quiet_hours": dataclasses.asdict(p.quiet_hours) if p.quiet_hours else None,
+            "usage_limit_minutes": p.usage_limit_minutes,
+            "usage_today_minutes": p.usage_today_minutes,
             "firmware": __version__,
         }
 
@@ -202,32 +199,30 @@ class MqttPlugin:
         assert app is not None
         async for event in self._events:
             if isinstance(event, StateChanged):
-                await self.parental.on_state(event)
                 if event.new is State.IDLE:
                     self._flush_say()
-            elif isinstance(event, VolumeSet):
-                self.parental.controls.volume = event.level
-                self.parental.request_save()
-            elif isinstance(event, PersonaSet):
-                self.parental.controls.persona = event.persona
-                self.parental.request_save()
-            elif isinstance(event, ButtonPressed):
-                self._sleep_line()
+            elif isinstance(event, ParentalStatus):
+                self._parental = event
+            elif isinstance(event, (VolumeSet, PersonaSet)):
+                if isinstance(event, VolumeSet):
+                    self.choices.volume = event.level
+                else:
+                    self.choices.persona = event.persona
+                await self._save_choices()
             elif isinstance(event, ConfigApplied) and not event.source.startswith("mqtt:"):
-                await self.receiver.rebase()
+                await self.config_push.rebase()
             elif isinstance(event, ConfigRejected) and not event.source.startswith("mqtt:") and not self.outbox.enabled:
                 self.bridge.publish_nowait(f"{self.base}/event/error", json.dumps(
                     {"source": event.source, "error": event.error, "kind": "config_rejected",
                      "device_id": app.device_id, "time": time.time(), "uid": uuid.uuid4().hex}), qos=1)
             self._dirty()
 
-    def _sleep_line(self) -> None:
-        # the state machine ignores the press; the child still deserves an answer
-        now = time.monotonic()
-        if self.app and self.app.state is State.SLEEPING and self.settings.sleep_line \
-                and now - self._last_sleep_line >= SLEEP_LINE_EVERY:
-            self._last_sleep_line = now
-            self.app.bus.publish(SayRequested(text=self.settings.sleep_line, request_id="sleep_line"))
+    async def _save_choices(self) -> None:
+        assert self.app is not None
+        try:
+            await self.app.run_blocking(choices.save, self.app.state_dir, self.choices)
+        except OSError as exc:
+            log.warning("cannot save the parent's volume/persona: %s", exc.strerror)
 
     # --- commands -----------------------------------------------------------------------
 
@@ -235,7 +230,7 @@ class MqttPlugin:
         while True:
             kind, name, payload, retain = await self._inbox.get()
             if kind == "config":
-                await self.receiver.handle(payload)
+                await self.config_push.handle(payload)
                 continue
             try:
                 if retain:
@@ -251,7 +246,7 @@ class MqttPlugin:
             self._answer(name, text)
 
     async def _execute(self, cmd: ParsedCommand) -> dict[str, Any] | None:
-        app, a, rid, c = self.app, cmd.args, cmd.request_id, self.parental.controls
+        app, a, rid = self.app, cmd.args, cmd.request_id
         assert app is not None
         if cmd.name == "volume":
             if a["level"] > self.settings.max_volume:
@@ -262,11 +257,12 @@ class MqttPlugin:
         elif cmd.name in ("sleep", "wake"):
             self._request(cmd, Trigger.SLEEP if a.get("on", False) else Trigger.WAKE)
         elif cmd.name == "quiet_hours":
-            c.quiet_hours = None if a.get("off") else QuietHours(a["start"], a["end"], a.get("tz", ""))
-            await self._controls_changed()
+            self._need_parental(cmd)
+            app.bus.publish(QuietHoursSet(window=None if a.get("off") else QuietHours(a["start"], a["end"],
+                                                                                     a.get("tz", ""))))
         elif cmd.name == "usage_limit":
-            c.usage_limit_minutes = a["minutes"]
-            await self._controls_changed()
+            self._need_parental(cmd)
+            app.bus.publish(UsageLimitSet(minutes=a["minutes"]))
         elif cmd.name == "say":
             return self._say(a["text"], rid)
         elif cmd.name == "persona":
@@ -295,10 +291,12 @@ class MqttPlugin:
             raise CommandError(f"cmd/{cmd.name}: cannot {trigger.value} while {state.value}", cmd.request_id)  # type: ignore[union-attr]
         app.bus.publish(StateRequest(trigger=trigger, cause="parent"))
 
-    async def _controls_changed(self) -> None:
-        self.parental.changed.set()
-        self.parental.request_save()
-        self._dirty()
+    def _need_parental(self, cmd: ParsedCommand) -> None:
+        """Quiet hours and limits are enforced by the parental plugin; without it, say so."""
+        assert self.app is not None
+        if "parental" not in self.app.host.plugins:
+            raise CommandError(f"cmd/{cmd.name}: parental controls are not enabled on this toy "
+                               "(add parental to plugins)", cmd.request_id)
 
     def _say(self, text: str, request_id: Any) -> dict[str, Any]:
         """Speak now if idle; mid-conversation, wait politely for the next IDLE."""

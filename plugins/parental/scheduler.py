@@ -9,6 +9,7 @@ one that put the toy to sleep: a parent's own "sleep" is never undone by the clo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -18,14 +19,14 @@ from pathlib import Path
 
 from toyd import App, State, Trigger
 from toyd.events import StateChanged, StateRequest
+from toyd.quiet_hours import in_quiet_hours, next_boundary
+from toyd.statedir import write_atomic
 
-from .bridge import wait_event
-from .controls import Controls, in_quiet_hours, next_boundary, write_atomic
+from .controls import CONTROLS_FILE, Controls
 
 log = logging.getLogger(__name__)
 
 ACTIVE = frozenset({State.LISTENING, State.THINKING, State.SPEAKING})
-CONTROLS_FILE = "mqtt-controls.json"
 SAVE_EVERY = 0.5  # seconds
 
 
@@ -104,7 +105,9 @@ class Parental:
             delay = (next_boundary(self.controls.quiet_hours, now) - now).total_seconds()
             self.changed.clear()
             # capped: a wall-clock jump (NTP sync at boot) is noticed within a minute
-            await wait_event(self.changed, min(max(delay, 0.0) + 0.05, 60.0))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(max(delay, 0.0) + 0.05, 60.0)):
+                    await self.changed.wait()
 
     def request(self, trigger: Trigger, cause: str) -> None:
         """Ask the state machine; it alone decides."""

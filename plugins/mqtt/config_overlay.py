@@ -1,31 +1,33 @@
-"""Config pushed by the cloud on ``<prefix>/<id>/config``: parse, check, merge, persist.
+"""The overlay a config push carries: parse it and check what it may change.
 
 A push is a *partial overlay*: ``{"version": N, "config": {<section>: {<key>: value}}}``.
-It is deep-merged onto the config file (mappings merge key by key, any other value
-replaces) and the result goes through :func:`toyd.config.validate`, the same validator
-as the YAML file. A push may set the sections of enabled plugins, but no core key
-(role, device_id, plugins, state_dir, ...) and, in the ``mqtt`` section, only
-:data:`~.settings.PUSHABLE_KEYS`: a push must never be able to cut the toy off the broker.
+It is deep-merged onto the config file (:mod:`toyd.pushed_config`) and the result goes
+through :func:`toyd.config.validate`, the same validator as the YAML file. A push may set
+the sections of enabled plugins, but never a core key (role, device_id, plugins,
+state_dir, ...) nor how the toy reaches the cloud or the broker (:data:`NOT_PUSHABLE`):
+a push must never be able to cut the toy off, or hand it to someone else's server.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from toyd import App, Config, ConfigError
 from toyd.config import CORE_KEYS, validate
+from toyd.pushed_config import merge
 
-from .controls import write_atomic
 from .settings import PUSHABLE_KEYS
 
-log = logging.getLogger(__name__)
+MAX_DEPTH = 32  # far beyond any real config; bounds every recursive walk of a push
 
-SAVED_FILE = "mqtt-pushed-config.json"
+# Connection settings per section, never pushable (the mqtt section: everything but PUSHABLE_KEYS).
+NOT_PUSHABLE: Mapping[str, frozenset[str]] = {
+    "cloudlink": frozenset({"url", "token", "ca_file"}),
+}
+CONNECTION_HINT = "connection settings are set in the toy's config file only (docs/mqtt.md, \"What a push may change\")"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,9 @@ def parse(payload: bytes, source: str, max_bytes: int) -> Push:
         data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ConfigError(f"malformed JSON: {exc}", source=source) from None
+    if depth(data) > MAX_DEPTH:
+        raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", source=source,
+                          hint="a config push is a few levels of sections and keys")
     if not isinstance(data, dict):
         raise ConfigError('a config push must be a JSON object {"version": N, "config": {...}}', source=source)
     unknown = sorted(set(data) - {"version", "config"})
@@ -60,6 +65,24 @@ def parse(payload: bytes, source: str, max_bytes: int) -> Push:
     return Push(version, overlay)
 
 
+def depth(data: Any) -> int:
+    """How deeply ``data`` nests (iteratively: no input can exhaust the stack)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            children = list(value.values())
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def check_allowed(overlay: Mapping[str, Any], enabled: tuple[str, ...], source: str) -> None:
     """Refuse keys a push may not set, naming the key path."""
     _no_secret_refs(overlay, "config", source)
@@ -67,15 +90,17 @@ def check_allowed(overlay: Mapping[str, Any], enabled: tuple[str, ...], source: 
         if key in CORE_KEYS:
             raise ConfigError("core settings cannot be pushed (they need a restart and could strand the toy)",
                               source=source, path=f"config.{key}", hint="edit the toy's config file")
+        for sub in value if isinstance(value, Mapping) else ():
+            if key == "mqtt" and sub not in PUSHABLE_KEYS:
+                raise ConfigError("this key cannot be pushed: it decides how the toy reaches the broker",
+                                  source=source, path=f"config.mqtt.{sub}",
+                                  hint="pushable: " + ", ".join(sorted(PUSHABLE_KEYS)))
+            if sub in NOT_PUSHABLE.get(key, ()):
+                raise ConfigError("this key cannot be pushed: it decides how the toy reaches the cloud",
+                                  source=source, path=f"config.{key}.{sub}", hint=CONNECTION_HINT)
         if key not in enabled:
             raise ConfigError(f"plugin {key!r} is not enabled on this toy", source=source, path=f"config.{key}",
                               hint="enabled plugins: " + ", ".join(enabled))
-        if key == "mqtt" and isinstance(value, Mapping):
-            for sub in value:
-                if sub not in PUSHABLE_KEYS:
-                    raise ConfigError("this key cannot be pushed: it decides how the toy reaches the broker",
-                                      source=source, path=f"config.mqtt.{sub}",
-                                      hint="pushable: " + ", ".join(sorted(PUSHABLE_KEYS)))
 
 
 def _no_secret_refs(data: Any, path: str, source: str) -> None:
@@ -90,26 +115,6 @@ def _no_secret_refs(data: Any, path: str, source: str) -> None:
             _no_secret_refs(value, f"{path}[{i}]", source)
 
 
-def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge: mappings merge key by key, anything else in the overlay replaces."""
-    out = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def file_base(config: Config) -> dict[str, Any]:
-    """The file config's raw mapping with the core settings actually in force (CLI overrides)."""
-    base = dict(config.raw)
-    for field in dataclasses.fields(config.core):
-        value = getattr(config.core, field.name)
-        base[field.name] = list(value) if isinstance(value, tuple) else value
-    return base
-
-
 def build(app: App, base: Mapping[str, Any], push: Push, source: str) -> Config:
     """Check and validate ``push`` over ``base`` with the file validator."""
     check_allowed(push.overlay, app.config.core.plugins, source)
@@ -122,21 +127,3 @@ def build(app: App, base: Mapping[str, Any], push: Push, source: str) -> Config:
             exc = ConfigError(exc.problem, source=source, path=f"config.{exc.path}", value=exc.value,
                               has_value=exc.has_value, hint=exc.hint)
         raise exc from None
-
-
-def save(state_dir: Path, topic: str, push: Push) -> None:
-    """Persist the last good push (atomic) so it is re-applied at the next start."""
-    write_atomic(state_dir / SAVED_FILE, json.dumps({"topic": topic, "version": push.version, "config": push.overlay}))
-
-
-def load(state_dir: Path) -> tuple[str, Push] | None:
-    """The saved push, or None (logged) when absent or unreadable."""
-    path = state_dir / SAVED_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return str(data["topic"]), Push(int(data["version"]), dict(data["config"]))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("ignoring unreadable %s: %s", path, exc)
-        return None

@@ -21,8 +21,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from toyd import ToydError
-
+from ..errors import ToydError
 from .settings import BrokerSettings
 
 log = logging.getLogger(__name__)
