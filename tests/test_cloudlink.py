@@ -88,7 +88,7 @@ async def test_frames_a_server_keeps_sending_after_abort_never_reach_the_speaker
         async with running_daemon(device_config(port), state_dir=tmp_path / "toy") as toy:
             sub = toy.bus.subscribe("test", maxsize=100000)
             await next_event(sub, ev.CloudOnline, timeout=10)
-            receiver = toy.host.plugins["cloudlink"].receiver
+            receiver = toy.host.plugins["cloudlink"].downlink
             await speak_turn(toy, sub, speech("hi"))
             first = await next_event(sub, ev.ReplyAudio, timeout=5)
             toy.bus.publish(ev.PlaybackStarted(response_id=first.response_id))
@@ -278,7 +278,7 @@ async def test_reconfigure_applies_timeouts_live_and_asks_a_restart_for_a_new_ur
         port = int(toy.config.section("cloudlink").url.rsplit(":", 1)[1])
         plugin = toy.host.plugins["cloudlink"]
         assert await toy.apply_config(config(port, reply_timeout=2.5, persona="owl")) == []
-        assert plugin.receiver.reply_timeout == 2.5 and plugin.persona == "owl"
+        assert plugin.downlink.reply_timeout == 2.5 and plugin.persona == "owl"
         assert await toy.apply_config(config(port + 1)) == ["cloudlink"]
 
 

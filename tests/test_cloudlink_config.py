@@ -51,3 +51,36 @@ def test_bad_values_are_named_with_file_and_line(tmp_path, section, text, proble
         load(file)
     message = str(info.value)
     assert problem in message and str(file) in message and f"{section}" in message
+
+
+def test_a_real_toy_refuses_the_publicly_known_token(tmp_path, monkeypatch):
+    """`toyd device` (no --simulate) with the example config's default token stops with file and key."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    monkeypatch.delenv("TOYD_CLOUD_TOKEN", raising=False)
+    config = tmp_path / "toyd.yaml"
+    data = yaml.safe_load((ROOT / "config" / "toyd.yaml").read_text())
+    config.write_text(yaml.safe_dump({**data, "state_dir": str(tmp_path / "state")}))
+    run = subprocess.run([sys.executable, "-m", "toyd", "device", "-c", str(config)], capture_output=True,
+                         text=True, timeout=90)
+    assert run.returncode != 0
+    assert str(config) in run.stderr and "cloudlink.token" in run.stderr and "publicly known" in run.stderr, run.stderr
+
+
+async def test_the_known_token_is_allowed_only_when_simulating(state_dir, monkeypatch):
+    from toyd.errors import PluginError
+    from toyd.testing import running_daemon
+
+    config = {"role": "device", "plugins": ["cloudlink"],
+              "cloudlink": {"url": "ws://127.0.0.1:9", "token": "dev-token-demo-toy"}}
+    async with running_daemon(config, state_dir=state_dir, simulate=True) as app:
+        assert app.host.plugins["cloudlink"].settings.token == "dev-token-demo-toy"
+    with pytest.raises(PluginError, match="cloudlink.token"):
+        async with running_daemon(config, state_dir=state_dir, simulate=False):
+            pass
+    config["cloudlink"]["token"] = "this-toys-own-token"
+    async with running_daemon(config, state_dir=state_dir, simulate=False) as app:
+        assert app.host.plugins["cloudlink"].settings.token == "this-toys-own-token"

@@ -78,7 +78,7 @@ def test_demo_help_and_bad_input(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "nope.wav: no such file" in missing.stderr
     (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
     bad = subprocess.run([*TOYD, "demo", "--wav", str(tmp_path / "bad.wav")], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "not a readable WAV file" in bad.stderr
+    assert bad.returncode == 1 and "not a readable PCM WAV file" in bad.stderr
     nokey = subprocess.run([*TOYD, "demo", "--llm-url", "http://127.0.0.1:9/v1", "--llm-key-env", "TOYD_NO_SUCH_VAR"],
                            capture_output=True, text=True, timeout=60)
     assert nokey.returncode == 1 and "TOYD_NO_SUCH_VAR is not set" in nokey.stderr

@@ -196,7 +196,7 @@ async def test_model_is_unloaded_online_and_loads_again_at_the_next_outage(state
         assert answer.source == "cache"
 
 
-async def test_the_childs_words_and_replies_reach_the_log_only_at_debug(state_dir: Path, caplog) -> None:
+async def test_the_childs_words_and_replies_reach_the_log_only_at_debug(state_dir, caplog):
     caplog.set_level(logging.INFO)
     async with running_daemon(config(), state_dir=state_dir) as app:
         await ready(app)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from .hookspecs import hookspec
+from .markers import hookspec
 
 if TYPE_CHECKING:
     from .localturn import CacheAnswer, LocalTranscription

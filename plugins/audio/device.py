@@ -23,8 +23,8 @@ class Microphone(Protocol):
         """Release the device."""
 
 
-class Speaker(Protocol):
-    """A sink for 16 kHz mono int16 PCM whose blocking calls run on the speaker thread.
+class AudioOutput(Protocol):
+    """The loudspeaker: takes 16 kHz mono int16 PCM; blocking calls run on the speaker thread.
 
     Frames carry a *generation*: :meth:`interrupt` raises the lowest generation that may
     still be output, so after it returns no frame of an older generation is ever played.

@@ -2,7 +2,7 @@
 
 The player runs on the event loop and hands one frame at a time to the speaker
 thread, so it decides frame by frame what may still play. Guarantee: once a state
-change interrupts playback, :meth:`Speaker.interrupt` has been called before the
+change interrupts playback, :meth:`AudioOutput.interrupt` has been called before the
 handler returns, every response id known at that moment is dead, and a frame of a
 dead response is never handed to the speaker again, however late it arrives.
 """
@@ -22,7 +22,7 @@ from toyd.bus import EventBus
 from toyd.events import PlaybackFinished, PlaybackStarted, ReplyAudio, ReplyAudioEnd, StateChanged
 from toyd.state import State
 
-from .device import Speaker
+from .device import AudioOutput
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class PlayerStats:
 class Player:
     """Plays ReplyAudio responses in arrival order; stops at once on barge-in."""
 
-    def __init__(self, bus: EventBus, speaker: Speaker, executor: Executor, *, volume: int = 70,
+    def __init__(self, bus: EventBus, speaker: AudioOutput, executor: Executor, *, volume: int = 70,
                  prebuffer_frames: int = 3, stall_timeout: float = 3.0, state: State = State.IDLE) -> None:
         self.bus = bus
         self.speaker = speaker

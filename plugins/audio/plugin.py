@@ -12,7 +12,7 @@ from toyd import App, CliCommand, PluginDeclaration, Service, State, Subscriptio
 from toyd.errors import AudioError
 from toyd.events import AudioFrame, MicInput, ReplyAudio, ReplyAudioEnd, StateChanged, VolumeSet
 
-from .device import Microphone, Speaker
+from .device import AudioOutput, Microphone
 from .file_backend import FileMicrophone, FileSpeaker
 from .player import Player
 from .settings import LIVE_KEYS, AudioSettings
@@ -27,7 +27,7 @@ class AudioPlugin:
         self.settings = AudioSettings()
         self.backend = "file"
         self.mic: Microphone | None = None
-        self.speaker: Speaker | None = None
+        self.speaker: AudioOutput | None = None
         self.player: Player | None = None
         self.seq = 0
         self._app: App | None = None

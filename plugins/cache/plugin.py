@@ -44,7 +44,7 @@ class CacheSettings:
 
 
 class CachePlugin:
-    """Owns the response store: answers ``toyd_lookup_reply``, keeps CacheStore, publishes the phrases."""
+    """Owns the response store: answers ``toyd_lookup_reply``, keeps CacheStore, announces phrases."""
 
     def __init__(self) -> None:
         self.settings = CacheSettings()
@@ -104,8 +104,9 @@ class CachePlugin:
                 wanted.add(key)
                 try:
                     await self._fill_one(key, phrase, reply)
-                except (sqlite3.Error, ReplyAudioError) as exc:  # one phrase lost, not the rest of the fill
-                    log.error("cache.responses[%r] could not be stored: %s: %s", phrase, type(exc).__name__, exc)
+                except (sqlite3.Error, ReplyAudioError) as exc:  # one phrase lost, not the whole fill
+                    log.error("cache.responses[%r] could not be stored: %s: %s", phrase,
+                              type(exc).__name__, exc)
             if self.store.writable:
                 removed = await self.store.delete_config_except(wanted)
                 if removed:
@@ -122,7 +123,8 @@ class CachePlugin:
             if wav:
                 pcm = await self.app.run_blocking(read_wav, Path(wav))
             else:
-                pcm = await synthesize(self.app, self._turn(self.settings.language, self.settings.persona), reply)
+                turn = self._turn(self.settings.language, self.settings.persona)
+                pcm = await synthesize(self.app, turn, reply)
         except (AudioFileError, BackendError) as exc:
             log.error("cache.responses[%r]: %s; the phrase is kept as text only", phrase, exc)
             pcm = b""
@@ -147,7 +149,8 @@ class CachePlugin:
                 self._log_failure(exc)
 
     def _log_failure(self, exc: sqlite3.Error) -> None:
-        log.error("response cache %s failed: %s: %s", self.store.path if self.store else "", type(exc).__name__, exc)
+        log.error("response cache %s failed: %s: %s", self.store.path if self.store else "",
+                  type(exc).__name__, exc)
 
     @hookimpl
     async def toyd_lookup_reply(self, text: str) -> CacheAnswer:
@@ -158,7 +161,7 @@ class CachePlugin:
         key, score = (query, 100.0) if query in self._keys else self._fuzzy(query)
         try:
             entry = await self.store.get(key) if key else None
-        except sqlite3.Error as exc:  # the file broke while running: a miss, and the cache keeps serving
+        except sqlite3.Error as exc:  # the file broke while running: a miss; the cache keeps serving
             self._log_failure(exc)
             return CacheAnswer(hit=False, error=str(exc))
         if entry is None:

@@ -1,18 +1,20 @@
-"""What the cloud sends, turned into bus events, with the response-id gate.
+"""The toy's end of the downlink (the cloud gateway's ``Downlink`` is the other end):
+what the cloud sends, turned into bus events, with response-id bookkeeping.
 
-The gate: a response becomes *live* only when its ``tts start`` names the turn the toy
-is waiting for (or, for ``say``, when the toy is not waiting for anything). Audio
-frames are played only for the live response. Abort, barge-in, a reply timeout or a
-lost link kill the turn, so its frames, however late they arrive, never reach the
-speaker.
+A response becomes *live* only when its ``tts start`` names the turn the toy is waiting
+for (or, for ``say``, when the toy is not waiting for anything); only the live
+response's frames become ``ReplyAudio``. Abort, barge-in, a reply timeout or a lost link
+kill the turn. Whether reply audio may play in the toy's current state is decided in
+one place only: the audio player (``plugins/audio/player.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 
-from toyd import App, State
+from toyd import App
 from toyd import events as ev
 from toyd.audio.opus import OpusDecoder, OpusError
 from toyd.errors import ProtocolError
@@ -22,13 +24,9 @@ from toyd.protocol.messages import Message
 from .link import Link
 
 log = logging.getLogger(__name__)
-# Reply audio is only wanted in these states: the state changes synchronously before
-# StateChanged is published, so a frame that arrives after a barge-in (LISTENING) is
-# dropped even before the abort has gone out.
-PLAYABLE_IN = frozenset({State.THINKING, State.SPEAKING, State.IDLE})
-
 
 MAX_CACHED_AUDIO = 30 * 32000  # bytes: 30 s of reply audio
+MAX_KNOWN_RESPONSES = 256  # response ids remembered for playback reports
 
 
 class CacheableReply:
@@ -46,7 +44,7 @@ class CacheableReply:
         return ev.CacheStore(phrase=self.phrase, reply=reply, pcm=bytes(self.pcm), cache_key=self.cache_key)
 
 
-class Receiver:
+class DownlinkReceiver:
     """Turn and response bookkeeping for one toy."""
 
     def __init__(self, app: App, link: Link, reply_timeout: float) -> None:
@@ -65,8 +63,10 @@ class Receiver:
         self.cacheable: CacheableReply | None = None  # the live reply, when the cloud marked it cacheable
         self._heard = ""  # the cloud's final transcript of the current turn
         self._said: list[str] = []  # the reply text of the current turn
-        self.stale_frames = 0  # frames dropped by the gate (not for the live response)
+        self.stale_frames = 0  # frames dropped here (not for the live response)
         self.frames = 0
+        # ReplyAudio.response_id -> protocol response number, for this session's responses
+        self._numbers: collections.OrderedDict[str, int] = collections.OrderedDict()
 
     # --- session ---------------------------------------------------------------------------
 
@@ -75,6 +75,7 @@ class Receiver:
         self.session_id = session_id
         self._offline_announced = False
         self.live = None
+        self._numbers.clear()
 
     def session_down(self, reason: str) -> None:
         """The link dropped: a turn in flight cannot be answered by the cloud any more."""
@@ -91,13 +92,17 @@ class Receiver:
         return first
 
     def key(self, response: int) -> str:
-        """The ``ReplyAudio.response_id`` of a protocol response number."""
-        return f"{self.session_id}:{response}"
+        """The ``ReplyAudio.response_id`` of a protocol response number (unique across sessions)."""
+        key = f"{self.session_id}:{response}"
+        if key not in self._numbers:
+            self._numbers[key] = response
+            while len(self._numbers) > MAX_KNOWN_RESPONSES:
+                self._numbers.popitem(last=False)
+        return key
 
     def response_number(self, key: str) -> int | None:
-        """The protocol response number of a ``ReplyAudio.response_id`` of this session."""
-        session, _, number = key.rpartition(":")
-        return int(number) if session == self.session_id and number.isdigit() else None
+        """The protocol response number of a ``ReplyAudio.response_id`` made in this session."""
+        return self._numbers.get(key)
 
     # --- turns -----------------------------------------------------------------------------
 
@@ -169,7 +174,7 @@ class Receiver:
 
     def _on_audio(self, frame: bytes) -> None:
         packet = unpack_audio(frame)
-        if packet.response_id != self.live or self._decoder is None or self.app.state not in PLAYABLE_IN:
+        if packet.response_id != self.live or self._decoder is None:
             self.stale_frames += 1
             return
         try:

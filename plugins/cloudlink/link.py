@@ -7,7 +7,6 @@ import logging
 import random
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -17,8 +16,7 @@ from toyd.errors import ProtocolError
 from toyd.protocol import Hello, ServerHello, codes, encode, limits, parse
 from toyd.protocol.messages import Message
 
-if TYPE_CHECKING:
-    from .plugin import CloudLinkSettings
+from .settings import CloudLinkSettings
 
 log = logging.getLogger(__name__)
 # The WebSocket library logs handshake headers (the token) and every frame at DEBUG:

@@ -10,44 +10,21 @@ is ever played.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import uuid
 
-from toyd import App, PluginDeclaration, Service, State, hookimpl, setting
+from toyd import App, PluginDeclaration, Service, State, hookimpl
 from toyd import __version__ as toyd_version
 from toyd import events as ev
-from toyd.audio.opus import DEFAULT_BITRATE, OpusEncoder
+from toyd.audio.opus import OpusEncoder
 from toyd.protocol import Hello, Listen, Playback, Say, ServerHello
 
-from .downlink import Receiver
+from .downlink import DownlinkReceiver
 from .link import Link
+from .settings import CloudLinkSettings, refuse_known_default_token
 
 log = logging.getLogger(__name__)
 LEAVES_QUIETLY = frozenset({State.SLEEPING, State.MUTED, State.ERROR, State.IDLE})
-
-
-@dataclasses.dataclass(frozen=True)
-class CloudLinkSettings:
-    """Settings of the ``cloudlink`` section."""
-
-    url: str = setting("ws://127.0.0.1:8765", doc="Gateway URL, ws:// or wss://.")
-    token: str = setting("", doc="This toy's token; use {$env: NAME} or {$file: PATH}.")
-    ca_file: str | None = setting(None, doc="PEM CA bundle that signed the gateway's certificate (wss://); unset = system CAs.")
-    connect_timeout: float = setting(5.0, min=0.5, max=60, doc="Seconds to open the connection.")
-    hello_timeout: float = setting(10.0, min=0.5, max=60, doc="Seconds to wait for the server's hello.")
-    reply_timeout: float = setting(6.0, min=0.5, max=60, doc="Seconds after the child stops talking for the reply to start; then ReplyTimeout (local answer).")
-    backoff_initial: float = setting(0.5, min=0.05, max=60, doc="First reconnect delay, seconds (doubles up to backoff_max, ±25% jitter).")
-    backoff_max: float = setting(30.0, min=0.1, max=600, doc="Longest reconnect delay, seconds.")
-    bitrate: int = setting(DEFAULT_BITRATE, min=6000, max=64000, doc="Uplink Opus bitrate, bits per second.")
-    persona: str | None = setting(None, doc="Persona id sent with every turn (a PersonaSet command overrides it).")
-    language: str | None = setting(None, doc="Language of the child (en, ko, ...); unset = the cloud detects it.")
-
-    def __post_init__(self) -> None:
-        if not self.url.startswith(("ws://", "wss://")):
-            raise ValueError(f"url must start with ws:// or wss:// (got {self.url!r})")
-        if self.backoff_max < self.backoff_initial:
-            raise ValueError("backoff_max must be at least backoff_initial")
 
 
 def listen_mode(cause: str) -> str:
@@ -66,7 +43,7 @@ class CloudLinkPlugin:
         self.settings = CloudLinkSettings()
         self.app: App | None = None
         self.link: Link | None = None
-        self.receiver: Receiver | None = None
+        self.downlink: DownlinkReceiver | None = None
         self.persona: str | None = None
         self.frames_sent = 0
         self.bytes_sent = 0
@@ -81,11 +58,12 @@ class CloudLinkPlugin:
 
     @hookimpl
     def toyd_startup(self, app: App, settings: CloudLinkSettings) -> None:
+        refuse_known_default_token(settings, app.config.source, simulate=app.simulate)
         if not settings.token:
             log.warning("cloudlink: no token configured; the cloud will refuse this toy")
         self.app, self.settings, self.persona = app, settings, settings.persona
         self.link = Link(settings, app.device_id, self._hello)
-        self.receiver = Receiver(app, self.link, settings.reply_timeout)
+        self.downlink = DownlinkReceiver(app, self.link, settings.reply_timeout)
         self._events = app.bus.subscribe("cloudlink", (ev.StateChanged, ev.AudioFrame, ev.PlaybackFinished,
                                                        ev.SayRequested, ev.PersonaSet, ev.OfflineAnswered),
                                           maxsize=100)
@@ -100,9 +78,9 @@ class CloudLinkPlugin:
         if (old.url, old.token, old.ca_file) != (settings.url, settings.token, settings.ca_file):
             return False  # a new endpoint or identity: reconnect on restart
         self.settings = settings
-        if self.link and self.receiver:
+        if self.link and self.downlink:
             self.link.settings = settings
-            self.receiver.reply_timeout = settings.reply_timeout
+            self.downlink.reply_timeout = settings.reply_timeout
         if settings.persona != old.persona:
             self.persona = settings.persona
         return True
@@ -110,8 +88,8 @@ class CloudLinkPlugin:
     @hookimpl
     def toyd_shutdown(self, app: App) -> None:
         self._events.close()
-        if self.receiver:
-            self.receiver.close()
+        if self.downlink:
+            self.downlink.close()
 
     def _hello(self) -> Hello:
         return Hello(device_id=self.app.device_id if self.app else "", firmware=f"toyd {toyd_version}",
@@ -121,23 +99,23 @@ class CloudLinkPlugin:
     # --- link ---------------------------------------------------------------------------------
 
     async def _run_link(self) -> None:
-        assert self.link and self.receiver and self.app
-        app, receiver = self.app, self.receiver
+        assert self.link and self.downlink and self.app
+        app, downlink = self.app, self.downlink
 
         def up(hello: ServerHello) -> None:
             log.info("cloud link up: session %s, config version %d", hello.session_id, hello.config_version)
-            receiver.session_up(hello.session_id)
+            downlink.session_up(hello.session_id)
             app.bus.publish(ev.CloudOnline(backend="cloudlink"))
             if self._says and app.state is State.IDLE:
                 app.spawn(self._flush_says(), "cloudlink:say")
 
         def down(reason: str) -> None:
             self._listening = False
-            receiver.session_down(reason)
-            if receiver.announce_offline():
+            downlink.session_down(reason)
+            if downlink.announce_offline():
                 app.bus.publish(ev.CloudOffline(backend="cloudlink", reason=reason))
 
-        await self.link.run(receiver.on_frame, up, down)
+        await self.link.run(downlink.on_frame, up, down)
 
     # --- bus → cloud ---------------------------------------------------------------------------
 
@@ -157,10 +135,10 @@ class CloudLinkPlugin:
                 self.persona = event.persona or None
             elif isinstance(event, ev.OfflineAnswered):
                 # the toy answered this turn itself (hot cache, offline): the cloud must not answer too
-                await self.receiver.abort("answered_locally", only_if_busy=True)  # type: ignore[union-attr]
+                await self.downlink.abort("answered_locally", only_if_busy=True)  # type: ignore[union-attr]
 
     async def _on_audio(self, frame: ev.AudioFrame) -> None:
-        if not self._listening or self._encoder is None or self.link is None or (self.receiver and self.receiver.uplink_cut):
+        if not self._listening or self._encoder is None or self.link is None or (self.downlink and self.downlink.uplink_cut):
             return
         # encoding 20 ms takes ~0.1 ms even on a Pi Zero 2: inline beats a thread hop per frame
         packet = self._encoder.encode(frame.pcm)
@@ -169,37 +147,37 @@ class CloudLinkPlugin:
             self.bytes_sent += len(packet)
 
     async def _on_state(self, change: ev.StateChanged) -> None:
-        assert self.link and self.receiver
+        assert self.link and self.downlink
         old, new = change.old, change.new
         if old is new:
             return  # the offline overlay changed
         if new is State.LISTENING:
             if old in (State.THINKING, State.SPEAKING):
-                await self.receiver.abort("barge_in")
+                await self.downlink.abort("barge_in")
             turn_id = uuid.uuid4().hex[:12]
             self._encoder = OpusEncoder(bitrate=self.settings.bitrate)
             self._listening = self.link.online
-            self.receiver.begin_turn(turn_id if self.link.online else "")
+            self.downlink.begin_turn(turn_id if self.link.online else "")
             await self.link.send(Listen(state="start", mode=listen_mode(change.cause), turn_id=turn_id,  # type: ignore[arg-type]
                                         persona=self.persona, language=self.settings.language))
         elif old is State.LISTENING:
             self._listening = False
-            if new is State.THINKING and self.receiver.turn_id:
-                if self.receiver.turn_is_open() and await self.link.send(Listen(state="stop", turn_id=self.receiver.turn_id)):
-                    if not self.receiver.waiting:  # else the cloud ended the turn itself (cut) and is answering
-                        self.receiver.await_reply()
+            if new is State.THINKING and self.downlink.turn_id:
+                if self.downlink.turn_is_open() and await self.link.send(Listen(state="stop", turn_id=self.downlink.turn_id)):
+                    if not self.downlink.waiting:  # else the cloud ended the turn itself (cut) and is answering
+                        self.downlink.await_reply()
                 else:  # the link dropped while the child was talking: the cloud cannot answer this turn
-                    self.receiver.give_up("link_lost")
+                    self.downlink.give_up("link_lost")
             else:
-                await self.receiver.abort("cancelled")
+                await self.downlink.abort("cancelled")
         elif new in LEAVES_QUIETLY and old in (State.THINKING, State.SPEAKING):
-            await self.receiver.abort(f"state_{new.value}", only_if_busy=True)
+            await self.downlink.abort(f"state_{new.value}", only_if_busy=True)
         if new is State.IDLE and self._says:
             await self._flush_says()
 
     async def _on_played(self, event: ev.PlaybackFinished) -> None:
-        assert self.link and self.receiver
-        number = self.receiver.response_number(event.response_id)
+        assert self.link and self.downlink
+        number = self.downlink.response_number(event.response_id)
         if number is not None:
             await self.link.send(Playback(response_id=number, interrupted=event.interrupted))
 
