@@ -44,12 +44,14 @@ def build_parser(registry: Registry) -> tuple[argparse.ArgumentParser, dict[str,
     )
     parser.add_argument("--version", action="version", version=f"toyd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    role_parsers: dict[str, argparse.ArgumentParser] = {}
     for role in ("device", "cloud"):
         p = sub.add_parser(
             role,
             help=f"run the {role} daemon (systemd: toyd{'' if role == 'device' else '-cloud'}.service)",
             description=f"Run the toyd {role} daemon until SIGTERM/SIGINT; SIGHUP reloads the config file.",
         )
+        role_parsers[role] = p
         p.add_argument("-c", "--config", default=DEFAULT_CONFIG[role], metavar="FILE",
                        help=f"YAML config file (default: {DEFAULT_CONFIG[role]})")
         if role == "device":
@@ -68,13 +70,22 @@ def build_parser(registry: Registry) -> tuple[argparse.ArgumentParser, dict[str,
     p.add_argument("-c", "--config", metavar="FILE", help="mark the plugins this config enables")
     p.add_argument("--markdown", action="store_true", help="print the config reference of core and every plugin (docs/config.md)")
     commands: dict[str, CliCommand] = {}
+    role_subs: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for command in _plugin_commands(registry):
-        if command.name in CORE_COMMANDS or command.name in commands:
-            raise ToydError(f"two commands are named {command.name!r}")
-        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        key = f"{command.parent} {command.name}" if command.parent else command.name
+        if command.name in CORE_COMMANDS or key in commands:
+            raise ToydError(f"two commands are named {key!r}")
+        if command.parent:  # toyd cloud claim ...: a sub-command of a role
+            if command.parent not in role_subs:
+                role_subs[command.parent] = role_parsers[command.parent].add_subparsers(
+                    dest="role_command", metavar="COMMAND", title=f"{command.parent} commands")
+            target = role_subs[command.parent]
+        else:
+            target = sub
+        p = target.add_parser(command.name, help=command.help, description=command.description or command.help,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_arguments(p)
-        commands[command.name] = command
+        commands[key] = command
     return parser, commands
 
 
@@ -161,8 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        if args.command in commands:
-            result = commands[args.command].run(args)
+        key = f"{args.command} {args.role_command}" if getattr(args, "role_command", None) else args.command
+        if key in commands:
+            result = commands[key].run(args)
             if inspect.isawaitable(result):
                 result = asyncio.run(result)
             return int(result or 0)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 
 from toyd import App, PluginDeclaration, Service, hookimpl, setting
+from toyd.events import DeviceRevoked
 from toyd.text import compact
 
 from .server import Gateway
@@ -65,7 +66,16 @@ class GatewayPlugin:
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
         assert self.gateway is not None
-        return [Service("loop-lag", self.gateway.loop_lag.run)]
+        return [Service("loop-lag", self.gateway.loop_lag.run), Service("revocations", self._revocations)]
+
+    async def _revocations(self) -> None:
+        assert self.gateway is not None
+        events = self.gateway.app.bus.subscribe("gateway", (DeviceRevoked,))
+        try:
+            async for event in events:
+                self.gateway.revoke(event.device_id)
+        finally:
+            events.close()
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: GatewaySettings) -> bool:
