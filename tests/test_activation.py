@@ -282,3 +282,49 @@ async def test_the_real_xiaozhi_sdk_activates_against_toyd_cloud(tmp_path):
             )
             hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert hello["type"] == "hello" and hello["session_id"]
+
+
+class Doorman:
+    """A credential plugin: one toy it knows, one device id that makes it fail."""
+
+    @hookimpl
+    def toyd_declare(self) -> PluginDeclaration:
+        return PluginDeclaration(roles=("cloud",))
+
+    @hookimpl
+    async def toyd_authenticate(self, device_id, token):
+        if device_id == "broken":
+            raise RuntimeError("store unreachable")
+        return True if (device_id, token) == ("toy-9", "door-token-9") else None
+
+
+async def test_hook_toyd_authenticate(tmp_path):
+    """The gateway accepts a plugin's credentials, keeps its own tokens, refuses when the hook fails."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    port = free_port()
+    config = {
+        "role": "cloud",
+        "device_id": "cloud",
+        "plugins": ["doorman", "gateway", "echochain"],
+        "gateway": {"port": port, "tokens": {"toy-1": "static-token-1"}},
+    }
+
+    async def status(device_id: str, token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}", "Device-Id": device_id}
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/", additional_headers=headers):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    async with running_daemon(
+        config, state_dir=tmp_path, extra_plugins={"doorman": Doorman}
+    ) as cloud:
+        assert await status("toy-9", "door-token-9") == 101
+        assert await status("toy-1", "static-token-1") == 101
+        assert await status("toy-9", "static-token-1") == 401
+        assert await status("toy-1", "door-token-9") == 401
+        assert await status("broken", "anything") == 401
+        assert cloud.host.plugins["gateway"].gateway.sessions == {}
