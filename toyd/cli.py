@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from . import __version__, logs, runner
 from .config import Config, load_file
 from .errors import ToydError
+from .host import cli_commands, hook_names
 from .plugin import CliCommand
 from .registry import Registry
 
@@ -82,10 +83,7 @@ def _plugin_commands(registry: Registry) -> list[CliCommand]:
     out: list[CliCommand] = []
     infos, _ = registry.all_infos()
     for info in infos:
-        plugin = info.factory()
-        hook = getattr(plugin, "toyd_cli_commands", None)
-        if hook is not None:
-            out.extend(hook())
+        out.extend(cli_commands(info.name, info.factory()))
     return out
 
 
@@ -122,8 +120,6 @@ def cmd_check_config(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
-    from .host import new_manager
-
     if args.markdown:
         from .configdoc import render
 
@@ -134,13 +130,9 @@ def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
     if args.config:
         enabled = set(load_config(args.config, registry).core.plugins)
     infos, errors = registry.all_infos()
-    pm = new_manager()
     rows = [("NAME", "VERSION", "ROLES", "ENABLED", "HOOKS")]
     for info in infos:
-        plugin = info.factory()
-        pm.register(plugin, name=info.name)
-        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        pm.unregister(plugin)
+        hooks = hook_names(info.name, info.factory())
         mark = ("yes" if info.name in enabled else "no") if args.config else "-"
         version = info.version + ("" if info.builtin else f" ({info.distribution})")
         rows.append((info.name, version, ",".join(info.declaration.roles), mark, " ".join(h.removeprefix("toyd_") for h in hooks)))
