@@ -35,8 +35,14 @@ EPILOG = textwrap.dedent(
 )
 
 
-def build_parser(registry: Registry) -> tuple[argparse.ArgumentParser, dict[str, CliCommand]]:
-    """The full parser: core commands plus every plugin's commands."""
+def build_parser(
+    registry: Registry, *, plugin_commands: bool = True
+) -> tuple[argparse.ArgumentParser, dict[str, CliCommand]]:
+    """The parser: core commands, plus every plugin's commands when ``plugin_commands``.
+
+    Plugin commands mean importing every installed plugin, so :func:`main` asks for
+    them only when the command line may name one (or lists them all, ``toyd --help``).
+    """
     parser = argparse.ArgumentParser(
         prog="toyd",
         description="toyd: plugin-based firmware for AI voice toys, and the cloud that gives them a voice.",
@@ -69,7 +75,7 @@ def build_parser(registry: Registry) -> tuple[argparse.ArgumentParser, dict[str,
     p.add_argument("-c", "--config", metavar="FILE", help="mark the plugins this config enables")
     p.add_argument("--markdown", action="store_true", help="print the config reference of core and every plugin (docs/config.md)")
     commands: dict[str, CliCommand] = {}
-    for command in _plugin_commands(registry):
+    for command in _plugin_commands(registry) if plugin_commands else ():
         if command.name in CORE_COMMANDS or command.name in commands:
             raise ToydError(f"two commands are named {command.name!r}")
         p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
@@ -85,6 +91,14 @@ def _plugin_commands(registry: Registry) -> list[CliCommand]:
     for info in infos:
         out.extend(cli_commands(info.name, info.factory()))
     return out
+
+
+def _wants_plugin_commands(argv: Sequence[str]) -> bool:
+    """False when the command line is a core command or ``--version``: no plugin is imported then."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command is None:
+        return "--version" not in argv  # bare `toyd` and `toyd --help` list every command
+    return command not in CORE_COMMANDS
 
 
 def load_config(path: str, registry: Registry) -> Config:
@@ -146,9 +160,10 @@ def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``toyd`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     registry = Registry()
     try:
-        parser, commands = build_parser(registry)
+        parser, commands = build_parser(registry, plugin_commands=_wants_plugin_commands(argv))
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
