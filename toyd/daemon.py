@@ -17,8 +17,8 @@ from .conversation import Conversation
 from .errors import ToydError
 from .host import PluginHost
 from .outbox import Outbox, OutboxError
+from .parent_events import ParentEventWriter
 from .plugin import Service
-from .recorder import Recorder
 from .registry import Registry
 from .supervisor import Supervisor
 
@@ -74,14 +74,14 @@ class Daemon:
         return app
 
     async def _open_outbox(self, app: App) -> None:
-        """The outbox records before any plugin runs; without it the toy still works."""
+        """The outbox takes parent events before any plugin runs; without it the toy still works."""
         try:
             app.outbox = await Outbox(app.state_dir / "outbox.db", max_items=self.config.core.outbox_max_items).open()
         except OutboxError as exc:
             log.error("%s; parent events will not be kept", exc)
             return
-        self._recorder = Recorder(app.bus, app.outbox, app.device_id)
-        app.supervisor.start("core", Service("recorder", self._recorder.run))
+        writer = ParentEventWriter(app.bus, app.outbox, app.device_id)
+        app.supervisor.start("core", Service("parent-events", writer.run))
 
     async def reload(self) -> str | None:
         """Re-read the config file (SIGHUP); an invalid file keeps the running config.
