@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from . import __version__, logs, runner
 from .config import Config, load_file
 from .errors import ToydError
+from .host import cli_commands, hook_names
 from .plugin import CliCommand
 from .registry import Registry
 
@@ -34,8 +35,14 @@ EPILOG = textwrap.dedent(
 )
 
 
-def build_parser(registry: Registry) -> tuple[argparse.ArgumentParser, dict[str, CliCommand]]:
-    """The full parser: core commands plus every plugin's commands."""
+def build_parser(
+    registry: Registry, *, plugin_commands: bool = True
+) -> tuple[argparse.ArgumentParser, dict[str, CliCommand]]:
+    """The parser: core commands, plus every plugin's commands when ``plugin_commands``.
+
+    Plugin commands mean importing every installed plugin, so :func:`main` asks for
+    them only when the command line may name one (or lists them all, ``toyd --help``).
+    """
     parser = argparse.ArgumentParser(
         prog="toyd",
         description="toyd: plugin-based firmware for AI voice toys, and the cloud that gives them a voice.",
@@ -68,7 +75,7 @@ def build_parser(registry: Registry) -> tuple[argparse.ArgumentParser, dict[str,
     p.add_argument("-c", "--config", metavar="FILE", help="mark the plugins this config enables")
     p.add_argument("--markdown", action="store_true", help="print the config reference of core and every plugin (docs/config.md)")
     commands: dict[str, CliCommand] = {}
-    for command in _plugin_commands(registry):
+    for command in _plugin_commands(registry) if plugin_commands else ():
         if command.name in CORE_COMMANDS or command.name in commands:
             raise ToydError(f"two commands are named {command.name!r}")
         p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
@@ -82,11 +89,16 @@ def _plugin_commands(registry: Registry) -> list[CliCommand]:
     out: list[CliCommand] = []
     infos, _ = registry.all_infos()
     for info in infos:
-        plugin = info.factory()
-        hook = getattr(plugin, "toyd_cli_commands", None)
-        if hook is not None:
-            out.extend(hook())
+        out.extend(cli_commands(info.name, info.factory()))
     return out
+
+
+def _wants_plugin_commands(argv: Sequence[str]) -> bool:
+    """False when the command line is a core command or ``--version``: no plugin is imported then."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command is None:
+        return "--version" not in argv  # bare `toyd` and `toyd --help` list every command
+    return command not in CORE_COMMANDS
 
 
 def load_config(path: str, registry: Registry) -> Config:
@@ -122,8 +134,6 @@ def cmd_check_config(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
-    from .host import new_manager
-
     if args.markdown:
         from .configdoc import render
 
@@ -134,13 +144,9 @@ def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
     if args.config:
         enabled = set(load_config(args.config, registry).core.plugins)
     infos, errors = registry.all_infos()
-    pm = new_manager()
     rows = [("NAME", "VERSION", "ROLES", "ENABLED", "HOOKS")]
     for info in infos:
-        plugin = info.factory()
-        pm.register(plugin, name=info.name)
-        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        pm.unregister(plugin)
+        hooks = hook_names(info.name, info.factory())
         mark = ("yes" if info.name in enabled else "no") if args.config else "-"
         version = info.version + ("" if info.builtin else f" ({info.distribution})")
         rows.append((info.name, version, ",".join(info.declaration.roles), mark, " ".join(h.removeprefix("toyd_") for h in hooks)))
@@ -154,9 +160,10 @@ def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``toyd`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     registry = Registry()
     try:
-        parser, commands = build_parser(registry)
+        parser, commands = build_parser(registry, plugin_commands=_wants_plugin_commands(argv))
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
