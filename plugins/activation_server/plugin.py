@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
-from toyd_plugins.mqtt.bridge import MqttBridge
-from toyd_plugins.mqtt.settings import BrokerSettings
 
 from toyd import App, PluginDeclaration, Service, hookimpl, setting
 from toyd.events import DeviceRevoked
+from toyd.mqtt import BrokerSettings
+from toyd.mqtt.bridge import MqttBridge
 from toyd.plugin import CliCommand
 
 from . import claims, command
