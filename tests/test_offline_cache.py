@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from toyd.events import CacheStore, OfflinePhrases
-from toyd.testing import next_event, running_daemon
+from toyd.testing import next_event, running_daemon, wait_for
 from toyd.text import compact
 from toyd_plugins.cache.audio import decode_opus, encode_opus, ReplyAudioError
 from toyd_plugins.cache.store import Entry, ResponseStore
@@ -160,7 +160,9 @@ async def test_plugin_on_a_full_disk_keeps_answering_what_it_has(state_dir, capl
         sub = app.bus.subscribe("t", (OfflinePhrases,), maxsize=100)
         await next_event(sub, OfflinePhrases, 30)
         app.bus.publish(CacheStore(phrase="a new phrase", reply="x", pcm=PCM * 20))
-        hit = await _lookup(app, sub, "hello there")  # served after the failed store (one queue)
+        store = app.host.plugins["cache"].store
+        await wait_for(lambda: not store.writable, 10)  # the store failed on the full disk
+        hit = await _lookup(app, sub, "hello there")
         assert hit.hit and hit.reply == "Hi!" and hit.pcm
         assert not (await _lookup(app, sub, "a new phrase")).hit
     assert "read-only" in caplog.text

@@ -30,6 +30,7 @@ from .settings import BrokerSettings, MqttSettings
 log = logging.getLogger(__name__)
 
 INBOX_SIZE = 256
+SAVE_EVERY = 0.5  # seconds: fsync on an SD card is slow and wears it
 
 
 class MqttPlugin:
@@ -57,6 +58,7 @@ class MqttPlugin:
                                           on_applied=self._dirty, on_rejected=self._report_rejection,
                                           on_result=self._publish_push_result)
         self._state_dirty = asyncio.Event()
+        self._choices_dirty = asyncio.Event()
         self._inbox: asyncio.Queue[tuple[str, str, bytes, bool]] = asyncio.Queue(INBOX_SIZE)
         self._events = app.bus.subscribe("mqtt", (StateChanged, ConfigApplied, ConfigRejected, VolumeSet, PersonaSet,
                                                   ParentalStatus), maxsize=512)
@@ -76,7 +78,7 @@ class MqttPlugin:
         if c.persona:
             app.bus.publish(PersonaSet(persona=c.persona))
         services = [Service("events", self._run_events), Service("commands", self._run_commands),
-                    Service("state", self._run_state)]
+                    Service("state", self._run_state), Service("save", self._run_saver)]
         if self.outbox.enabled:
             services.append(Service("outbox", self.outbox.run))
         return services
@@ -99,6 +101,8 @@ class MqttPlugin:
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
         self._events.close()
+        if self._choices_dirty.is_set():
+            await app.run_blocking(choices.save, app.state_dir, self.choices)
         await app.run_blocking(self.bridge.stop, (f"{self.base}/status", "offline"))
 
     # --- broker side --------------------------------------------------------------------
@@ -208,7 +212,7 @@ class MqttPlugin:
                     self.choices.volume = event.level
                 else:
                     self.choices.persona = event.persona
-                await self._save_choices()
+                self._choices_dirty.set()
             elif isinstance(event, ConfigApplied) and not event.source.startswith("mqtt:"):
                 await self.config_push.rebase()
             elif isinstance(event, ConfigRejected) and not event.source.startswith("mqtt:") and not self.outbox.enabled:
@@ -217,12 +221,17 @@ class MqttPlugin:
                      "device_id": app.device_id, "time": time.time(), "uid": uuid.uuid4().hex}), qos=1)
             self._dirty()
 
-    async def _save_choices(self) -> None:
+    async def _run_saver(self) -> None:
+        """Save the parent's choices at most every SAVE_EVERY s: a burst of changes is one write."""
         assert self.app is not None
-        try:
-            await self.app.run_blocking(choices.save, self.app.state_dir, self.choices)
-        except OSError as exc:
-            log.warning("cannot save the parent's volume/persona: %s", exc.strerror)
+        while True:
+            await self._choices_dirty.wait()
+            self._choices_dirty.clear()
+            try:
+                await self.app.run_blocking(choices.save, self.app.state_dir, self.choices)
+            except OSError as exc:
+                log.warning("cannot save the parent's volume/persona: %s", exc.strerror)
+            await asyncio.sleep(SAVE_EVERY)
 
     # --- commands -----------------------------------------------------------------------
 
