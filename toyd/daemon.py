@@ -42,6 +42,7 @@ class Daemon:
         self.started_at = 0.0
         self.ready_at = 0.0
         self._stop = asyncio.Event()
+        self._recorder: Recorder | None = None
 
     async def start(self) -> App:
         """Load and start every enabled plugin and its services; then tell systemd READY."""
@@ -144,6 +145,8 @@ class Daemon:
         if app.conversation is not None:
             app.conversation.close()
         if app.outbox is not None:
+            if self._recorder is not None:  # events published before the stop are kept too
+                await self._recorder.drain()
             await app.outbox.close()
         app.bus.close()
         self.app = None

@@ -53,9 +53,16 @@ class Recorder:
     async def run(self) -> None:
         """Record until cancelled."""
         async for event in self._sub:
-            data = self.payload(event)
-            if data is None:
-                continue
+            await self._record(event)
+
+    async def drain(self) -> None:
+        """Record what is still queued (at shutdown, after the services stopped)."""
+        while (event := self._sub.get_nowait()) is not None:
+            await self._record(event)
+
+    async def _record(self, event: ev.Event) -> None:
+        data = self.payload(event)
+        if data is not None:
             kind, critical = RECORDED[type(event)]
             await self.outbox.add(kind, data, critical=critical)
 
