@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,6 +173,22 @@ def test_duplicate_keys_in_json_pushes_name_the_topic_and_path() -> None:
     with pytest.raises(ConfigError, match=r"^mqtt:x: version: duplicate key"):
         parse_json('{"version": 2, "version": 3}', "mqtt:x")
     assert parse_json('{"a": [{"b": 1}, {"b": 2}]}', "x") == {"a": [{"b": 1}, {"b": 2}]}
+
+
+@pytest.mark.parametrize("text", [
+    "plugins: [cloudlink]\ncloudlink:\n  token: 8675309123456789\n",
+    "plugins: [mqtt]\nmqtt:\n  password: [8675309, 123]\n",
+    "plugins: [gateway]\ngateway:\n  tokens:\n    toy: 8675309123456789\n",
+    "plugins: [mqtt]\nmqtt:\n  port: {\"$env\": TOYD_TEST_SECRET_PORT}\n",
+])
+def test_check_config_never_prints_a_secret_value(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "secret.yaml"
+    path.write_text(text)
+    env = {**os.environ, "TOYD_TEST_SECRET_PORT": "8675309123456789"}
+    result = subprocess.run([sys.executable, "-m", "toyd", "check-config", str(path)], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode == 1 and "not shown: the key holds a secret" in result.stderr, result.stderr
+    assert "8675309" not in result.stderr + result.stdout
 
 
 def test_example_configs_are_valid(repo_root: Path) -> None:
