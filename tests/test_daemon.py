@@ -92,6 +92,35 @@ def test_help_teaches(repo_root: Path) -> None:
     assert out.startswith("NAME") and "statusfile" in out
 
 
+PLUGINS_IMPORTED = """
+import sys
+from toyd.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(" ".join(sorted({m.split(".")[1] for m in sys.modules if m.startswith("toyd_plugins.")})))
+sys.exit(code)
+"""
+
+
+def plugins_imported(*argv: str) -> set[str]:
+    """Which plugins a ``toyd`` command line imports (in a fresh interpreter)."""
+    result = subprocess.run([sys.executable, "-c", PLUGINS_IMPORTED, *argv], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split("\n")[-2].split())
+
+
+def test_the_command_line_imports_only_the_plugins_it_needs(repo_root: Path, tmp_path: Path) -> None:
+    assert plugins_imported("--version") == set()
+    config = tmp_path / "toyd.yaml"
+    config.write_text("plugins: [statusfile, vad]\n")
+    assert plugins_imported("check-config", str(config)) == {"statusfile", "vad"}
+    assert {"gateway", "wakeword", "safety"} <= plugins_imported("plugins")  # lists them all
+    assert "wakeword" in plugins_imported("wakeword", "--help"), "a plugin's own command still works"
+
+
 def test_sd_notify_is_a_no_op_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     assert systemd.notify("READY=1") is False
