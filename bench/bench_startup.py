@@ -9,6 +9,9 @@ and wake latency of a toy whose microphone is a FIFO.
   starts writing as soon as the microphone opens the FIFO (audio waits while the other
   plugins start); "after READY" starts writing once the daemon is ready.
 
+Bytecode is cached as on an installed toy (pip compiles it at install): the runs drop
+PYTHONDONTWRITEBYTECODE and one warm-up run per tree writes the .pyc files first.
+
 `--baseline REV` measures the git revision REV as well (a temporary worktree, imported
 through PYTHONPATH), run by run interleaved with this tree, so machine load hits both
 alike: `python bench/bench_startup.py --baseline 6cb4860` gives the before/after table.
@@ -65,7 +68,8 @@ def baseline_tree(rev: str, tmp: Path) -> Tree:
     path.mkdir()
     # setup.py installs plugins/ as toyd_plugins
     (path / "toyd_plugins").symlink_to(src / "plugins")
-    env = {**os.environ, "PYTHONPATH": f"{path}{os.pathsep}{src}"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = f"{path}{os.pathsep}{src}"
     return Tree(f"baseline {rev}", env)
 
 
@@ -218,7 +222,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="toyd-bench-") as name:
         tmp = Path(name)
-        trees = [Tree("this tree", dict(os.environ))]
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        trees = [Tree("this tree", env)]
         if args.baseline:
             trees.insert(0, baseline_tree(args.baseline, tmp))
         try:
@@ -241,6 +246,8 @@ def measure(trees: list[Tree], config: Path, tmp: Path) -> list[list[object]]:
         results[tree.label].setdefault(key, []).append(value)
 
     audio, speech_end = wake_audio()
+    for tree in trees:
+        startup_run(tree, config, tmp)  # warm-up: writes the bytecode caches
     for _ in range(RUNS):
         for tree in trees:
             ready, cpu, rss, took = startup_run(tree, config, tmp)
