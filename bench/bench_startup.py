@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import signal
 import socket
@@ -168,8 +169,13 @@ class LogWatch:
                 self.seen.set()
 
 
-def wake_run(tree: Tree, tmp: Path, audio: bytes, speech_end: int, *, after_ready: bool) -> float:
-    """Seconds from the end of the wake word in the FIFO to the daemon's "wake word" log line."""
+def wake_run(tree: Tree, tmp: Path, audio: bytes, speech_end: int, *,
+             after_ready: bool) -> float | None:
+    """Seconds from the end of the wake word in the FIFO to the daemon's "wake word" log line.
+
+    None when the daemon did not hear it (on a loaded machine the writer can fall behind
+    real time, and silence then fills the gap in the middle of the words).
+    """
     fifo = tmp / "mic"
     fifo.unlink(missing_ok=True)
     os.mkfifo(fifo)
@@ -191,12 +197,10 @@ def wake_run(tree: Tree, tmp: Path, audio: bytes, speech_end: int, *, after_read
             # the open returns once the microphone holds the read end
             with open(fifo, "wb", buffering=0) as pipe:
                 end_written = _write_realtime(pipe, audio, speech_end)
-            if not watch.seen.wait(30):
-                raise RuntimeError(f"{tree.label}: no wake word detected")
+            watch.seen.wait(10)
         finally:
             stop(proc)
-    assert watch.seen_at is not None
-    return watch.seen_at - end_written
+    return None if watch.seen_at is None else watch.seen_at - end_written
 
 
 def _write_realtime(pipe: object, audio: bytes, speech_end: int) -> float:
@@ -260,7 +264,10 @@ def measure(trees: list[Tree], config: Path, tmp: Path) -> list[list[object]]:
         for tree in trees:
             for key, after_ready in (("wake_queued", False), ("wake_ready", True)):
                 latency = wake_run(tree, tmp, audio, speech_end, after_ready=after_ready)
-                add(tree, key, latency * 1000)
+                if latency is None:
+                    add(tree, "wake_missed", 1)
+                else:
+                    add(tree, key, latency * 1000)
     labels = [
         ("ready", "start -> READY (s)", "<= 0.5 s"),
         ("cpu", "CPU used to READY (s)", "-"),
@@ -270,8 +277,11 @@ def measure(trees: list[Tree], config: Path, tmp: Path) -> list[list[object]]:
         ("wake_queued", "wake latency, audio queued at start (ms)", "-"),
         ("wake_ready", "wake latency, audio after READY (ms)", "-"),
     ]
-    return [[label, *(statistics.median(results[t.label][key]) for t in trees), goal]
-            for key, label, goal in labels]
+    rows: list[list[object]] = [[label, *(statistics.median(results[t.label].get(key, [math.nan]))
+                                           for t in trees), goal] for key, label, goal in labels]
+    missed = [len(results[t.label].get("wake_missed", [])) for t in trees]
+    rows.append(["wake words missed", *missed, "0"])
+    return rows
 
 
 if __name__ == "__main__":
