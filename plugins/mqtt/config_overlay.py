@@ -11,12 +11,11 @@ a push must never be able to cut the toy off, or hand it to someone else's serve
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from toyd import App, Config, ConfigError
-from toyd.config import CORE_KEYS, validate
+from toyd.config import CORE_KEYS, parse_json, validate
 from toyd.pushed_config import merge
 
 from .settings import PUSHABLE_KEYS
@@ -43,7 +42,7 @@ def parse(payload: bytes, source: str, max_bytes: int) -> Push:
     if len(payload) > max_bytes:
         raise ConfigError(f"config push too large ({len(payload)} bytes, limit {max_bytes})", source=source)
     try:
-        data = json.loads(payload.decode("utf-8"))
+        data = parse_json(payload, source)  # a duplicate key is a ConfigError naming its path
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ConfigError(f"malformed JSON: {exc}", source=source) from None
     if depth(data) > MAX_DEPTH:
