@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 import toyd
+from toyd import credentials
 from toyd.errors import ProtocolError
 from toyd.protocol import Hello, ServerHello, codes, encode, limits, parse
 from toyd.protocol.messages import Message
@@ -26,7 +29,7 @@ log = logging.getLogger(__name__)
 ws_log = logging.getLogger(f"{__name__}.websocket")
 ws_log.addFilter(lambda record: record.levelno >= logging.INFO)
 
-REFUSED_DELAY = 5.0  # seconds before retrying after the cloud refused this toy (401/400/503)
+REFUSED_DELAY = 5.0  # seconds before retrying after the cloud refused this toy (401/400, or 503 with Retry-After)
 OnFrame = Callable[[str | bytes], Awaitable[None]]
 
 
@@ -41,10 +44,13 @@ def backoff_delays(initial: float, maximum: float, jitter: float = 0.25):  # typ
 class Link:
     """One logical link that survives disconnects; ``conn`` is set while online."""
 
-    def __init__(self, settings: CloudLinkSettings, device_id: str, hello: Callable[[], Hello]) -> None:
+    def __init__(self, settings: CloudLinkSettings, device_id: str, hello: Callable[[], Hello],
+                 state_dir: Path | None = None) -> None:
         self.settings = settings
         self.device_id = device_id
         self._hello = hello
+        self.state_dir = state_dir  # where activation stores the toy's token (preferred over the config's)
+        self.wake = asyncio.Event()  # set: reconnect now (a new token was stored)
         self.conn: ClientConnection | None = None
         self.server_hello: ServerHello | None = None
         self.connects = 0
@@ -87,12 +93,15 @@ class Link:
             refused = reason.startswith("refused")
             delay = next(delays)
             log.info("cloud link down (%s); reconnecting in %.1f s", reason, delay)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), delay)
+            self.wake.clear()
 
     async def _session(self, on_frame: OnFrame, on_up: Callable[[ServerHello], None]) -> str:
         """One connection, from connect to close; returns why it ended."""
         s = self.settings
-        headers = {"Authorization": f"Bearer {s.token}", "Device-Id": self.device_id,
+        stored = await asyncio.to_thread(credentials.read_token, self.state_dir) if self.state_dir else ""
+        headers = {"Authorization": f"Bearer {stored or s.token}", "Device-Id": self.device_id,
                    "Protocol-Version": str(limits.PROTOCOL_VERSION)}
         try:
             async with connect(s.url, additional_headers=headers, open_timeout=s.connect_timeout, ssl=self._ssl(),
@@ -116,6 +125,9 @@ class Link:
             status = exc.response.status_code
             if status == 401:
                 log.error("cloud refused this toy (HTTP 401): check cloudlink.token and device_id")
+            if status in (502, 503, 504) and "Retry-After" not in exc.response.headers:
+                # a proxy in front has no gateway for us this moment: retry at the normal pace
+                return f"unavailable: HTTP {status}"
             return f"refused: HTTP {status}"
         except ConnectionClosed as exc:
             return f"connection lost ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
