@@ -8,22 +8,18 @@ import logging
 import re
 import ssl
 import time
-from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from toyd import App
-from toyd.audio import SAMPLE_RATE, SAMPLE_WIDTH
 from toyd.protocol import limits
-from toyd.text import compact
 
-from .meters import FrameTimer, LoopLag, percentiles
+from .context import SessionContext
+from .meters import LoopLag, percentiles
 from .session import Session
-
-if TYPE_CHECKING:
-    from .plugin import GatewaySettings
+from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 # The WebSocket library logs request headers (tokens) and every frame at DEBUG: drop those.
@@ -38,37 +34,27 @@ class Gateway:
 
     def __init__(self, app: App, settings: GatewaySettings) -> None:
         self.app = app
-        self.settings = settings
+        self.context = SessionContext(settings, app.host.call_first, app.bus.publish)
         self.sessions: dict[str, Session] = {}
         self.server: Server | None = None
         self.started = time.monotonic()
         self.refused = 0
-        self.frame_timer = FrameTimer()
         self.loop_lag = LoopLag()
-        self._cacheable: tuple[tuple[str, ...], frozenset[str]] = ((), frozenset())
 
     @property
-    def cacheable(self) -> frozenset[str]:
-        """The normalised questions whose answers toys may cache (follows a live reconfigure)."""
-        phrases = self.settings.cacheable_phrases
-        if phrases != self._cacheable[0]:
-            self._cacheable = (phrases, frozenset(compact(p) for p in phrases))
-        return self._cacheable[1]
+    def settings(self) -> GatewaySettings:
+        """The gateway's settings; setting them applies to new connections and turns."""
+        return self.context.settings
 
-    @property
-    def max_listen_bytes(self) -> int:
-        """PCM bytes of the longest utterance."""
-        return int(self.settings.max_listen_seconds * SAMPLE_RATE * SAMPLE_WIDTH)
+    @settings.setter
+    def settings(self, settings: GatewaySettings) -> None:
+        self.context.settings = settings
 
     @property
     def port(self) -> int:
         """The bound port (useful with ``port: 0``)."""
         assert self.server is not None
         return self.server.sockets[0].getsockname()[1]
-
-    def config_version(self, device_id: str) -> int:
-        """The config version the cloud holds for this toy (0 = none known)."""
-        return int(self.settings.config_versions.get(device_id, 0))
 
     async def start(self) -> None:
         """Bind and listen (raises OSError when the port is taken)."""
@@ -97,8 +83,8 @@ class Gateway:
         busy = sum(1 for s in self.sessions.values() if s.phase.value in ("listening", "responding"))
         return {"status": "ok", "sessions": len(self.sessions), "active": busy,
                 "uptime_s": round(time.monotonic() - self.started, 1), "refused": self.refused,
-                "protocol_version": limits.PROTOCOL_VERSION, "frames": self.frame_timer.count,
-                "frame_ms": percentiles(self.frame_timer.samples), "loop_lag_ms": percentiles(self.loop_lag.samples)}
+                "protocol_version": limits.PROTOCOL_VERSION, "frames": self.context.frame_timer.count,
+                "frame_ms": percentiles(self.context.frame_timer.samples), "loop_lag_ms": percentiles(self.loop_lag.samples)}
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] == "/healthz":
@@ -124,7 +110,7 @@ class Gateway:
 
     async def _handle(self, conn: ServerConnection) -> None:
         device_id = conn.request.headers["Device-Id"] if conn.request else "?"
-        session = Session(self, conn, device_id)
+        session = Session(self.context, conn, device_id)
         old = self.sessions.get(device_id)
         self.sessions[device_id] = session
         if old is not None:

@@ -6,14 +6,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from pathlib import Path
 
 from toyd import App, PluginDeclaration, hookimpl
 from toyd.errors import BackendError
+from toyd.store import Store, open_store
 from toyd.turn import Turn
 
 from .client import ChatClient
-from .memory import Memory
 from .offline import OfflineResponder
 from .prompt import ReplyLimiter, VoiceCleaner, system_prompt
 from .settings import LlmSettings, Persona
@@ -26,7 +25,7 @@ class LlmPlugin:
 
     def __init__(self) -> None:
         self.settings = LlmSettings()
-        self.memory: Memory | None = None
+        self.memory: Store | None = None
         self.client: ChatClient | None = None
         self.offline = OfflineResponder()
 
@@ -39,9 +38,8 @@ class LlmPlugin:
     async def toyd_startup(self, app: App, settings: LlmSettings) -> None:
         self._configure(settings)
         if settings.memory:
-            path = Path(settings.memory_db)
-            self.memory = Memory(path if path.is_absolute() else app.state_dir / path,
-                                 settings.memory_turns, settings.summary_chars)
+            self.memory = open_store(settings.memory_db, app.state_dir, turns=settings.memory_turns,
+                                     summary_chars=settings.summary_chars)
             await self.memory.open()
 
     def _configure(self, settings: LlmSettings) -> None:
