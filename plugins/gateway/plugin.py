@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from toyd import App, PluginDeclaration, Service, hookimpl
+from toyd.events import SafetyAlert
+from toyd.store import Alert, Store, StoreError, open_store
 
 from .server import Gateway
 from .settings import GatewaySettings
@@ -17,6 +20,7 @@ class GatewayPlugin:
 
     def __init__(self) -> None:
         self.gateway: Gateway | None = None
+        self.alert_log: Store | None = None
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -27,13 +31,34 @@ class GatewayPlugin:
     async def toyd_startup(self, app: App, settings: GatewaySettings) -> None:
         if not settings.tokens:
             log.warning("gateway: no device tokens configured; every toy will be refused")
+        if settings.alert_log:
+            self.alert_log = open_store(settings.alert_log, app.state_dir)
+            await self.alert_log.open()
         self.gateway = Gateway(app, settings)
         await self.gateway.start()
 
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
         assert self.gateway is not None
-        return [Service("loop-lag", self.gateway.loop_lag.run)]
+        services = [Service("loop-lag", self.gateway.loop_lag.run)]
+        if self.alert_log is not None:
+            services.append(Service("alert-log", lambda: self._log_alerts(app)))
+        return services
+
+    async def _log_alerts(self, app: App) -> None:
+        """Every safety alert the cloud raises goes into the log (shared by all gateways on PostgreSQL)."""
+        assert self.alert_log is not None
+        sub = app.bus.subscribe("gateway-alert-log", (SafetyAlert,), maxsize=1000)
+        try:
+            while True:
+                event = await sub.get()
+                try:
+                    await self.alert_log.record_alert(Alert(event.device_id or "?", time.time(), event.category,
+                                                            event.severity, event.excerpt))
+                except StoreError as exc:
+                    log.error("gateway: safety alert of %s not logged: %s", event.device_id, exc)
+        finally:
+            sub.close()
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: GatewaySettings) -> bool:
@@ -50,3 +75,5 @@ class GatewayPlugin:
     async def toyd_shutdown(self, app: App) -> None:
         if self.gateway is not None:
             await self.gateway.stop()
+        if self.alert_log is not None:
+            await self.alert_log.close()

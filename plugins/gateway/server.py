@@ -18,6 +18,7 @@ from toyd.protocol import limits
 
 from .context import SessionContext
 from .meters import LoopLag, percentiles
+from .proxy import client_address, networks
 from .session import Session
 from .settings import GatewaySettings
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 ws_log = logging.getLogger(f"{__name__}.websocket")
 ws_log.addFilter(lambda record: record.levelno >= logging.INFO)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+BUSY_RETRY_AFTER_S = 5  # what a full gateway asks toys to wait before retrying
 _NO_TOKEN = b"\x00" * 32  # compared against when the device is unknown, so timing says nothing
 
 
@@ -56,6 +58,14 @@ class Gateway:
         assert self.server is not None
         return self.server.sockets[0].getsockname()[1]
 
+    @property
+    def public_url(self) -> str:
+        """Where toys reach this gateway: ``public_url`` when set (the proxy), else this process."""
+        if self.settings.public_url:
+            return self.settings.public_url
+        scheme = "wss" if self.settings.tls_cert else "ws"
+        return f"{scheme}://{self.settings.host}:{self.port if self.server else self.settings.port}"
+
     async def start(self) -> None:
         """Bind and listen (raises OSError when the port is taken)."""
         s = self.settings
@@ -78,10 +88,14 @@ class Gateway:
             await self.server.wait_closed()
             self.server = None
 
+    def client_address(self, conn: ServerConnection) -> str:
+        """The real client IP, also behind a trusted proxy (``trusted_proxies``)."""
+        return client_address(conn, networks(self.settings.trusted_proxies))
+
     def health(self) -> dict[str, object]:
         """What ``GET /healthz`` returns."""
         busy = sum(1 for s in self.sessions.values() if s.phase.value in ("listening", "responding"))
-        return {"status": "ok", "sessions": len(self.sessions), "active": busy,
+        return {"status": "ok", "public_url": self.public_url, "sessions": len(self.sessions), "active": busy,
                 "uptime_s": round(time.monotonic() - self.started, 1), "refused": self.refused,
                 "protocol_version": limits.PROTOCOL_VERSION, "frames": self.context.frame_timer.count,
                 "frame_ms": percentiles(self.context.frame_timer.samples), "loop_lag_ms": percentiles(self.loop_lag.samples)}
@@ -99,13 +113,15 @@ class Gateway:
         valid = hmac.compare_digest(token, expected.encode() if expected is not None else _NO_TOKEN)
         if not (valid and expected is not None):
             self.refused += 1
-            log.warning("refused a connection from %s: bad credentials", conn.remote_address[0] if conn.remote_address else "?")
+            log.warning("refused a connection from %s: bad credentials", self.client_address(conn))
             return conn.respond(401, "Unauthorized\n")
         version = request.headers.get("Protocol-Version", str(limits.PROTOCOL_VERSION))
         if version != str(limits.PROTOCOL_VERSION):
             return conn.respond(400, f"Protocol-Version {version[:10]} is not served; this server speaks {limits.PROTOCOL_VERSION}\n")
         if device_id not in self.sessions and len(self.sessions) >= self.settings.max_sessions:
-            return conn.respond(503, "Too many toys connected; retry later\n")
+            busy = conn.respond(503, "Too many toys connected; retry later\n")
+            busy.headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)  # a real refusal, unlike a proxy's 503
+            return busy
         return None
 
     async def _handle(self, conn: ServerConnection) -> None:
