@@ -26,7 +26,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.table import print_table  # noqa: E402
-
 from toyd import State
 from toyd import events as ev
 from toyd.audio import frames
@@ -37,7 +36,9 @@ MAC, TOKEN = "02:00:00:00:00:10", "bench-token"
 
 
 def sdk_wav() -> bytes:
-    with wave.open(str(importlib.resources.files("xiaozhi_sdk") / "file" / "audio" / "test_16k.wav")) as wav:
+    with wave.open(
+        str(importlib.resources.files("xiaozhi_sdk") / "file" / "audio" / "test_16k.wav")
+    ) as wav:
         return wav.readframes(wav.getnframes())
 
 
@@ -61,22 +62,33 @@ async def sdk_on_gateway(turns: int) -> list[float]:
     async with StandIn() as llm:
         llm.default.reply = "Hello! I am Pip, your friend."
         llm.default.first_token_delay = 0.05
-        cloud = {"role": "cloud", "device_id": "cloud", "log_level": "error", "startup_timeout": 60,
-                 "plugins": ["gateway", "stt_whisper", "llm", "tts_espeak"],
-                 "gateway": {"port": port, "tokens": {MAC: TOKEN}},
-                 "llm": {"base_url": llm.url + "/v1", "model": "stand-in", "memory": False}}
+        cloud = {
+            "role": "cloud",
+            "device_id": "cloud",
+            "log_level": "error",
+            "startup_timeout": 60,
+            "plugins": ["gateway", "stt_whisper", "llm", "tts_espeak"],
+            "gateway": {"port": port, "tokens": {MAC: TOKEN}},
+            "llm": {"base_url": llm.url + "/v1", "model": "stand-in", "memory": False},
+        }
         with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmp:
             async with running_daemon(cloud, state_dir=Path(tmp)):
-                client = Client(on_message, url=f"ws://127.0.0.1:{port}/", audio_sample_rate=16000,
-                                audio_frame_duration=60)
+                client = Client(
+                    on_message,
+                    url=f"ws://127.0.0.1:{port}/",
+                    audio_sample_rate=16000,
+                    audio_frame_duration=60,
+                )
                 client.mode, client.websocket_token = "manual", TOKEN
                 await client.init_connection(MAC)
                 try:
                     for i in range(turns + 1):
                         client.first_audio, client.stopped = None, asyncio.Event()
-                        await client.websocket.send('{"type": "listen", "state": "start", "mode": "manual"}')
+                        await client.websocket.send(
+                            '{"type": "listen", "state": "start", "mode": "manual"}'
+                        )
                         for start in range(0, len(pcm) - 1919, 1920):
-                            await client.send_audio(pcm[start:start + 1920])
+                            await client.send_audio(pcm[start : start + 1920])
                             await asyncio.sleep(0.06)  # real time, like a microphone
                         await client.websocket.send('{"type": "listen", "state": "stop"}')
                         eos = time.monotonic()
@@ -90,8 +102,13 @@ async def sdk_on_gateway(turns: int) -> list[float]:
 
 async def toy_on_xiaozhi_server(url: str, turns: int) -> tuple[list[float], list[str]]:
     pcm = espeak_pcm("tell me a story about a dragon")
-    toy = {"role": "device", "device_id": "bench-toy", "log_level": "error", "plugins": ["xiaozhi"],
-           "xiaozhi": {"url": url, "reply_timeout": 30}}
+    toy = {
+        "role": "device",
+        "device_id": "bench-toy",
+        "log_level": "error",
+        "plugins": ["xiaozhi"],
+        "xiaozhi": {"url": url, "reply_timeout": 30},
+    }
     out, heard = [], []
     with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmp:
         async with running_daemon(toy, state_dir=Path(tmp)) as app:
@@ -119,13 +136,23 @@ def row(name: str, values: list[float]) -> tuple[object, ...]:
         return (name, 0, "-", "-", "-")
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * len(ordered) + 0.5) - 1)]
-    return (name, len(values), round(statistics.median(values), 1), round(p95, 1), round(max(values), 1))
+    return (
+        name,
+        len(values),
+        round(statistics.median(values), 1),
+        round(p95, 1),
+        round(max(values), 1),
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--turns", type=int, default=10)
-    parser.add_argument("--server", default="", help="a running xiaozhi-esp32-server's WebSocket URL")
+    parser.add_argument(
+        "--server", default="", help="a running xiaozhi-esp32-server's WebSocket URL"
+    )
     args = parser.parse_args()
     rows = [row("xiaozhi-sdk 0.5.1 → toyd gateway", asyncio.run(sdk_on_gateway(args.turns)))]
     if args.server:

@@ -30,7 +30,9 @@ class Providers:
 
         from toyd_plugins.stt_whisper.engine import bundled_model
 
-        self.whisper = WhisperModel(str(bundled_model()), device="cpu", compute_type="int8", cpu_threads=1)
+        self.whisper = WhisperModel(
+            str(bundled_model()), device="cpu", compute_type="int8", cpu_threads=1
+        )
         self.lock = threading.Lock()
         self.heard: list[str] = []
 
@@ -46,7 +48,9 @@ class Providers:
 
 
 def espeak_wav(text: str) -> bytes:
-    out = subprocess.run(["espeak-ng", "-v", "en-us", "--stdout", text], check=True, capture_output=True)
+    out = subprocess.run(
+        ["espeak-ng", "-v", "en-us", "--stdout", text], check=True, capture_output=True
+    )
     return out.stdout
 
 
@@ -97,9 +101,15 @@ def handler(providers: Providers) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             for word in REPLY.split(" "):
-                chunk = {"id": "stub", "object": "chat.completion.chunk", "created": int(time.time()),
-                         "model": "stub", "choices": [{"index": 0, "delta": {"content": word + " "},
-                                                       "finish_reason": None}]}
+                chunk = {
+                    "id": "stub",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": "stub",
+                    "choices": [
+                        {"index": 0, "delta": {"content": word + " "}, "finish_reason": None}
+                    ],
+                }
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
@@ -115,7 +125,9 @@ def serve(port: int) -> ThreadingHTTPServer:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, default=8901)
     port = parser.parse_args().port
     server = ThreadingHTTPServer(("127.0.0.1", port), handler(Providers()))

@@ -34,11 +34,15 @@ def sdk_wav(name: str) -> bytes:
 
 
 def cloud_config(port: int, llm_url: str) -> dict[str, Any]:
-    return {"role": "cloud", "device_id": "cloud", "startup_timeout": 60,
-            "plugins": ["gateway", "stt_whisper", "safety", "llm", "tts_espeak"],
-            "gateway": {"port": port, "tokens": {MAC: TOKEN}, "stage_timeout": 20},
-            "stt_whisper": {"cpu_threads": 2},
-            "llm": {"base_url": llm_url, "model": "stand-in", "memory": False}}
+    return {
+        "role": "cloud",
+        "device_id": "cloud",
+        "startup_timeout": 60,
+        "plugins": ["gateway", "stt_whisper", "safety", "llm", "tts_espeak"],
+        "gateway": {"port": port, "tokens": {MAC: TOKEN}, "stage_timeout": 20},
+        "stt_whisper": {"cpu_threads": 2},
+        "llm": {"base_url": llm_url, "model": "stand-in", "memory": False},
+    }
 
 
 class Client:
@@ -46,8 +50,12 @@ class Client:
 
     def __init__(self, port: int, frame_ms: int, mode: str) -> None:
         self.messages: list[dict[str, Any]] = []
-        self.sdk = XiaoZhiWebsocket(self.on_message, url=f"ws://127.0.0.1:{port}/xiaozhi/v1/",
-                                    audio_sample_rate=16000, audio_frame_duration=frame_ms)
+        self.sdk = XiaoZhiWebsocket(
+            self.on_message,
+            url=f"ws://127.0.0.1:{port}/xiaozhi/v1/",
+            audio_sample_rate=16000,
+            audio_frame_duration=frame_ms,
+        )
         self.sdk.mode = mode
         self.sdk.websocket_token = TOKEN
         self.frame_ms = frame_ms
@@ -56,13 +64,17 @@ class Client:
         self.messages.append(msg)
 
     def of(self, kind: str, **fields: Any) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m.get("type") == kind and all(m.get(k) == v for k, v in fields.items())]
+        return [
+            m
+            for m in self.messages
+            if m.get("type") == kind and all(m.get(k) == v for k, v in fields.items())
+        ]
 
     async def speak(self, pcm: bytes, silence_s: float = 0.0) -> None:
         step = 16000 * self.frame_ms // 1000 * 2
         pcm = pcm + bytes(int(silence_s * 32000))
         for start in range(0, len(pcm) - step + 1, step):
-            await self.sdk.send_audio(pcm[start:start + step])
+            await self.sdk.send_audio(pcm[start : start + step])
             await asyncio.sleep(self.frame_ms / 4000)  # 4x real time
 
 
@@ -74,7 +86,9 @@ async def turn(tmp_path: Path, frame_ms: int, mode: str):  # type: ignore[no-unt
             client = Client(port, frame_ms, mode)
             assert await client.sdk.init_connection(MAC)
             try:
-                await client.speak(sdk_wav("test_16k.wav"), silence_s=1.5 if mode != "manual" else 0.0)
+                await client.speak(
+                    sdk_wav("test_16k.wav"), silence_s=1.5 if mode != "manual" else 0.0
+                )
                 if mode == "manual":
                     await client.sdk.websocket.send('{"type": "listen", "state": "stop"}')
                 await wait_for(lambda: client.of("tts", state="stop"), timeout=60)
@@ -92,11 +106,17 @@ async def test_xiaozhi_sdk_completes_a_turn(tmp_path, frame_ms, mode):
     assert llm.requests[-1].json()["messages"][-1]["content"] == stt[0]["text"]
     assert client.of("llm")[0]["emotion"] == "happy"
     sentences = [m["text"] for m in client.of("tts", state="sentence_start")]
-    assert " ".join(sentences) == REPLY and len(sentences) == 3, "the reply came sentence by sentence"
+    assert " ".join(sentences) == REPLY and len(sentences) == 3, (
+        "the reply came sentence by sentence"
+    )
     kinds = [m.get("state") for m in client.of("tts")]
     assert kinds[0] == "start" and kinds[-1] == "stop"
     # raw Opus at the client's own rate and frame length: the sdk decoded every frame
-    audio = np.array(client.sdk.output_audio_queue, dtype=np.int16) if client.sdk.output_audio_queue else None
+    audio = (
+        np.array(client.sdk.output_audio_queue, dtype=np.int16)
+        if client.sdk.output_audio_queue
+        else None
+    )
     assert audio is not None and 2.0 < len(audio.ravel()) / 16000 < 12.0
     assert np.abs(audio.ravel()).max() > 1000, "speech, not silence or noise"
     assert session.errors == 0
@@ -133,18 +153,31 @@ async def test_an_esp32_hello_with_60_ms_frames_is_served_and_bad_ones_refused(t
     port = free_port()
     async with StandIn() as llm:
         async with running_daemon(cloud_config(port, llm.url + "/v1"), state_dir=tmp_path):
-            headers = {"Authorization": f"Bearer {TOKEN}", "Protocol-Version": "1", "Device-Id": MAC,
-                       "Client-Id": "9e1f2f9e-6b2a-4c53-9a51-5c8d2b3c4d5e"}
-            async with connect(f"ws://127.0.0.1:{port}/xiaozhi/v1/", additional_headers=headers) as ws:
-                await ws.send('{"type":"hello","version":1,"features":{"mcp":true},"transport":"websocket",'
-                              '"audio_params":{"format":"opus","sample_rate":16000,"channels":1,"frame_duration":60}}')
+            headers = {
+                "Authorization": f"Bearer {TOKEN}",
+                "Protocol-Version": "1",
+                "Device-Id": MAC,
+                "Client-Id": "9e1f2f9e-6b2a-4c53-9a51-5c8d2b3c4d5e",
+            }
+            async with connect(
+                f"ws://127.0.0.1:{port}/xiaozhi/v1/", additional_headers=headers
+            ) as ws:
+                await ws.send(
+                    '{"type":"hello","version":1,"features":{"mcp":true},"transport":"websocket",'
+                    '"audio_params":{"format":"opus","sample_rate":16000,"channels":1,"frame_duration":60}}'
+                )
                 hello = __import__("json").loads(await asyncio.wait_for(ws.recv(), 5))
                 assert hello["transport"] == "websocket" and hello["session_id"]
                 assert hello["audio_params"]["frame_duration"] == 60
-            for params, problem in (('"sample_rate":44100', "sample_rate 44100"), ('"frame_duration":30', "30 ms"),
-                                    ('"format":"pcm"', "only opus")):
+            for params, problem in (
+                ('"sample_rate":44100', "sample_rate 44100"),
+                ('"frame_duration":30', "30 ms"),
+                ('"format":"pcm"', "only opus"),
+            ):
                 async with connect(f"ws://127.0.0.1:{port}/", additional_headers=headers) as ws:
-                    await ws.send('{"type":"hello","transport":"websocket","audio_params":{' + params + '}}')
+                    await ws.send(
+                        '{"type":"hello","transport":"websocket","audio_params":{' + params + "}}"
+                    )
                     error = __import__("json").loads(await asyncio.wait_for(ws.recv(), 5))
                     assert error["code"] == "unsupported_audio" and problem in error["message"]
                     await asyncio.wait_for(ws.wait_closed(), 5)

@@ -16,11 +16,20 @@ from toyd.testing import free_port, running_daemon, wait_for
 from toyd_plugins.gateway.xiaozhi import Dialect, is_xiaozhi_hello
 
 MAC, TOKEN = "02:00:00:00:00:02", "xz-token-2"
-HELLO = {"type": "hello", "version": 1, "features": {"mcp": True}, "transport": "websocket",
-         "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 60}}
-GOOD = [{"type": "listen", "state": "start", "mode": "auto"}, {"type": "listen", "state": "stop"},
-        {"type": "listen", "state": "detect", "text": "hi"}, {"type": "abort", "reason": "wake_word_detected"},
-        {"type": "mcp", "payload": {"jsonrpc": "2.0", "id": 1, "result": {}}}]
+HELLO = {
+    "type": "hello",
+    "version": 1,
+    "features": {"mcp": True},
+    "transport": "websocket",
+    "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 60},
+}
+GOOD = [
+    {"type": "listen", "state": "start", "mode": "auto"},
+    {"type": "listen", "state": "stop"},
+    {"type": "listen", "state": "detect", "text": "hi"},
+    {"type": "abort", "reason": "wake_word_detected"},
+    {"type": "mcp", "payload": {"jsonrpc": "2.0", "id": 1, "result": {}}},
+]
 JUNK = [None, 7, -1.5, [], {}, True, "x" * 3000, {"a": [1, {"b": None}]}, "realtime", "start"]
 
 
@@ -34,7 +43,7 @@ def mutate(rng: random.Random, msg: dict) -> str:
     text = json.dumps(msg)
     if rng.random() < 0.2:
         cut = rng.randrange(len(text))
-        text = text[:cut] + rng.choice(["", "}", "\x00", "ÿ"]) + text[cut + 1:]
+        text = text[:cut] + rng.choice(["", "}", "\x00", "ÿ"]) + text[cut + 1 :]
     return text
 
 
@@ -52,8 +61,12 @@ def test_mutated_client_messages_are_protocol_errors_or_fine():
 
 
 @settings(max_examples=300, deadline=None)
-@given(params=st.dictionaries(st.sampled_from(["format", "sample_rate", "channels", "frame_duration"]),
-                              st.sampled_from(JUNK + [16000, 24000, 44100, 20, 60, 30, "opus", 1, 2])))
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["format", "sample_rate", "channels", "frame_duration"]),
+        st.sampled_from(JUNK + [16000, 24000, 44100, 20, 60, 30, "opus", 1, 2]),
+    )
+)
 def test_any_audio_params_give_a_dialect_or_unsupported_audio(params):
     frame = json.dumps({**HELLO, "audio_params": params})
     assert is_xiaozhi_hello(frame)
@@ -62,7 +75,11 @@ def test_any_audio_params_give_a_dialect_or_unsupported_audio(params):
     except ProtocolError as exc:
         assert exc.code == "unsupported_audio"
         return
-    assert dialect.sample_rate in (8000, 12000, 16000, 24000, 48000) and dialect.frame_ms in (20, 40, 60)
+    assert dialect.sample_rate in (8000, 12000, 16000, 24000, 48000) and dialect.frame_ms in (
+        20,
+        40,
+        60,
+    )
 
 
 def test_toyd_hellos_are_not_taken_for_xiaozhi():
@@ -76,8 +93,12 @@ async def test_a_hostile_xiaozhi_client_is_closed_cleanly_and_the_gateway_serves
     from websockets.exceptions import ConnectionClosed
 
     port = free_port()
-    config = {"role": "cloud", "device_id": "cloud", "plugins": ["gateway", "echochain"],
-              "gateway": {"port": port, "tokens": {MAC: TOKEN}}}
+    config = {
+        "role": "cloud",
+        "device_id": "cloud",
+        "plugins": ["gateway", "echochain"],
+        "gateway": {"port": port, "tokens": {MAC: TOKEN}},
+    }
     headers = {"Authorization": f"Bearer {TOKEN}", "Protocol-Version": "1", "Device-Id": MAC}
     rng = random.Random(9)
     async with running_daemon(config, state_dir=tmp_path) as cloud:
@@ -100,7 +121,9 @@ async def test_a_hostile_xiaozhi_client_is_closed_cleanly_and_the_gateway_serves
             assert ws.close_code == 1008
         assert session.errors >= 1
         await wait_for(lambda: MAC not in cloud.host.plugins["gateway"].gateway.sessions, timeout=5)
-        async with connect(f"ws://127.0.0.1:{port}/", additional_headers=headers) as ws:  # serves on
+        async with connect(
+            f"ws://127.0.0.1:{port}/", additional_headers=headers
+        ) as ws:  # serves on
             await ws.send(json.dumps(HELLO))
             assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "hello"
 

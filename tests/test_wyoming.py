@@ -16,18 +16,19 @@ from wyoming.event import Event, async_read_event, async_write_event
 
 from toyd.errors import BackendError
 from toyd.testing import free_port
-from toyd.wyoming_client import audio_event
 from toyd.turn import Turn
+from toyd.wyoming_client import audio_event
 from toyd_plugins.stt_wyoming import WyomingSttPlugin, WyomingSttSettings
 from toyd_plugins.tts_wyoming import WyomingTtsPlugin, WyomingTtsSettings
-
 
 TURN = Turn(device_id="toy-1", session_id="s1", turn_id="t1")
 
 
 def tone(rate: int, seconds: float, hz: float = 440.0) -> bytes:
     n = int(rate * seconds)
-    return struct.pack(f"<{n}h", *(int(12000 * math.sin(2 * math.pi * hz * i / rate)) for i in range(n)))
+    return struct.pack(
+        f"<{n}h", *(int(12000 * math.sin(2 * math.pi * hz * i / rate)) for i in range(n))
+    )
 
 
 def crossings(pcm: bytes) -> int:
@@ -70,7 +71,9 @@ class Server:
 
 def tts(port: int, **kw) -> WyomingTtsPlugin:  # type: ignore[no-untyped-def]
     plugin = WyomingTtsPlugin()
-    plugin.settings = WyomingTtsSettings(uri=f"tcp://127.0.0.1:{port}", connect_timeout=0.5, timeout=2, **kw)
+    plugin.settings = WyomingTtsSettings(
+        uri=f"tcp://127.0.0.1:{port}", connect_timeout=0.5, timeout=2, **kw
+    )
     return plugin
 
 
@@ -87,8 +90,9 @@ def piper_like(rate: int = 22050, seconds: float = 1.0, width: int = 2):  # type
         fmt = {"rate": rate, "width": width, "channels": 1}
         yield Event(type="audio-start", data=fmt)
         for start in range(0, len(audio), 2047):  # odd-sized chunks
-            yield Event(type="audio-chunk", data=fmt, payload=audio[start:start + 2047])
+            yield Event(type="audio-chunk", data=fmt, payload=audio[start : start + 2047])
         yield audio_event("audio-stop", rate)
+
     return reply
 
 
@@ -112,7 +116,9 @@ async def test_chunks_stream_as_they_arrive():
 
 async def test_a_server_that_is_down_gives_a_clear_error():
     port = free_port()
-    with pytest.raises(BackendError, match=rf"Wyoming speech synthesis at tcp://127.0.0.1:{port} is down"):
+    with pytest.raises(
+        BackendError, match=rf"Wyoming speech synthesis at tcp://127.0.0.1:{port} is down"
+    ):
         await speak(tts(port))
 
 
@@ -145,14 +151,23 @@ async def test_a_server_coming_up_during_the_connect_window_is_waited_for():
             await starter
 
 
-@pytest.mark.parametrize("reply, problem", [
-    (lambda got: [Event(type="error", data={"text": "voice not found"})], "failed: voice not found"),
-    (lambda got: [b"this is not json\n"], "malformed event"),
-    (lambda got: [b'{"type": "audio-start", "data": {"rate": "x"}}\n'], "malformed audio-start"),
-    (lambda got: [], "closed the connection mid-request"),
-    (piper_like(width=1), "8-bit audio"),
-    (piper_like(rate=1), "at 1 Hz"),
-])
+@pytest.mark.parametrize(
+    "reply, problem",
+    [
+        (
+            lambda got: [Event(type="error", data={"text": "voice not found"})],
+            "failed: voice not found",
+        ),
+        (lambda got: [b"this is not json\n"], "malformed event"),
+        (
+            lambda got: [b'{"type": "audio-start", "data": {"rate": "x"}}\n'],
+            "malformed audio-start",
+        ),
+        (lambda got: [], "closed the connection mid-request"),
+        (piper_like(width=1), "8-bit audio"),
+        (piper_like(rate=1), "at 1 Hz"),
+    ],
+)
 async def test_bad_servers_give_clear_errors(reply, problem):
     async with Server(reply) as server:
         with pytest.raises(BackendError, match=problem):
@@ -165,8 +180,9 @@ async def test_empty_text_is_declined():
 
 def stt(port: int) -> WyomingSttPlugin:
     plugin = WyomingSttPlugin()
-    plugin.settings = WyomingSttSettings(uri=f"tcp://127.0.0.1:{port}", connect_timeout=0.5, timeout=2,
-                                         language="en")
+    plugin.settings = WyomingSttSettings(
+        uri=f"tcp://127.0.0.1:{port}", connect_timeout=0.5, timeout=2, language="en"
+    )
     return plugin
 
 
@@ -176,7 +192,9 @@ async def test_stt_sends_the_utterance_and_reads_the_transcript():
         result = await stt(server.port).toyd_transcribe(turn=TURN, pcm=pcm, sample_rate=16000)
     assert result.text == "hello bear" and result.language == "en"
     events = server.seen[0]
-    assert [e.type for e in events[:2]] == ["transcribe", "audio-start"] and events[-1].type == "audio-stop"
+    assert [e.type for e in events[:2]] == ["transcribe", "audio-start"] and events[
+        -1
+    ].type == "audio-stop"
     assert events[0].data.get("language") == "en"
     assert b"".join(e.payload or b"" for e in events if e.type == "audio-chunk") == pcm
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from test_ai_e2e import words
 from toyd.errors import BackendError
 from toyd.testing import espeak_pcm, free_port
 from toyd.testing.standin import StandIn
@@ -20,8 +21,6 @@ from toyd.testing.wyoming_servers import piper_command, run_server, servers_venv
 from toyd.turn import Turn
 from toyd_plugins.demo.loopback import Loopback
 from toyd_plugins.stt_wyoming import WyomingSttPlugin, WyomingSttSettings
-
-from test_ai_e2e import words
 
 pytestmark = pytest.mark.slow
 STORY = "Once upon a time a small dragon learned to fly. The end."
@@ -34,22 +33,33 @@ def whisper_port(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def configs(llm_url: str, stt_port: int, tts_port: int) -> tuple[dict, dict]:
-    cloud = {"role": "cloud", "plugins": ["gateway", "stt_wyoming", "llm", "tts_wyoming"],
-             "gateway": {"stage_timeout": 30, "max_listen_seconds": 20},
-             "stt_wyoming": {"uri": f"tcp://127.0.0.1:{stt_port}", "language": "en"},
-             "llm": {"base_url": llm_url, "model": "stand-in", "memory": False},
-             "tts_wyoming": {"uri": f"tcp://127.0.0.1:{tts_port}", "voice": "en_US-joe-medium",
-                             "connect_timeout": 1.0}}
-    toy = {"role": "device", "device_id": "toy-1", "plugins": ["cloudlink"],
-           "cloudlink": {"reply_timeout": 30, "language": "en"}}
+    cloud = {
+        "role": "cloud",
+        "plugins": ["gateway", "stt_wyoming", "llm", "tts_wyoming"],
+        "gateway": {"stage_timeout": 30, "max_listen_seconds": 20},
+        "stt_wyoming": {"uri": f"tcp://127.0.0.1:{stt_port}", "language": "en"},
+        "llm": {"base_url": llm_url, "model": "stand-in", "memory": False},
+        "tts_wyoming": {
+            "uri": f"tcp://127.0.0.1:{tts_port}",
+            "voice": "en_US-joe-medium",
+            "connect_timeout": 1.0,
+        },
+    }
+    toy = {
+        "role": "device",
+        "device_id": "toy-1",
+        "plugins": ["cloudlink"],
+        "cloudlink": {"reply_timeout": 30, "language": "en"},
+    }
     return cloud, toy
 
 
 async def heard_back(pcm: bytes, whisper_port: int) -> str:
     stt = WyomingSttPlugin()
     stt.settings = WyomingSttSettings(uri=f"tcp://127.0.0.1:{whisper_port}", language="en")
-    result = await stt.toyd_transcribe(turn=Turn(device_id="t", session_id="s", turn_id="check"), pcm=pcm,
-                                       sample_rate=16000)
+    result = await stt.toyd_transcribe(
+        turn=Turn(device_id="t", session_id="s", turn_id="check"), pcm=pcm, sample_rate=16000
+    )
     return result.text
 
 
@@ -57,7 +67,9 @@ def similar(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, words(a), words(b)).ratio()
 
 
-async def test_a_spoken_question_through_wyoming_whisper_and_piper(tmp_path: Path, whisper_port: int) -> None:
+async def test_a_spoken_question_through_wyoming_whisper_and_piper(
+    tmp_path: Path, whisper_port: int
+) -> None:
     tts_port = free_port()
     with run_server(piper_command(servers_venv(), tts_port), tts_port, "wyoming-piper"):
         async with StandIn() as llm:
@@ -73,7 +85,9 @@ async def test_a_spoken_question_through_wyoming_whisper_and_piper(tmp_path: Pat
     assert similar(heard, STORY) > 0.85, heard
 
 
-async def test_piper_down_is_a_clear_error_and_a_restart_is_picked_up(tmp_path: Path, whisper_port: int) -> None:
+async def test_piper_down_is_a_clear_error_and_a_restart_is_picked_up(
+    tmp_path: Path, whisper_port: int
+) -> None:
     tts_port = free_port()
     async with StandIn() as llm:
         cloud, toy = configs(llm.url + "/v1", whisper_port, tts_port)
@@ -84,7 +98,9 @@ async def test_piper_down_is_a_clear_error_and_a_restart_is_picked_up(tmp_path: 
                 await anext(stream)
             llm.script("Hello again.")
             failed = await loop.turn(espeak_pcm("hello there"), timeout=60)
-            assert not failed.pcm  # the toy heard nothing, and got the error (its local fallback answers)
+            assert (
+                not failed.pcm
+            )  # the toy heard nothing, and got the error (its local fallback answers)
             with run_server(piper_command(servers_venv(), tts_port), tts_port, "wyoming-piper"):
                 llm.script("Hello again.")
                 report = await loop.turn(espeak_pcm("hello there"), timeout=120)

@@ -7,19 +7,27 @@ import uuid
 
 import pytest
 
+from linkkit import play_reply, speak_turn, speech
 from toyd import State
 from toyd import events as ev
 from toyd.audio import FRAME_BYTES, frames
 from toyd.testing import next_event, running_daemon, wait_for
-
-from linkkit import play_reply, speak_turn, speech
 from xiaozhi_server import DOWN_MS, DOWN_RATE, Script, xiaozhi_server
 
 
 def toy_config(port: int, **section):  # type: ignore[no-untyped-def]
-    return {"role": "device", "device_id": "toy-1", "plugins": ["xiaozhi"],
-            "xiaozhi": {"url": f"ws://127.0.0.1:{port}/xiaozhi/v1/", "token": "xz-token",
-                        "backoff_initial": 0.05, "backoff_max": 0.5, **section}}
+    return {
+        "role": "device",
+        "device_id": "toy-1",
+        "plugins": ["xiaozhi"],
+        "xiaozhi": {
+            "url": f"ws://127.0.0.1:{port}/xiaozhi/v1/",
+            "token": "xz-token",
+            "backoff_initial": 0.05,
+            "backoff_max": 0.5,
+            **section,
+        },
+    }
 
 
 async def toy_on(server, tmp_path, **section):  # type: ignore[no-untyped-def]
@@ -48,8 +56,12 @@ async def test_a_manual_turn_end_to_end(tmp_path):
         h = seen.headers
         assert h["Authorization"] == "Bearer xz-token" and h["Protocol-Version"] == "1"
         assert h["Device-Id"].startswith("02:") and uuid.UUID(h["Client-Id"])
-        assert seen.hellos[0]["audio_params"] == {"format": "opus", "sample_rate": 16000, "channels": 1,
-                                                  "frame_duration": 60}
+        assert seen.hellos[0]["audio_params"] == {
+            "format": "opus",
+            "sample_rate": 16000,
+            "channels": 1,
+            "frame_duration": 60,
+        }
         assert seen.hellos[0]["features"]["mcp"] is True
         assert [m["state"] for m in seen.of("listen")] == ["start", "stop"]
         assert seen.of("listen")[0]["mode"] == "manual" and seen.of("listen")[0]["session_id"]
@@ -93,11 +105,15 @@ async def test_auto_mode_the_server_ends_the_utterance(tmp_path):
         finally:
             await ctx.__aexit__(None, None, None)
         assert server.seen.of("listen")[0]["mode"] == "auto"
-        assert server.seen.of("listen", state="stop") == []  # the server ended it: no stop from the toy
+        assert (
+            server.seen.of("listen", state="stop") == []
+        )  # the server ended it: no stop from the toy
 
 
 async def test_barge_in_aborts_and_late_audio_is_dropped(tmp_path):
-    async with xiaozhi_server(Script(sentences=("A long story begins here and goes on.",) * 4, pace=0.03)) as server:
+    async with xiaozhi_server(
+        Script(sentences=("A long story begins here and goes on.",) * 4, pace=0.03)
+    ) as server:
         ctx, toy, sub = await toy_on(server, tmp_path)
         plugin = toy.host.plugins["xiaozhi"]
         try:
@@ -166,11 +182,24 @@ async def test_mcp_tools_volume_and_led(tmp_path):
         {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}},
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}},
-        {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-         "params": {"name": "self.audio_speaker.set_volume", "arguments": {"volume": 30}}},
-        {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
-         "params": {"name": "self.led.set_color", "arguments": {"r": 0, "g": 0, "b": 255}}},
-        {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "self.get_device_status"}},
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "self.audio_speaker.set_volume", "arguments": {"volume": 30}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 4,
+            "method": "tools/call",
+            "params": {"name": "self.led.set_color", "arguments": {"r": 0, "g": 0, "b": 255}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 5,
+            "method": "tools/call",
+            "params": {"name": "self.get_device_status"},
+        },
         {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "self.reboot"}},
         {"jsonrpc": "2.0", "id": 7, "method": "resources/list"},
     )
@@ -179,11 +208,15 @@ async def test_mcp_tools_volume_and_led(tmp_path):
             sub = toy.bus.subscribe("test")
             assert (await next_event(sub, ev.VolumeSet, timeout=5)).level == 30
             assert (await next_event(sub, ev.LedLook)).rgb == (0, 0, 255)
-            replies = await wait_for(lambda: len(server.seen.mcp_replies) >= 7 and server.seen.mcp_replies)
+            replies = await wait_for(
+                lambda: len(server.seen.mcp_replies) >= 7 and server.seen.mcp_replies
+            )
     by_id = {r["id"]: r for r in replies}
     assert by_id[1]["result"]["serverInfo"]["name"] == "toyd"
     names = [t["name"] for t in by_id[2]["result"]["tools"]]
-    assert {"self.audio_speaker.set_volume", "self.led.set_color", "self.get_device_status"} <= set(names)
+    assert {"self.audio_speaker.set_volume", "self.led.set_color", "self.get_device_status"} <= set(
+        names
+    )
     assert by_id[3]["result"]["isError"] is False
     assert '"volume": 30' in by_id[5]["result"]["content"][0]["text"]
     assert by_id[6]["error"]["code"] == -32602  # no reboot for the AI

@@ -44,8 +44,11 @@ class Seen:
     aborted: int = 0
 
     def of(self, kind: str, **fields: Any) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m.get("type") == kind
-                and all(m.get(k) == v for k, v in fields.items())]
+        return [
+            m
+            for m in self.messages
+            if m.get("type") == kind and all(m.get(k) == v for k, v in fields.items())
+        ]
 
 
 @dataclasses.dataclass
@@ -80,9 +83,14 @@ class XiaozhiServer:
 
     def _check(self, conn: ServerConnection, request: Request) -> Response | None:
         h = request.headers
-        self.seen.headers = {k: h.get(k, "") for k in ("Authorization", "Protocol-Version", "Device-Id", "Client-Id")}
-        ok = (h.get("Authorization") == f"Bearer {self.script.token}" and h.get("Protocol-Version") == "1"
-              and MAC.match(h.get("Device-Id", "")) is not None)
+        self.seen.headers = {
+            k: h.get(k, "") for k in ("Authorization", "Protocol-Version", "Device-Id", "Client-Id")
+        }
+        ok = (
+            h.get("Authorization") == f"Bearer {self.script.token}"
+            and h.get("Protocol-Version") == "1"
+            and MAC.match(h.get("Device-Id", "")) is not None
+        )
         try:
             uuid.UUID(h.get("Client-Id", ""))
         except ValueError:
@@ -114,11 +122,25 @@ class XiaozhiServer:
             kind = msg.get("type")
             if kind == "hello":
                 self.seen.hellos.append(msg)
-                await conn.send(json.dumps({"type": "hello", "transport": "websocket", "session_id": session,
-                                            "audio_params": {"format": "opus", "sample_rate": DOWN_RATE,
-                                                             "channels": 1, "frame_duration": DOWN_MS}}))
+                await conn.send(
+                    json.dumps(
+                        {
+                            "type": "hello",
+                            "transport": "websocket",
+                            "session_id": session,
+                            "audio_params": {
+                                "format": "opus",
+                                "sample_rate": DOWN_RATE,
+                                "channels": 1,
+                                "frame_duration": DOWN_MS,
+                            },
+                        }
+                    )
+                )
                 for call in self.script.mcp_calls:
-                    await conn.send(json.dumps({"session_id": session, "type": "mcp", "payload": call}))
+                    await conn.send(
+                        json.dumps({"session_id": session, "type": "mcp", "payload": call})
+                    )
             elif kind == "listen":
                 mode = msg.get("mode", mode)
                 if msg.get("state") == "start":
@@ -130,7 +152,9 @@ class XiaozhiServer:
                 self.seen.aborted += 1
                 if self._speaking is not None:
                     self._speaking.cancel()
-                    await conn.send(json.dumps({"session_id": session, "type": "tts", "state": "stop"}))
+                    await conn.send(
+                        json.dumps({"session_id": session, "type": "tts", "state": "stop"})
+                    )
             elif kind == "mcp":
                 self.seen.mcp_replies.append(msg.get("payload"))
 
@@ -154,7 +178,7 @@ class XiaozhiServer:
             pcm = self._audio_of(sentence)
             step = encoder.frame_bytes
             for start in range(0, len(pcm) - step + 1, step):
-                await conn.send(encoder.encode(pcm[start:start + step]))
+                await conn.send(encoder.encode(pcm[start : start + step]))
                 self.seen.sent_audio += 1
                 await asyncio.sleep(s.pace)
         await send("tts", state="stop")
@@ -162,7 +186,7 @@ class XiaozhiServer:
     def encode_frame(self, sentence: str = "Hi.") -> bytes:
         """One downlink Opus frame of speech (24 kHz, 60 ms)."""
         encoder = OpusEncoder(sample_rate=DOWN_RATE, frame_ms=DOWN_MS)
-        return encoder.encode(self._audio_of(sentence)[:encoder.frame_bytes])
+        return encoder.encode(self._audio_of(sentence)[: encoder.frame_bytes])
 
     async def send(self, frame: str | bytes | dict[str, Any]) -> None:
         """Send anything to the connected toy (hostile-input tests)."""
@@ -178,7 +202,9 @@ class XiaozhiServer:
 async def xiaozhi_server(script: Script | None = None) -> AsyncIterator[XiaozhiServer]:
     """Run the stand-in on a free loopback port."""
     server = XiaozhiServer(script)
-    async with serve(server._handle, "127.0.0.1", 0, process_request=server._check, compression=None) as ws:
+    async with serve(
+        server._handle, "127.0.0.1", 0, process_request=server._check, compression=None
+    ) as ws:
         server.port = ws.sockets[0].getsockname()[1]
         try:
             yield server

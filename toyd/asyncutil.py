@@ -18,7 +18,7 @@ async def await_me_maybe(value: Any) -> Any:
 
 
 def backoff_delays(initial: float, maximum: float, jitter: float = 0.25) -> Iterator[float]:
-    """Exponential reconnect delays with ±``jitter`` spread, so a fleet does not reconnect in step."""
+    """Exponential reconnect delays, ±``jitter`` spread: a fleet does not reconnect in step."""
     delay = initial
     while True:
         yield delay * random.uniform(1 - jitter, 1 + jitter)

@@ -41,8 +41,9 @@ def audio_format(event: Any, uri: str) -> tuple[int, int, int]:
     try:
         rate, width, channels = (int(data[k]) for k in ("rate", "width", "channels"))
     except (KeyError, TypeError, ValueError) as exc:
-        raise BackendError(f"Wyoming server at {uri} sent a malformed {event.type}: "
-                           f"{type(exc).__name__}: {exc}") from None
+        raise BackendError(
+            f"Wyoming server at {uri} sent a malformed {event.type}: {type(exc).__name__}: {exc}"
+        ) from None
     return rate, width, channels
 
 
@@ -51,10 +52,14 @@ def check_uri(uri: str) -> str:
     parsed = urllib.parse.urlsplit(uri)
     if parsed.scheme == "tcp":
         if not parsed.hostname or parsed.port is None:
-            raise ValueError(f"a Wyoming URI needs a host and a port: tcp://host:port (got {uri!r})")
+            raise ValueError(
+                f"a Wyoming URI needs a host and a port: tcp://host:port (got {uri!r})"
+            )
     elif parsed.scheme == "unix":
         if not parsed.path:
-            raise ValueError(f"a unix Wyoming URI needs a socket path: unix:///run/piper.sock (got {uri!r})")
+            raise ValueError(
+                f"a unix Wyoming URI needs a socket path: unix:///run/piper.sock (got {uri!r})"
+            )
     else:
         raise ValueError(f"a Wyoming URI is tcp://host:port or unix:///path (got {uri!r})")
     return uri
@@ -63,7 +68,9 @@ def check_uri(uri: str) -> str:
 class Connection:
     """One open connection: write events, read events with a deadline."""
 
-    def __init__(self, uri: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, uri: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.uri, self.reader, self.writer = uri, reader, writer
 
     async def send(self, event: Any) -> None:
@@ -77,15 +84,23 @@ class Connection:
             async with asyncio.timeout(timeout):
                 event = await self._read()
         except TimeoutError:
-            raise BackendError(f"Wyoming server at {self.uri} did not answer within {timeout:.0f} s") from None
+            raise BackendError(
+                f"Wyoming server at {self.uri} did not answer within {timeout:.0f} s"
+            ) from None
         except (ValueError, asyncio.LimitOverrunError) as exc:
-            raise BackendError(f"Wyoming server at {self.uri} sent a malformed event: {str(exc)[:160]}") from None
+            raise BackendError(
+                f"Wyoming server at {self.uri} sent a malformed event: {str(exc)[:160]}"
+            ) from None
         except (OSError, asyncio.IncompleteReadError) as exc:
-            raise BackendError(f"Wyoming server at {self.uri} dropped the connection: {exc}") from None
+            raise BackendError(
+                f"Wyoming server at {self.uri} dropped the connection: {exc}"
+            ) from None
         if event is None:
             raise BackendError(f"Wyoming server at {self.uri} closed the connection mid-request")
         if event.type == "error":
-            raise BackendError(f"Wyoming server at {self.uri} failed: {str(event.data.get('text'))[:200]}")
+            raise BackendError(
+                f"Wyoming server at {self.uri} failed: {str(event.data.get('text'))[:200]}"
+            )
         return event
 
     async def _read(self) -> Any:
@@ -104,7 +119,9 @@ class Connection:
             raise ValueError("an event header must be a JSON object with a 'type'")
         data = header.get("data") or {}
         sizes = [header.get("data_length") or 0, header.get("payload_length") or 0]
-        if not isinstance(data, dict) or any(not isinstance(n, int) or not 0 <= n <= MAX_EVENT_BYTES for n in sizes):
+        if not isinstance(data, dict) or any(
+            not isinstance(n, int) or not 0 <= n <= MAX_EVENT_BYTES for n in sizes
+        ):
             raise ValueError(f"{header['type']}: bad data or lengths {sizes}")
         if sizes[0]:
             extra = json.loads(await self.reader.readexactly(sizes[0]))
@@ -135,8 +152,10 @@ async def connection(uri: str, *, connect_timeout: float, what: str) -> AsyncIte
             break
         except (OSError, TimeoutError) as exc:
             if loop.time() + 0.05 >= deadline:
-                raise BackendError(f"{what} at {uri} is down (no connection within {connect_timeout:.0f} s: "
-                                   f"{exc or type(exc).__name__})") from None
+                raise BackendError(
+                    f"{what} at {uri} is down (no connection within {connect_timeout:.0f} s: "
+                    f"{exc or type(exc).__name__})"
+                ) from None
             await asyncio.sleep(min(next(delays), max(0.0, deadline - loop.time())))
     try:
         yield Connection(uri, reader, writer)

@@ -24,9 +24,11 @@ Send = Callable[[Message | str | bytes], Awaitable[None]]
 class Downlink:
     """Speaks one response (``response_id``) to one device."""
 
-    def __init__(self, send: Send, response_id: int, turn_id: str, *, lead: float, bitrate: int = 24000,
-                 sample_rate: int = SAMPLE_RATE, frame_ms: int = FRAME_MS, raw: bool = False) -> None:
-        """``raw``: bare Opus packets (xiaozhi) at ``sample_rate``/``frame_ms``, else toyd's framing."""
+    def __init__(
+        self, send: Send, response_id: int, turn_id: str, *, lead: float, bitrate: int = 24000,
+        sample_rate: int = SAMPLE_RATE, frame_ms: int = FRAME_MS, raw: bool = False,
+    ) -> None:
+        """``raw``: bare Opus (xiaozhi) at ``sample_rate``/``frame_ms``, else toyd's framing."""
         self._send = send
         self.response_id = response_id
         self.turn_id = turn_id
@@ -42,7 +44,7 @@ class Downlink:
         self._pending = b""
         self._clock: float | None = None  # when the device will have played what was sent
         self.started = False
-        self.cancelled = False  # the response was aborted: nothing more of it leaves, whatever a hook does
+        self.cancelled = False  # aborted: nothing more of it leaves, whatever a hook does
         self.frames = 0
         self.bytes = 0
         self.first_audio_at: float | None = None
@@ -70,7 +72,8 @@ class Downlink:
         if self._resampler is not None:
             import numpy as np
 
-            chunk = self._resampler.resample_chunk(np.frombuffer(chunk[: len(chunk) // 2 * 2], "<i2")).tobytes()
+            samples = np.frombuffer(chunk[: len(chunk) // 2 * 2], "<i2")
+            chunk = self._resampler.resample_chunk(samples).tobytes()
         data = self._pending + chunk
         size = self.frame_bytes
         whole = len(data) - len(data) % size

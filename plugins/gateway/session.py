@@ -22,8 +22,23 @@ from toyd.audio.opus import OpusDecoder, OpusError
 from toyd.errors import BackendError, ProtocolError
 from toyd.events import SafetyAlert, TurnLatency
 from toyd.protocol import (
-    Abort, Alert, AudioParams, Error, Hello, Listen, Ping, Playback, Pong, Say, ServerHello, Tts, check_uplink, codes,
-    encode, limits, parse,
+    Abort,
+    Alert,
+    AudioParams,
+    Error,
+    Hello,
+    Listen,
+    Ping,
+    Playback,
+    Pong,
+    Say,
+    ServerHello,
+    Tts,
+    check_uplink,
+    codes,
+    encode,
+    limits,
+    parse,
 )
 from toyd.protocol.messages import Message
 from toyd.turn import SafetyVerdict, Turn
@@ -79,9 +94,9 @@ class Session:
         self._stopping: set[asyncio.Task[None]] = set()  # cancelled responses still unwinding
         self.dialect: Dialect | None = None  # set for a xiaozhi client (plugins/gateway/xiaozhi.py)
         self.xiaozhi_mode = ""  # its listen mode: manual | auto | realtime
-        self._endpoint: Endpointer | None = None  # server-side end of speech (xiaozhi auto/realtime)
+        self._endpoint: Endpointer | None = None  # server end of speech (xiaozhi auto, realtime)
         self._downlink: Downlink | None = None  # the running response's
-        self.frames_ignored = 0  # xiaozhi audio outside listening: dropped quietly, as its server does
+        self.frames_ignored = 0  # xiaozhi audio outside listening: dropped quietly
 
     # --- connection lifecycle ------------------------------------------------------------
 
@@ -239,7 +254,7 @@ class Session:
         if len(self._pcm) >= self.context.max_listen_bytes:
             await self._cut_utterance()
         elif self._endpoint is not None and self._endpoint.feed(pcm):
-            log.info("%s: end of speech heard by the gateway (%s mode)", self.device_id, self.xiaozhi_mode)
+            log.info("%s: end of speech heard by the gateway (%s)", self.device_id, self.xiaozhi_mode)
             self._end_listening()
 
     async def _cut_utterance(self) -> None:
@@ -283,7 +298,7 @@ class Session:
                 await self.cancel_response(reason="aborted")  # barge-in without an explicit abort
             self._turn_id = msg.turn_id or uuid.uuid4().hex[:12]
             self.mode = msg.mode
-            if self.dialect is not None:  # the xiaozhi mode rides in ``reason`` (see xiaozhi.Dialect.parse)
+            if self.dialect is not None:  # xiaozhi's mode rides in ``reason`` (Dialect.parse)
                 self.xiaozhi_mode = msg.reason or "manual"
             self._start_listening()
         elif msg.state == "stop":
@@ -316,8 +331,8 @@ class Session:
                     language=self.language, persona=self.persona)
         lead = self.context.settings.downlink_lead_ms / 1000
         if self.dialect is not None:
-            downlink = Downlink(self.send, response_id, turn_id, lead=lead, sample_rate=self.dialect.sample_rate,
-                                frame_ms=self.dialect.frame_ms, raw=True)
+            downlink = Downlink(self.send, response_id, turn_id, lead=lead, raw=True,
+                                sample_rate=self.dialect.sample_rate, frame_ms=self.dialect.frame_ms)
         else:
             downlink = Downlink(self.send, response_id, turn_id, lead=lead)
         pipeline = Pipeline(self.context, turn, downlink, on_alert=self._alert, end_of_speech=end_of_speech)
@@ -343,7 +358,7 @@ class Session:
                 self._task = None
                 if self.phase is Phase.RESPONDING:
                     self.phase = Phase.IDLE
-                    if self.xiaozhi_mode == "realtime":  # the client never stopped streaming: listen on
+                    if self.xiaozhi_mode == "realtime":  # the client streams on: listen on
                         self._turn_id = uuid.uuid4().hex[:12]
                         self._start_listening()
 
@@ -352,7 +367,7 @@ class Session:
         task, self._task = self._task, None
         if task is None or task.done():
             return
-        if self._downlink is not None:  # raw xiaozhi audio has no response id the client could drop by
+        if self._downlink is not None:  # raw xiaozhi audio has no response id
             self._downlink.cancelled = True
         # From here on the response sends nothing: its next step raises CancelledError, and
         # its cleanup only closes iterators. So the stop can go out before it has unwound.

@@ -36,8 +36,12 @@ def is_xiaozhi_hello(frame: str) -> bool:
         msg = json.loads(frame)
     except (ValueError, RecursionError):
         return False
-    return (isinstance(msg, dict) and msg.get("type") == "hello" and msg.get("transport") == "websocket"
-            and "device_id" not in msg)
+    return (
+        isinstance(msg, dict)
+        and msg.get("type") == "hello"
+        and msg.get("transport") == "websocket"
+        and "device_id" not in msg
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,22 +59,47 @@ class Dialect:
         params = msg.get("audio_params", {})
         if not isinstance(params, dict):
             raise ProtocolError(codes.UNSUPPORTED_AUDIO, "audio_params must be an object")
-        fmt, rate, ms = params.get("format", "opus"), params.get("sample_rate", 16000), params.get("frame_duration", 60)
+        fmt, rate, ms = (
+            params.get("format", "opus"),
+            params.get("sample_rate", 16000),
+            params.get("frame_duration", 60),
+        )
         if fmt != "opus":
-            raise ProtocolError(codes.UNSUPPORTED_AUDIO, f"audio format {str(fmt)[:20]!r}: only opus is supported")
+            raise ProtocolError(
+                codes.UNSUPPORTED_AUDIO, f"audio format {str(fmt)[:20]!r}: only opus is supported"
+            )
         if not isinstance(rate, int) or isinstance(rate, bool) or rate not in OPUS_RATES:
-            raise ProtocolError(codes.UNSUPPORTED_AUDIO, f"sample_rate {str(rate)[:20]} is not an Opus rate {OPUS_RATES}")
+            raise ProtocolError(
+                codes.UNSUPPORTED_AUDIO,
+                f"sample_rate {str(rate)[:20]} is not an Opus rate {OPUS_RATES}",
+            )
         if not isinstance(ms, int) or isinstance(ms, bool) or ms not in FRAME_MS:
-            raise ProtocolError(codes.UNSUPPORTED_AUDIO, f"frame_duration {str(ms)[:20]} ms: use one of {FRAME_MS}")
+            raise ProtocolError(
+                codes.UNSUPPORTED_AUDIO, f"frame_duration {str(ms)[:20]} ms: use one of {FRAME_MS}"
+            )
         if params.get("channels", 1) != 1:
             raise ProtocolError(codes.UNSUPPORTED_AUDIO, "channels must be 1")
         features = msg.get("features")
-        return cls(sample_rate=rate, frame_ms=ms, mcp=isinstance(features, dict) and features.get("mcp") is True)
+        return cls(
+            sample_rate=rate,
+            frame_ms=ms,
+            mcp=isinstance(features, dict) and features.get("mcp") is True,
+        )
 
     def server_hello(self, session_id: str) -> str:
-        return json.dumps({"type": "hello", "transport": "websocket", "session_id": session_id,
-                           "audio_params": {"format": "opus", "sample_rate": self.sample_rate, "channels": 1,
-                                            "frame_duration": self.frame_ms}})
+        return json.dumps(
+            {
+                "type": "hello",
+                "transport": "websocket",
+                "session_id": session_id,
+                "audio_params": {
+                    "format": "opus",
+                    "sample_rate": self.sample_rate,
+                    "channels": 1,
+                    "frame_duration": self.frame_ms,
+                },
+            }
+        )
 
     @staticmethod
     def parse(frame: str) -> Message | None:
@@ -88,8 +117,12 @@ class Dialect:
                 raise ProtocolError(codes.BAD_MESSAGE, f"listen: unknown state {str(state)[:20]!r}")
             if not isinstance(mode, str) or mode not in MODES:
                 raise ProtocolError(codes.BAD_MESSAGE, f"listen: unknown mode {str(mode)[:20]!r}")
-            return Listen(state=state, mode=MODES[mode],  # type: ignore[arg-type]
-                          text=text[:200] if isinstance(text, str) else None, reason=mode)
+            return Listen(
+                state=state,
+                mode=MODES[mode],  # type: ignore[arg-type]
+                text=text[:200] if isinstance(text, str) else None,
+                reason=mode,
+            )
         if kind == "abort":
             reason = msg.get("reason")
             return Abort(reason=reason[:60] if isinstance(reason, str) and reason else "abort")
@@ -98,8 +131,11 @@ class Dialect:
     @staticmethod
     def translate(msg: Message, session_id: str) -> list[str]:
         """A toyd message on its way down → the xiaozhi messages the client understands."""
+
         def out(kind: str, **fields: Any) -> str:
-            return json.dumps({"session_id": session_id, "type": kind, **fields}, ensure_ascii=False)
+            return json.dumps(
+                {"session_id": session_id, "type": kind, **fields}, ensure_ascii=False
+            )
 
         if isinstance(msg, Stt) and msg.final:
             return [out("stt", text=msg.text)]

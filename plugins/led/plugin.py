@@ -82,7 +82,7 @@ class LedPlugin:
             raise gpio_support.pin_error("led", f"{red}/{green}/{blue}", exc) from exc
 
     def look(self) -> Shown:
-        """What the LED should show now: a LedLook while it lasts, the state's look, or the offline look."""
+        """What the LED should show: a LedLook while it lasts, the state's look, or the offline look."""
         if self._override is not None:
             if self._override[1] > asyncio.get_running_loop().time():
                 return self._override[0]

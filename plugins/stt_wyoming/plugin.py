@@ -25,16 +25,29 @@ CHUNK_SECONDS = 1.0
 class WyomingSttSettings:
     """Settings of the ``stt_wyoming`` section."""
 
-    uri: str = setting("tcp://127.0.0.1:10300", doc="The Wyoming speech-to-text server: tcp://host:port "
-                                                     "or unix:///path.")
-    language: str = setting("auto", doc="Language code, or 'auto': the toy's language if known, "
-                                        "else the server's default.")
-    model: str | None = setting(None, doc="Model name to ask for (the server's default when unset).")
-    connect_timeout: float = setting(3.0, min=0.1, max=60, doc="Seconds to reach the server, retrying "
-                                                               "while it restarts; then a clear error.")
-    timeout: float = setting(30.0, min=0.5, max=300, doc="Seconds for the transcript after the audio.")
-    min_seconds: float = setting(0.2, min=0, max=5, doc="Shorter audio gives an empty transcript, "
-                                                        "no request.")
+    uri: str = setting(
+        "tcp://127.0.0.1:10300",
+        doc="The Wyoming speech-to-text server: tcp://host:port or unix:///path.",
+    )
+    language: str = setting(
+        "auto",
+        doc="Language code, or 'auto': the toy's language if known, else the server's default.",
+    )
+    model: str | None = setting(
+        None, doc="Model name to ask for (the server's default when unset)."
+    )
+    connect_timeout: float = setting(
+        3.0,
+        min=0.1,
+        max=60,
+        doc="Seconds to reach the server, retrying while it restarts; then a clear error.",
+    )
+    timeout: float = setting(
+        30.0, min=0.5, max=300, doc="Seconds for the transcript after the audio."
+    )
+    min_seconds: float = setting(
+        0.2, min=0, max=5, doc="Shorter audio gives an empty transcript, no request."
+    )
 
     def __post_init__(self) -> None:
         check_uri(self.uri)
@@ -48,8 +61,11 @@ class WyomingSttPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("cloud",), settings=WyomingSttSettings,
-                                 summary="Speech-to-text on a Wyoming server (wyoming-faster-whisper, ...)")
+        return PluginDeclaration(
+            roles=("cloud",),
+            settings=WyomingSttSettings,
+            summary="Speech-to-text on a Wyoming server (wyoming-faster-whisper, ...)",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: WyomingSttSettings) -> None:
@@ -71,14 +87,18 @@ class WyomingSttPlugin:
             return Transcription(text="", language=turn.language, confidence=0.0, no_speech=1.0)
         language = s.language if s.language != "auto" else turn.language
         started = time.monotonic()
-        async with connection(s.uri, connect_timeout=s.connect_timeout, what="Wyoming speech-to-text") as conn:
+        async with connection(
+            s.uri, connect_timeout=s.connect_timeout, what="Wyoming speech-to-text"
+        ) as conn:
             # built by hand: wyoming 1.2 (pinned by the wake-word package) misspells it "transcibe"
             ask = {k: v for k, v in (("name", s.model), ("language", language)) if v}
             await conn.send(Event(type="transcribe", data=ask))
             await conn.send(audio_event("audio-start", sample_rate))
             step = int(sample_rate * CHUNK_SECONDS) * 2
             for start in range(0, len(pcm), step):
-                await conn.send(audio_event("audio-chunk", sample_rate, audio=pcm[start:start + step]))
+                await conn.send(
+                    audio_event("audio-chunk", sample_rate, audio=pcm[start : start + step])
+                )
             await conn.send(audio_event("audio-stop", sample_rate))
             while True:
                 event = await conn.receive(s.timeout)
@@ -87,7 +107,14 @@ class WyomingSttPlugin:
         text, heard_language = event.data.get("text"), event.data.get("language")
         if not isinstance(text, str):
             raise BackendError(f"Wyoming speech-to-text at {s.uri} sent a transcript without text")
-        log.debug("stt_wyoming: turn %s transcribed in %.0f ms", turn.turn_id, (time.monotonic() - started) * 1000)
+        log.debug(
+            "stt_wyoming: turn %s transcribed in %.0f ms",
+            turn.turn_id,
+            (time.monotonic() - started) * 1000,
+        )
         text = text.strip()
-        return Transcription(text=text, language=heard_language if isinstance(heard_language, str) else language,
-                             no_speech=0.0 if text else 1.0)
+        return Transcription(
+            text=text,
+            language=heard_language if isinstance(heard_language, str) else language,
+            no_speech=0.0 if text else 1.0,
+        )

@@ -26,13 +26,23 @@ log = logging.getLogger(__name__)
 class WyomingTtsSettings:
     """Settings of the ``tts_wyoming`` section."""
 
-    uri: str = setting("tcp://127.0.0.1:10200", doc="The Wyoming speech synthesis server: tcp://host:port "
-                                                     "or unix:///path.")
-    voice: str | None = setting(None, doc="Voice name (Piper: en_US-joe-medium); the server's default when unset.")
+    uri: str = setting(
+        "tcp://127.0.0.1:10200",
+        doc="The Wyoming speech synthesis server: tcp://host:port or unix:///path.",
+    )
+    voice: str | None = setting(
+        None, doc="Voice name (Piper: en_US-joe-medium); the server's default when unset."
+    )
     speaker: str | None = setting(None, doc="Speaker of a multi-speaker voice.")
-    connect_timeout: float = setting(3.0, min=0.1, max=60, doc="Seconds to reach the server, retrying "
-                                                               "while it restarts; then a clear error.")
-    timeout: float = setting(15.0, min=0.5, max=300, doc="Seconds the server may go quiet mid-sentence.")
+    connect_timeout: float = setting(
+        3.0,
+        min=0.1,
+        max=60,
+        doc="Seconds to reach the server, retrying while it restarts; then a clear error.",
+    )
+    timeout: float = setting(
+        15.0, min=0.5, max=300, doc="Seconds the server may go quiet mid-sentence."
+    )
 
     def __post_init__(self) -> None:
         check_uri(self.uri)
@@ -43,13 +53,21 @@ class Resampler:
 
     def __init__(self, rate: int, width: int, channels: int, uri: str) -> None:
         if width != 2:
-            raise BackendError(f"Wyoming speech synthesis at {uri} sends {8 * width}-bit audio; 16-bit is needed")
+            raise BackendError(
+                f"Wyoming speech synthesis at {uri} sends {8 * width}-bit audio; 16-bit is needed"
+            )
         if not 1 <= channels <= 8 or not 4000 <= rate <= 192000:
-            raise BackendError(f"Wyoming speech synthesis at {uri} sends {channels} channels at {rate} Hz")
+            raise BackendError(
+                f"Wyoming speech synthesis at {uri} sends {channels} channels at {rate} Hz"
+            )
         import soxr
 
         self.channels = channels
-        self._stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="int16")
+        self._stream = (
+            None
+            if rate == SAMPLE_RATE
+            else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="int16")
+        )
         self._odd = b""
 
     def feed(self, audio: bytes, *, last: bool = False) -> bytes:
@@ -75,8 +93,11 @@ class WyomingTtsPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("cloud",), settings=WyomingTtsSettings,
-                                 summary="Speech synthesis on a Wyoming server (wyoming-piper, ...)")
+        return PluginDeclaration(
+            roles=("cloud",),
+            settings=WyomingTtsSettings,
+            summary="Speech synthesis on a Wyoming server (wyoming-piper, ...)",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: WyomingTtsSettings) -> None:
@@ -101,7 +122,9 @@ class WyomingTtsPlugin:
         ask: dict[str, object] = {"text": text}
         if voice := {k: v for k, v in (("name", s.voice), ("speaker", s.speaker)) if v}:
             ask["voice"] = voice
-        async with connection(s.uri, connect_timeout=s.connect_timeout, what="Wyoming speech synthesis") as conn:
+        async with connection(
+            s.uri, connect_timeout=s.connect_timeout, what="Wyoming speech synthesis"
+        ) as conn:
             await conn.send(Event(type="synthesize", data=ask))
             resampler: Resampler | None = None
             while True:
@@ -117,4 +140,3 @@ class WyomingTtsPlugin:
                     if resampler is not None and (tail := resampler.feed(b"", last=True)):
                         yield tail
                     return
-

