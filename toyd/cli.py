@@ -20,6 +20,8 @@ from .registry import Registry
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = {"device": "/etc/toyd/toyd.yaml", "cloud": "/etc/toyd/cloud.yaml"}
+ROLE_COMMANDS = ("device", "cloud")
+VALUED = ("-c", "--config", "--device-id", "--state-dir", "--log-level", "--disable")  # options taking a value
 CORE_COMMANDS = ("device", "cloud", "check-config", "plugins")
 
 EPILOG = textwrap.dedent(
@@ -51,12 +53,14 @@ def build_parser(
     )
     parser.add_argument("--version", action="version", version=f"toyd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    role_parsers: dict[str, argparse.ArgumentParser] = {}
     for role in ("device", "cloud"):
         p = sub.add_parser(
             role,
             help=f"run the {role} daemon (systemd: toyd{'' if role == 'device' else '-cloud'}.service)",
             description=f"Run the toyd {role} daemon until SIGTERM/SIGINT; SIGHUP reloads the config file.",
         )
+        role_parsers[role] = p
         p.add_argument("-c", "--config", default=DEFAULT_CONFIG[role], metavar="FILE",
                        help=f"YAML config file (default: {DEFAULT_CONFIG[role]})")
         if role == "device":
@@ -75,13 +79,22 @@ def build_parser(
     p.add_argument("-c", "--config", metavar="FILE", help="mark the plugins this config enables")
     p.add_argument("--markdown", action="store_true", help="print the config reference of core and every plugin (docs/config.md)")
     commands: dict[str, CliCommand] = {}
+    role_subs: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for command in _plugin_commands(registry) if plugin_commands else ():
-        if command.name in CORE_COMMANDS or command.name in commands:
-            raise ToydError(f"two commands are named {command.name!r}")
-        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        key = f"{command.parent} {command.name}" if command.parent else command.name
+        if command.name in CORE_COMMANDS or key in commands:
+            raise ToydError(f"two commands are named {key!r}")
+        if command.parent:  # toyd cloud claim ...: a sub-command of a role
+            if command.parent not in role_subs:
+                role_subs[command.parent] = role_parsers[command.parent].add_subparsers(
+                    dest="role_command", metavar="COMMAND", title=f"{command.parent} commands")
+            target = role_subs[command.parent]
+        else:
+            target = sub
+        p = target.add_parser(command.name, help=command.help, description=command.description or command.help,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_arguments(p)
-        commands[command.name] = command
+        commands[key] = command
     return parser, commands
 
 
@@ -98,6 +111,10 @@ def _wants_plugin_commands(argv: Sequence[str]) -> bool:
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command is None:
         return "--version" not in argv  # bare `toyd` and `toyd --help` list every command
+    if command in ROLE_COMMANDS:  # `toyd cloud claim ...`, `toyd cloud --help`: a role's own commands
+        rest = argv[argv.index(command) + 1:]
+        words = [a for i, a in enumerate(rest) if not a.startswith("-") and (i == 0 or rest[i - 1] not in VALUED)]
+        return bool(words) or "-h" in rest or "--help" in rest
     return command not in CORE_COMMANDS
 
 
@@ -168,8 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        if args.command in commands:
-            result = commands[args.command].run(args)
+        key = f"{args.command} {args.role_command}" if getattr(args, "role_command", None) else args.command
+        if key in commands:
+            result = commands[key].run(args)
             if inspect.isawaitable(result):
                 result = asyncio.run(result)
             return int(result or 0)

@@ -38,3 +38,4 @@ class CliCommand:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int | Awaitable[int]]
     description: str = ""
+    parent: str = ""  # a role ("cloud", "device"): the command is ``toyd <parent> <name>``
