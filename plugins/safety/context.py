@@ -99,7 +99,3 @@ class ConversationContext:
         finding = ContextFinding("grooming", evidence, window.signs())
         window.texts.clear()
         return finding
-
-    def forget(self, session: str) -> None:
-        """Drop a session's window (the session ended)."""
-        self._windows.pop(session, None)

@@ -163,11 +163,6 @@ class SafetyFilter:
         with self._context_lock:
             return self.context.judge(window, whole.by_label.get("grooming", 0.0))
 
-    def forget(self, session: str) -> None:
-        """The session ended: drop its conversation window."""
-        with self._context_lock:
-            self.context.forget(session)
-
     def _decide(
         self, lexical: Finding, scores: Scores, text: str, speaker: Speaker, key: str
     ) -> Decision:
