@@ -15,6 +15,8 @@ import pytest
 
 from toyd import logs, systemd
 
+from example_configs import private_toy_config
+
 TOYD = [sys.executable, "-m", "toyd"]
 
 
@@ -43,7 +45,8 @@ def test_device_starts_notifies_ready_pings_watchdog_and_stops_on_sigterm(
     sock, path = notify_socket
     env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "200000", "JOURNAL_STREAM": "8:1"}
     state = tmp_path / "state"
-    with subprocess.Popen([*TOYD, "device", "--simulate", "-c", str(repo_root / "config" / "toyd.yaml"),
+    config = private_toy_config(tmp_path / "toyd.yaml")
+    with subprocess.Popen([*TOYD, "device", "--simulate", "-c", str(config),
                            "--state-dir", str(state)], env=env, stderr=subprocess.PIPE, text=True) as proc:
         try:
             ready = read_until(sock, "READY=1")
@@ -60,7 +63,7 @@ def test_device_starts_notifies_ready_pings_watchdog_and_stops_on_sigterm(
         assert code == 0 and stopping
         err = proc.stderr.read() if proc.stderr else ""
     # under systemd: priority prefixes, no timestamps
-    assert "<6>toyd.daemon: READY: toyd device demo-toy" in err and "<6>toyd.daemon: stopped" in err
+    assert "<6>toyd.daemon: READY: toyd device test-" in err and "<6>toyd.daemon: stopped" in err
     assert "Traceback" not in err
     assert not json.loads((state / "status.json").read_text())["ready"]
 
@@ -76,7 +79,7 @@ def test_wrong_role_and_missing_file_are_one_line_errors(repo_root: Path, tmp_pa
 def test_unusable_state_dir_is_a_clear_error(repo_root: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = subprocess.run([*TOYD, "device", "--simulate", "-c", str(repo_root / "config" / "toyd.yaml"),
+    result = subprocess.run([*TOYD, "device", "--simulate", "-c", str(private_toy_config(tmp_path / "toyd.yaml")),
                              "--state-dir", str(blocker / "sub")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "is not usable" in result.stderr and "Traceback" not in result.stderr
 
@@ -162,7 +165,8 @@ def test_systemd_units_verify(repo_root: Path, tmp_path: Path) -> None:
 
 def test_disable_flag_blocks_a_plugin_the_config_enables(repo_root: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    with subprocess.Popen([*TOYD, "device", "--simulate", "-c", str(repo_root / "config" / "toyd.yaml"),
+    config = private_toy_config(tmp_path / "toyd.yaml")
+    with subprocess.Popen([*TOYD, "device", "--simulate", "-c", str(config),
                            "--state-dir", str(state), "--disable", "statusfile"], stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
         for line in proc.stderr:

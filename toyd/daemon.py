@@ -42,6 +42,7 @@ class Daemon:
         self.started_at = 0.0
         self.ready_at = 0.0
         self._stop = asyncio.Event()
+        self._parent_events: ParentEventWriter | None = None
 
     async def start(self) -> App:
         """Load and start every enabled plugin and its services; then tell systemd READY."""
@@ -80,8 +81,8 @@ class Daemon:
         except OutboxError as exc:
             log.error("%s; parent events will not be kept", exc)
             return
-        writer = ParentEventWriter(app.bus, app.outbox, app.device_id)
-        app.supervisor.start("core", Service("parent-events", writer.run))
+        self._parent_events = ParentEventWriter(app.bus, app.outbox, app.device_id)
+        app.supervisor.start("core", Service("parent-events", self._parent_events.run))
 
     async def reload(self) -> str | None:
         """Re-read the config file (SIGHUP); an invalid file keeps the running config.
@@ -121,6 +122,8 @@ class Daemon:
         if app.conversation is not None:
             app.conversation.close()
         if app.outbox is not None:
+            if self._parent_events is not None:  # events published before the stop are kept too
+                await self._parent_events.drain()
             await app.outbox.close()
         app.bus.close()
         self.app = None

@@ -53,9 +53,16 @@ class ParentEventWriter:
     async def run(self) -> None:
         """Write until cancelled."""
         async for event in self._sub:
-            data = self.payload(event)
-            if data is None:
-                continue
+            await self._write(event)
+
+    async def drain(self) -> None:
+        """Write what is still queued (at shutdown, after the services stopped)."""
+        while (event := self._sub.get_nowait()) is not None:
+            await self._write(event)
+
+    async def _write(self, event: ev.Event) -> None:
+        data = self.payload(event)
+        if data is not None:
             kind, critical = PARENT_EVENTS[type(event)]
             await self.outbox.add(kind, data, critical=critical)
 
