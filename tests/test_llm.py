@@ -11,7 +11,7 @@ import pytest
 from toyd.testing import running_daemon
 from toyd.testing.standin import StandIn, collect
 from toyd.turn import Turn
-from toyd_plugins.llm.memory import fold
+from toyd.store import fold
 from toyd_plugins.llm.offline import OfflineResponder
 from toyd_plugins.llm.prompt import ReplyLimiter, VoiceCleaner, system_prompt
 from toyd_plugins.llm.settings import Persona

@@ -12,8 +12,8 @@ from .app import App
 from .bus import EventBus, Subscription
 from .config import Config, CoreSettings
 from .errors import BackendBusy, BackendError, ConfigError, PluginError, StateDirError, ToydError
+from .markers import hookimpl
 from .plugin import CliCommand, PluginDeclaration, Service
-from .hookspecs import hookimpl
 from .schema import Secret, setting
 from .state import State, Trigger
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING
 
-from .hookspecs import hookspec
+from .markers import hookspec
 
 if TYPE_CHECKING:
     from .turn import SafetyVerdict, Speaker, Transcription, Turn

@@ -94,6 +94,8 @@ class BackendError(ToydError):
     """A cloud AI backend (speech recognition, language model, speech synthesis) failed.
 
     The message names the backend (URL or engine) and what went wrong in one sentence.
+    The gateway raises it too when the AI chain cannot answer a turn (no plugin
+    answered, a hook failed or timed out).
     """
 
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+from .markers import hookimpl, hookspec
 
 if TYPE_CHECKING:
     from .app import App
     from .plugin import CliCommand, PluginDeclaration, Service
 
-hookspec = pluggy.HookspecMarker("toyd")
-hookimpl = pluggy.HookimplMarker("toyd")
+__all__ = ["hookimpl", "hookspec"]  # kept importable from here for existing plugins
 
 
 # --- declare ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pluggy
 
 from .asyncutil import await_me_maybe
 from .errors import PluginError
+from .markers import PROJECT
 from .registry import PluginInfo, Registry
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ SPEC_MODULES = ("toyd.hookspecs", "toyd.device_hookspecs", "toyd.cloud_hookspecs
 
 def new_manager() -> pluggy.PluginManager:
     """A plugin manager with every toyd hookspec added."""
-    pm = pluggy.PluginManager("toyd")
+    pm = pluggy.PluginManager(PROJECT)
     for name in SPEC_MODULES:
         try:
             module = importlib.import_module(name)

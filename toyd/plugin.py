@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from collections.abc import Awaitable, Callable
 
-from .hookspecs import hookimpl
+from .markers import hookimpl
 
 __all__ = ["CliCommand", "PluginDeclaration", "Service", "hookimpl"]
 

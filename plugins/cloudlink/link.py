@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 ws_log = logging.getLogger(f"{__name__}.websocket")
 ws_log.addFilter(lambda record: record.levelno >= logging.INFO)
 
-REFUSED_DELAY = 5.0  # seconds before retrying after the cloud refused this toy (401/400/503)
+REFUSED_DELAY = 5.0  # seconds before retrying after the cloud refused this toy (401/400, or 503 with Retry-After)
 OnFrame = Callable[[str | bytes], Awaitable[None]]
 
 
@@ -116,6 +116,9 @@ class Link:
             status = exc.response.status_code
             if status == 401:
                 log.error("cloud refused this toy (HTTP 401): check cloudlink.token and device_id")
+            if status in (502, 503, 504) and "Retry-After" not in exc.response.headers:
+                # a proxy in front has no gateway for us this moment: retry at the normal pace
+                return f"unavailable: HTTP {status}"
             return f"refused: HTTP {status}"
         except ConnectionClosed as exc:
             return f"connection lost ({exc.rcvd.code if exc.rcvd else 'no close frame'})"

@@ -16,15 +16,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from toyd import App
 from toyd.audio import SAMPLE_RATE
-from toyd.errors import ToydError
+from toyd.errors import BackendError
 from toyd.events import TextChecked
 from toyd.protocol import Llm, Stt
 from toyd.protocol.limits import MAX_TEXT_CHARS
 from toyd.text import compact
 from toyd.turn import SafetyVerdict, Speaker, Transcription, Turn
 
+from .context import SessionContext
 from .downlink import Downlink
 from .sentences import SentenceSplitter
 
@@ -32,10 +32,6 @@ log = logging.getLogger(__name__)
 
 FALLBACK_LINE = "Let's talk about something else!"
 AlertSink = Callable[[Turn, SafetyVerdict, str], Awaitable[None]]
-
-
-class BackendError(ToydError):
-    """The AI chain could not answer this turn (no plugin answered, or a hook failed)."""
 
 
 def cache_key(turn: Turn, text: str) -> str:
@@ -60,17 +56,18 @@ async def _aclose(stream: Any) -> None:
 class Pipeline:
     """Runs the hooks for one response and streams the result through a :class:`Downlink`."""
 
-    def __init__(self, app: App, turn: Turn, downlink: Downlink, *, stage_timeout: float, on_alert: AlertSink,
-                 end_of_speech: float | None = None, cacheable: frozenset[str] = frozenset()) -> None:
-        self.app = app
+    def __init__(self, context: SessionContext, turn: Turn, downlink: Downlink, *, on_alert: AlertSink,
+                 end_of_speech: float | None = None) -> None:
+        self.call_first = context.call_first
+        self.publish = context.publish
         self.turn = turn
         self.downlink = downlink
-        self.stage_timeout = stage_timeout
+        self.stage_timeout = context.settings.stage_timeout  # a reconfigure applies to the next turn
         self.on_alert = on_alert
         self.eos = end_of_speech if end_of_speech is not None else time.monotonic()
         self.times: dict[str, float] = {}  # stage -> seconds on the path to the first audio
         self._first_sentence = True
-        self.cacheable = cacheable  # compact() forms of the questions whose answers toys may cache
+        self.cacheable = context.cacheable  # compact() forms of the questions whose answers toys may cache
         self.reply_key: str | None = None  # set while this turn's reply may still be cached
 
     # --- entry points -----------------------------------------------------------------
@@ -127,7 +124,7 @@ class Pipeline:
         elif not isinstance(verdict, SafetyVerdict):
             log.error("%s: toyd_check_text returned %s; text blocked", self.turn.device_id, type(verdict).__name__)
             verdict = SafetyVerdict(safe=False, action="block", category="filter_error")
-        self.app.bus.publish(TextChecked(device_id=self.turn.device_id, turn_id=self.turn.turn_id, speaker=speaker,
+        self.publish(TextChecked(device_id=self.turn.device_id, turn_id=self.turn.turn_id, speaker=speaker,
                                          text=verdict.text or ("" if not verdict.safe else text), safe=verdict.safe,
                                          action=verdict.action, category=verdict.category, severity=verdict.severity,
                                          replacement=verdict.replacement, filtered=filtered))
@@ -227,7 +224,7 @@ class Pipeline:
     async def _hook(self, name: str, **kwargs: Any) -> Any:
         try:
             async with asyncio.timeout(self.stage_timeout):
-                return await self.app.host.call_first(name, **kwargs)
+                return await self.call_first(name, **kwargs)
         except TimeoutError:
             raise BackendError(f"{name} did not answer within {self.stage_timeout:g} s") from None
         except asyncio.CancelledError:

@@ -8,28 +8,26 @@ import logging
 import re
 import ssl
 import time
-from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from toyd import App
-from toyd.audio import SAMPLE_RATE, SAMPLE_WIDTH
 from toyd.protocol import limits
-from toyd.text import compact
 
-from .meters import FrameTimer, LoopLag, percentiles
+from .context import SessionContext
+from .meters import LoopLag, percentiles
+from .proxy import client_address, networks
 from .session import Session
-
-if TYPE_CHECKING:
-    from .plugin import GatewaySettings
+from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 # The WebSocket library logs request headers (tokens) and every frame at DEBUG: drop those.
 ws_log = logging.getLogger(f"{__name__}.websocket")
 ws_log.addFilter(lambda record: record.levelno >= logging.INFO)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+BUSY_RETRY_AFTER_S = 5  # what a full gateway asks toys to wait before retrying
 _NO_TOKEN = b"\x00" * 32  # compared against when the device is unknown, so timing says nothing
 
 
@@ -38,27 +36,21 @@ class Gateway:
 
     def __init__(self, app: App, settings: GatewaySettings) -> None:
         self.app = app
-        self.settings = settings
+        self.context = SessionContext(settings, app.host.call_first, app.bus.publish)
         self.sessions: dict[str, Session] = {}
         self.server: Server | None = None
         self.started = time.monotonic()
         self.refused = 0
-        self.frame_timer = FrameTimer()
         self.loop_lag = LoopLag()
-        self._cacheable: tuple[tuple[str, ...], frozenset[str]] = ((), frozenset())
 
     @property
-    def cacheable(self) -> frozenset[str]:
-        """The normalised questions whose answers toys may cache (follows a live reconfigure)."""
-        phrases = self.settings.cacheable_phrases
-        if phrases != self._cacheable[0]:
-            self._cacheable = (phrases, frozenset(compact(p) for p in phrases))
-        return self._cacheable[1]
+    def settings(self) -> GatewaySettings:
+        """The gateway's settings; setting them applies to new connections and turns."""
+        return self.context.settings
 
-    @property
-    def max_listen_bytes(self) -> int:
-        """PCM bytes of the longest utterance."""
-        return int(self.settings.max_listen_seconds * SAMPLE_RATE * SAMPLE_WIDTH)
+    @settings.setter
+    def settings(self, settings: GatewaySettings) -> None:
+        self.context.settings = settings
 
     @property
     def port(self) -> int:
@@ -66,9 +58,13 @@ class Gateway:
         assert self.server is not None
         return self.server.sockets[0].getsockname()[1]
 
-    def config_version(self, device_id: str) -> int:
-        """The config version the cloud holds for this toy (0 = none known)."""
-        return int(self.settings.config_versions.get(device_id, 0))
+    @property
+    def public_url(self) -> str:
+        """Where toys reach this gateway: ``public_url`` when set (the proxy), else this process."""
+        if self.settings.public_url:
+            return self.settings.public_url
+        scheme = "wss" if self.settings.tls_cert else "ws"
+        return f"{scheme}://{self.settings.host}:{self.port if self.server else self.settings.port}"
 
     async def start(self) -> None:
         """Bind and listen (raises OSError when the port is taken)."""
@@ -92,13 +88,17 @@ class Gateway:
             await self.server.wait_closed()
             self.server = None
 
+    def client_address(self, conn: ServerConnection) -> str:
+        """The real client IP, also behind a trusted proxy (``trusted_proxies``)."""
+        return client_address(conn, networks(self.settings.trusted_proxies))
+
     def health(self) -> dict[str, object]:
         """What ``GET /healthz`` returns."""
         busy = sum(1 for s in self.sessions.values() if s.phase.value in ("listening", "responding"))
-        return {"status": "ok", "sessions": len(self.sessions), "active": busy,
+        return {"status": "ok", "public_url": self.public_url, "sessions": len(self.sessions), "active": busy,
                 "uptime_s": round(time.monotonic() - self.started, 1), "refused": self.refused,
-                "protocol_version": limits.PROTOCOL_VERSION, "frames": self.frame_timer.count,
-                "frame_ms": percentiles(self.frame_timer.samples), "loop_lag_ms": percentiles(self.loop_lag.samples)}
+                "protocol_version": limits.PROTOCOL_VERSION, "frames": self.context.frame_timer.count,
+                "frame_ms": percentiles(self.context.frame_timer.samples), "loop_lag_ms": percentiles(self.loop_lag.samples)}
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] == "/healthz":
@@ -113,18 +113,20 @@ class Gateway:
         valid = hmac.compare_digest(token, expected.encode() if expected is not None else _NO_TOKEN)
         if not (valid and expected is not None):
             self.refused += 1
-            log.warning("refused a connection from %s: bad credentials", conn.remote_address[0] if conn.remote_address else "?")
+            log.warning("refused a connection from %s: bad credentials", self.client_address(conn))
             return conn.respond(401, "Unauthorized\n")
         version = request.headers.get("Protocol-Version", str(limits.PROTOCOL_VERSION))
         if version != str(limits.PROTOCOL_VERSION):
             return conn.respond(400, f"Protocol-Version {version[:10]} is not served; this server speaks {limits.PROTOCOL_VERSION}\n")
         if device_id not in self.sessions and len(self.sessions) >= self.settings.max_sessions:
-            return conn.respond(503, "Too many toys connected; retry later\n")
+            busy = conn.respond(503, "Too many toys connected; retry later\n")
+            busy.headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)  # a real refusal, unlike a proxy's 503
+            return busy
         return None
 
     async def _handle(self, conn: ServerConnection) -> None:
         device_id = conn.request.headers["Device-Id"] if conn.request else "?"
-        session = Session(self, conn, device_id)
+        session = Session(self.context, conn, device_id)
         old = self.sessions.get(device_id)
         self.sessions[device_id] = session
         if old is not None:

@@ -14,13 +14,12 @@ import enum
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from toyd.audio.opus import OpusDecoder, OpusError
-from toyd.errors import ProtocolError
+from toyd.errors import BackendError, ProtocolError
 from toyd.events import SafetyAlert, TurnLatency
 from toyd.protocol import (
     Abort, Alert, AudioParams, Error, Hello, Listen, Ping, Playback, Pong, Say, ServerHello, Tts, check_uplink, codes,
@@ -29,12 +28,10 @@ from toyd.protocol import (
 from toyd.protocol.messages import Message
 from toyd.turn import SafetyVerdict, Turn
 
+from .context import SessionContext
 from .downlink import Downlink
-from .pipeline import BackendError, Pipeline
 from .meters import TokenBucket
-
-if TYPE_CHECKING:
-    from .server import Gateway
+from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 SUPPORTED_AUDIO = AudioParams()
@@ -54,8 +51,8 @@ class Phase(str, enum.Enum):
 class Session:
     """Serves one connection of one toy."""
 
-    def __init__(self, gateway: Gateway, conn: ServerConnection, device_id: str) -> None:
-        self.gateway = gateway
+    def __init__(self, context: SessionContext, conn: ServerConnection, device_id: str) -> None:
+        self.context = context
         self.conn = conn
         self.device_id = device_id
         self.session_id = uuid.uuid4().hex[:12]
@@ -96,7 +93,7 @@ class Session:
                 await asyncio.wait(self._stopping, timeout=CANCEL_GRACE)
 
     async def _handshake(self) -> bool:
-        settings = self.gateway.settings
+        settings = self.context.settings
         deadline = time.monotonic() + settings.hello_timeout
         while True:
             try:
@@ -122,7 +119,7 @@ class Session:
                 continue
             self.persona, self.language = msg.persona, msg.language
             self.phase = Phase.IDLE
-            await self.send(ServerHello(session_id=self.session_id, config_version=self.gateway.config_version(self.device_id),
+            await self.send(ServerHello(session_id=self.session_id, config_version=self.context.config_version(self.device_id),
                                         audio_params=SUPPORTED_AUDIO, features={"say": True, "barge_in": True},
                                         limits={**limits.as_dict(), "max_listen_seconds": settings.max_listen_seconds}))
             log.info("%s: session %s (firmware %s)", self.device_id, self.session_id, msg.firmware or "?")
@@ -162,7 +159,7 @@ class Session:
         try:
             await self._handle_frame(frame)
         finally:
-            self.gateway.frame_timer.add(time.perf_counter() - started)
+            self.context.frame_timer.add(time.perf_counter() - started)
 
     async def _handle_frame(self, frame: str | bytes) -> None:
         ref: str | None = "audio" if isinstance(frame, bytes) else None  # what the error is about
@@ -200,12 +197,12 @@ class Session:
         except OpusError as exc:
             raise ProtocolError(codes.BAD_AUDIO, str(exc)) from None
         self.frames_in += 1
-        if len(self._pcm) >= self.gateway.max_listen_bytes:
+        if len(self._pcm) >= self.context.max_listen_bytes:
             await self._cut_utterance()
 
     async def _cut_utterance(self) -> None:
         """The utterance reached ``max_listen_seconds``: tell the toy to stop listening, answer what we have."""
-        seconds = self.gateway.settings.max_listen_seconds
+        seconds = self.context.settings.max_listen_seconds
         log.info("%s: utterance of turn %s cut at %g s", self.device_id, self._turn_id, seconds)
         self._cut_turn, self._cut_until = self._turn_id, time.monotonic() + limits.CUT_GRACE
         # listen stop ends the toy's turn; the error is for toys that predate it (not counted against the toy)
@@ -268,9 +265,8 @@ class Session:
         self._next_response += 1
         turn = Turn(device_id=self.device_id, session_id=self.session_id, turn_id=turn_id,
                     language=self.language, persona=self.persona)
-        downlink = Downlink(self.send, response_id, turn_id, lead=self.gateway.settings.downlink_lead_ms / 1000)
-        pipeline = Pipeline(self.gateway.app, turn, downlink, stage_timeout=self.gateway.settings.stage_timeout,
-                            on_alert=self._alert, end_of_speech=end_of_speech, cacheable=self.gateway.cacheable)
+        downlink = Downlink(self.send, response_id, turn_id, lead=self.context.settings.downlink_lead_ms / 1000)
+        pipeline = Pipeline(self.context, turn, downlink, on_alert=self._alert, end_of_speech=end_of_speech)
         self.phase = Phase.RESPONDING
         self._response_id = response_id
         self._task = asyncio.create_task(self._run_response(pipeline, work), name=f"gateway:{self.device_id}:{response_id}")
@@ -319,11 +315,11 @@ class Session:
                               turn_id=turn.turn_id))
         log.warning("%s: safety alert %s/%s (%s) in turn %s", turn.device_id, category, severity, verdict.action, turn.turn_id)
         # the toy's own copy (via ``alert``) is the one its parents get; this one is for the cloud's side
-        self.gateway.app.bus.publish(SafetyAlert(category=category, severity=severity, excerpt=excerpt,
+        self.context.publish(SafetyAlert(category=category, severity=severity, excerpt=excerpt,
                                                  action=verdict.action, device_id=turn.device_id))
 
     def _publish_latency(self, pipeline: Pipeline) -> None:
         lat = pipeline.latency()
-        self.gateway.app.bus.publish(TurnLatency(
+        self.context.publish(TurnLatency(
             device_id=self.device_id, turn_id=pipeline.turn.turn_id, response_id=pipeline.downlink.response_id,
             **{k: v for k, v in lat.items() if k in TurnLatency.__dataclass_fields__}))

@@ -6,15 +6,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from pathlib import Path
 
 from toyd import App, PluginDeclaration, hookimpl
 from toyd.errors import BackendError
 from toyd.events import ReplySource
+from toyd.store import Store, open_store
 from toyd.turn import Turn
 
 from .client import ChatClient
-from .memory import Memory
 from .offline import OfflineResponder
 from .prompt import ReplyLimiter, VoiceCleaner, system_prompt
 from .settings import LlmSettings, Persona
@@ -32,7 +31,7 @@ class LlmPlugin:
     def __init__(self) -> None:
         self.app: App | None = None
         self.settings = LlmSettings()
-        self.memory: Memory | None = None
+        self.memory: Store | None = None
         self.client: ChatClient | None = None
         self.offline = OfflineResponder()
 
@@ -47,9 +46,8 @@ class LlmPlugin:
         self._configure(settings)
         await self._warm_up()
         if settings.memory:
-            path = Path(settings.memory_db)
-            self.memory = Memory(path if path.is_absolute() else app.state_dir / path,
-                                 settings.memory_turns, settings.summary_chars)
+            self.memory = open_store(settings.memory_db, app.state_dir, turns=settings.memory_turns,
+                                     summary_chars=settings.summary_chars)
             await self.memory.open()
 
     def _configure(self, settings: LlmSettings) -> None:

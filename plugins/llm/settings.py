@@ -53,7 +53,9 @@ class LlmSettings:
     personas: dict[str, Persona] = setting(factory=_default_personas, doc="Personas by id; a toy selects one (Turn.persona).")
     default_persona: str = setting("pip", doc="Persona id used when the toy names none (or an unknown one).")
     memory: bool = setting(True, doc="Remember each toy's conversation (SQLite in state_dir).")
-    memory_db: str = setting("llm_memory.sqlite", doc="SQLite file name, relative to state_dir (or absolute).")
+    memory_db: str = setting("llm_memory.sqlite", doc="Where memory lives: a SQLite file, relative to state_dir "
+                             "(or absolute), or a postgresql:// URL that several gateway processes share "
+                             "(docs/scaling.md; needs toyd[postgres]).")
     memory_turns: int = setting(6, min=0, max=100, doc="Recent exchanges sent to the model verbatim.")
     summary_chars: int = setting(600, min=0, max=8000, doc="Bound of the running summary of older exchanges.")
 

@@ -1,4 +1,4 @@
-"""Conversation memory per toy in SQLite: the recent exchanges plus a bounded running summary."""
+"""The one-machine store: a SQLite file in WAL mode (survives power cuts and restarts)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import aiosqlite
+
+from .base import Alert, Store, StoreError, fold
 
 log = logging.getLogger(__name__)
 
@@ -24,24 +26,37 @@ CREATE TABLE IF NOT EXISTS summaries (
     summary TEXT NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    category TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    excerpt TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_device ON alerts (device_id, id);
 """
 
 
-class Memory:
-    """Keeps ``turns`` recent exchanges per device; older ones are folded into a summary."""
+class SqliteStore(Store):
+    """Memory and alerts in one SQLite file, for a single ``toyd cloud`` process."""
 
-    def __init__(self, path: Path, turns: int, summary_chars: int) -> None:
+    def __init__(self, path: Path, *, turns: int = 6, summary_chars: int = 600) -> None:
+        super().__init__(turns, summary_chars)
         self.path = path
-        self.turns = turns
-        self.summary_chars = summary_chars
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
         """Open (and create) the database; WAL so a power cut never corrupts it."""
-        self._db = await aiosqlite.connect(self.path)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.executescript(SCHEMA)
-        await self._db.commit()
+        if not self.path.parent.is_dir():
+            raise StoreError(f"cannot open the store {self.path}: the folder {self.path.parent} does not exist")
+        try:
+            self._db = await aiosqlite.connect(self.path)
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.executescript(SCHEMA)
+            await self._db.commit()
+        except Exception as exc:  # noqa: BLE001 - sqlite3 and OSError both mean "cannot use this file"
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
 
     async def close(self) -> None:
         """Close the database."""
@@ -50,7 +65,6 @@ class Memory:
             self._db = None
 
     async def recall(self, device_id: str) -> tuple[str, list[tuple[str, str]]]:
-        """The summary and the recent ``(child, toy)`` exchanges, oldest first."""
         db = self._require()
         async with db.execute("SELECT summary FROM summaries WHERE device_id = ?", (device_id,)) as cur:
             row = await cur.fetchone()
@@ -60,36 +74,36 @@ class Memory:
         return (row[0] if row else ""), list(reversed(recent))
 
     async def remember(self, device_id: str, child: str, toy: str) -> None:
-        """Store one exchange; fold what falls out of the window into the summary."""
         db = self._require()
         await db.execute("INSERT INTO exchanges (device_id, at, child, toy) VALUES (?, ?, ?, ?)",
                          (device_id, time.time(), child, toy))
-        async with db.execute("SELECT id, child, toy FROM exchanges WHERE device_id = ? ORDER BY id DESC LIMIT -1 OFFSET ?",
-                              (device_id, self.turns)) as cur:
+        async with db.execute("SELECT id, child, toy FROM exchanges WHERE device_id = ? "
+                              "ORDER BY id DESC LIMIT -1 OFFSET ?", (device_id, self.turns)) as cur:
             old = list(reversed(await cur.fetchall()))
         if old:
             async with db.execute("SELECT summary FROM summaries WHERE device_id = ?", (device_id,)) as cur:
                 row = await cur.fetchone()
             summary = fold(row[0] if row else "", [(r[1], r[2]) for r in old], self.summary_chars)
             await db.execute("INSERT INTO summaries (device_id, summary, updated) VALUES (?, ?, ?) "
-                             "ON CONFLICT(device_id) DO UPDATE SET summary = excluded.summary, updated = excluded.updated",
-                             (device_id, summary, time.time()))
+                             "ON CONFLICT(device_id) DO UPDATE SET summary = excluded.summary, "
+                             "updated = excluded.updated", (device_id, summary, time.time()))
             await db.execute("DELETE FROM exchanges WHERE device_id = ? AND id <= ?", (device_id, old[-1][0]))
         await db.commit()
 
+    async def record_alert(self, alert: Alert) -> None:
+        db = self._require()
+        await db.execute("INSERT INTO alerts (device_id, at, category, severity, excerpt) VALUES (?, ?, ?, ?, ?)",
+                         (alert.device_id, alert.at, alert.category, alert.severity, alert.excerpt))
+        await db.commit()
+
+    async def alerts(self, device_id: str, limit: int = 50) -> list[Alert]:
+        db = self._require()
+        async with db.execute("SELECT device_id, at, category, severity, excerpt FROM alerts "
+                              "WHERE device_id = ? ORDER BY id DESC LIMIT ?", (device_id, limit)) as cur:
+            rows = await cur.fetchall()
+        return [Alert(*row) for row in reversed(rows)]
+
     def _require(self) -> aiosqlite.Connection:
         if self._db is None:
-            raise RuntimeError("memory is not open")
+            raise StoreError("the store is not open")
         return self._db
-
-
-def fold(summary: str, exchanges: list[tuple[str, str]], limit: int) -> str:
-    """Append one short line per exchange; keep only the newest ``limit`` characters, at line bounds."""
-    lines = [line for line in summary.split("\n") if line]
-    for child, _toy in exchanges:
-        topic = " ".join(child.split())[:120]
-        if topic:
-            lines.append(f"The child said: {topic}")
-    while lines and len("\n".join(lines)) > limit:
-        lines.pop(0)
-    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""Settings of the ``gateway`` section (validated when the config loads)."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+
+from toyd import setting
+from toyd.text import compact
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewaySettings:
+    """Settings of the ``gateway`` section."""
+
+    host: str = setting("127.0.0.1", doc="Address to listen on; 0.0.0.0 for every interface.")
+    port: int = setting(8765, min=0, max=65535, doc="TCP port (0 = any free port).")
+    tls_cert: str | None = setting(None, doc="PEM certificate (chain) file: serve wss://. Unset = plain ws://.")
+    tls_key: str | None = setting(None, doc="PEM private key of tls_cert (unset if the cert file holds it).")
+    tokens: Mapping[str, str] = setting(factory=dict, doc="device_id -> token; use {$env: ...} or {$file: ...} for each token.")
+    config_versions: Mapping[str, int] = setting(factory=dict, doc="device_id -> config version announced in hello (0 = unknown).")
+    hello_timeout: float = setting(10.0, min=0.5, max=120, doc="Seconds a new connection has to send hello.")
+    downlink_lead_ms: int = setting(250, min=0, max=2000, doc="How far ahead of real time reply audio is sent (the toy's jitter buffer).")
+    stage_timeout: float = setting(30.0, min=0.5, max=300, doc="Seconds one AI hook (or one item of its stream) may take.")
+    max_sessions: int = setting(2000, min=1, max=100000, doc="Toys connected at once; more are refused with 503.")
+    max_listen_seconds: float = setting(30.0, min=1, max=120, doc="Longest utterance; longer is cut and answered.")
+    trusted_proxies: tuple[str, ...] = setting(
+        factory=tuple, doc="Addresses or networks (CIDR) of proxies in front (HAProxy) whose X-Forwarded-For names "
+                           "the real client; from anyone else the header is ignored.")
+    public_url: str = setting("", doc="The URL toys use to reach this gateway (e.g. the proxy's wss://...); "
+                                      "empty = this process's own address.")
+    alert_log: str = setting("gateway_alerts.sqlite", doc="Where the safety alerts the cloud raised are logged: a "
+                             "SQLite file (relative to state_dir) or a postgresql:// URL shared by every gateway "
+                             "(docs/scaling.md); empty = not logged.")
+    cacheable_phrases: tuple[str, ...] = setting(
+        factory=tuple, doc="Questions whose answer a toy may keep in its response cache and reuse offline (compared "
+                           "normalised: case, punctuation and spaces ignored). Empty = no reply is marked cacheable.")
+
+    def __post_init__(self) -> None:
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy {proxy!r} is not an address or network") from None
+        if self.tls_key and not self.tls_cert:
+            raise ValueError("tls_key is set but tls_cert is not")
+        for phrase in self.cacheable_phrases:
+            if not compact(phrase):
+                raise ValueError(f"cacheable phrase {phrase!r} has no words")
+        for device, token in self.tokens.items():
+            if len(token) < 8:
+                raise ValueError(f"the token of {device!r} is shorter than 8 characters")
