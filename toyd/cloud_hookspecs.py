@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .markers import hookspec
 
 if TYPE_CHECKING:
-    from .turn import SafetyVerdict, Speaker, Transcription, Turn
+    from .turn import SafetyVerdict, Speaker, SpeechStream, Transcription, Turn
 
 
 @hookspec(firstresult=True)
@@ -34,6 +34,25 @@ def toyd_transcribe(turn: Turn, pcm: bytes, sample_rate: int) -> Transcription |
         async def toyd_transcribe(self, turn, pcm, sample_rate):
             text = await asyncio.to_thread(self.model.transcribe, pcm)
             return Transcription(text=text, language="en")
+    """
+
+
+@hookspec(firstresult=True)
+def toyd_transcribe_stream(turn: Turn, sample_rate: int) -> SpeechStream | None | Awaitable[SpeechStream | None]:
+    """A transcription to feed while the child is still talking (the gateway asks at listen start).
+
+    Contract: first result; None to decline (the gateway then calls ``toyd_transcribe``
+    with the whole utterance at the end). The answer has ``feed(pcm: bytes)`` (mono int16
+    at ``sample_rate``, called for every uplink frame: cheap, never blocking), an optional
+    ``stable`` text (words that will not change; sent to the toy as an interim ``stt``),
+    ``async result() -> Transcription`` at the end of speech, and ``async aclose()`` for an
+    abort or barge-in.
+
+    Example::
+
+        @hookimpl
+        def toyd_transcribe_stream(self, turn, sample_rate):
+            return self.recogniser.open(turn.language, sample_rate)
     """
 
 
