@@ -72,7 +72,7 @@ async def run_setting(label: str, extra: dict[str, Any], items: list[dict[str, A
     """One table row: quality shares and speed for one generation setting."""
     safety = "safety" in Registry().names()
     plugins = ["llm_local", "llm"] + (["safety"] if safety else [])
-    config = {"role": "cloud", "plugins": plugins, "llm": {**LLM, "memory": False},
+    config = {"role": "cloud", "plugins": plugins, "startup_timeout": 120, "llm": {**LLM, "memory": False},
               "llm_local": {"seed": 7, **extra}}
     with tempfile.TemporaryDirectory(prefix="bench-reply-") as tmp:
         async with running_daemon(config, state_dir=Path(tmp)) as app:

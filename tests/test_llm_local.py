@@ -16,7 +16,7 @@ TURN = Turn(device_id="toy-1", session_id="s1", turn_id="t1")
 
 
 def config(**local: object) -> dict[str, object]:
-    return {"role": "cloud", "plugins": ["llm_local", "llm"],
+    return {"role": "cloud", "plugins": ["llm_local", "llm"], "startup_timeout": 60,
             "llm": {"memory": False, "first_token_timeout": 60, "max_tokens": 48},
             "llm_local": {"seed": 3, "threads": 1, **local}}
 

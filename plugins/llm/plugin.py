@@ -44,7 +44,7 @@ class LlmPlugin:
     async def toyd_startup(self, app: App, settings: LlmSettings) -> None:
         self.app = app
         self._configure(settings)
-        await self._warm_up()
+        app.spawn(self._warm_up(), "llm-warm-up")  # a turn that comes first waits for the model anyway
         if settings.memory:
             self.memory = open_store(settings.memory_db, app.state_dir, turns=settings.memory_turns,
                                      summary_chars=settings.summary_chars)

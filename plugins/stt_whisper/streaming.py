@@ -49,6 +49,7 @@ class GrowingUtterance:
         self._previous_words: list[str] = []
         self.stable = ""
         self.decodes = 0  # background decodes that finished (for logs and the benchmark)
+        self.from_background = False  # whether result() answered from a background decode
 
     @property
     def seconds(self) -> float:
@@ -66,8 +67,7 @@ class GrowingUtterance:
         self._chunks.append(samples)
         self._length += len(samples)
         if self._task is None and self._length >= self.min_samples:
-            covered = self._last[0] if self._last else 0
-            if self._length - covered >= self.step:
+            if self._last is None or self._length - self._last[0] >= self.step:
                 self._task = asyncio.get_running_loop().create_task(self._background(self.audio()[: self._length]))
 
     async def _background(self, audio: np.ndarray) -> None:
@@ -93,9 +93,9 @@ class GrowingUtterance:
                 break
             agreed += 1
         self._previous_words = words
-        stable = " ".join(words[:agreed])
-        if len(stable) > len(self.stable):
-            self.stable = stable
+        held = self.stable.split()
+        if agreed > len(held) and [w.lower() for w in words[: len(held)]] == [w.lower() for w in held]:
+            self.stable = " ".join(words[:agreed])  # extended, never rewritten
 
     async def result(self) -> Transcription:
         """The final transcript: the latest decode if only silence came after it, else one more decode."""
@@ -106,6 +106,7 @@ class GrowingUtterance:
         if self._last is not None and self._tail_is_silent(audio, self._last[0]):
             log.debug("final transcript from the background decode (%.2f of %.2f s)", self._last[0] / RATE,
                       len(audio) / RATE)
+            self.from_background = True
             return self._last[1]
         return await self._decode(audio)
 
