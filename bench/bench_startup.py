@@ -1,10 +1,25 @@
-"""Start-up benchmark: `toyd device --simulate` start → READY (sd_notify), RSS at READY, SIGTERM → exit.
+"""Start-up benchmark: start → READY, RSS and SIGTERM → exit of `toyd device --simulate`,
+and wake latency of a toy whose microphone is a FIFO.
 
-Goal (issue: core): start → READY ≤ 2 s on this machine; stop on SIGTERM within 2 s.
+- start → READY (sd_notify), RSS at READY, SIGTERM → exit, with the example device
+  config (`config/toyd.yaml`) unless a config file is given;
+- `toyd --version`: what the command line costs before it does anything;
+- wake latency: end of "hey jarvis" written into the FIFO → the daemon logs the wake
+  word. The writer is a real-time producer (20 ms a frame, like `arecord`). "queued"
+  starts writing as soon as the microphone opens the FIFO (audio waits while the other
+  plugins start); "after READY" starts writing once the daemon is ready.
+
+`--baseline REV` measures the git revision REV as well (a temporary worktree, imported
+through PYTHONPATH), run by run interleaved with this tree, so machine load hits both
+alike: `python bench/bench_startup.py --baseline 6cb4860` gives the before/after table.
+
+Goals: start → READY ≤ 0.5 s with config/toyd.yaml; SIGTERM → exit ≤ 2 s.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import signal
 import socket
@@ -12,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +36,37 @@ from table import print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+WAKE_RUNS = int(os.environ.get("BENCH_WAKE_RUNS", "3"))
+FRAME = 640  # 20 ms of 16 kHz s16le
+DEVICE = ["device", "--simulate"]
+
+
+@dataclasses.dataclass
+class Tree:
+    """A toyd source tree to run: this one, or a baseline revision."""
+
+    label: str
+    env: dict[str, str]
+
+    def popen(self, args: list[str], tmp: Path, env: dict[str, str] | None = None,
+              **kwargs: object) -> subprocess.Popen[bytes]:
+        # cwd is a scratch directory, so neither tree shadows the other through sys.path[0]
+        command = [sys.executable, "-m", "toyd", *args]
+        return subprocess.Popen(command, cwd=tmp, env={**self.env, **(env or {})},
+                                **kwargs)  # type: ignore[call-overload]
+
+
+def baseline_tree(rev: str, tmp: Path) -> Tree:
+    """REV checked out in a worktree, importable ahead of the installed (editable) tree."""
+    src = tmp / f"baseline-{rev}"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(src), rev],
+                   check=True)
+    path = tmp / "baseline-path"
+    path.mkdir()
+    # setup.py installs plugins/ as toyd_plugins
+    (path / "toyd_plugins").symlink_to(src / "plugins")
+    env = {**os.environ, "PYTHONPATH": f"{path}{os.pathsep}{src}"}
+    return Tree(f"baseline {rev}", env)
 
 
 def rss_mb(pid: int) -> float:
@@ -29,49 +76,195 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def one_run(config: Path, tmp: Path) -> tuple[float, float, float]:
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the process used so far: load-independent."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> float:
+    """SIGTERM → exit, seconds."""
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return time.monotonic() - started
+
+
+def startup_run(tree: Tree, config: Path, tmp: Path) -> tuple[float, float, float, float]:
     sock_path = tmp / "notify.sock"
     sock_path.unlink(missing_ok=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(sock_path))
         sock.settimeout(60)
-        env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "toyd", "device", "--simulate", "-c", str(config),
-                                 "--state-dir", str(tmp / "state")], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = tree.popen(DEVICE + ["-c", str(config), "--state-dir", str(tmp / "state")],
+                          tmp, env={"NOTIFY_SOCKET": str(sock_path)}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
         try:
             while b"READY=1" not in sock.recv(4096):
                 pass
             ready = time.monotonic() - started
+            cpu = cpu_s(proc.pid)
             time.sleep(0.5)  # settle: lazy allocations after READY count too
             rss = rss_mb(proc.pid)
-            stop_started = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
-            stop = time.monotonic() - stop_started
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return ready, rss, stop
+            took = stop(proc)
+    return ready, cpu, rss, took
+
+
+def version_run(tree: Tree, tmp: Path) -> float:
+    started = time.monotonic()
+    proc = tree.popen(["--version"], tmp, stdout=subprocess.DEVNULL)
+    proc.wait(60)
+    return time.monotonic() - started
+
+
+def wake_audio() -> tuple[bytes, int]:
+    """0.5 s silence, "hey jarvis", 1.5 s silence; and the byte offset where the voice ends."""
+    import numpy as np
+
+    from toyd.testing import espeak_pcm
+
+    speech = espeak_pcm("hey jarvis", voice="en-us", rate=150)
+    loud = np.flatnonzero(np.abs(np.frombuffer(speech, "<i2")) > 500)
+    voice_end = 2 * (int(loud[-1]) + 1) if len(loud) else len(speech)  # espeak pads with quiet
+    speech += bytes(-len(speech) % FRAME)
+    lead, tail = bytes(16000), bytes(48000)
+    return lead + speech + tail, len(lead) + voice_end
+
+
+WAKE_CONFIG = """\
+role: device
+device_id: bench-toy
+plugins: [audio, vad, wakeword]
+audio:
+  backend: file
+  file: {{input: {fifo}, input_format: raw}}
+"""
+
+
+class LogWatch:
+    """Reads the daemon's stderr; remembers when a line containing ``needle`` arrived."""
+
+    def __init__(self, stream: object, needle: bytes) -> None:
+        self.needle = needle
+        self.seen_at: float | None = None
+        self.seen = threading.Event()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            if self.seen_at is None and self.needle in line:
+                self.seen_at = time.monotonic()
+                self.seen.set()
+
+
+def wake_run(tree: Tree, tmp: Path, audio: bytes, speech_end: int, *, after_ready: bool) -> float:
+    """Seconds from the end of the wake word in the FIFO to the daemon's "wake word" log line."""
+    fifo = tmp / "mic"
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+    config = tmp / "wake.yaml"
+    config.write_text(WAKE_CONFIG.format(fifo=fifo))
+    sock_path = tmp / "notify.sock"
+    sock_path.unlink(missing_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(60)
+        proc = tree.popen(DEVICE + ["-c", str(config), "--state-dir", str(tmp / "state")],
+                          tmp, env={"NOTIFY_SOCKET": str(sock_path)}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+        watch = LogWatch(proc.stderr, b"wake word hey_jarvis")
+        try:
+            if after_ready:
+                while b"READY=1" not in sock.recv(4096):
+                    pass
+            # the open returns once the microphone holds the read end
+            with open(fifo, "wb", buffering=0) as pipe:
+                end_written = _write_realtime(pipe, audio, speech_end)
+            if not watch.seen.wait(30):
+                raise RuntimeError(f"{tree.label}: no wake word detected")
+        finally:
+            stop(proc)
+    assert watch.seen_at is not None
+    return watch.seen_at - end_written
+
+
+def _write_realtime(pipe: object, audio: bytes, speech_end: int) -> float:
+    """Write 20 ms a frame on the clock; returns when the end of the speech was written."""
+    start = time.monotonic()
+    end_written = 0.0
+    for i, pos in enumerate(range(0, len(audio), FRAME)):
+        delay = start + i * FRAME / 32000 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        pipe.write(audio[pos:pos + FRAME])  # type: ignore[attr-defined]
+        if pos < speech_end <= pos + FRAME:
+            end_written = time.monotonic()
+    return end_written
 
 
 def main() -> int:
-    config = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "config" / "toyd.yaml"
-    with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmp:
-        runs = [one_run(config, Path(tmp)) for _ in range(RUNS)]
-    ready, rss, stop = zip(*runs)
-    print(f"toyd device --simulate -c {config.relative_to(ROOT) if config.is_relative_to(ROOT) else config}, {RUNS} runs")
-    print_table(
-        ["measure", "median", "max", "goal"],
-        [
-            ["start -> READY (s)", statistics.median(ready), max(ready), "<= 2 s"],
-            ["RSS at READY (MB)", statistics.median(rss), max(rss), "-"],
-            ["SIGTERM -> exit (s)", statistics.median(stop), max(stop), "<= 2 s"],
-        ],
-    )
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", type=Path, default=ROOT / "config" / "toyd.yaml")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure this git revision, interleaved")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="toyd-bench-") as name:
+        tmp = Path(name)
+        trees = [Tree("this tree", dict(os.environ))]
+        if args.baseline:
+            trees.insert(0, baseline_tree(args.baseline, tmp))
+        try:
+            rows = measure(trees, args.config, tmp)
+        finally:
+            if args.baseline:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                                str(tmp / f"baseline-{args.baseline}")], check=False)
+    config = args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
+    print(f"toyd device --simulate -c {config}: {RUNS} runs; "
+          f"wake latency: {WAKE_RUNS} runs per case; medians")
+    print_table(["measure", *(t.label for t in trees), "goal"], rows)
     return 0
+
+
+def measure(trees: list[Tree], config: Path, tmp: Path) -> list[list[object]]:
+    results: dict[str, dict[str, list[float]]] = {t.label: {} for t in trees}
+
+    def add(tree: Tree, key: str, value: float) -> None:
+        results[tree.label].setdefault(key, []).append(value)
+
+    audio, speech_end = wake_audio()
+    for _ in range(RUNS):
+        for tree in trees:
+            ready, cpu, rss, took = startup_run(tree, config, tmp)
+            add(tree, "ready", ready)
+            add(tree, "cpu", cpu)
+            add(tree, "rss", rss)
+            add(tree, "stop", took)
+            add(tree, "version", version_run(tree, tmp))
+    for _ in range(WAKE_RUNS):
+        for tree in trees:
+            for key, after_ready in (("wake_queued", False), ("wake_ready", True)):
+                latency = wake_run(tree, tmp, audio, speech_end, after_ready=after_ready)
+                add(tree, key, latency * 1000)
+    labels = [
+        ("ready", "start -> READY (s)", "<= 0.5 s"),
+        ("cpu", "CPU used to READY (s)", "-"),
+        ("rss", "RSS at READY (MB)", "-"),
+        ("stop", "SIGTERM -> exit (s)", "<= 2 s"),
+        ("version", "toyd --version (s)", "-"),
+        ("wake_queued", "wake latency, audio queued at start (ms)", "-"),
+        ("wake_ready", "wake latency, audio after READY (ms)", "-"),
+    ]
+    return [[label, *(statistics.median(results[t.label][key]) for t in trees), goal]
+            for key, label, goal in labels]
 
 
 if __name__ == "__main__":

@@ -68,6 +68,28 @@ async def test_fifo_input_streams_without_blocking(tmp_path: Path, state_dir: Pa
             os.close(fd)
 
 
+async def test_fifo_audio_that_waits_is_caught_up_not_paced(tmp_path: Path, state_dir: Path) -> None:
+    """A pipe's writer is the clock: 5 s queued at once reach the bus at once, not 20 ms a frame."""
+    fifo = tmp_path / "mic"
+    os.mkfifo(fifo)
+    backlog = noise(250, 5)
+    async with running_daemon(config(input=str(fifo)), state_dir=state_dir) as app:
+        sub = app.bus.subscribe("t", (AudioFrame,), maxsize=100000)
+        loop = asyncio.get_running_loop()
+
+        def write_all() -> None:
+            with open(fifo, "wb") as pipe:  # blocks until the microphone has read most of it
+                pipe.write(backlog)
+
+        started = loop.time()
+        writer = asyncio.create_task(asyncio.to_thread(write_all))
+        got = await heard(sub, backlog)
+        await writer
+        # paced, this would take the audio's own 5 s; caught up it takes a few loop turns
+        assert loop.time() - started < 2.5
+        assert backlog in got, "no silence in the middle of waiting audio"
+
+
 async def test_loop_replays_the_input(tmp_path: Path, state_dir: Path) -> None:
     pcm = noise(3, 4)
     (tmp_path / "in.raw").write_bytes(pcm)

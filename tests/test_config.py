@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from plugins_for_tests import CounterPlugin
-from toyd.config import load_file, parse_yaml, validate
+from toyd.config import load_file, parse_json, parse_yaml, validate
 from toyd.errors import ConfigError
 from toyd.registry import Registry
 from toyd.schema import Secret, build, describe, setting
@@ -152,6 +153,44 @@ def test_parse_yaml_records_lines() -> None:
     assert parsed.line("a.b") == 2 and parsed.line("a.c[1]") == 5 and parsed.line("a.zzz") == 1
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("statusfile:\n  path: a\nrole: device\nstatusfile:\n  path: b\n",
+     "f.yaml:4: statusfile: duplicate key (lines 1 and 4)"),
+    ("cloudlink:\n  url: ws://a\n  connect_timeout: 5\n  url: ws://b\n",
+     "f.yaml:4: cloudlink.url: duplicate key (lines 2 and 4)"),
+    ("led:\n  colours:\n    - {idle: 1, idle: 2}\n", "f.yaml:3: led.colours[0].idle: duplicate key (lines 3 and 3)"),
+])
+def test_duplicate_keys_at_any_depth_name_file_lines_and_path(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_yaml(text, "f.yaml")
+    assert str(info.value).startswith(expected), str(info.value)
+
+
+def test_duplicate_keys_in_json_pushes_name_the_topic_and_path() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_json('{"version": 2, "config": {"mqtt": {"max_volume": 10, "max_volume": 90}}}', "mqtt:toyd/t/config")
+    assert str(info.value).startswith("mqtt:toyd/t/config: config.mqtt.max_volume: duplicate key")
+    with pytest.raises(ConfigError, match=r"^mqtt:x: version: duplicate key"):
+        parse_json('{"version": 2, "version": 3}', "mqtt:x")
+    assert parse_json('{"a": [{"b": 1}, {"b": 2}]}', "x") == {"a": [{"b": 1}, {"b": 2}]}
+
+
+@pytest.mark.parametrize("text", [
+    "plugins: [cloudlink]\ncloudlink:\n  token: 8675309123456789\n",
+    "plugins: [mqtt]\nmqtt:\n  password: [8675309, 123]\n",
+    "plugins: [gateway]\ngateway:\n  tokens:\n    toy: 8675309123456789\n",
+    "plugins: [mqtt]\nmqtt:\n  port: {\"$env\": TOYD_TEST_SECRET_PORT}\n",
+])
+def test_check_config_never_prints_a_secret_value(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "secret.yaml"
+    path.write_text(text)
+    env = {**os.environ, "TOYD_TEST_SECRET_PORT": "8675309123456789"}
+    result = subprocess.run([sys.executable, "-m", "toyd", "check-config", str(path)], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode == 1 and "not shown: the key holds a secret" in result.stderr, result.stderr
+    assert "8675309" not in result.stderr + result.stdout
+
+
 def test_example_configs_are_valid(repo_root: Path) -> None:
     registry = Registry()
     for name in ("toyd.yaml", "cloud.yaml"):
@@ -166,6 +205,8 @@ def test_example_configs_are_valid(repo_root: Path) -> None:
         ("role: device\nplugins: [statusfile]\nstatusfile:\n  pth: x\n", ":4: statusfile.pth: unknown key; hint: did you mean 'path'?"),
         ("role: device\nshutdown_timeout: soon\n", ":2: shutdown_timeout: expected a number (got 'soon')"),
         ("role: device\nplugins: [statusfil]\n", ":2: plugins[0]: unknown plugin 'statusfil'"),
+        ("plugins: [statusfile]\nstatusfile: {}\nstatusfile:\n  path: x\n",
+         ":3: statusfile: duplicate key (lines 2 and 3)"),
     ],
 )
 def test_check_config_cli_one_clear_message_no_traceback(tmp_path: Path, text: str, expected: str) -> None:

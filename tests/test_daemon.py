@@ -15,6 +15,8 @@ import pytest
 
 from toyd import logs, systemd
 
+from example_configs import private_toy_config
+
 TOYD = [sys.executable, "-m", "toyd"]
 
 
@@ -43,7 +45,8 @@ def test_device_starts_notifies_ready_pings_watchdog_and_stops_on_sigterm(
     sock, path = notify_socket
     env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "200000", "JOURNAL_STREAM": "8:1"}
     state = tmp_path / "state"
-    with subprocess.Popen([*TOYD, "device", "--simulate", "-c", str(repo_root / "config" / "toyd.yaml"),
+    config = private_toy_config(tmp_path / "toyd.yaml")
+    with subprocess.Popen([*TOYD, "device", "--simulate", "-c", str(config),
                            "--state-dir", str(state)], env=env, stderr=subprocess.PIPE, text=True) as proc:
         try:
             ready = read_until(sock, "READY=1")
@@ -60,7 +63,7 @@ def test_device_starts_notifies_ready_pings_watchdog_and_stops_on_sigterm(
         assert code == 0 and stopping
         err = proc.stderr.read() if proc.stderr else ""
     # under systemd: priority prefixes, no timestamps
-    assert "<6>toyd.daemon: READY: toyd device demo-toy" in err and "<6>toyd.daemon: stopped" in err
+    assert "<6>toyd.daemon: READY: toyd device test-" in err and "<6>toyd.daemon: stopped" in err
     assert "Traceback" not in err
     assert not json.loads((state / "status.json").read_text())["ready"]
 
@@ -76,7 +79,7 @@ def test_wrong_role_and_missing_file_are_one_line_errors(repo_root: Path, tmp_pa
 def test_unusable_state_dir_is_a_clear_error(repo_root: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = subprocess.run([*TOYD, "device", "--simulate", "-c", str(repo_root / "config" / "toyd.yaml"),
+    result = subprocess.run([*TOYD, "device", "--simulate", "-c", str(private_toy_config(tmp_path / "toyd.yaml")),
                              "--state-dir", str(blocker / "sub")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "is not usable" in result.stderr and "Traceback" not in result.stderr
 
@@ -87,6 +90,35 @@ def test_help_teaches(repo_root: Path) -> None:
         assert text in out
     out = subprocess.run([*TOYD, "plugins"], capture_output=True, text=True, timeout=60).stdout
     assert out.startswith("NAME") and "statusfile" in out
+
+
+PLUGINS_IMPORTED = """
+import sys
+from toyd.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(" ".join(sorted({m.split(".")[1] for m in sys.modules if m.startswith("toyd_plugins.")})))
+sys.exit(code)
+"""
+
+
+def plugins_imported(*argv: str) -> set[str]:
+    """Which plugins a ``toyd`` command line imports (in a fresh interpreter)."""
+    result = subprocess.run([sys.executable, "-c", PLUGINS_IMPORTED, *argv], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split("\n")[-2].split())
+
+
+def test_the_command_line_imports_only_the_plugins_it_needs(repo_root: Path, tmp_path: Path) -> None:
+    assert plugins_imported("--version") == set()
+    config = tmp_path / "toyd.yaml"
+    config.write_text("plugins: [statusfile, vad]\n")
+    assert plugins_imported("check-config", str(config)) == {"statusfile", "vad"}
+    assert {"gateway", "wakeword", "safety"} <= plugins_imported("plugins")  # lists them all
+    assert "wakeword" in plugins_imported("wakeword", "--help"), "a plugin's own command still works"
 
 
 def test_sd_notify_is_a_no_op_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,7 +165,8 @@ def test_systemd_units_verify(repo_root: Path, tmp_path: Path) -> None:
 
 def test_disable_flag_blocks_a_plugin_the_config_enables(repo_root: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    with subprocess.Popen([*TOYD, "device", "--simulate", "-c", str(repo_root / "config" / "toyd.yaml"),
+    config = private_toy_config(tmp_path / "toyd.yaml")
+    with subprocess.Popen([*TOYD, "device", "--simulate", "-c", str(config),
                            "--state-dir", str(state), "--disable", "statusfile"], stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
         for line in proc.stderr:

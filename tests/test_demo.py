@@ -103,3 +103,31 @@ def test_demo_help_and_bad_input(tmp_path: Path) -> None:
     both = subprocess.run([*TOYD, "demo", "--offline", "--llm-url", "http://127.0.0.1:9/v1"], capture_output=True,
                           text=True, timeout=60)
     assert both.returncode == 1 and "exclude each other" in both.stderr
+
+
+def test_log_lines_wait_for_the_streamed_reply_line_to_end(monkeypatch, capsys) -> None:
+    """stdout and stderr share the terminal: a log line must not land inside the reply text."""
+    import io
+    import logging
+
+    from toyd import logs
+    from toyd_plugins.demo.command import Output
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    logs.setup("info", journal=False)
+    try:
+        out = Output(as_json=False)
+        out.hold_logs_while_streaming()
+        out.step("reply_delta", "Once upon ")
+        logging.getLogger("toyd_plugins.demo.x").error("the cloud link is slow")
+        out.step("reply_delta", "a time.")
+        out.progress("Reply written")
+    finally:
+        for name in ("toyd", "toyd_plugins"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+    lines = terminal.getvalue().splitlines()
+    assert lines[0] == "Reply: Once upon a time.", lines
+    assert lines[1].endswith("ERROR   toyd_plugins.demo.x: the cloud link is slow") and lines[2] == "Reply written"

@@ -5,7 +5,6 @@ One test runs the real ``toyd device --simulate`` command in a subprocess.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -22,6 +21,8 @@ from toyd.events import AudioFrame, ButtonReleased, SpeechEnded, SpeechStarted, 
 from toyd.testing import next_event, running_daemon, wait_for
 from toyd_plugins import gpio_support
 from wakeword_audio import SILENCE, hey_jarvis, write_wav
+
+from example_configs import private_toy_config
 
 from toyd.testing import espeak_pcm
 
@@ -102,17 +103,22 @@ def poll_log(log: Path, want: str, deadline: float, proc: subprocess.Popen[str])
     return want in log.read_text()
 
 
-def test_toyd_device_simulate_command(tmp_path: Path, wake_wav: Path) -> None:
-    """The real CLI with the example config, the WAV fed to its file microphone."""
-    example = (Path(__file__).parent.parent / "config" / "toyd.yaml").read_text()
-    config = tmp_path / "toyd.yaml"
-    config.write_text(example.replace('input: ""', f"input: {json.dumps(str(wake_wav))}"))
+def test_toyd_device_simulate_command(tmp_path: Path, wake_wav: Path, mosquitto: int) -> None:
+    """The real CLI with the example config, the WAV fed to its file microphone.
+
+    Its own broker and device id: whatever the machine's broker holds (a retained config
+    with quiet hours for demo-toy) cannot put this toy to sleep, at any time of day.
+    """
+    config = private_toy_config(tmp_path / "toyd.yaml", mqtt_port=mosquitto, mic_input=str(wake_wav))
     state = tmp_path / "state"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = tmp_path / "toyd.log"  # a file, not a pipe: debug logging must never block the daemon
     with log.open("w") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "toyd", "device", "--simulate", "-c", str(config),
-                                 "--state-dir", str(state), "--log-level", "debug"],
+                                 "--state-dir", str(state), "--log-level", "debug",
+                                 # no cloud runs: the offline answer would load the Korean Vosk model,
+                                 # a minute on a busy machine, and the process waits for it at exit
+                                 "--disable", "offline", "--disable", "vosk_stt"],
                                 stdout=log_file, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         deadline = time.monotonic() + 40
@@ -126,7 +132,7 @@ def test_toyd_device_simulate_command(tmp_path: Path, wake_wav: Path) -> None:
             proc.kill()
             proc.wait()
     err = log.read_text()
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == 0, (proc.returncode, err[-2000:])
     assert "state idle -> listening (wake_word:hey_jarvis)" in err
     # blue at the 0.6 brightness cap; "(offline)" when no cloud runs for the example config's cloud link
     assert re.search(r"led listening( \(offline\))?: solid #000099", err), err[-2000:]

@@ -18,7 +18,8 @@ from toyd.config import validate
 from toyd.daemon import Daemon
 from toyd.errors import PluginError, ToydError
 from toyd.events import ConfigApplied, ConfigRejected
-from toyd.host import SPEC_MODULES
+from toyd import hookdoc
+from toyd.host import SPEC_MODULES, PluginHost
 from toyd.registry import Registry
 from toyd.testing import next_event, running_daemon
 
@@ -46,6 +47,7 @@ def test_every_hook_is_documented_in_docs_hooks_md() -> None:
     text = (ROOT / "docs" / "hooks.md").read_text()
     missing = [n for n in all_hookspecs() if f"### `{n}" not in text]
     assert not missing, f"docs/hooks.md lacks: {missing}"
+    assert text == hookdoc.render(), "docs/hooks.md is generated: run python -m toyd.hookdoc > docs/hooks.md"
 
 
 def test_every_hook_has_a_test() -> None:
@@ -193,3 +195,58 @@ async def test_hook_toyd_shutdown(state_dir: Path) -> None:
                               entry_points=False):
         pass
     assert Recorder.log[-2:] == ["stop b", "stop a"]  # reverse start order
+
+
+def test_a_misspelled_hook_names_its_plugin() -> None:
+    class Typo:
+        @hookimpl
+        def toyd_declare(self):
+            return PluginDeclaration(roles=("device",))
+
+        @hookimpl
+        def toyd_startpu(self, app, settings):  # the typo check_pending() catches at load
+            pass
+
+    host = PluginHost("device", Registry({"typo": Typo}, entry_points=False))
+    with pytest.raises(PluginError, match=r"^plugin 'typo': implements an unknown hook: .*toyd_startpu"):
+        host.load(["typo"])
+
+
+def test_a_hook_with_arguments_its_contract_lacks_is_refused_or_skipped() -> None:
+    class WrongArgs:
+        @hookimpl
+        def toyd_declare(self):
+            return PluginDeclaration(roles=("device",))
+
+        @hookimpl
+        def toyd_startup(self, app, config):  # the contract says ``settings``
+            pass
+
+    host = PluginHost("device", Registry({"wrong": WrongArgs, "counter": CounterPlugin}, entry_points=False))
+    assert host.load(["wrong", "counter"]) == ["wrong"]  # third-party: skipped, the others load
+    assert list(host.plugins) == ["counter"]
+
+
+async def test_hooks_are_called_through_pluggy_one_plugin_at_a_time() -> None:
+    class Declines:
+        @hookimpl
+        def toyd_declare(self):
+            return PluginDeclaration(roles=("cloud",))
+
+        @hookimpl
+        async def toyd_check_text(self, turn, text, speaker):
+            return None  # an async decline: the next plugin answers
+
+    class Answers(Declines):
+        @hookimpl
+        def toyd_check_text(self, turn, text, speaker):
+            return f"{speaker}: {text}"
+
+    calls: list[str] = []
+    host = PluginHost("cloud", Registry({"answers": Answers, "declines": Declines}, entry_points=False))
+    host.load(["answers", "declines"])
+    host.pm.add_hookcall_monitoring(lambda name, impls, kwargs: calls.append(f"{name}:{len(impls)}"),
+                                    lambda outcome, name, impls, kwargs: None)
+    answer = await host.call_first("toyd_check_text", turn=None, text="hi", speaker="child")
+    assert answer == "child: hi"
+    assert calls == ["toyd_check_text:1", "toyd_check_text:1"]  # last loaded first, each alone

@@ -104,6 +104,28 @@ def test_firstboot_rejects_bad_provision(tmp_path: Path, text: str, message: str
     assert message in (root / "boot/firmware/toyd/ERROR.txt").read_text()
 
 
+def test_firstboot_never_writes_a_secret_value_and_overwrites_what_it_removes(tmp_path: Path) -> None:
+    root = fake_toy(tmp_path)
+    boot = root / "boot/firmware/toyd"
+    config = (REPO / "config/toyd.yaml").read_text()
+    token_line = '  token: {"$env": TOYD_CLOUD_TOKEN, "default": dev-token-demo-toy}'
+    assert token_line in config
+    (boot / "toyd.yaml").write_text(config.replace(token_line, "  token: 8675309123456789"))
+    (boot / "provision.yaml").write_text("device_id: a\nsecrets:\n  device_token: tok-SECRET-123\n")
+    # a second name for each file's bytes shows what unlinking left behind on the partition
+    os.link(boot / "toyd.yaml", tmp_path / "config-bytes")
+    os.link(boot / "provision.yaml", tmp_path / "provision-bytes")
+    out = firstboot.run(root, toyd_check)
+    error = (boot / "ERROR.txt").read_text()
+    assert "cloudlink.token: expected text (got a number, not shown" in error, error
+    assert "8675309" not in error and not any("8675309" in line for line in out.errors)
+    assert (root / "etc/toyd/secrets/device_token").read_text() == "tok-SECRET-123\n"
+    for left in ("config-bytes", "provision-bytes"):
+        data = (tmp_path / left).read_bytes()
+        assert data and data == bytes(len(data)), f"{left}: not overwritten before unlinking"
+    assert b"8675309" in next((root / "etc/toyd/rejected").iterdir()).read_bytes()  # kept, off the FAT
+
+
 def test_firstboot_with_nothing_waiting_does_nothing(tmp_path: Path) -> None:
     root = fake_toy(tmp_path)
     out = firstboot.run(root, toyd_check)

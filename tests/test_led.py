@@ -138,3 +138,35 @@ async def test_partial_look_keeps_the_state_defaults(state_dir) -> None:
         await go(app, ButtonPressed(), state=State.LISTENING)
         await shows((0, 0, B), timeout=3)  # still blue, now blinking
         await shows((0, 0, 0), timeout=3)
+
+
+def test_code_pattern_counts_each_digit() -> None:
+    from toyd_plugins.led.code import CODE_GAP, DIGIT_GAP, code_pattern
+
+    steps = code_pattern("203")
+    flashes = [sum(1 for lit, _ in group if lit) for group in _split(steps, DIGIT_GAP)]
+    assert flashes == [2, 10, 3]  # 0 is ten flashes
+    assert steps[-1] == (False, CODE_GAP) and code_pattern("") == []
+
+
+def _split(steps, gap):
+    group: list = []
+    for step in steps:
+        if step == (False, gap):
+            yield group
+            group = []
+        else:
+            group.append(step)
+
+
+async def test_activation_code_blinks_while_idle_and_stops_when_done(state_dir) -> None:
+    from toyd.events import ActivationCode
+    from toyd_plugins.led.code import COLOR
+
+    async with running_daemon(config(), state_dir=state_dir) as app:
+        await shows((16 / 255 * B,) * 3)
+        app.bus.publish(ActivationCode(code="111111"))
+        await shows(tuple(c * B for c in COLOR))  # lit ...
+        await shows((0, 0, 0))  # ... and dark: blinking
+        app.bus.publish(ActivationCode(code=""))
+        await shows((16 / 255 * B,) * 3)  # back to the idle look

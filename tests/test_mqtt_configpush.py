@@ -127,6 +127,8 @@ async def test_forbidden_or_invalid_keys_are_refused(toy, config, path, problem)
     (b'{"version": 0, "config": {}}', "version: expected a whole number of at least 1"),
     (b'{"version": 1, "config": {}, "extra": 1}', "extra: unknown key"),
     (b'{"version": 1, "config": 3}', "config: expected a mapping"),
+    (b'{"version": 1, "config": {"mqtt": {"max_volume": 10, "max_volume": 90}}}',
+     "config.mqtt.max_volume: duplicate key"),
 ])
 async def test_malformed_pushes_are_refused(toy, raw, problem):
     app, probe, sub = toy

@@ -66,14 +66,14 @@ async def test_corrupt_database_is_moved_aside_not_deleted(tmp_path: Path) -> No
 async def test_full_disk_holds_events_in_memory_until_writable(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     outbox = await Outbox(tmp_path / "o.db").open()
     await outbox.add("transcript", {"text": "before"})
-    async with outbox._db.execute("PRAGMA page_count") as cur:
-        (pages,) = await cur.fetchone()
-    await outbox._db.execute(f"PRAGMA max_page_count={pages}")  # the disk is now "full"
+    assert outbox._db is not None
+    (pages,) = outbox._db.execute("PRAGMA page_count").fetchone()
+    outbox._db.execute(f"PRAGMA max_page_count={pages}")  # the disk is now "full"
     for i in range(50):
         await outbox.add("transcript", {"text": "x" * 500, "n": i})
     assert "cannot be written" in caplog.text
     assert await outbox.count() == 51
-    await outbox._db.execute("PRAGMA max_page_count=1073741823")  # space again
+    outbox._db.execute("PRAGMA max_page_count=1073741823")  # space again
     items = await outbox.pending(limit=100)
     assert [i.payload.get("n") for i in items] == [None, *range(50)]
     await outbox.close()

@@ -79,22 +79,7 @@ class App:
         for key in ("plugins", "state_dir", "device_id", "role"):
             if getattr(old.core, key) != getattr(new.core, key):
                 needs_restart.append(key)
-        changed = [n for n in self.host.plugins if old.section(n) != new.section(n)]
-        for name, impl in self.host.implementations("toyd_reconfigure"):
-            if name not in changed:
-                continue
-            try:
-                applied = await self.host.call_one(name, impl, self.config.core.startup_timeout,
-                                                   app=self, settings=new.section(name))
-            except Exception as exc:  # noqa: BLE001 - the old settings stay in force
-                log.error("plugin %s kept its old settings: %s: %s", name, type(exc).__name__, exc)
-                needs_restart.append(name)
-                continue
-            if not applied:
-                needs_restart.append(name)
-        for name in changed:
-            if not any(n == name for n, _ in self.host.implementations("toyd_reconfigure")):
-                needs_restart.append(name)
+        needs_restart += await self.host.reconfigure(self, new, self.config.core.startup_timeout)
         self.config = new
         if needs_restart:
             log.warning("config %s applied; these take effect after a restart: %s", source or new.source, ", ".join(needs_restart))

@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from . import __version__, logs, runner
 from .config import Config, load_file
 from .errors import ToydError
+from .host import cli_commands, hook_names
 from .plugin import CliCommand
 from .registry import Registry
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = {"device": "/etc/toyd/toyd.yaml", "cloud": "/etc/toyd/cloud.yaml"}
+ROLE_COMMANDS = ("device", "cloud")
+VALUED = ("-c", "--config", "--device-id", "--state-dir", "--log-level", "--disable")  # options taking a value
 CORE_COMMANDS = ("device", "cloud", "check-config", "plugins")
 
 EPILOG = textwrap.dedent(
@@ -34,8 +37,14 @@ EPILOG = textwrap.dedent(
 )
 
 
-def build_parser(registry: Registry) -> tuple[argparse.ArgumentParser, dict[str, CliCommand]]:
-    """The full parser: core commands plus every plugin's commands."""
+def build_parser(
+    registry: Registry, *, plugin_commands: bool = True
+) -> tuple[argparse.ArgumentParser, dict[str, CliCommand]]:
+    """The parser: core commands, plus every plugin's commands when ``plugin_commands``.
+
+    Plugin commands mean importing every installed plugin, so :func:`main` asks for
+    them only when the command line may name one (or lists them all, ``toyd --help``).
+    """
     parser = argparse.ArgumentParser(
         prog="toyd",
         description="toyd: plugin-based firmware for AI voice toys, and the cloud that gives them a voice.",
@@ -44,12 +53,14 @@ def build_parser(registry: Registry) -> tuple[argparse.ArgumentParser, dict[str,
     )
     parser.add_argument("--version", action="version", version=f"toyd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    role_parsers: dict[str, argparse.ArgumentParser] = {}
     for role in ("device", "cloud"):
         p = sub.add_parser(
             role,
             help=f"run the {role} daemon (systemd: toyd{'' if role == 'device' else '-cloud'}.service)",
             description=f"Run the toyd {role} daemon until SIGTERM/SIGINT; SIGHUP reloads the config file.",
         )
+        role_parsers[role] = p
         p.add_argument("-c", "--config", default=DEFAULT_CONFIG[role], metavar="FILE",
                        help=f"YAML config file (default: {DEFAULT_CONFIG[role]})")
         if role == "device":
@@ -68,13 +79,22 @@ def build_parser(registry: Registry) -> tuple[argparse.ArgumentParser, dict[str,
     p.add_argument("-c", "--config", metavar="FILE", help="mark the plugins this config enables")
     p.add_argument("--markdown", action="store_true", help="print the config reference of core and every plugin (docs/config.md)")
     commands: dict[str, CliCommand] = {}
-    for command in _plugin_commands(registry):
-        if command.name in CORE_COMMANDS or command.name in commands:
-            raise ToydError(f"two commands are named {command.name!r}")
-        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    role_subs: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    for command in _plugin_commands(registry) if plugin_commands else ():
+        key = f"{command.parent} {command.name}" if command.parent else command.name
+        if command.name in CORE_COMMANDS or key in commands:
+            raise ToydError(f"two commands are named {key!r}")
+        if command.parent:  # toyd cloud claim ...: a sub-command of a role
+            if command.parent not in role_subs:
+                role_subs[command.parent] = role_parsers[command.parent].add_subparsers(
+                    dest="role_command", metavar="COMMAND", title=f"{command.parent} commands")
+            target = role_subs[command.parent]
+        else:
+            target = sub
+        p = target.add_parser(command.name, help=command.help, description=command.description or command.help,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_arguments(p)
-        commands[command.name] = command
+        commands[key] = command
     return parser, commands
 
 
@@ -82,11 +102,20 @@ def _plugin_commands(registry: Registry) -> list[CliCommand]:
     out: list[CliCommand] = []
     infos, _ = registry.all_infos()
     for info in infos:
-        plugin = info.factory()
-        hook = getattr(plugin, "toyd_cli_commands", None)
-        if hook is not None:
-            out.extend(hook())
+        out.extend(cli_commands(info.name, info.factory()))
     return out
+
+
+def _wants_plugin_commands(argv: Sequence[str]) -> bool:
+    """False when the command line is a core command or ``--version``: no plugin is imported then."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command is None:
+        return "--version" not in argv  # bare `toyd` and `toyd --help` list every command
+    if command in ROLE_COMMANDS:  # `toyd cloud claim ...`, `toyd cloud --help`: a role's own commands
+        rest = argv[argv.index(command) + 1:]
+        words = [a for i, a in enumerate(rest) if not a.startswith("-") and (i == 0 or rest[i - 1] not in VALUED)]
+        return bool(words) or "-h" in rest or "--help" in rest
+    return command not in CORE_COMMANDS
 
 
 def load_config(path: str, registry: Registry) -> Config:
@@ -122,8 +151,6 @@ def cmd_check_config(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
-    from .host import new_manager
-
     if args.markdown:
         from .configdoc import render
 
@@ -134,13 +161,9 @@ def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
     if args.config:
         enabled = set(load_config(args.config, registry).core.plugins)
     infos, errors = registry.all_infos()
-    pm = new_manager()
     rows = [("NAME", "VERSION", "ROLES", "ENABLED", "HOOKS")]
     for info in infos:
-        plugin = info.factory()
-        pm.register(plugin, name=info.name)
-        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        pm.unregister(plugin)
+        hooks = hook_names(info.name, info.factory())
         mark = ("yes" if info.name in enabled else "no") if args.config else "-"
         version = info.version + ("" if info.builtin else f" ({info.distribution})")
         rows.append((info.name, version, ",".join(info.declaration.roles), mark, " ".join(h.removeprefix("toyd_") for h in hooks)))
@@ -154,15 +177,17 @@ def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``toyd`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     registry = Registry()
     try:
-        parser, commands = build_parser(registry)
+        parser, commands = build_parser(registry, plugin_commands=_wants_plugin_commands(argv))
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
             return 2
-        if args.command in commands:
-            result = commands[args.command].run(args)
+        key = f"{args.command} {args.role_command}" if getattr(args, "role_command", None) else args.command
+        if key in commands:
+            result = commands[key].run(args)
             if inspect.isawaitable(result):
                 result = asyncio.run(result)
             return int(result or 0)

@@ -126,3 +126,18 @@ def toyd_synthesize(turn: Turn, text: str) -> AsyncIterator[bytes] | None:
                 yield await asyncio.to_thread(self.engine.speak, text)
             return chunks()
     """
+
+
+@hookspec(firstresult=True)
+def toyd_authenticate(device_id: str, token: str) -> bool | None | Awaitable[bool | None]:
+    """Is ``token`` a valid credential of toy ``device_id``? (the gateway asks on connect)
+
+    Contract: first result; return True to accept, None when this plugin does not know
+    the toy (the gateway then checks its own ``tokens``). Compare in constant time.
+
+    Example::
+
+        @hookimpl
+        async def toyd_authenticate(self, device_id, token):
+            return True if await self.store.is_live(device_id, token) else None
+    """

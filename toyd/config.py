@@ -8,6 +8,7 @@ Each enabled plugin's section is validated against the dataclass the plugin decl
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -105,21 +106,62 @@ def parse_yaml(text: str, source: str) -> ParsedYaml:
         raise ConfigError(f"YAML error: {exc}", source=source) from None
     lines: dict[str, int] = {}
     if node is not None:
-        _collect_lines(node, "", lines)
+        _collect_lines(node, "", lines, source)
     return ParsedYaml(data, lines)
 
 
-def _collect_lines(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
+def _collect_lines(node: yaml.Node, path: str, lines: dict[str, int], source: str) -> None:
+    """Record the line of every key; a key twice in one mapping is an error (YAML keeps the last)."""
     if isinstance(node, yaml.MappingNode):
+        seen: dict[object, int] = {}
         for key_node, value_node in node.value:
             key = f"{path}.{key_node.value}" if path else str(key_node.value)
-            lines[key] = key_node.start_mark.line + 1
-            _collect_lines(value_node, key, lines)
+            line = key_node.start_mark.line + 1
+            if key_node.value in seen and key_node.tag != "tag:yaml.org,2002:merge":
+                raise duplicate_key(key, source, seen[key_node.value], line)
+            seen[key_node.value] = line
+            lines[key] = line
+            _collect_lines(value_node, key, lines, source)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             key = f"{path}[{i}]"
             lines[key] = item.start_mark.line + 1
-            _collect_lines(item, key, lines)
+            _collect_lines(item, key, lines, source)
+
+
+def duplicate_key(path: str, source: str, first: int | None = None, second: int | None = None) -> ConfigError:
+    """The error for a key given twice: the later one would silently win over the first."""
+    where = f" (lines {first} and {second})" if first and second else ""
+    return ConfigError(f"duplicate key{where}: only one would take effect", source=source,
+                       line=second, path=path, hint="keep one of them and merge what each sets")
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as parsed, keys in order, duplicates kept (to be checked)."""
+
+
+def parse_json(text: str | bytes, source: str) -> Any:
+    """Parse JSON (a config push); a duplicate key at any depth is a ConfigError naming its path.
+
+    Malformed JSON raises :class:`ValueError` (or RecursionError when absurdly deep).
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _unique(json.loads(text, object_pairs_hook=_Pairs), "", source)
+
+
+def _unique(value: Any, path: str, source: str) -> Any:
+    if isinstance(value, _Pairs):
+        out: dict[str, Any] = {}
+        for key, item in value:
+            sub = f"{path}.{key}" if path else key
+            if key in out:
+                raise duplicate_key(sub, source)
+            out[key] = _unique(item, sub, source)
+        return out
+    if isinstance(value, list):
+        return [_unique(item, f"{path}[{i}]", source) for i, item in enumerate(value)]
+    return value
 
 
 def resolve_secrets(data: Any, where: Where, path: str = "", base_dir: Path | None = None) -> Any:

@@ -18,8 +18,9 @@ toyd reads one YAML file per daemon: `/etc/toyd/toyd.yaml` for a toy (device rol
     toyd check-config /etc/toyd/toyd.yaml
 
 Every error names the file, the line, the dotted key path, the bad value and a hint;
-unknown keys are errors (a typo never silently does nothing). The same validator
-checks config pushed over MQTT (the source is then the topic).
+unknown keys are errors (a typo never silently does nothing), and so is a key given twice
+at any depth (the error names both lines). The same validator checks config pushed over
+MQTT (the source is then the topic; a JSON push with a key twice is refused too).
 
 Secrets never need to be written into the file:
 
@@ -29,6 +30,10 @@ cloudlink:
 mqtt:
   password: {"$file": /etc/toyd/mqtt-password}   # from a file (relative paths: next to the config)
 ```
+
+An error never shows a secret's value: not of a `$env`/`$file` value, nor of a key whose
+name says it holds a credential (`token`, `password`, `api_key`, `secret`, `psk`, ...);
+the message names the kind of value instead ("got a number, not shown").
 
 `systemctl reload toyd` (SIGHUP) re-reads the file; an invalid file is rejected and
 the running config stays. Settings a plugin cannot change live take effect after a

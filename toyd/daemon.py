@@ -14,11 +14,11 @@ from .app import App
 from .bus import EventBus
 from .config import Config
 from .conversation import Conversation
-from .errors import PluginError, ToydError
+from .errors import ToydError
 from .host import PluginHost
 from .outbox import Outbox, OutboxError
+from .parent_events import ParentEventWriter
 from .plugin import Service
-from .recorder import Recorder
 from .registry import Registry
 from .supervisor import Supervisor
 
@@ -42,6 +42,7 @@ class Daemon:
         self.started_at = 0.0
         self.ready_at = 0.0
         self._stop = asyncio.Event()
+        self._parent_events: ParentEventWriter | None = None
 
     async def start(self) -> App:
         """Load and start every enabled plugin and its services; then tell systemd READY."""
@@ -60,10 +61,10 @@ class Daemon:
         self.app = app
         if self.role == "device":
             await self._open_outbox(app)
-        await self._start_plugins(app)
+        await host.start(app, core.startup_timeout)
         if conversation is not None:
             supervisor.start("core", Service("conversation", conversation.run))
-        await self._start_services(app)
+        await host.start_services(app, core.startup_timeout)
         interval = systemd.watchdog_interval()
         if interval:
             supervisor.spawn(_watchdog(interval), "core:watchdog")
@@ -74,37 +75,14 @@ class Daemon:
         return app
 
     async def _open_outbox(self, app: App) -> None:
-        """The outbox records before any plugin runs; without it the toy still works."""
+        """The outbox takes parent events before any plugin runs; without it the toy still works."""
         try:
             app.outbox = await Outbox(app.state_dir / "outbox.db", max_items=self.config.core.outbox_max_items).open()
         except OutboxError as exc:
             log.error("%s; parent events will not be kept", exc)
             return
-        self._recorder = Recorder(app.bus, app.outbox, app.device_id)
-        app.supervisor.start("core", Service("recorder", self._recorder.run))
-
-    async def _start_plugins(self, app: App) -> None:
-        timeout = self.config.core.startup_timeout
-        for name, impl in app.host.implementations("toyd_startup"):
-            try:
-                await app.host.call_one(name, impl, timeout, app=app, settings=self.config.section(name))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                problem = f"did not start within {timeout} s" if isinstance(exc, TimeoutError) else f"failed to start: {type(exc).__name__}: {exc}"
-                log.debug("plugin %s start-up traceback", name, exc_info=exc)
-                if app.host.infos[name].builtin:
-                    raise PluginError(name, problem) from exc
-                log.error("plugin %r %s; disabled", name, problem)
-                app.host.unregister(name)
-
-    async def _start_services(self, app: App) -> None:
-        results = await app.host.call_each("toyd_services", timeout=self.config.core.startup_timeout, app=app)
-        for name, services in results.items():
-            if isinstance(services, BaseException) or services is None:
-                continue
-            for service in services:
-                app.supervisor.start(name, service)
+        self._parent_events = ParentEventWriter(app.bus, app.outbox, app.device_id)
+        app.supervisor.start("core", Service("parent-events", self._parent_events.run))
 
     async def reload(self) -> str | None:
         """Re-read the config file (SIGHUP); an invalid file keeps the running config.
@@ -140,10 +118,12 @@ class Daemon:
         deadline = time.monotonic() + self.config.core.shutdown_timeout
         systemd.notify("STOPPING=1")
         await app.supervisor.stop(max(deadline - time.monotonic(), 0.05) * 0.6)
-        await app.host.call_each("toyd_shutdown", timeout=max(deadline - time.monotonic(), 0.05), reverse=True, app=app)
+        await app.host.shutdown(app, max(deadline - time.monotonic(), 0.05))
         if app.conversation is not None:
             app.conversation.close()
         if app.outbox is not None:
+            if self._parent_events is not None:  # events published before the stop are kept too
+                await self._parent_events.drain()
             await app.outbox.close()
         app.bus.close()
         self.app = None

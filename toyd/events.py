@@ -165,6 +165,30 @@ class CloudOffline(Event):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ActivationCode(Event):
+    """The toy is not activated yet: ``code`` is what a parent enters to claim it.
+
+    Published again whenever the code is repeated; an empty code means activation ended.
+    The LED blinks the digits, the activation plugin speaks them.
+    """
+
+    code: str
+    expires_in: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CloudTokenStored(Event):
+    """Activation stored a new cloud token: the cloud link reconnects with it now."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeviceRevoked(Event):
+    """Cloud role: this toy's token was revoked; its session must end."""
+
+    device_id: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class StateRequest(Event):
     """Ask the state machine to fire ``trigger`` (used by commands: sleep, mute, ...)."""
 

@@ -55,8 +55,10 @@ def toyd_cli_commands() -> Iterable[CliCommand]:
     """Add sub-commands to the ``toyd`` CLI (``toyd wakeword``, ``toyd safety`` ...).
 
     Contract: return an iterable of :class:`~toyd.plugin.CliCommand`; called for every
-    installed plugin when the CLI starts, so import heavy modules inside ``run`` only.
-    A name that clashes with a core command or another plugin's is an error.
+    installed plugin when the command line may name a plugin command (``toyd --help``,
+    or a command that is not a core one), never for ``--version`` or the core commands,
+    so a plugin costs nothing there. Import heavy modules inside ``run`` only. A name
+    that clashes with a core command or another plugin's is an error.
 
     Example::
 

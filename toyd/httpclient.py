@@ -23,6 +23,12 @@ from .errors import BackendError
 MAX_HEADER_BYTES = 64 * 1024
 
 
+def check_base_url(url: str, key: str = "base_url") -> None:
+    """The settings check of an API root: ValueError (naming ``key``) unless it is http(s)://."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{key} must start with http:// or https:// (got {url!r})")
+
+
 class Response:
     """Status, headers and a streamed body; always ``aclose()`` it (or use ``async with``)."""
 

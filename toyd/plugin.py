@@ -36,5 +36,6 @@ class CliCommand:
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], "int | Awaitable[int]"]
+    run: Callable[[argparse.Namespace], int | Awaitable[int]]
     description: str = ""
+    parent: str = ""  # a role ("cloud", "device"): the command is ``toyd <parent> <name>``

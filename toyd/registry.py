@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import PluginError
+from .host import declare
 from .plugin import PluginDeclaration
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,11 @@ class Registry:
                 raise PluginError(name, f"cannot be imported from {ep.value} ({dist}): {type(exc).__name__}: {exc}") from exc
         else:
             raise KeyError(name)
-        declaration = _declare(name, factory)
+        try:
+            plugin = factory()
+        except Exception as exc:  # noqa: BLE001 - a broken constructor names the plugin
+            raise PluginError(name, f"cannot be created: {type(exc).__name__}: {exc}") from exc
+        declaration = declare(name, plugin)
         info = PluginInfo(name, factory, declaration, dist, version, builtin)
         self._cache[name] = info
         return info
@@ -83,14 +88,3 @@ class Registry:
             except PluginError as exc:
                 errors[name] = exc
         return infos, errors
-
-
-def _declare(name: str, factory: Factory) -> PluginDeclaration:
-    try:
-        plugin = factory()
-        declaration = plugin.toyd_declare()
-    except Exception as exc:  # noqa: BLE001
-        raise PluginError(name, f"toyd_declare failed: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(declaration, PluginDeclaration):
-        raise PluginError(name, "toyd_declare must return a PluginDeclaration")
-    return declaration

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -27,6 +28,26 @@ class Secret(str):
 
     def __repr__(self) -> str:
         return "'***'"
+
+
+# a key whose name says it holds a credential: its value is never shown in an error
+SECRET_KEY = re.compile(r"token|password|passwd|passphrase|secret|api_?key|credential|psk", re.IGNORECASE)
+_KINDS = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list", dict: "a mapping"}
+
+
+class Hidden:
+    """Stands in for the value of a secret key in error messages: its kind, never the value."""
+
+    def __init__(self, value: object) -> None:
+        self.kind = _KINDS.get(type(value), "nothing" if value is None else type(value).__name__)
+
+    def __repr__(self) -> str:
+        return f"{self.kind}, not shown: the key holds a secret"
+
+
+def is_secret(path: str, value: object = None) -> bool:
+    """Whether the value at dotted ``path`` must never be printed (a ``$env``/``$file`` value or a credential key)."""
+    return isinstance(value, Secret) or any(SECRET_KEY.search(part) for part in re.split(r"[.\[\]]", path))
 
 
 def setting(
@@ -57,6 +78,8 @@ class Where:
     lines: LineLookup = staticmethod(lambda path: None)  # type: ignore[assignment]
 
     def error(self, path: str, problem: str, *, value: object = _MISSING, hint: str = "") -> ConfigError:
+        if value is not _MISSING and is_secret(path, value):
+            value = Hidden(value)
         return ConfigError(
             problem,
             source=self.source,

@@ -46,7 +46,14 @@ class Pacer:
 
 
 class FileMicrophone:
-    """Frames from a WAV, a raw file or a FIFO; paced in real time unless told otherwise."""
+    """Frames from a WAV, a raw file or a FIFO.
+
+    A file is paced in real time (unless ``realtime`` is off): it stands for a
+    microphone. A pipe is not paced, its writer is the clock: every whole frame waiting
+    is passed on at once, so audio queued before the loop started, or behind a stall,
+    is caught up instead of staying late. While the writer pauses, silence keeps
+    coming at the microphone's pace, as from a real one.
+    """
 
     name = "file"
 
@@ -59,6 +66,7 @@ class FileMicrophone:
         self._pos = 0
         self._pipe: _PipeReader | None = None
         self._pacer = Pacer()
+        self._silence_due = 0.0  # pipe input: when a pausing writer gets filler silence
 
     async def open(self) -> None:
         """Load the configured input; an unreadable one is logged and replaced by silence."""
@@ -93,10 +101,7 @@ class FileMicrophone:
             old.close()
 
     def _next(self) -> tuple[bytes, bool]:
-        """The next frame and whether it came from the input (False: filler silence)."""
-        if self._pipe is not None:
-            frame = self._pipe.take(FRAME_BYTES)
-            return (frame, True) if frame else (SILENCE, False)
+        """The next frame of a file input and whether it came from the input (False: filler silence)."""
         if self._pos >= len(self._pcm) and self.loop and self._pcm:
             self._pos = 0
         if self._pos < len(self._pcm):
@@ -108,7 +113,11 @@ class FileMicrophone:
     async def run(self, emit: Emit) -> None:
         """Emit frames until cancelled: the input, then silence (or the input again)."""
         self._pacer.reset()
+        self._silence_due = time.monotonic() + FRAME_S
         while True:
+            if self._pipe is not None:
+                await self._from_pipe(self._pipe, emit)
+                continue
             frame, real = self._next()
             emit(frame)
             if real and not self.realtime:
@@ -116,6 +125,24 @@ class FileMicrophone:
                 self._pacer.reset()
             else:
                 await self._pacer.tick()
+
+    async def _from_pipe(self, pipe: _PipeReader, emit: Emit) -> None:
+        """One step of a pipe input: a waiting frame at once, else silence when the writer is late."""
+        frame = pipe.take(FRAME_BYTES)
+        if frame:
+            emit(frame)
+            # the writer sets the pace; one frame of slack before silence fills a pause
+            self._silence_due = time.monotonic() + 2 * FRAME_S
+            await asyncio.sleep(0)  # let consumers run between caught-up frames
+            return
+        if await pipe.wait_frame(FRAME_BYTES, until=self._silence_due):
+            return
+        if self._pipe is pipe:
+            emit(SILENCE)
+            now = time.monotonic()
+            self._silence_due += FRAME_S
+            if self._silence_due < now - 0.2:  # after a long stall, start afresh (no burst)
+                self._silence_due = now + FRAME_S
 
     async def close(self) -> None:
         """Close a pipe input."""
@@ -150,6 +177,7 @@ class _PipeReader:
         self.buffer = bytearray()
         self._fds: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._arrived = asyncio.Event()  # set when data arrives or the pipe closes
 
     async def open(self) -> None:
         try:
@@ -173,6 +201,23 @@ class _PipeReader:
             return
         if len(self.buffer) < 10 * 16000 * 2:  # keep at most 10 s unplayed; a runaway writer must not eat memory
             self.buffer += data
+        self._arrived.set()
+
+    async def wait_frame(self, n: int, *, until: float) -> bool:
+        """Wait until ``n`` bytes are waiting (True) or the monotonic time ``until`` (False)."""
+        while len(self.buffer) < n:
+            timeout = until - time.monotonic()
+            if timeout <= 0:
+                return False
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return len(self.buffer) >= n
+            if not self._fds:
+                return False  # closed (or replaced by another input)
+        return True
 
     def take(self, n: int) -> bytes:
         if len(self.buffer) < n:
@@ -188,6 +233,7 @@ class _PipeReader:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds = []
+        self._arrived.set()  # a waiting reader moves on
 
 
 class FileSpeaker:

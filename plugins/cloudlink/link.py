@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 import toyd
+from toyd import credentials
 from toyd.errors import ProtocolError
 from toyd.protocol import Hello, ServerHello, codes, encode, limits, parse
 from toyd.protocol.messages import Message
@@ -41,10 +44,13 @@ def backoff_delays(initial: float, maximum: float, jitter: float = 0.25):  # typ
 class Link:
     """One logical link that survives disconnects; ``conn`` is set while online."""
 
-    def __init__(self, settings: CloudLinkSettings, device_id: str, hello: Callable[[], Hello]) -> None:
+    def __init__(self, settings: CloudLinkSettings, device_id: str, hello: Callable[[], Hello],
+                 state_dir: Path | None = None) -> None:
         self.settings = settings
         self.device_id = device_id
         self._hello = hello
+        self.state_dir = state_dir  # where activation stores the toy's token (preferred over the config's)
+        self.wake = asyncio.Event()  # set: reconnect now (a new token was stored)
         self.conn: ClientConnection | None = None
         self.server_hello: ServerHello | None = None
         self.connects = 0
@@ -87,12 +93,15 @@ class Link:
             refused = reason.startswith("refused")
             delay = next(delays)
             log.info("cloud link down (%s); reconnecting in %.1f s", reason, delay)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), delay)
+            self.wake.clear()
 
     async def _session(self, on_frame: OnFrame, on_up: Callable[[ServerHello], None]) -> str:
         """One connection, from connect to close; returns why it ended."""
         s = self.settings
-        headers = {"Authorization": f"Bearer {s.token}", "Device-Id": self.device_id,
+        stored = await asyncio.to_thread(credentials.read_token, self.state_dir) if self.state_dir else ""
+        headers = {"Authorization": f"Bearer {stored or s.token}", "Device-Id": self.device_id,
                    "Protocol-Version": str(limits.PROTOCOL_VERSION)}
         try:
             async with connect(s.url, additional_headers=headers, open_timeout=s.connect_timeout, ssl=self._ssl(),

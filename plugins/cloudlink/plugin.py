@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import uuid
 
-from toyd import App, PluginDeclaration, Service, State, hookimpl, setting
+from toyd import App, PluginDeclaration, Service, State, credentials, hookimpl, setting
 from toyd import __version__ as toyd_version
 from toyd import events as ev
 from toyd.audio.opus import DEFAULT_BITRATE, OpusEncoder
@@ -81,13 +81,14 @@ class CloudLinkPlugin:
 
     @hookimpl
     def toyd_startup(self, app: App, settings: CloudLinkSettings) -> None:
-        if not settings.token:
-            log.warning("cloudlink: no token configured; the cloud will refuse this toy")
+        if not settings.token and not credentials.token_path(app.state_dir).exists():
+            log.warning("cloudlink: no token configured or activated; the cloud will refuse this toy")
         self.app, self.settings, self.persona = app, settings, settings.persona
-        self.link = Link(settings, app.device_id, self._hello)
+        self.link = Link(settings, app.device_id, self._hello, app.state_dir)
         self.receiver = Receiver(app, self.link, settings.reply_timeout)
         self._events = app.bus.subscribe("cloudlink", (ev.StateChanged, ev.AudioFrame, ev.PlaybackFinished,
-                                                       ev.SayRequested, ev.PersonaSet, ev.OfflineAnswered),
+                                                       ev.SayRequested, ev.PersonaSet, ev.OfflineAnswered,
+                                                       ev.CloudTokenStored),
                                           maxsize=100)
 
     @hookimpl
@@ -153,6 +154,8 @@ class CloudLinkPlugin:
                 self._says.append(event)
                 if self.app and self.app.state is State.IDLE:
                     await self._flush_says()
+            elif isinstance(event, ev.CloudTokenStored):
+                self.link.wake.set()  # type: ignore[union-attr]  # activation finished: connect now
             elif isinstance(event, ev.PersonaSet):
                 self.persona = event.persona or None
             elif isinstance(event, ev.OfflineAnswered):

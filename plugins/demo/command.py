@@ -39,6 +39,7 @@ def run_demo(args: argparse.Namespace) -> int:
     for name in ("toyd", "toyd_plugins"):  # some plugins set their own loggers' levels: filter at the handler
         for handler in logging.getLogger(name).handlers:
             handler.setLevel(level.upper())
+    out.hold_logs_while_streaming()
     with tempfile.TemporaryDirectory(prefix="toyd-demo-") as tmp:
         question = args.say if args.say is not None else (None if args.wav else DEFAULT_QUESTION)
         if question is not None:
@@ -191,6 +192,20 @@ def _mark(verdict: dict[str, Any]) -> str:
     return "ok" if verdict["safe"] else f"{verdict['action']} ({verdict['category']})"
 
 
+class _HoldWhile(logging.Filter):
+    """Holds a handler's records back while the demo prints the streamed reply."""
+
+    def __init__(self, out: Output, handler: logging.Handler) -> None:
+        super().__init__()
+        self.out, self.handler = out, handler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.out._streaming:
+            self.out._held.append((self.handler, record))
+            return False
+        return True
+
+
 class Output:
     """Human-readable progress (stdout, or stderr with --json) and the final summary."""
 
@@ -201,6 +216,12 @@ class Output:
         self._toy_verdicts: list[dict[str, Any]] = []
         self._heard = False  # the child's verdict is printed after the transcript
         self._child_verdicts: list[dict[str, Any]] = []
+        self._held: list[tuple[logging.Handler, logging.LogRecord]] = []
+
+    def hold_logs_while_streaming(self) -> None:
+        """Log lines that come while the reply streams wait until its line ends (same terminal)."""
+        for handler in {h for name in ("toyd", "toyd_plugins") for h in logging.getLogger(name).handlers}:
+            handler.addFilter(_HoldWhile(self, handler))
 
     def progress(self, line: str) -> None:
         self._end_stream()
@@ -244,8 +265,11 @@ class Output:
 
     def _end_stream(self) -> None:
         if self._streaming:
-            print(file=self.stream)
+            print(file=self.stream, flush=True)
             self._streaming = False
+        held, self._held = self._held, []
+        for handler, record in held:
+            handler.handle(record)
         if self._toy_verdicts:
             marks = [_mark(v) for v in self._toy_verdicts]
             self._toy_verdicts = []

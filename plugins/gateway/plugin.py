@@ -6,7 +6,7 @@ import logging
 import time
 
 from toyd import App, PluginDeclaration, Service, hookimpl
-from toyd.events import SafetyAlert
+from toyd.events import DeviceRevoked, SafetyAlert
 from toyd.store import Alert, Store, StoreError, open_store
 
 from .server import Gateway
@@ -40,10 +40,20 @@ class GatewayPlugin:
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
         assert self.gateway is not None
-        services = [Service("loop-lag", self.gateway.loop_lag.run)]
+        services = [Service("loop-lag", self.gateway.loop_lag.run), Service("revocations", self._revocations)]
         if self.alert_log is not None:
             services.append(Service("alert-log", lambda: self._log_alerts(app)))
         return services
+
+    async def _revocations(self) -> None:
+        """A toy whose token was revoked (activation_server) loses its session at once."""
+        assert self.gateway is not None
+        events = self.gateway.app.bus.subscribe("gateway", (DeviceRevoked,))
+        try:
+            async for event in events:
+                self.gateway.revoke(event.device_id)
+        finally:
+            events.close()
 
     async def _log_alerts(self, app: App) -> None:
         """Every safety alert the cloud raises goes into the log (shared by all gateways on PostgreSQL)."""

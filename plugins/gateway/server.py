@@ -100,7 +100,31 @@ class Gateway:
                 "protocol_version": limits.PROTOCOL_VERSION, "frames": self.context.frame_timer.count,
                 "frame_ms": percentiles(self.context.frame_timer.samples), "loop_lag_ms": percentiles(self.loop_lag.samples)}
 
-    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+    async def _authenticated(self, device_id: str, token: bytes) -> bool:
+        """The configured token, else any plugin's ``toyd_authenticate`` (activated toys)."""
+        expected = self.settings.tokens.get(device_id) if DEVICE_ID.match(device_id) else None
+        valid = hmac.compare_digest(token, expected.encode() if expected is not None else _NO_TOKEN)
+        if valid and expected is not None:
+            return True
+        if not token or not DEVICE_ID.match(device_id):
+            return False
+        try:
+            text = token.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+        try:
+            return bool(await self.app.host.call_first("toyd_authenticate", device_id=device_id, token=text))
+        except Exception as exc:  # noqa: BLE001 - a failing credential store refuses, it does not crash
+            log.error("toyd_authenticate failed: %s: %s", type(exc).__name__, exc)
+            return False
+
+    def revoke(self, device_id: str) -> None:
+        """End the session of a toy whose token was revoked."""
+        session = self.sessions.get(device_id)
+        if session is not None:
+            self.app.spawn(session.revoke(), f"gateway:{device_id}:revoke")
+
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] == "/healthz":
             body = json.dumps(self.health()).encode()
             headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))),
@@ -109,9 +133,7 @@ class Gateway:
         device_id = request.headers.get("Device-Id", "")
         auth = request.headers.get("Authorization", "")
         token = auth[7:].encode() if auth.startswith("Bearer ") else b""
-        expected = self.settings.tokens.get(device_id) if DEVICE_ID.match(device_id) else None
-        valid = hmac.compare_digest(token, expected.encode() if expected is not None else _NO_TOKEN)
-        if not (valid and expected is not None):
+        if not await self._authenticated(device_id, token):
             self.refused += 1
             log.warning("refused a connection from %s: bad credentials", self.client_address(conn))
             return conn.respond(401, "Unauthorized\n")

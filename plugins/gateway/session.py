@@ -141,6 +141,11 @@ class Session:
         await self.cancel_response()
         await self.conn.close(codes.CLOSE_REPLACED, "replaced by a newer connection")
 
+    async def revoke(self) -> None:
+        """The toy's token was revoked: end the session now."""
+        await self.cancel_response()
+        await self.conn.close(codes.CLOSE_REVOKED, "token revoked")
+
     async def send(self, msg: Message | str | bytes) -> None:
         """Send a message or a raw frame; a closed connection is not an error here."""
         try:

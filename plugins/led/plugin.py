@@ -15,9 +15,10 @@ import logging
 from typing import Any
 
 from toyd import App, PluginDeclaration, Service, State, hookimpl, setting
-from toyd.events import StateChanged
+from toyd.events import ActivationCode, StateChanged
 
 from .. import gpio_support
+from .code import COLOR, code_pattern
 from .looks import Look, Shown, StateLooks, is_static, level, resolve, scaled
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class LedPlugin:
         self._app: App | None = None
         self._events: Any = None
         self._holds_gpio = False  # shutdown may run after a failed or skipped start-up
+        self.code = ""  # an activation code being shown (blinked while idle)
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -62,7 +64,7 @@ class LedPlugin:
     def toyd_startup(self, app: App, settings: LedSettings) -> None:
         self._app, self.settings = app, settings
         self.state, self.offline = app.state or State.IDLE, app.offline
-        self._events = app.bus.subscribe("led", (StateChanged,))
+        self._events = app.bus.subscribe("led", (StateChanged, ActivationCode))
         factory = gpio_support.acquire(app.simulate)
         self._holds_gpio = True
         self.led = self._open(factory, settings)
@@ -86,6 +88,10 @@ class LedPlugin:
     def show(self) -> None:
         """Apply the current look: set it once, or start the animation task."""
         self._stop_animation()
+        if self.code and self.state is State.IDLE:
+            assert self._app is not None
+            self._animation = self._app.spawn(self._blink_code(self.code), "led:code")
+            return
         look = self.look()
         log.debug("led %s%s: %s %s", self.state.value, " (offline)" if self.offline else "", look.animation,
                   "#%02x%02x%02x" % tuple(round(c * 255) for c in scaled(look.rgb, self.settings.brightness)))
@@ -107,6 +113,14 @@ class LedPlugin:
             self._write(look, loop.time() - start)
             await asyncio.sleep(step)
 
+    async def _blink_code(self, code: str) -> None:
+        steps = code_pattern(code)
+        while True:
+            for lit, seconds in steps:
+                if self.led is not None:
+                    self.led.color = scaled(COLOR, self.settings.brightness if lit else 0.0)
+                await asyncio.sleep(seconds)
+
     def _stop_animation(self) -> None:
         if self._animation is not None:
             self._animation.cancel()
@@ -118,8 +132,10 @@ class LedPlugin:
 
     async def _run(self) -> None:
         async for event in self._events:
-            assert isinstance(event, StateChanged)
-            self.state, self.offline = event.new, event.offline
+            if isinstance(event, ActivationCode):
+                self.code = event.code
+            else:
+                self.state, self.offline = event.new, event.offline
             self.show()
 
     @hookimpl

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from toyd import setting
+from toyd import httpclient, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,5 +65,5 @@ class LlmSettings:
         if self.default_persona not in self.personas:
             raise ValueError(f"default_persona {self.default_persona!r} is not one of the personas: "
                              + ", ".join(sorted(self.personas)))
-        if self.base_url and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+        if self.base_url:
+            httpclient.check_base_url(self.base_url)

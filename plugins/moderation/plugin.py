@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Literal
 
-from toyd import App, PluginDeclaration, hookimpl, setting
+from toyd import App, PluginDeclaration, hookimpl, httpclient, setting
 from toyd.turn import SafetyVerdict, Speaker, Turn
 from toyd_plugins.safety import BUILTIN_CATEGORIES, SafetyEngine, SafetySettings
 from toyd_plugins.safety import pii
@@ -68,8 +68,7 @@ class ModerationSettings:
             if ours not in BUILTIN_CATEGORIES and ours != IGNORE:
                 raise ValueError(f"categories.{api_name}: unknown safety category {ours!r}; one of "
                                  + ", ".join(BUILTIN_CATEGORIES) + f" or {IGNORE!r}")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+        httpclient.check_base_url(self.base_url)
 
     @property
     def mapping(self) -> dict[str, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from toyd import App, Config, ConfigError
-from toyd.config import CORE_KEYS, validate
+from toyd.config import CORE_KEYS, parse_json, validate
 
 from .controls import write_atomic
 from .settings import PUSHABLE_KEYS
@@ -41,7 +41,7 @@ def parse(payload: bytes, source: str, max_bytes: int) -> Push:
     if len(payload) > max_bytes:
         raise ConfigError(f"config push too large ({len(payload)} bytes, limit {max_bytes})", source=source)
     try:
-        data = json.loads(payload.decode("utf-8"))
+        data = parse_json(payload, source)  # a duplicate key is a ConfigError naming its path
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ConfigError(f"malformed JSON: {exc}", source=source) from None
     if not isinstance(data, dict):

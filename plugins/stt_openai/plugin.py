@@ -33,8 +33,7 @@ class OpenAISttSettings:
     max_seconds: float = setting(60.0, min=1, max=600, doc="Longer audio is cut to its first max_seconds (logged).")
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+        httpclient.check_base_url(self.base_url)
 
 
 class OpenAISttPlugin:

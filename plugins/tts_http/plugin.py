@@ -39,8 +39,7 @@ class HttpTtsSettings:
     timeout: float = setting(10.0, min=0.5, max=120, doc="Seconds to the response headers and between chunks.")
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+        httpclient.check_base_url(self.base_url)
 
 
 class HttpTtsPlugin:

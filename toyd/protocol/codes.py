@@ -28,3 +28,4 @@ CLOSE_GOING_AWAY = 1001  # server shutting down: reconnect with backoff
 CLOSE_POLICY = 1008  # hello timeout, too many errors
 CLOSE_TOO_BIG = 1009  # frame over the hard limit (closed by the WebSocket layer)
 CLOSE_REPLACED = 4000  # a newer connection of the same device took over this session
+CLOSE_REVOKED = 4001  # the toy's token was revoked: it must get a new one (activation)

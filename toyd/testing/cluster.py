@@ -49,8 +49,8 @@ class Cluster:
     """``n`` gateway processes behind HAProxy; :meth:`kill` and :meth:`start_gateway` for failure tests."""
 
     def __init__(self, root: Path, n: int, sections: dict[str, Any], plugins: list[str],
-                 gateway: dict[str, Any]) -> None:
-        self.root, self.n = root, n
+                 gateway: dict[str, Any], log_level: str = "info") -> None:
+        self.root, self.n, self.log_level = root, n, log_level
         self.sections, self.plugins, self.gateway = sections, plugins, gateway
         self.ports = [free_port() for _ in range(n)]
         self.front_port = free_port()
@@ -63,7 +63,7 @@ class Cluster:
 
     def config(self, i: int) -> Path:
         cfg = {"role": "cloud", "device_id": f"gw{i + 1}", "plugins": self.plugins,
-               "state_dir": str(self.root / f"gw{i + 1}"), "log_level": "info",
+               "state_dir": str(self.root / f"gw{i + 1}"), "log_level": self.log_level,
                "gateway": {"host": "127.0.0.1", "port": self.ports[i], "trusted_proxies": ["127.0.0.1"],
                            "public_url": self.url, **self.gateway}, **self.sections}
         path = self.root / f"gw{i + 1}.yaml"

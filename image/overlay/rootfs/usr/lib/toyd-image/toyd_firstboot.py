@@ -2,7 +2,8 @@
 
 Runs as toyd-firstboot.service on every boot before toyd.service, and does something only when
 files are waiting in /boot/firmware/toyd/ (or the ``ssh`` flag file). Everything that was read is
-moved off the FAT partition (readable by any computer the card is put into): the config lands in
+moved off the FAT partition (readable by any computer the card is put into; files are overwritten
+before they are unlinked, as FAT leaves deleted bytes in place): the config lands in
 /etc/toyd with 0640 root:toyd, secrets in /etc/toyd/secrets, rejected input in /etc/toyd/rejected.
 A short report (never a secret) is left in /boot/firmware/toyd/APPLIED.txt or ERROR.txt.
 
@@ -134,12 +135,23 @@ def wpa_config(wifi: dict[str, Any]) -> str:
     return "\n".join(lines + ["}", ""])
 
 
+def _shred(path: Path) -> None:
+    """Overwrite a file with zeros, then unlink it: FAT keeps an unlinked file's bytes readable."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.write(b"\0" * size)
+        f.flush()
+        os.fsync(f.fileno())
+    path.unlink()
+
+
 def _reject(root: Path, src: Path, reason: str, out: Outcome) -> None:
     """Move a bad file off the FAT partition (it may hold secrets) and record why."""
     dest = root / "etc/toyd/rejected" / f"{src.name}.{time.strftime('%Y%m%d-%H%M%S')}"
     dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    shutil.move(str(src), dest)
+    shutil.copyfile(src, dest)  # in a 0700 folder, then 0600
     os.chmod(dest, 0o600)
+    _shred(src)
     out.errors.append(f"{reason} (file moved to /{dest.relative_to(root)})")
 
 
@@ -153,7 +165,7 @@ def apply_config(root: Path, check: Callable[[Path], str | None], out: Outcome) 
         _reject(root, src, f"toyd.yaml rejected, the previous config stays active: {problem}", out)
         return
     _write(root / "etc/toyd/toyd.yaml", src.read_text(encoding="utf-8"), 0o640, "toyd")
-    src.unlink()
+    _shred(src)
     out.applied.append("toyd.yaml installed as /etc/toyd/toyd.yaml")
 
 
@@ -192,7 +204,7 @@ def apply_provision(root: Path, out: Outcome) -> None:
         ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         _write(ssh_dir / "authorized_keys", "\n".join(data["ssh_authorized_keys"]) + "\n", 0o600)
         out.applied.append(f"{len(data['ssh_authorized_keys'])} SSH key(s) for root")
-    src.unlink()
+    _shred(src)
 
 
 def apply_ssh_flag(root: Path, out: Outcome) -> None:

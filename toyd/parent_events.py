@@ -1,4 +1,4 @@
-"""Writes every event a parent must see into the outbox, before transports see it."""
+"""Puts every event a parent must see into the outbox, before any transport sees it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .outbox import Outbox
 log = logging.getLogger(__name__)
 
 # event type -> (outbox kind, critical)
-RECORDED: dict[type[ev.Event], tuple[str, bool]] = {
+PARENT_EVENTS: dict[type[ev.Event], tuple[str, bool]] = {
     ev.Transcript: ("transcript", False),
     ev.ResponseText: ("reply", False),
     ev.SafetyAlert: ("safety_alert", True),
@@ -23,14 +23,14 @@ RECORDED: dict[type[ev.Event], tuple[str, bool]] = {
 }
 
 
-class Recorder:
-    """Subscribes to parent-facing events; run :meth:`run` as a service."""
+class ParentEventWriter:
+    """Subscribes to parent-facing events and writes them to the outbox; run :meth:`run` as a service."""
 
     def __init__(self, bus: EventBus, outbox: Outbox, device_id: str) -> None:
         self.outbox = outbox
         self.device_id = device_id
         self._reply: dict[str, list[str]] = {}
-        self._sub = bus.subscribe("recorder", tuple(RECORDED), maxsize=4096)
+        self._sub = bus.subscribe("parent-events", tuple(PARENT_EVENTS), maxsize=4096)
 
     def payload(self, event: ev.Event) -> dict[str, Any] | None:
         """The JSON payload for ``event``, or None while a reply is still streaming."""
@@ -51,12 +51,19 @@ class Recorder:
         return data
 
     async def run(self) -> None:
-        """Record until cancelled."""
+        """Write until cancelled."""
         async for event in self._sub:
-            data = self.payload(event)
-            if data is None:
-                continue
-            kind, critical = RECORDED[type(event)]
+            await self._write(event)
+
+    async def drain(self) -> None:
+        """Write what is still queued (at shutdown, after the services stopped)."""
+        while (event := self._sub.get_nowait()) is not None:
+            await self._write(event)
+
+    async def _write(self, event: ev.Event) -> None:
+        data = self.payload(event)
+        if data is not None:
+            kind, critical = PARENT_EVENTS[type(event)]
             await self.outbox.add(kind, data, critical=critical)
 
     def close(self) -> None:
