@@ -23,8 +23,8 @@ def config(**extra: object) -> dict[str, object]:
             "stt_whisper": {"cpu_threads": 2, "window_seconds": 0, **extra}}
 
 
-async def test_final_transcript_comes_from_the_background_decode(state_dir: Path) -> None:
-    """Speech then silence: the decode made while the child talked is the answer, same as the plain decode."""
+async def test_hook_toyd_transcribe_stream(state_dir: Path) -> None:
+    """Speech then silence: the decode made while the child talked is the final answer, same as the plain decode."""
     speech = espeak_pcm("tell me a story about a dragon")
     async with running_daemon(config(), state_dir=state_dir) as app:
         plain = await app.host.call_first("toyd_transcribe", turn=TURN, pcm=speech, sample_rate=16000)
