@@ -9,6 +9,9 @@ and wake latency of a toy whose microphone is a FIFO.
   starts writing as soon as the microphone opens the FIFO (audio waits while the other
   plugins start); "after READY" starts writing once the daemon is ready.
 
+Bytecode is cached as on an installed toy (pip compiles it at install): the runs drop
+PYTHONDONTWRITEBYTECODE and one warm-up run per tree writes the .pyc files first.
+
 `--baseline REV` measures the git revision REV as well (a temporary worktree, imported
 through PYTHONPATH), run by run interleaved with this tree, so machine load hits both
 alike: `python bench/bench_startup.py --baseline 6cb4860` gives the before/after table.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import signal
 import socket
@@ -65,7 +69,8 @@ def baseline_tree(rev: str, tmp: Path) -> Tree:
     path.mkdir()
     # setup.py installs plugins/ as toyd_plugins
     (path / "toyd_plugins").symlink_to(src / "plugins")
-    env = {**os.environ, "PYTHONPATH": f"{path}{os.pathsep}{src}"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = f"{path}{os.pathsep}{src}"
     return Tree(f"baseline {rev}", env)
 
 
@@ -164,8 +169,13 @@ class LogWatch:
                 self.seen.set()
 
 
-def wake_run(tree: Tree, tmp: Path, audio: bytes, speech_end: int, *, after_ready: bool) -> float:
-    """Seconds from the end of the wake word in the FIFO to the daemon's "wake word" log line."""
+def wake_run(tree: Tree, tmp: Path, audio: bytes, speech_end: int, *,
+             after_ready: bool) -> float | None:
+    """Seconds from the end of the wake word in the FIFO to the daemon's "wake word" log line.
+
+    None when the daemon did not hear it (on a loaded machine the writer can fall behind
+    real time, and silence then fills the gap in the middle of the words).
+    """
     fifo = tmp / "mic"
     fifo.unlink(missing_ok=True)
     os.mkfifo(fifo)
@@ -187,12 +197,10 @@ def wake_run(tree: Tree, tmp: Path, audio: bytes, speech_end: int, *, after_read
             # the open returns once the microphone holds the read end
             with open(fifo, "wb", buffering=0) as pipe:
                 end_written = _write_realtime(pipe, audio, speech_end)
-            if not watch.seen.wait(30):
-                raise RuntimeError(f"{tree.label}: no wake word detected")
+            watch.seen.wait(10)
         finally:
             stop(proc)
-    assert watch.seen_at is not None
-    return watch.seen_at - end_written
+    return None if watch.seen_at is None else watch.seen_at - end_written
 
 
 def _write_realtime(pipe: object, audio: bytes, speech_end: int) -> float:
@@ -218,7 +226,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="toyd-bench-") as name:
         tmp = Path(name)
-        trees = [Tree("this tree", dict(os.environ))]
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        trees = [Tree("this tree", env)]
         if args.baseline:
             trees.insert(0, baseline_tree(args.baseline, tmp))
         try:
@@ -241,6 +250,8 @@ def measure(trees: list[Tree], config: Path, tmp: Path) -> list[list[object]]:
         results[tree.label].setdefault(key, []).append(value)
 
     audio, speech_end = wake_audio()
+    for tree in trees:
+        startup_run(tree, config, tmp)  # warm-up: writes the bytecode caches
     for _ in range(RUNS):
         for tree in trees:
             ready, cpu, rss, took = startup_run(tree, config, tmp)
@@ -253,7 +264,10 @@ def measure(trees: list[Tree], config: Path, tmp: Path) -> list[list[object]]:
         for tree in trees:
             for key, after_ready in (("wake_queued", False), ("wake_ready", True)):
                 latency = wake_run(tree, tmp, audio, speech_end, after_ready=after_ready)
-                add(tree, key, latency * 1000)
+                if latency is None:
+                    add(tree, "wake_missed", 1)
+                else:
+                    add(tree, key, latency * 1000)
     labels = [
         ("ready", "start -> READY (s)", "<= 0.5 s"),
         ("cpu", "CPU used to READY (s)", "-"),
@@ -263,8 +277,11 @@ def measure(trees: list[Tree], config: Path, tmp: Path) -> list[list[object]]:
         ("wake_queued", "wake latency, audio queued at start (ms)", "-"),
         ("wake_ready", "wake latency, audio after READY (ms)", "-"),
     ]
-    return [[label, *(statistics.median(results[t.label][key]) for t in trees), goal]
-            for key, label, goal in labels]
+    rows: list[list[object]] = [[label, *(statistics.median(results[t.label].get(key, [math.nan]))
+                                           for t in trees), goal] for key, label, goal in labels]
+    missed = [len(results[t.label].get("wake_missed", [])) for t in trees]
+    rows.append(["wake words missed", *missed, "0"])
+    return rows
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import events, httpclient
+from . import events
 from .app import App
 from .bus import EventBus, Subscription
 from .config import Config, CoreSettings
@@ -22,3 +22,12 @@ __all__ = [
     "PluginError", "Secret", "Service", "State", "StateDirError", "Subscription", "ToydError", "Trigger",
     "__version__", "events", "hookimpl", "httpclient", "setting",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``toyd.httpclient`` loads on first use: only the cloud's HTTP backends need it."""
+    if name == "httpclient":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.httpclient")
+    raise AttributeError(f"module 'toyd' has no attribute {name!r}")

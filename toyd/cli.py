@@ -127,7 +127,8 @@ def cmd_daemon(args: argparse.Namespace, registry: Registry) -> int:
 
     config = load_config(args.config, registry)
     if config.core.role != args.command:
-        raise ToydError(f"{args.config}: this file is for the {config.core.role} role; run `toyd {config.core.role} -c {args.config}`")
+        role = config.core.role
+        raise ToydError(f"{args.config}: this file is for the {role} role; run `toyd {role} -c {args.config}`")
     overrides = {}
     if args.device_id:
         overrides["device_id"] = args.device_id

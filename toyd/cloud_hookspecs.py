@@ -74,6 +74,28 @@ def toyd_check_text(turn: Turn, text: str, speaker: Speaker) -> SafetyVerdict | 
 
 
 @hookspec(firstresult=True)
+def toyd_safety_verdict(turn: Turn, text: str, speaker: Speaker, category: str,
+                        severity: str) -> SafetyVerdict | None | Awaitable[SafetyVerdict | None]:
+    """The verdict for a ``category`` another plugin found in ``text``, under the safety policy.
+
+    A second opinion (a moderation API) names a category; the safety filter owns the
+    policy: the category's action, its replacement lines, who is alerted. Category
+    ``"unchecked"`` means the text could not be checked at all (the API is down and
+    fails closed): the local filter's verdict if it flags the text, else a gentle
+    redirect. ``text`` is already redacted.
+
+    Contract: first result; None when the category is allowed by config or no safety
+    filter is installed (the caller then applies its own fallback).
+
+    Example::
+
+        @hookimpl
+        def toyd_safety_verdict(self, turn, text, speaker, category, severity):
+            return SafetyVerdict(safe=False, action="redirect", category=category, text=text)
+    """
+
+
+@hookspec(firstresult=True)
 def toyd_reply(turn: Turn, text: str) -> AsyncIterator[str] | None:
     """Stream the toy's answer to the (already checked) child text, as text deltas.
 

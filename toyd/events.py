@@ -279,6 +279,15 @@ class VolumeSet(Event):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class LedLook(Event):
+    """Show a colour over the state's look for ``seconds`` (a cloud's emotion, an AI tool call)."""
+
+    rgb: tuple[int, int, int]
+    seconds: float = 3.0
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SayRequested(Event):
     """A parent asked the toy to speak ``text`` (played when the toy is idle)."""
 

@@ -30,6 +30,11 @@ class Transcription:
     no_speech: float = 0.0
 
 
+# The safety categories every filter and moderation plugin speaks of (makers may add more).
+SAFETY_CATEGORIES = ("sexual", "violence", "self_harm", "abuse", "dangerous_activities",
+                     "drugs_alcohol_gambling", "hate_bullying", "profanity", "personal_info", "grooming")
+
+
 @dataclasses.dataclass(frozen=True)
 class SafetyVerdict:
     """The safety filter's decision on one text.

@@ -96,6 +96,8 @@ class Pipeline:
         if verdict.action != "allow" or not verdict.safe:
             await self._refuse(verdict, text)
         else:
+            if verdict.alert:  # allowed but worth a parent's look (personal information, redacted)
+                await self.on_alert(self.turn, verdict, text)
             if compact(text) in self.cacheable:  # a known question, allowed: its answer may be kept
                 self.reply_key = reply_cache_key(text, self.turn.persona, self.turn.language or result.language)
             started = time.monotonic()

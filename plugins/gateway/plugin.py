@@ -79,6 +79,7 @@ class GatewayPlugin:
         if (old.host, old.port, old.tls_cert, old.tls_key) != (settings.host, settings.port, settings.tls_cert, settings.tls_key):
             return False  # rebinding drops every toy: only on restart
         gateway.settings = settings  # tokens, limits, timeouts apply to new connections and turns
+        app.spawn(gateway.recheck_credentials(), "gateway:recheck-credentials")  # revoked tokens end their sessions
         return True
 
     @hookimpl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -17,15 +18,17 @@ from toyd import App
 from toyd.protocol import limits
 
 from .context import SessionContext
+from .flood import FD_RESERVE, LogSummary, Unauthenticated, accept_errors_summarised, connection_class, open_file_limit
 from .meters import LoopLag, percentiles
 from .proxy import client_address, networks
 from .session import Session
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
-# The WebSocket library logs request headers (tokens) and every frame at DEBUG: drop those.
+# The WebSocket library logs request headers (tokens) and every frame at DEBUG, and every
+# closed connection at INFO (a line per junk connection in a flood): keep its warnings only.
 ws_log = logging.getLogger(f"{__name__}.websocket")
-ws_log.addFilter(lambda record: record.levelno >= logging.INFO)
+ws_log.addFilter(lambda record: record.levelno >= logging.WARNING)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 BUSY_RETRY_AFTER_S = 5  # what a full gateway asks toys to wait before retrying
 _NO_TOKEN = b"\x00" * 32  # compared against when the device is unknown, so timing says nothing
@@ -42,6 +45,10 @@ class Gateway:
         self.started = time.monotonic()
         self.refused = 0
         self.loop_lag = LoopLag()
+        self.summary = LogSummary(log)
+        self.waiting = Unauthenticated(settings.max_unauthenticated, self.summary)
+        self.session_limit = settings.max_sessions
+        self._previous_handler: object = None
 
     @property
     def settings(self) -> GatewaySettings:
@@ -51,6 +58,18 @@ class Gateway:
     @settings.setter
     def settings(self, settings: GatewaySettings) -> None:
         self.context.settings = settings
+        self.waiting.limit = settings.max_unauthenticated
+        self._limit_sessions()
+
+    def _limit_sessions(self) -> None:
+        """At most max_sessions, and never more than the open-file limit leaves room for."""
+        s = self.settings
+        room = open_file_limit() - s.max_unauthenticated - FD_RESERVE
+        self.session_limit = max(1, min(s.max_sessions, room))
+        if self.session_limit < s.max_sessions:
+            log.warning("gateway: the open-file limit allows %d toys, not max_sessions %d; raise LimitNOFILE "
+                        "(systemd) to at least %d", self.session_limit, s.max_sessions,
+                        s.max_sessions + s.max_unauthenticated + FD_RESERVE)
 
     @property
     def port(self) -> int:
@@ -73,8 +92,12 @@ class Gateway:
         if s.tls_cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(s.tls_cert, s.tls_key or None)
+        self._limit_sessions()
+        self._previous_handler = accept_errors_summarised(self.summary)
         self.server = await serve(
             self._handle, s.host, s.port, ssl=context, process_request=self._process_request,
+            create_connection=connection_class(self.waiting), open_timeout=s.handshake_timeout,
+            backlog=1024,  # a toy's connect waits in the queue during a flood instead of its SYN being dropped
             compression=None,  # Opus does not compress; deflate would cost memory per toy
             max_size=limits.MAX_WS_FRAME, max_queue=64, ping_interval=limits.KEEPALIVE_INTERVAL,
             ping_timeout=limits.KEEPALIVE_TIMEOUT, close_timeout=2, server_header="toyd-gateway", logger=ws_log,
@@ -87,6 +110,8 @@ class Gateway:
             self.server.close()
             await self.server.wait_closed()
             self.server = None
+            asyncio.get_running_loop().set_exception_handler(self._previous_handler)  # type: ignore[arg-type]
+        self.summary.flush()
 
     def client_address(self, conn: ServerConnection) -> str:
         """The real client IP, also behind a trusted proxy (``trusted_proxies``)."""
@@ -131,22 +156,32 @@ class Gateway:
                                ("Cache-Control", "no-store")])
             return Response(200, "OK", headers, body)
         device_id = request.headers.get("Device-Id", "")
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:].encode() if auth.startswith("Bearer ") else b""
+        token = bearer_token(request.headers)
         if not await self._authenticated(device_id, token):
             self.refused += 1
-            log.warning("refused a connection from %s: bad credentials", self.client_address(conn))
+            self.summary.note("refused connections: bad credentials", self.client_address(conn))
             return conn.respond(401, "Unauthorized\n")
         version = request.headers.get("Protocol-Version", str(limits.PROTOCOL_VERSION))
         if version != str(limits.PROTOCOL_VERSION):
             return conn.respond(400, f"Protocol-Version {version[:10]} is not served; this server speaks {limits.PROTOCOL_VERSION}\n")
-        if device_id not in self.sessions and len(self.sessions) >= self.settings.max_sessions:
+        if device_id not in self.sessions and len(self.sessions) >= self.session_limit:
             busy = conn.respond(503, "Too many toys connected; retry later\n")
             busy.headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)  # a real refusal, unlike a proxy's 503
             return busy
         return None
 
+    async def recheck_credentials(self) -> None:
+        """After a reload: end the sessions of toys whose token is no longer accepted."""
+        for device_id, session in list(self.sessions.items()):
+            request = session.conn.request
+            token = bearer_token(request.headers) if request else b""
+            if not await self._authenticated(device_id, token):
+                log.info("%s: its token is no longer accepted after the reload; closing session %s",
+                         device_id, session.session_id)
+                await session.revoke()
+
     async def _handle(self, conn: ServerConnection) -> None:
+        self.waiting.done(conn)  # upgraded: authenticated
         device_id = conn.request.headers["Device-Id"] if conn.request else "?"
         session = Session(self.context, conn, device_id)
         old = self.sessions.get(device_id)
@@ -160,3 +195,9 @@ class Gateway:
             if self.sessions.get(device_id) is session:
                 del self.sessions[device_id]
             log.info("%s: session %s ended", device_id, session.session_id)
+
+
+def bearer_token(headers: Headers) -> bytes:
+    """The token of an ``Authorization: Bearer ...`` header (empty when there is none)."""
+    auth = headers.get("Authorization", "")
+    return auth[7:].encode() if auth.startswith("Bearer ") else b""

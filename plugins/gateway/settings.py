@@ -21,6 +21,10 @@ class GatewaySettings:
     tokens: Mapping[str, str] = setting(factory=dict, doc="device_id -> token; use {$env: ...} or {$file: ...} for each token.")
     config_versions: Mapping[str, int] = setting(factory=dict, doc="device_id -> config version announced in hello (0 = unknown).")
     hello_timeout: float = setting(10.0, min=0.5, max=120, doc="Seconds a new connection has to send hello.")
+    handshake_timeout: float = setting(3.0, min=0.5, max=60, doc="Seconds a new connection may take to "
+                                       "authenticate (TLS and the WebSocket upgrade); then it is dropped.")
+    max_unauthenticated: int = setting(256, min=8, max=100000, doc="Connections that have not authenticated yet "
+                                       "held at once; beyond it the oldest waiting one is dropped (flood defence).")
     downlink_lead_ms: int = setting(250, min=0, max=2000, doc="How far ahead of real time reply audio is sent (the toy's jitter buffer).")
     stage_timeout: float = setting(30.0, min=0.5, max=300, doc="Seconds one AI hook (or one item of its stream) may take.")
     max_sessions: int = setting(2000, min=1, max=100000, doc="Toys connected at once; more are refused with 503.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from pathlib import Path
 
 from toyd.errors import ToydError
 
@@ -77,15 +76,3 @@ def fold(summary: str, exchanges: list[tuple[str, str]], limit: int) -> str:
 def is_postgres(url: str) -> bool:
     """Whether ``url`` names a PostgreSQL server rather than a SQLite file."""
     return url.startswith(POSTGRES_SCHEMES)
-
-
-def open_store(url: str, state_dir: Path, *, turns: int = 6, summary_chars: int = 600) -> Store:
-    """The store ``url`` names (not yet opened): a PostgreSQL URL, or a SQLite file path."""
-    if is_postgres(url):
-        from .postgres import PostgresStore
-
-        return PostgresStore(url, turns=turns, summary_chars=summary_chars)
-    from .sqlite import SqliteStore
-
-    path = Path(url.removeprefix("sqlite:"))
-    return SqliteStore(path if path.is_absolute() else state_dir / path, turns=turns, summary_chars=summary_chars)

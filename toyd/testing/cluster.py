@@ -12,6 +12,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +44,49 @@ def render_haproxy(template: str, front_port: int, gateway_ports: list[int], adm
     servers = "".join(f"    server gw{i + 1} 127.0.0.1:{port} check\n" for i, port in enumerate(gateway_ports))
     text = re.sub(r"(?m)(^\s*server gw\d+ .*\n)+", servers, text)
     return text
+
+
+SPEECH_EXAMPLE = EXAMPLE.with_name("speech.cfg")
+
+
+def render_speech_pool(template: str, pools: dict[str, tuple[int, list[int]]]) -> str:
+    """The speech-pool example with this run's ports: ``{"stt": (front, [server ports]), ...}``.
+
+    A section of the template not named in ``pools`` is left out.
+    """
+    head, *sections = re.split(r"(?m)^(?=listen )", template)
+    out = [head]
+    for section in sections:
+        name = section.split()[1]
+        if name not in pools:
+            continue
+        front, ports = pools[name]
+        section = re.sub(r"(?m)^(\s*bind )\S+", rf"\g<1>127.0.0.1:{front}", section)
+        servers = "".join(f"    server {name}{i + 1} 127.0.0.1:{port} check\n" for i, port in enumerate(ports))
+        out.append(re.sub(r"(?m)(^\s*server .*\n)+", servers, section))
+    return "".join(out)
+
+
+def start_haproxy(config: str, root: Path, port: int, timeout: float = 20.0) -> subprocess.Popen[bytes]:
+    """Run Debian's haproxy in the foreground with ``config``; returns once ``port`` listens."""
+    binary = haproxy_binary()
+    if binary is None:
+        raise RuntimeError("haproxy is not installed (apt-get install haproxy)")
+    path = root / f"haproxy-{port}.cfg"
+    path.write_text(config)
+    log = open(root / f"haproxy-{port}.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([binary, "-db", "-f", str(path)], stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"haproxy exited with {proc.returncode}; see {root}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise TimeoutError(f"haproxy did not listen on {port} within {timeout} s")
 
 
 class Cluster:
@@ -79,17 +123,11 @@ class Cluster:
         self._wait_health(self.ports[i], self.procs[i], timeout)
 
     def start(self) -> None:
-        binary = haproxy_binary()
-        if binary is None:
-            raise RuntimeError("haproxy is not installed (apt-get install haproxy)")
         self.root.mkdir(parents=True, exist_ok=True)
         for i in range(self.n):
             self.start_gateway(i)
-        cfg = self.root / "haproxy.cfg"
-        cfg.write_text(render_haproxy(EXAMPLE.read_text(), self.front_port, self.ports, self.root / "admin.sock"))
-        log = open(self.root / "haproxy.log", "ab")  # noqa: SIM115 - handed to the child
-        self.haproxy = subprocess.Popen([binary, "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        config = render_haproxy(EXAMPLE.read_text(), self.front_port, self.ports, self.root / "admin.sock")
+        self.haproxy = start_haproxy(config, self.root, self.front_port)
         self._wait_health(self.front_port, self.haproxy, 20)
 
     def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
