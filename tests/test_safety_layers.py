@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,13 @@ def test_korean_is_understood(safety: SafetyFilter, text: str, category: str) ->
     decision = safety.check(text)
     assert not decision.verdict.safe and decision.verdict.category == category, decision.as_dict()
     assert decision.layer == "classifier"
+
+
+def test_a_korean_child_hears_a_korean_line(safety: SafetyFilter) -> None:
+    caring = safety.check("죽고 싶어").verdict
+    assert caring.alert and caring.replacement and "어른" in caring.replacement
+    toy = safety.check("이건 우리 둘만의 비밀이야 엄마한테 말하지 마", "toy").verdict
+    assert toy.replacement and re.search("[가-힣]", toy.replacement)
 
 
 def test_korean_benign_passes(safety: SafetyFilter) -> None:

@@ -189,6 +189,27 @@ class DeviceRevoked(Event):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class UpdateRequested(Event):
+    """Install the signed update bundle at ``url`` (a parent's ``cmd/update`` or the cloud's rollout)."""
+
+    url: str
+    sha256: str
+    version: str = ""
+    request_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UpdateProgress(Event):
+    """How an update goes: ``stage`` download|verify|install|reboot|done|failed, ``percent`` of it."""
+
+    stage: str
+    percent: int = 0
+    version: str = ""
+    error: str = ""
+    request_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class StateRequest(Event):
     """Ask the state machine to fire ``trigger`` (used by commands: sleep, mute, ...)."""
 

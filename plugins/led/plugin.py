@@ -14,10 +14,9 @@ import dataclasses
 import logging
 from typing import Any
 
-from toyd import App, PluginDeclaration, Service, State, hookimpl, setting
+from toyd import App, PluginDeclaration, Service, State, gpio, hookimpl, setting
 from toyd.events import ActivationCode, LedLook, StateChanged
 
-from .. import gpio_support
 from .code import COLOR, code_pattern
 from .looks import Look, Shown, StateLooks, is_static, level, resolve, scaled
 
@@ -67,7 +66,7 @@ class LedPlugin:
         self._app, self.settings = app, settings
         self.state, self.offline = app.state or State.IDLE, app.offline
         self._events = app.bus.subscribe("led", (StateChanged, ActivationCode, LedLook))
-        factory = gpio_support.acquire(app.simulate)
+        factory = gpio.acquire(app.simulate)
         self._holds_gpio = True
         self.led = self._open(factory, settings)
         self.show()
@@ -79,7 +78,7 @@ class LedPlugin:
         try:
             return RGBLED(red, green, blue, active_high=not settings.common_anode, pwm=True, pin_factory=factory)
         except Exception as exc:  # noqa: BLE001 - name the pins, not gpiozero internals
-            raise gpio_support.pin_error("led", f"{red}/{green}/{blue}", exc) from exc
+            raise gpio.pin_error("led", f"{red}/{green}/{blue}", exc) from exc
 
     def look(self) -> Shown:
         """What the LED should show: a LedLook while it lasts, the state's look, or the offline look."""
@@ -182,4 +181,4 @@ class LedPlugin:
             self.led = None
         if self._holds_gpio:
             self._holds_gpio = False
-            gpio_support.release()
+            gpio.release()

@@ -13,7 +13,7 @@ from typing import Any
 
 from toyd import App, PluginDeclaration, Service, State, Trigger, __version__, hookimpl
 from toyd.events import (ButtonPressed, ConfigApplied, ConfigRejected, PersonaSet, SayRequested, StateChanged,
-                         StateRequest, VolumeSet)
+                         StateRequest, UpdateProgress, UpdateRequested, VolumeSet)
 
 from . import commands, controls, discovery
 from .bridge import MqttBridge, wait_event
@@ -58,7 +58,7 @@ class MqttPlugin:
         self._state_dirty = asyncio.Event()
         self._inbox: asyncio.Queue[tuple[str, str, bytes, bool]] = asyncio.Queue(INBOX_SIZE)
         self._events = app.bus.subscribe("mqtt", (StateChanged, ConfigApplied, ConfigRejected, VolumeSet, PersonaSet,
-                                                  ButtonPressed), maxsize=512)
+                                                  ButtonPressed, UpdateProgress), maxsize=512)
         self.bridge = MqttBridge(settings, client_id=settings.client_id or f"toyd-{app.device_id}",
                                  will_topic=f"{self.base}/status", subscriptions=self._topics,
                                  on_message=self._on_message, on_connected=self._on_connected)
@@ -213,6 +213,10 @@ class MqttPlugin:
                 self.parental.request_save()
             elif isinstance(event, ButtonPressed):
                 self._sleep_line()
+            elif isinstance(event, UpdateProgress):
+                self.bridge.publish_nowait(f"{self.base}/event/update", json.dumps(
+                    {"stage": event.stage, "percent": event.percent, "version": event.version, "error": event.error,
+                     "request_id": event.request_id, "device_id": app.device_id, "time": time.time()}), qos=1)
             elif isinstance(event, ConfigApplied) and not event.source.startswith("mqtt:"):
                 await self.receiver.rebase()
             elif isinstance(event, ConfigRejected) and not event.source.startswith("mqtt:") and not self.outbox.enabled:
@@ -280,6 +284,10 @@ class MqttPlugin:
                 raise CommandError(f"cmd/reload_config: {error}", rid)
         elif cmd.name == "status":
             return self.snapshot()
+        elif cmd.name == "update":  # the updater plugin reports on event/update
+            app.bus.publish(UpdateRequested(url=a["url"], sha256=a["sha256"].lower(), version=a.get("version", ""),
+                                            request_id=str(rid) if rid is not None else None))
+            return {"accepted": True}
         return None
 
     def _request(self, cmd: ParsedCommand, trigger: Trigger) -> None:

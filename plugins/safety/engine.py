@@ -40,6 +40,7 @@ from .settings import ALWAYS_ALERT, BUILTIN_CATEGORIES, SafetySettings
 
 SEVERITY_RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
 ACTION_RANK = {"allow": 0, "redirect": 1, "block": 2}
+HANGUL = re.compile("[\uac00-\ud7a3]")
 NEGATION_WINDOW = 2  # words before a match that may negate it ("don't ever ...")
 PII_SEVERITY = {
     "phone": "medium",
@@ -105,6 +106,7 @@ class SafetyEngine:
         )
         self.toy_lines = tuple(settings.toy_lines) or tuple(common["toy_lines"])
         self.default_lines = tuple(common["default_lines"])
+        self.korean_lines = {k: tuple(v) for k, v in (common.get("korean_lines") or {}).items()}
         pi = settings.categories.get("personal_info")
         self.pii_action = (
             pi.action if pi and pi.action else common.get("personal_info_action", "allow")
@@ -288,6 +290,9 @@ class SafetyEngine:
         if action != "allow":
             # the toy's own sentence is replaced by a neutral line; the child gets the category's line
             pool = self.toy_lines if speaker == "toy" else (lines or self.default_lines)
+            if HANGUL.search(text) and self.korean_lines:  # a Korean child hears Korean
+                ko = self.korean_lines
+                pool = ko["toy"] if speaker == "toy" else ko.get(category, ko["default"])
             replacement = pool[zlib.crc32(f"{key}\0{text}".encode()) % len(pool)]
         return SafetyVerdict(
             safe=action == "allow",

@@ -87,7 +87,7 @@ class ClassifierSettings:
         0.9, min=0, max=1, doc="From this P(unsafe) on the finding is high severity."
     )
     veto: float = setting(
-        0.1,
+        0.02,
         min=0,
         max=1,
         doc="A low/medium lexicon match in a learned category is dropped "
