@@ -70,12 +70,12 @@ async def _button_latency(presses: int, state_dir: Path) -> tuple[list[float], l
     from toyd import State, Trigger
     from toyd.events import ButtonPressed, StateChanged, StateRequest
     from toyd.testing import next_event, running_daemon, wait_for
-    from toyd_plugins import gpio_support
+    from toyd import gpio
 
     config = {"role": "device", "plugins": ["button", "led"], "button": {"bounce_time": None, "hold_action": "none"}}
     to_event, to_led = [], []
     async with running_daemon(config, state_dir=state_dir) as app:
-        pin, blue = gpio_support.current().pin(17), gpio_support.current().pin(24)
+        pin, blue = gpio.current().pin(17), gpio.current().pin(24)
         sub = app.bus.subscribe("bench", (ButtonPressed, StateChanged))
         for _ in range(presses):
             t = time.perf_counter()

@@ -1,13 +1,17 @@
 #!/bin/bash
 # Boot a toyd test image under QEMU (-M virt, cortex-a72, software emulation) and check that
-# toyd.service is active and reached READY. The image must be a test variant
+# toyd.service is active and reached READY, and (toyd-hw-check in the image) that toyd holds
+# the GPIO lines and ALSA devices, seen from outside toyd. The image must be a test variant
 # (image/build.sh --variant test): its toyd-boot-check.service prints one line
 # "TOYD-BOOT-TEST: PASS|FAIL ..." on the serial console and powers off.
 #
 # Usage: image/boot-test.sh IMAGE [TIMEOUT_SECONDS]
 # BOOT_MACHINE=raspi3b boots QEMU's Pi 3 model with the image's Pi 3 device tree and the image
-# as SD card instead (slower; exercises the Pi device tree and the SD path of the initramfs).
+# as SD card instead (slower; exercises the Pi device tree, the SD path of the initramfs and
+# the Pi's GPIO block: toyd's button and LED lines, the LED following parent commands).
 # BOOT_TEST_CONSOLE=FILE keeps the serial console there (always kept in /tmp on failure).
+# BOOT_MEM=MiB sets the virt machine's memory (default 1024; 512 is a Pi Zero 2 W);
+# BOOT_APPEND adds kernel arguments (toyd.measure=SECONDS: the image measures toyd's figures).
 # Exit: 0 PASS, 1 toyd did not start (FAIL), 2 no verdict within the timeout, 3 bad usage/image.
 set -euo pipefail
 
@@ -51,10 +55,10 @@ size=$(stat -c %s "$image")
 qemu-img create -q -f qcow2 -b "$(readlink -f "$image")" -F raw "$work/disk.qcow2" "$(( size + grow_mb * 1048576 ))" \
     || die "qemu-img cannot create an overlay for $image"
 
-cmdline="root=LABEL=RASPIROOT rootwait rw console=ttyAMA0 net.ifnames=0 systemd.show_status=auto"
+cmdline="root=LABEL=RASPIROOT rootwait rw console=ttyAMA0 net.ifnames=0 systemd.show_status=auto ${BOOT_APPEND:-}"
 case "${BOOT_MACHINE:-virt}" in
     virt)
-        machine=(-M virt -cpu cortex-a72 -smp 2 -m 1024
+        machine=(-M virt -cpu cortex-a72 -smp 2 -m "${BOOT_MEM:-1024}"
                  -drive "file=$work/disk.qcow2,format=qcow2,if=none,id=disk,snapshot=on" -device virtio-blk-pci,drive=disk
                  -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=) ;;
     raspi3b)
@@ -109,7 +113,13 @@ case "$verdict" in
     "TOYD-BOOT-TEST: FAIL"*)
         report
         keep_console
-        echo "boot-test: FAIL: toyd.service did not become active with READY (${verdict#TOYD-BOOT-TEST: })" >&2
+        hw_failed="$(grep -a -o 'HW-CHECK: [a-z0-9-]*: FAIL.*' "$console" | tr -d '\r' || true)"
+        if [ -n "$hw_failed" ]; then
+            echo "boot-test: FAIL: toyd runs, but the hardware seen from outside it is wrong:" >&2
+            echo "$hw_failed" | sed 's/^/  /' >&2
+        else
+            echo "boot-test: FAIL: toyd.service did not become active with READY (${verdict#TOYD-BOOT-TEST: })" >&2
+        fi
         exit 1 ;;
     *)
         if [ "$qemu_alive" = no ]; then

@@ -28,7 +28,7 @@ from toyd_image import assemble, config as build_config, layer, models, rootfs, 
 from toyd_image.config import ImageBuildError  # noqa: E402
 
 TOOLS = {"mmdebstrap": "mmdebstrap", "mkfs.vfat": "dosfstools", "mcopy": "mtools", "mke2fs": "e2fsprogs",
-         "sfdisk": "fdisk", "xz": "xz-utils", "chroot": "coreutils", "systemctl": "systemd"}
+         "sfdisk": "fdisk", "xz": "xz-utils", "dtc": "device-tree-compiler", "chroot": "coreutils", "systemctl": "systemd"}
 # Free space a build needs, before sizes are known (unpacked rootfs + filesystems + image).
 NEED_WORK_MB = 6000
 NEED_OUT_MB = 3000

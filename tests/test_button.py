@@ -11,7 +11,7 @@ from toyd import State, Trigger
 from toyd.events import (ButtonGesture, ButtonPressed, ButtonReleased, PlaybackStarted, SpeechEnded,
                          SpeechStarted, StateChanged, StateRequest, VolumeSet)
 from toyd.testing import next_event, running_daemon
-from toyd_plugins import gpio_support
+from toyd import gpio
 
 EVENTS = (ButtonPressed, ButtonReleased, ButtonGesture, StateChanged, VolumeSet)
 
@@ -21,7 +21,7 @@ def config(**button: Any) -> dict[str, Any]:
 
 
 def pin(number: int = 17) -> Any:
-    return gpio_support.current().pin(number)
+    return gpio.current().pin(number)
 
 
 async def state_becomes(sub, state: State, timeout: float = 5.0) -> StateChanged:
@@ -176,8 +176,8 @@ async def test_gpio_factory_is_restored_and_pins_freed(state_dir) -> None:
 
     before = Device.pin_factory
     async with running_daemon({**config(), "plugins": ["button", "led"]}, state_dir=state_dir):
-        assert gpio_support.current() is Device.pin_factory is not before
-    assert Device.pin_factory is before and gpio_support.current() is None
+        assert gpio.current() is Device.pin_factory is not before
+    assert Device.pin_factory is before and gpio.current() is None
     async with running_daemon(config(), state_dir=state_dir) as app:  # pin 17 is free again
         sub = app.bus.subscribe("test", EVENTS)
         pin().drive_low()
@@ -191,4 +191,4 @@ async def test_pin_in_use_is_a_clear_startup_error(state_dir) -> None:
     with pytest.raises(PluginError, match=r"plugin 'led': failed to start: GpioError: led: GPIO 22/23/24 cannot be used"):
         async with running_daemon(cfg, state_dir=state_dir):
             pass
-    assert gpio_support.current() is None
+    assert gpio.current() is None

@@ -19,7 +19,7 @@ import pytest
 from toyd import State
 from toyd.events import AudioFrame, ButtonReleased, SpeechEnded, SpeechStarted, StateChanged, WakeWordDetected
 from toyd.testing import next_event, running_daemon, wait_for
-from toyd_plugins import gpio_support
+from toyd import gpio
 from wakeword_audio import SILENCE, hey_jarvis, write_wav
 
 from example_configs import private_toy_config
@@ -40,7 +40,7 @@ def device_config(mic_input: str) -> dict[str, Any]:
 
 
 def led() -> tuple[float, ...]:
-    factory = gpio_support.current()
+    factory = gpio.current()
     return tuple(round(float(factory.pin(p).state), 3) for p in (22, 23, 24))
 
 
@@ -80,14 +80,14 @@ async def test_button_push_to_talk_from_a_mock_pin(state_dir, sentence_wav: Path
     async with running_daemon(device_config(str(sentence_wav)), state_dir=state_dir) as app:
         sub = app.bus.subscribe("test", (StateChanged, SpeechStarted, SpeechEnded, ButtonReleased))
         frames = app.bus.subscribe("frames", (AudioFrame,), maxsize=1000)
-        gpio_support.current().pin(17).drive_low()
+        gpio.current().pin(17).drive_low()
         change = await next_event(sub, StateChanged, timeout=5)
         assert (change.old, change.new) == (State.IDLE, State.LISTENING)
         await wait_for(lambda: led() == BLUE, timeout=5)
         await next_event(sub, SpeechStarted, timeout=10)
         for _ in range(50):  # hold on while the child talks for another second of audio
             await next_event(frames, AudioFrame, timeout=5)
-        gpio_support.current().pin(17).drive_high()
+        gpio.current().pin(17).drive_high()
         assert (await next_event(sub, SpeechEnded, timeout=5)).reason == "released"
         change = await next_event(sub, StateChanged, timeout=5)
         assert (change.old, change.new) == (State.LISTENING, State.THINKING)
@@ -154,10 +154,10 @@ async def test_button_press_while_speaking_stops_playback(state_dir) -> None:
             app.bus.publish(ReplyAudio(response_id="story", pcm=reply[i:i + 640]))
         await next_event(sub, PlaybackStarted, timeout=5)
         await next_event(sub, StateChanged, where=lambda e: e.new is State.SPEAKING)
-        gpio_support.current().pin(17).drive_low()
+        gpio.current().pin(17).drive_low()
         change = await next_event(sub, StateChanged, timeout=5)
         assert (change.old, change.new, change.cause) == (State.SPEAKING, State.LISTENING, "ButtonPressed")
         finished = await next_event(sub, PlaybackFinished, timeout=5)
         assert finished.response_id == "story" and finished.interrupted
         await wait_for(lambda: led() == BLUE, timeout=5)
-        gpio_support.current().pin(17).drive_high()
+        gpio.current().pin(17).drive_high()

@@ -156,6 +156,25 @@ async def test_hook_toyd_check_text_redirect_alerts_parents_on_both_sides(tmp_pa
     assert recorder.args("reply") == []
 
 
+async def test_allowed_text_with_an_alert_reaches_the_llm_redacted_and_the_parents(tmp_path):
+    def judge(turn, text, speaker):
+        if speaker == "child":  # personal information: passed on redacted, and reported
+            return SafetyVerdict(safe=True, category="personal_info", severity="medium",
+                                 text="my address is [address]", alert=True)
+        return SafetyVerdict(safe=True, text=text)
+
+    recorder = Recorder(check=judge)
+    async with cloud_and_toy(tmp_path, plugins=("gateway", "recorder"),
+                             extra_plugins={"recorder": lambda: recorder}) as (cloud_app, toy, sub):
+        cloud_sub = cloud_app.bus.subscribe("test", (ev.SafetyAlert,))
+        await speak_turn(toy, sub, speech())
+        alert = await next_event(sub, ev.SafetyAlert)
+        assert (alert.category, alert.excerpt, alert.action) == ("personal_info", "my address is [address]", "allow")
+        assert (await next_event(cloud_sub, ev.SafetyAlert)).device_id == "toy-1"
+        await play_reply(toy, sub)
+    assert [c["text"] for c in recorder.args("reply")] == ["my address is [address]"]
+
+
 async def test_hook_toyd_check_text_blocked_toy_sentence_ends_the_reply(tmp_path):
     def judge(turn, text, speaker):
         if "honey" in text:

@@ -5,21 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import importlib
 import inspect
 from pathlib import Path
 
 import pytest
 
 from plugins_for_tests import CounterPlugin, Tick
-from toyd import CliCommand, PluginDeclaration, hookimpl
+from toyd import CliCommand, PluginDeclaration, hookdoc, hookimpl
 from toyd.cli import build_parser
 from toyd.config import validate
 from toyd.daemon import Daemon
 from toyd.errors import PluginError, ToydError
 from toyd.events import ConfigApplied, ConfigRejected
-from toyd import hookdoc
-from toyd.host import SPEC_MODULES, PluginHost
+from toyd.host import PluginHost, spec_modules
 from toyd.registry import Registry
 from toyd.testing import next_event, running_daemon
 
@@ -27,14 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def all_hookspecs() -> dict[str, object]:
-    specs = {}
-    for name in SPEC_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-        specs |= {n: f for n, f in vars(module).items() if n.startswith("toyd_") and callable(f)}
-    return specs
+    return {name: func for module in spec_modules() for name, func in hookdoc.hookspecs(module)}
 
 
 def test_every_hook_has_a_contract_and_an_example() -> None:

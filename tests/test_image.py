@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -230,6 +231,45 @@ def test_unit_must_take_the_image_arguments(tmp_path: Path) -> None:
         layer.check_unit(tmp_path / "nope.service")
 
 
+def test_test_variant_config_is_the_example_with_its_changes(tmp_path: Path) -> None:
+    assert layer.toyd_config(config.load(IMAGE / "build.yaml")) == (REPO / "config/toyd.yaml").read_text()
+    text = layer.toyd_config(config.load(IMAGE / "build.yaml", variant="test"))
+    merged, example = yaml.safe_load(text), yaml.safe_load((REPO / "config/toyd.yaml").read_text())
+    assert merged["plugins"] == example["plugins"] and merged["button"] == example["button"]
+    assert merged["led"]["brightness"] == 1.0 and merged["led"]["offline"] is None
+    assert merged["led"]["states"]["idle"] == {"color": "#ff0000", "animation": "solid"}
+    assert merged["led"]["states"]["thinking"] == example["led"]["states"]["thinking"]  # kept
+    path = tmp_path / "toyd.yaml"
+    path.write_text(text)
+    check = subprocess.run([sys.executable, "-m", "toyd", "check-config", str(path)], capture_output=True,
+                           text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.skipif(not shutil.which("dtc"), reason="needs dtc (apt-get install device-tree-compiler)")
+def test_sound_overlays_compile(tmp_path: Path) -> None:
+    built = layer.compile_overlays(layer.DTS_DIR, tmp_path / "overlays")
+    assert sorted(p.name for p in built) == ["toyd-max98357a.dtbo", "toyd-wm8960.dtbo"]
+    bad = tmp_path / "dts"
+    bad.mkdir()
+    (bad / "toyd-broken.dts").write_text("/dts-v1/;\n/plugin/;\n/ { fragment@0 { target-path = ; }; };\n")
+    with pytest.raises(ImageBuildError, match="device-tree overlay toyd-broken.dts does not compile"):
+        layer.compile_overlays(bad, tmp_path / "out")
+
+
+@pytest.mark.skipif(not shutil.which("aplay"), reason="needs alsa-utils")
+def test_image_alsa_config_defines_the_names_toyd_uses() -> None:
+    conf = IMAGE / "overlay/rootfs/etc/asound.conf"
+    env = dict(os.environ, ALSA_CONFIG_PATH=f"/usr/share/alsa/alsa.conf:{conf}")
+    names = subprocess.run(["aplay", "-L"], capture_output=True, text=True, env=env, timeout=60).stdout.split()
+    assert {"default", "toyd_speaker", "toyd_mic", "toyd_i2s_mic"} <= set(names)
+    assert "toyd_dmix" not in names  # the plumbing stays out of `toyd audio-devices`
+    usb = (IMAGE / "overlay/rootfs/etc/modprobe.d/toyd-sound.conf").read_text()
+    assert "options snd-usb-audio id=toyd" in usb
+    for dts in layer.DTS_DIR.glob("*.dts"):
+        assert 'simple-audio-card,name = "toyd";' in dts.read_text(), dts.name
+
+
 # --- partition assembly -------------------------------------------------------------------------
 
 def fake_trees(tmp_path: Path) -> tuple[Path, Path]:
@@ -374,14 +414,45 @@ def test_built_image_boots_and_toyd_is_ready(test_image: Path) -> None:
     table = json.loads(subprocess.run(["sfdisk", "--json", str(test_image)], capture_output=True,
                                       text=True, check=True).stdout)
     assert [p["type"] for p in table["partitiontable"]["partitions"]] == ["c", "83"]
+    # QEMU virt has a PL061 with 8 lines: toyd names the chip and the missing pin in one line.
+    assert "HW-CHECK: gpio-missing-pin-error: ok" in boot.stderr
+    assert "GPIO 17 on /dev/gpiochip0" in boot.stderr and "no such line" in boot.stderr
+    for check in ("alsa-card", "alsa-names", "alsa-capture-default", "alsa-playback-default"):
+        assert f"HW-CHECK: {check}: ok" in boot.stderr, check
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_built_image_boots_on_the_pi3_model_from_sd(test_image: Path) -> None:
+    """Real GPIO lines: toyd holds the button and LED lines and the LED follows the state machine."""
     boot = boot_test(test_image, machine="raspi3b")
     assert boot.returncode == 0, boot.stderr[-4000:]
     assert "boot-test: PASS" in boot.stderr
+    for check in ("gpio-button", "gpio-led-outputs", "gpio-led-idle", "gpio-led-sleeping", "gpio-led-muted",
+                  "alsa-names", "alsa-capture-default"):
+        assert f"HW-CHECK: {check}: ok" in boot.stderr, check
+    assert "HW-CHECK: PASS" in boot.stderr
+    assert re.search(r'line\s+17:.*"toyd"\s+input .*pull-up', boot.stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("fdtoverlay"), reason="needs device-tree-compiler")
+def test_sound_overlays_apply_to_the_image_device_trees(test_image: Path, tmp_path: Path) -> None:
+    offset = assemble.read_table(test_image)[0]["start"] * 512
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    boards = ("bcm2837-rpi-3-b", "bcm2711-rpi-4-b", "bcm2837-rpi-zero-2-w")
+    for name in (*(f"{b}.dtb" for b in boards), "overlays/toyd-wm8960.dtbo", "overlays/toyd-max98357a.dtbo"):
+        subprocess.run(["mcopy", "-n", "-i", f"{test_image}@@{offset}", f"::{name}", str(tmp_path)],
+                       check=True, env=env, timeout=60)
+    for board in boards:
+        for overlay in ("toyd-wm8960", "toyd-max98357a"):
+            out = tmp_path / f"{board}+{overlay}.dtb"
+            proc = subprocess.run(["fdtoverlay", "-i", str(tmp_path / f"{board}.dtb"), "-o", str(out),
+                                   str(tmp_path / f"{overlay}.dtbo")], capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 0, f"{overlay} on {board}: {proc.stderr}"
+            name = subprocess.run(["fdtget", str(out), "/toyd-sound", "simple-audio-card,name"],
+                                  capture_output=True, text=True, timeout=60).stdout.strip()
+            assert name == "toyd", f"{overlay} on {board}"
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from toyd import State, Trigger
 from toyd.errors import ConfigError
 from toyd.events import ButtonPressed, CloudOffline, CloudOnline, PlaybackStarted, SpeechEnded, StateChanged, StateRequest
 from toyd.testing import next_event, running_daemon, wait_for
-from toyd_plugins import gpio_support
+from toyd import gpio
 
 B = 0.6  # default brightness cap
 
@@ -20,7 +20,7 @@ def config(**led: Any) -> dict[str, Any]:
 
 
 def rgb(pins: tuple[int, int, int] = (22, 23, 24)) -> tuple[float, float, float]:
-    factory = gpio_support.current()
+    factory = gpio.current()
     return tuple(round(float(factory.pin(p).state), 3) for p in pins)  # type: ignore[return-value]
 
 

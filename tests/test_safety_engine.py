@@ -14,7 +14,7 @@ from toyd.schema import build
 from toyd_plugins.safety import SafetyEngine, SafetySettings
 from toyd_plugins.safety.evaluate import evaluate, load
 from toyd_plugins.safety.normalize import normalize
-from toyd_plugins.safety.pii import redact
+from toyd.pii import redact
 
 DATA = Path(__file__).parent / "data"
 

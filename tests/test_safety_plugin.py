@@ -31,6 +31,23 @@ async def test_hook_toyd_check_text(state_dir: Path) -> None:
         assert toy.action == "block" and toy.replacement  # the config's action is in force
 
 
+async def test_hook_toyd_safety_verdict(state_dir: Path) -> None:
+    config = {"role": "cloud", "plugins": ["safety"], "safety": {"categories": {"profanity": {"action": "allow"}}}}
+    async with running_daemon(config, state_dir=state_dir) as app:
+
+        async def ask(category: str, text: str = "some text", severity: str = "high") -> SafetyVerdict | None:
+            return await app.host.call_first("toyd_safety_verdict", turn=TURN, text=text, speaker="child",
+                                             category=category, severity=severity)
+
+        found = await ask("violence")
+        assert (found.category, found.action, found.alert) == ("violence", "block", True) and found.replacement
+        assert await ask("profanity") is None  # allowed by the config
+        unchecked = await ask("unchecked", "hello there", "none")
+        assert (unchecked.action, unchecked.category, unchecked.alert) == ("redirect", "unchecked", False)
+        local = await ask("unchecked", "I want to kill myself", "none")  # the lexicon's own verdict wins
+        assert local.category == "self_harm" and local.alert
+
+
 async def test_reconfigure_swaps_the_policy_live(state_dir: Path) -> None:
     from toyd.config import validate
 

@@ -35,12 +35,13 @@ async def test_a_whisper_pool_behind_haproxy_survives_a_dead_server(tmp_path) ->
             config = {"role": "cloud", "device_id": "cloud", "plugins": ["stt_wyoming"],
                       "stt_wyoming": {"uri": f"tcp://127.0.0.1:{front}", "connect_timeout": 5}}
             async with running_daemon(config, state_dir=tmp_path / "cloud") as app:
-                heard = await asyncio.gather(*(transcribe(app, "what colour is the sky") for _ in range(2)))
-                assert all("sky" in text for text in heard), heard
+                question = "tell me a story about a dragon"
+                heard = await asyncio.gather(*(transcribe(app, question) for _ in range(2)))
+                assert all("dragon" in text for text in heard), heard
                 first.kill()  # one speech server dies: the pool answers from the other
                 first.wait()
                 for _ in range(3):
-                    assert "sky" in await transcribe(app, "what colour is the sky")
+                    assert "dragon" in await transcribe(app, question)
         finally:
             proxy.terminate()
             proxy.wait(10)

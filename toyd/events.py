@@ -190,6 +190,27 @@ class DeviceRevoked(Event):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class UpdateRequested(Event):
+    """Install the signed update bundle at ``url`` (a parent's ``cmd/update`` or the cloud's rollout)."""
+
+    url: str
+    sha256: str
+    version: str = ""
+    request_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UpdateProgress(Event):
+    """How an update goes: ``stage`` download|verify|install|reboot|done|failed, ``percent`` of it."""
+
+    stage: str
+    percent: int = 0
+    version: str = ""
+    error: str = ""
+    request_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class StateRequest(Event):
     """Ask the state machine to fire ``trigger`` (used by commands: sleep, mute, ...)."""
 
@@ -256,6 +277,15 @@ class VolumeSet(Event):
     """Set the speaker volume, 0-100."""
 
     level: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LedLook(Event):
+    """Show a colour over the state's look for ``seconds`` (a cloud's emotion, an AI tool call)."""
+
+    rgb: tuple[int, int, int]
+    seconds: float = 3.0
+    source: str = ""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -394,3 +424,17 @@ class TextChecked(Event):
     severity: str = "none"
     replacement: str | None = None
     filtered: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReplySource(Event):
+    """Which brain answered a turn (cloud bus: logs, the demo's output).
+
+    ``kind`` is ``local`` (a model in this process), ``remote`` (an HTTP endpoint) or
+    ``rules`` (the offline responder, not a language model); ``name`` says which one.
+    """
+
+    device_id: str = ""
+    turn_id: str = ""
+    kind: str = "rules"
+    name: str = ""

@@ -6,12 +6,11 @@ checks that the file is current.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import textwrap
 from types import ModuleType
 
-from .host import SPEC_MODULES
+from .host import spec_modules
 
 INTRO = '''# Writing toyd plugins: the hooks
 
@@ -101,18 +100,6 @@ TITLES = {
     "toyd.device_hookspecs": "Device-role hooks",
     "toyd.cloud_hookspecs": "Cloud-role hooks (the AI chain)",
 }
-
-
-def spec_modules() -> list[ModuleType]:
-    """The hookspec modules that exist, in :data:`~toyd.host.SPEC_MODULES` order."""
-    modules = []
-    for name in SPEC_MODULES:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return modules
 
 
 def hookspecs(module: ModuleType) -> list[tuple[str, object]]:

@@ -15,6 +15,7 @@ import asyncio
 import importlib
 import logging
 from collections.abc import Iterable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -35,16 +36,22 @@ log = logging.getLogger(__name__)
 SPEC_MODULES = ("toyd.hookspecs", "toyd.device_hookspecs", "toyd.cloud_hookspecs")
 
 
-def new_manager() -> pluggy.PluginManager:
-    """A plugin manager with every toyd hookspec added."""
-    pm = pluggy.PluginManager(PROJECT)
+def spec_modules() -> list[ModuleType]:
+    """The hookspec modules of :data:`SPEC_MODULES` that exist, in that order."""
+    modules = []
     for name in SPEC_MODULES:
         try:
-            module = importlib.import_module(name)
+            modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:
             if exc.name != name:
                 raise
-            continue
+    return modules
+
+
+def new_manager() -> pluggy.PluginManager:
+    """A plugin manager with every toyd hookspec added."""
+    pm = pluggy.PluginManager(PROJECT)
+    for module in spec_modules():
         pm.add_hookspecs(module)
     return pm
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, Protocol
 
 Speaker = Literal["child", "toy"]
 Action = Literal["allow", "redirect", "block"]
@@ -30,6 +30,11 @@ class Transcription:
     no_speech: float = 0.0
 
 
+# The safety categories every filter and moderation plugin speaks of (makers may add more).
+SAFETY_CATEGORIES = ("sexual", "violence", "self_harm", "abuse", "dangerous_activities",
+                     "drugs_alcohol_gambling", "hate_bullying", "profanity", "personal_info", "grooming")
+
+
 @dataclasses.dataclass(frozen=True)
 class SafetyVerdict:
     """The safety filter's decision on one text.
@@ -46,3 +51,16 @@ class SafetyVerdict:
     text: str = ""
     replacement: str | None = None
     alert: bool = False
+
+
+class SpeechStream(Protocol):
+    """An utterance transcribed while it is still being spoken (``toyd_transcribe_stream``)."""
+
+    def feed(self, pcm: bytes) -> None:
+        """More mono int16 audio; cheap, never blocks."""
+
+    async def result(self) -> Transcription:
+        """The final transcript, at the end of speech."""
+
+    async def aclose(self) -> None:
+        """Drop the utterance (abort, barge-in)."""

@@ -24,5 +24,8 @@ chroot "$root" usermod --password '*' root
 chroot "$root" systemctl disable ssh.service ssh.socket 2>/dev/null || true
 rm -f "$root"/etc/ssh/ssh_host_*
 
+# The MQTT broker stays off unless a maker (or the test image) enables it.
+chroot "$root" systemctl disable mosquitto.service 2>/dev/null || true
+
 # force-unsafe-io only speeds up the build; on the toy, dpkg must survive power cuts.
 sed -i '/^force-unsafe-io$/d' "$root/etc/dpkg/dpkg.cfg.d/99mmdebstrap"

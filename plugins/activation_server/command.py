@@ -39,7 +39,7 @@ def open_store(args: argparse.Namespace) -> ActivationStore:
     from toyd.config import load_file
     from toyd.registry import Registry
 
-    from .plugin import ActivationServerSettings, db_path
+    from .settings import ActivationServerSettings, db_path
 
     if args.db:
         return ActivationStore(Path(args.db))

@@ -15,10 +15,8 @@ import logging
 import time
 from typing import Any, Literal
 
-from toyd import App, PluginDeclaration, Service, State, Trigger, hookimpl, setting
+from toyd import App, PluginDeclaration, Service, State, Trigger, gpio, hookimpl, setting
 from toyd.events import ButtonGesture, ButtonPressed, ButtonReleased, SpeechStarted, StateRequest, VolumeSet
-
-from .. import gpio_support
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +70,7 @@ class ButtonPlugin:
         self._loop = asyncio.get_running_loop()
         self._volume = settings.initial_volume
         self._events = app.bus.subscribe("button", (SpeechStarted, VolumeSet))
-        factory = gpio_support.acquire(app.simulate)
+        factory = gpio.acquire(app.simulate)
         self._holds_gpio = True
         self.button = self._open(factory, settings)
 
@@ -83,7 +81,7 @@ class ButtonPlugin:
             button = Button(settings.pin, pull_up=settings.pull_up, bounce_time=settings.bounce_time,
                             pin_factory=factory)
         except Exception as exc:  # noqa: BLE001 - gpiozero raises many kinds; name the pin
-            raise gpio_support.pin_error("button", settings.pin, exc) from exc
+            raise gpio.pin_error("button", settings.pin, exc) from exc
         # gpiozero thread → stamp now, handle on the loop
         button.when_pressed = lambda: self._from_thread(self._on_press)
         button.when_released = lambda: self._from_thread(self._on_release)
@@ -188,4 +186,4 @@ class ButtonPlugin:
             self.button = None
         if self._holds_gpio:
             self._holds_gpio = False
-            gpio_support.release()
+            gpio.release()

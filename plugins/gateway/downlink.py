@@ -12,28 +12,39 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from toyd.audio import FRAME_BYTES, FRAME_MS
+from toyd.audio import FRAME_MS, SAMPLE_RATE
 from toyd.audio.opus import OpusEncoder
-from toyd.protocol import Tts, encode, pack_audio
+from toyd.protocol import Tts, pack_audio
 from toyd.protocol.limits import MAX_TEXT_CHARS
 from toyd.protocol.messages import Message
 
-FRAME_S = FRAME_MS / 1000
-Send = Callable[[str | bytes], Awaitable[None]]
+Send = Callable[[Message | str | bytes], Awaitable[None]]
 
 
 class Downlink:
     """Speaks one response (``response_id``) to one device."""
 
-    def __init__(self, send: Send, response_id: int, turn_id: str, *, lead: float, bitrate: int = 24000) -> None:
+    def __init__(
+        self, send: Send, response_id: int, turn_id: str, *, lead: float, bitrate: int = 24000,
+        sample_rate: int = SAMPLE_RATE, frame_ms: int = FRAME_MS, raw: bool = False,
+    ) -> None:
+        """``raw``: bare Opus (xiaozhi) at ``sample_rate``/``frame_ms``, else toyd's framing."""
         self._send = send
         self.response_id = response_id
         self.turn_id = turn_id
         self.lead = lead
-        self._encoder = OpusEncoder(bitrate=bitrate)
+        self.raw = raw
+        self._encoder = OpusEncoder(sample_rate=sample_rate, bitrate=bitrate, frame_ms=frame_ms)
+        self.frame_bytes, self.frame_s = self._encoder.frame_bytes, frame_ms / 1000
+        self._resampler = None
+        if sample_rate != SAMPLE_RATE:  # TTS speaks 16 kHz; the client asked for another rate
+            import soxr
+
+            self._resampler = soxr.ResampleStream(SAMPLE_RATE, sample_rate, 1, dtype="int16")
         self._pending = b""
         self._clock: float | None = None  # when the device will have played what was sent
         self.started = False
+        self.cancelled = False  # aborted: nothing more of it leaves, whatever a hook does
         self.frames = 0
         self.bytes = 0
         self.first_audio_at: float | None = None
@@ -41,7 +52,8 @@ class Downlink:
 
     async def message(self, msg: Message) -> None:
         """Send a control message."""
-        await self._send(encode(msg))
+        if not self.cancelled:
+            await self._send(msg)
 
     async def start(self, kind: str = "reply", cache_key: str | None = None) -> None:
         """``tts start``: the device accepts frames of this response from now on."""
@@ -57,16 +69,22 @@ class Downlink:
 
     async def pcm(self, chunk: bytes) -> None:
         """Queue PCM of any length; whole 20 ms frames go out paced."""
+        if self._resampler is not None:
+            import numpy as np
+
+            samples = np.frombuffer(chunk[: len(chunk) // 2 * 2], "<i2")
+            chunk = self._resampler.resample_chunk(samples).tobytes()
         data = self._pending + chunk
-        whole = len(data) - len(data) % FRAME_BYTES
+        size = self.frame_bytes
+        whole = len(data) - len(data) % size
         self._pending = data[whole:]
-        for start in range(0, whole, FRAME_BYTES):
-            await self._frame(data[start : start + FRAME_BYTES])
+        for start in range(0, whole, size):
+            await self._frame(data[start : start + size])
 
     async def flush(self) -> None:
         """Send the last partial frame, zero-padded."""
         if self._pending:
-            frame, self._pending = self._pending + bytes(FRAME_BYTES - len(self._pending)), b""
+            frame, self._pending = self._pending + bytes(self.frame_bytes - len(self._pending)), b""
             await self._frame(frame)
 
     async def stop(self, reason: str = "done", latency: dict[str, float] | None = None, *,
@@ -84,15 +102,17 @@ class Downlink:
         wait = self._clock - self.lead - now
         # sleeping 0 still yields: responses starting together interleave their first frames
         await asyncio.sleep(max(wait, 0.0))
+        if self.cancelled:
+            return
         sent_at = time.monotonic()
-        await self._send(pack_audio(self.response_id, self.frames, packet))
+        await self._send(packet if self.raw else pack_audio(self.response_id, self.frames, packet))
         if self.first_audio_at is None:
             self.first_audio_at = sent_at
         self.max_lead = max(self.max_lead, self._clock - sent_at)
         self.frames += 1
         self.bytes += len(packet)
-        self._clock += FRAME_S
+        self._clock += self.frame_s
 
     def seconds_sent(self) -> float:
         """Audio sent so far, in seconds."""
-        return self.frames * FRAME_S
+        return self.frames * self.frame_s

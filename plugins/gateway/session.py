@@ -10,28 +10,50 @@ barge-in (``listen start`` while responding), replacement and disconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
 import uuid
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from toyd.audio import SAMPLE_RATE
 from toyd.audio.opus import OpusDecoder, OpusError
 from toyd.errors import BackendError, ProtocolError
 from toyd.events import SafetyAlert, TurnLatency
 from toyd.protocol import (
-    Abort, Alert, AudioParams, Error, Hello, Listen, Ping, Playback, Pong, Say, ServerHello, Tts, check_uplink, codes,
-    encode, limits, parse,
+    Abort,
+    Alert,
+    AudioParams,
+    Error,
+    Hello,
+    Listen,
+    Ping,
+    Playback,
+    Pong,
+    Say,
+    ServerHello,
+    Stt,
+    Tts,
+    check_uplink,
+    codes,
+    encode,
+    limits,
+    parse,
 )
+from toyd.protocol.limits import MAX_TEXT_CHARS
 from toyd.protocol.messages import Message
 from toyd.turn import SafetyVerdict, Turn
 
 from .context import SessionContext
 from .downlink import Downlink
+from .endpoint import Endpointer
 from .meters import TokenBucket
 from .pipeline import Pipeline
+from .xiaozhi import Dialect, is_xiaozhi_hello
 
 log = logging.getLogger(__name__)
 SUPPORTED_AUDIO = AudioParams()
@@ -65,6 +87,8 @@ class Session:
         self._audio = TokenBucket(limits.UPLINK_FPS, limits.UPLINK_BURST)
         self._messages = TokenBucket(limits.MESSAGES_PER_SECOND, limits.MESSAGES_BURST)
         self._pcm = bytearray()
+        self._speech: Any = None  # toyd_transcribe_stream's answer for the utterance being heard
+        self._stable = ""  # its words already sent to the toy as an interim stt
         self._decoder: OpusDecoder | None = None
         self._turn_id = ""
         self._next_response = 1
@@ -75,6 +99,11 @@ class Session:
         self._cut_until = 0.0  # until then, audio of the cut turn still in flight is dropped silently
         self.frames_after_cut = 0  # such frames (counted, not errors)
         self._stopping: set[asyncio.Task[None]] = set()  # cancelled responses still unwinding
+        self.dialect: Dialect | None = None  # set for a xiaozhi client (plugins/gateway/xiaozhi.py)
+        self.xiaozhi_mode = ""  # its listen mode: manual | auto | realtime
+        self._endpoint: Endpointer | None = None  # server end of speech (xiaozhi auto, realtime)
+        self._downlink: Downlink | None = None  # the running response's
+        self.frames_ignored = 0  # xiaozhi audio outside listening: dropped quietly
 
     # --- connection lifecycle ------------------------------------------------------------
 
@@ -88,6 +117,7 @@ class Session:
             pass
         finally:
             self.phase = Phase.CLOSED
+            await self._drop_speech()
             await self.cancel_response()
             if self._stopping:
                 await asyncio.wait(self._stopping, timeout=CANCEL_GRACE)
@@ -106,6 +136,8 @@ class Session:
             try:
                 if isinstance(frame, bytes):
                     raise ProtocolError(codes.NOT_READY, "send hello before audio")
+                if is_xiaozhi_hello(frame):
+                    return await self._xiaozhi_hello(frame)
                 msg = parse(frame, "up")
                 if not isinstance(msg, Hello):
                     raise ProtocolError(codes.NOT_READY, f"send hello before {msg.type}")
@@ -125,6 +157,21 @@ class Session:
             log.info("%s: session %s (firmware %s)", self.device_id, self.session_id, msg.firmware or "?")
             return True
 
+    async def _xiaozhi_hello(self, frame: str) -> bool:
+        """A xiaozhi client: answer in its dialect with the audio format it asked for."""
+        try:
+            self.dialect = Dialect.from_hello(frame)
+        except ProtocolError as exc:
+            log.info("%s: xiaozhi hello refused: %s", self.device_id, exc)
+            await self.send(Error(code=exc.code, message=str(exc)[:300], ref="hello"))
+            await self.conn.close(codes.CLOSE_POLICY, exc.code)
+            return False
+        self.phase = Phase.IDLE
+        await self.send(self.dialect.server_hello(self.session_id))
+        log.info("%s: xiaozhi session %s (opus %d Hz, %d ms)", self.device_id, self.session_id,
+                 self.dialect.sample_rate, self.dialect.frame_ms)
+        return True
+
     async def replace(self) -> None:
         """A newer connection of the same toy took over: end this one.
 
@@ -141,6 +188,10 @@ class Session:
 
     async def send(self, msg: Message | str | bytes) -> None:
         """Send a message or a raw frame; a closed connection is not an error here."""
+        if self.dialect is not None and not isinstance(msg, (str, bytes)):
+            for text in self.dialect.translate(msg, self.session_id):
+                await self.send(text)
+            return
         try:
             await self.conn.send(msg if isinstance(msg, (str, bytes)) else encode(msg))
         except ConnectionClosed:
@@ -174,7 +225,9 @@ class Session:
                 return
             if not self._messages.take():
                 raise ProtocolError(codes.RATE_LIMITED, "too many messages per second; message dropped")
-            msg = parse(frame, "up")
+            msg = parse(frame, "up") if self.dialect is None else self.dialect.parse(frame)
+            if msg is None:
+                return
             ref = msg.type
             await self._on_message(msg)
         except ProtocolError as exc:
@@ -190,6 +243,9 @@ class Session:
         if self.phase is not Phase.LISTENING and self._cut_turn and time.monotonic() < self._cut_until:
             self.frames_after_cut += 1  # sent before the toy heard our listen stop: expected, not an error
             return
+        if self.phase is not Phase.LISTENING and self.dialect is not None:
+            self.frames_ignored += 1  # a xiaozhi client streams on while the toy speaks (realtime)
+            return
         if self.phase is not Phase.LISTENING:
             raise ProtocolError(codes.UNEXPECTED_AUDIO, f"binary frame while {self.phase.value}; send listen start first")
         check_uplink(frame)
@@ -198,12 +254,49 @@ class Session:
         assert self._decoder is not None
         try:
             # decoding 20 ms takes tens of microseconds: inline beats a thread hop
-            self._pcm += self._decoder.decode(frame)
+            pcm = self._decoder.decode(frame)
         except OpusError as exc:
             raise ProtocolError(codes.BAD_AUDIO, str(exc)) from None
+        self._pcm += pcm
         self.frames_in += 1
+        if self._speech is not None:
+            await self._feed_speech(pcm)
         if len(self._pcm) >= self.context.max_listen_bytes:
             await self._cut_utterance()
+        elif self._endpoint is not None and self._endpoint.feed(pcm):
+            log.info("%s: end of speech heard by the gateway (%s)", self.device_id, self.xiaozhi_mode)
+            self._end_listening()
+
+    async def _open_speech(self) -> None:
+        """Ask for a transcription to feed while the child talks (none: the whole utterance at the end)."""
+        await self._drop_speech()
+        turn = Turn(device_id=self.device_id, session_id=self.session_id, turn_id=self._turn_id,
+                    language=self.language, persona=self.persona)
+        try:
+            self._speech = await self.context.call_first("toyd_transcribe_stream", turn=turn, sample_rate=SAMPLE_RATE)
+        except Exception as exc:  # noqa: BLE001 - a faulty plugin costs the head start, not the turn
+            log.error("%s: toyd_transcribe_stream failed: %s; transcribing at the end instead", self.device_id, exc)
+            self._speech = None
+        self._stable = ""
+
+    async def _feed_speech(self, pcm: bytes) -> None:
+        """Feed the utterance; words that will not change any more go to the toy as an interim stt."""
+        try:
+            self._speech.feed(pcm)
+            stable = str(getattr(self._speech, "stable", "") or "")
+        except Exception as exc:  # noqa: BLE001
+            log.error("%s: streaming transcription failed: %s; transcribing at the end instead", self.device_id, exc)
+            await self._drop_speech()
+            return
+        if len(stable) > len(self._stable):
+            self._stable = stable
+            await self.send(Stt(text=stable[:MAX_TEXT_CHARS], final=False, turn_id=self._turn_id))
+
+    async def _drop_speech(self) -> None:
+        speech, self._speech = self._speech, None
+        if speech is not None:
+            with contextlib.suppress(Exception):
+                await speech.aclose()
 
     async def _cut_utterance(self) -> None:
         """The utterance reached ``max_listen_seconds``: tell the toy to stop listening, answer what we have."""
@@ -224,6 +317,7 @@ class Session:
             await self.cancel_response(reason="aborted")
             if self.phase is Phase.LISTENING:
                 self._pcm.clear()
+                await self._drop_speech()
                 self.phase = Phase.IDLE
         elif isinstance(msg, Playback):
             log.debug("%s: playback of %d done (interrupted=%s)", self.device_id, msg.response_id, msg.interrupted)
@@ -246,10 +340,10 @@ class Session:
                 await self.cancel_response(reason="aborted")  # barge-in without an explicit abort
             self._turn_id = msg.turn_id or uuid.uuid4().hex[:12]
             self.mode = msg.mode
-            self._cut_turn, self._cut_until = "", 0.0
-            self._pcm.clear()
-            self._decoder = OpusDecoder()
-            self.phase = Phase.LISTENING
+            if self.dialect is not None:  # xiaozhi's mode rides in ``reason`` (Dialect.parse)
+                self.xiaozhi_mode = msg.reason or "manual"
+            self._start_listening()
+            await self._open_speech()
         elif msg.state == "stop":
             if self.phase is Phase.LISTENING:
                 self._end_listening()
@@ -258,10 +352,19 @@ class Session:
         else:
             log.info("%s: wake word %r", self.device_id, msg.text)
 
+    def _start_listening(self) -> None:
+        self._cut_turn, self._cut_until = "", 0.0
+        self._pcm.clear()
+        self._decoder = OpusDecoder()
+        self._endpoint = Endpointer() if self.xiaozhi_mode in ("auto", "realtime") else None
+        self.phase = Phase.LISTENING
+
     def _end_listening(self) -> None:
+        self._endpoint = None
         pcm, self._pcm = bytes(self._pcm), bytearray()
+        speech, self._speech = self._speech, None
         eos = time.monotonic()
-        self._respond(lambda p: p.run_turn(pcm), turn_id=self._turn_id, end_of_speech=eos)
+        self._respond(lambda p: p.run_turn(pcm, speech), turn_id=self._turn_id, end_of_speech=eos)
 
     # --- responses ------------------------------------------------------------------------
 
@@ -270,10 +373,16 @@ class Session:
         self._next_response += 1
         turn = Turn(device_id=self.device_id, session_id=self.session_id, turn_id=turn_id,
                     language=self.language, persona=self.persona)
-        downlink = Downlink(self.send, response_id, turn_id, lead=self.context.settings.downlink_lead_ms / 1000)
+        lead = self.context.settings.downlink_lead_ms / 1000
+        if self.dialect is not None:
+            downlink = Downlink(self.send, response_id, turn_id, lead=lead, raw=True,
+                                sample_rate=self.dialect.sample_rate, frame_ms=self.dialect.frame_ms)
+        else:
+            downlink = Downlink(self.send, response_id, turn_id, lead=lead)
         pipeline = Pipeline(self.context, turn, downlink, on_alert=self._alert, end_of_speech=end_of_speech)
         self.phase = Phase.RESPONDING
         self._response_id = response_id
+        self._downlink = downlink
         self._task = asyncio.create_task(self._run_response(pipeline, work), name=f"gateway:{self.device_id}:{response_id}")
 
     async def _run_response(self, pipeline: Pipeline, work) -> None:  # type: ignore[no-untyped-def]
@@ -293,12 +402,17 @@ class Session:
                 self._task = None
                 if self.phase is Phase.RESPONDING:
                     self.phase = Phase.IDLE
+                    if self.xiaozhi_mode == "realtime":  # the client streams on: listen on
+                        self._turn_id = uuid.uuid4().hex[:12]
+                        self._start_listening()
 
     async def cancel_response(self, reason: str | None = None) -> None:
         """Stop the running response at once (its hooks' iterators are closed)."""
         task, self._task = self._task, None
         if task is None or task.done():
             return
+        if self._downlink is not None:  # raw xiaozhi audio has no response id
+            self._downlink.cancelled = True
         # From here on the response sends nothing: its next step raises CancelledError, and
         # its cleanup only closes iterators. So the stop can go out before it has unwound.
         task.cancel()

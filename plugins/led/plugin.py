@@ -14,10 +14,9 @@ import dataclasses
 import logging
 from typing import Any
 
-from toyd import App, PluginDeclaration, Service, State, hookimpl, setting
-from toyd.events import ActivationCode, StateChanged
+from toyd import App, PluginDeclaration, Service, State, gpio, hookimpl, setting
+from toyd.events import ActivationCode, LedLook, StateChanged
 
-from .. import gpio_support
 from .code import COLOR, code_pattern
 from .looks import Look, Shown, StateLooks, is_static, level, resolve, scaled
 
@@ -53,6 +52,8 @@ class LedPlugin:
         self._app: App | None = None
         self._events: Any = None
         self._holds_gpio = False  # shutdown may run after a failed or skipped start-up
+        self._override: tuple[Shown, float] | None = None  # a LedLook and when it ends (loop time)
+        self._restore: asyncio.TimerHandle | None = None
         self.code = ""  # an activation code being shown (blinked while idle)
 
     @hookimpl
@@ -64,8 +65,8 @@ class LedPlugin:
     def toyd_startup(self, app: App, settings: LedSettings) -> None:
         self._app, self.settings = app, settings
         self.state, self.offline = app.state or State.IDLE, app.offline
-        self._events = app.bus.subscribe("led", (StateChanged, ActivationCode))
-        factory = gpio_support.acquire(app.simulate)
+        self._events = app.bus.subscribe("led", (StateChanged, ActivationCode, LedLook))
+        factory = gpio.acquire(app.simulate)
         self._holds_gpio = True
         self.led = self._open(factory, settings)
         self.show()
@@ -77,10 +78,14 @@ class LedPlugin:
         try:
             return RGBLED(red, green, blue, active_high=not settings.common_anode, pwm=True, pin_factory=factory)
         except Exception as exc:  # noqa: BLE001 - name the pins, not gpiozero internals
-            raise gpio_support.pin_error("led", f"{red}/{green}/{blue}", exc) from exc
+            raise gpio.pin_error("led", f"{red}/{green}/{blue}", exc) from exc
 
     def look(self) -> Shown:
-        """What the LED should show now: the state's look, or the offline look when idle offline."""
+        """What the LED should show: a LedLook while it lasts, the state's look, or the offline look."""
+        if self._override is not None:
+            if self._override[1] > asyncio.get_running_loop().time():
+                return self._override[0]
+            self._override = None
         if self.offline and self.state is State.IDLE and self.settings.offline is not None:
             return resolve(self.settings.offline, "offline")
         return self.settings.states.of(self.state)
@@ -132,11 +137,25 @@ class LedPlugin:
 
     async def _run(self) -> None:
         async for event in self._events:
+            if isinstance(event, LedLook):
+                await self._show_for(event)
+                continue
             if isinstance(event, ActivationCode):
                 self.code = event.code
             else:
                 self.state, self.offline = event.new, event.offline
             self.show()
+
+    async def _show_for(self, event: LedLook) -> None:
+        """A colour over the state's look (a cloud's emotion, an AI tool) for ``event.seconds``."""
+        loop = asyncio.get_running_loop()
+        red, green, blue = (min(max(c, 0), 255) / 255 for c in event.rgb)
+        seconds = max(0.0, min(event.seconds, 60.0))
+        self._override = (Shown((red, green, blue), "solid", 1.0), loop.time() + seconds)
+        self.show()
+        if self._restore is not None:
+            self._restore.cancel()
+        self._restore = loop.call_later(seconds + 0.01, self.show)
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: LedSettings) -> bool:
@@ -148,6 +167,8 @@ class LedPlugin:
 
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
+        if self._restore is not None:
+            self._restore.cancel()
         task, self._animation = self._animation, None
         if task is not None:  # the supervisor normally cancelled it already
             task.cancel()
@@ -160,4 +181,4 @@ class LedPlugin:
             self.led = None
         if self._holds_gpio:
             self._holds_gpio = False
-            gpio_support.release()
+            gpio.release()

@@ -3,4 +3,10 @@
 from .client import ModerationClient, ModerationError, ModerationResult
 from .plugin import ModerationPlugin, ModerationSettings
 
-__all__ = ["ModerationClient", "ModerationError", "ModerationPlugin", "ModerationResult", "ModerationSettings"]
+__all__ = [
+    "ModerationClient",
+    "ModerationError",
+    "ModerationPlugin",
+    "ModerationResult",
+    "ModerationSettings",
+]

@@ -1,6 +1,6 @@
 """A small client for the OpenAI-compatible ``POST {base_url}/moderations`` endpoint.
 
-Blocking (``urllib``), so callers run it off the event loop; every failure — network,
+Blocking (:func:`toyd.jsonpost.post_json`), so callers run it off the event loop; every failure — network,
 timeout, HTTP status, a body that is not the documented JSON — becomes one
 :class:`ModerationError` with a clear message.
 """
@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 
 from toyd.errors import ToydError
+from toyd.jsonpost import post_json
 
 
 class ModerationError(ToydError):
@@ -41,26 +39,8 @@ class ModerationClient:
 
     def moderate(self, text: str) -> ModerationResult:
         """Ask the API about ``text`` (blocking, bounded by ``timeout``)."""
-        body = json.dumps({"model": self.model, "input": text}).encode()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - configured URL
-                raw = response.read(1 << 20)
-        except urllib.error.HTTPError as exc:
-            detail = exc.read(300).decode("utf-8", "replace").strip()
-            raise ModerationError(f"{self.url}: HTTP {exc.code} {exc.reason}: {detail}") from None
-        except (TimeoutError, socket.timeout):
-            raise ModerationError(f"{self.url}: no answer within {self.timeout} s") from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise ModerationError(f"{self.url}: no answer within {self.timeout} s") from None
-            raise ModerationError(f"{self.url}: cannot connect: {reason}") from None
-        except OSError as exc:
-            raise ModerationError(f"{self.url}: connection failed: {exc}") from None
+        payload = {"model": self.model, "input": text}
+        raw = post_json(self.url, payload, self.api_key, self.timeout, ModerationError)
         return parse(raw, self.url)
 
 
@@ -72,13 +52,26 @@ def parse(raw: bytes, source: str = "moderation API") -> ModerationResult:
         flagged = result["flagged"]
         categories = result.get("categories") or {}
         scores = result.get("category_scores") or {}
-        if not isinstance(flagged, bool) or not isinstance(categories, dict) or not isinstance(scores, dict):
+        if (
+            not isinstance(flagged, bool)
+            or not isinstance(categories, dict)
+            or not isinstance(scores, dict)
+        ):
             raise TypeError("wrong types")
         return ModerationResult(
             flagged=flagged,
             categories={str(k): bool(v) for k, v in categories.items()},
             scores={str(k): float(v) for k, v in scores.items() if isinstance(v, (int, float))},
         )
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
+    except (
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        KeyError,
+        IndexError,
+        TypeError,
+        ValueError,
+    ) as exc:
         snippet = raw[:120].decode("utf-8", "replace")
-        raise ModerationError(f"{source}: malformed response ({type(exc).__name__}): {snippet!r}") from None
+        raise ModerationError(
+            f"{source}: malformed response ({type(exc).__name__}): {snippet!r}"
+        ) from None

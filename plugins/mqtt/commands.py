@@ -65,6 +65,8 @@ COMMANDS: dict[str, dict[str, Field]] = {
     "say": {"text": Field(str, min=1, max=SAY_MAX_CHARS)},
     "persona": {"id": Field(str, min=1, max=64)},
     "reload_config": {},
+    "update": {"url": Field(str, min=8, max=2048), "sha256": Field(str, min=64, max=64),
+               "version": Field(str, required=False, max=64)},
     "status": {},
 }
 
@@ -113,6 +115,11 @@ def parse(name: str, payload: bytes, *, max_bytes: int) -> ParsedCommand:
             raise CommandError(f"{where}: {key}: {problem}", request_id)
     if name == "quiet_hours":
         _check_quiet_hours(where, data, request_id)
+    if name == "update":
+        if not data["url"].startswith(("http://", "https://")):
+            raise CommandError(f"{where}: url: expected an http:// or https:// URL", request_id)
+        if any(c not in "0123456789abcdef" for c in data["sha256"].lower()):
+            raise CommandError(f"{where}: sha256: expected 64 hex digits", request_id)
     return ParsedCommand(name, data, request_id)
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from toyd import App, PluginDeclaration, Service, State, Trigger, __version__, hookimpl
 from toyd.events import (ConfigApplied, ConfigRejected, ParentalStatus, PersonaSet, QuietHoursSet, SayRequested,
-                         StateChanged, StateRequest, UsageLimitSet, VolumeSet)
+                         StateChanged, StateRequest, UpdateProgress, UpdateRequested, UsageLimitSet,
+                         VolumeSet)
 from toyd.mqtt.bridge import MqttBridge, wait_event
 from toyd.quiet_hours import QuietHours
 
@@ -61,7 +62,7 @@ class MqttPlugin:
         self._choices_dirty = asyncio.Event()
         self._inbox: asyncio.Queue[tuple[str, str, bytes, bool]] = asyncio.Queue(INBOX_SIZE)
         self._events = app.bus.subscribe("mqtt", (StateChanged, ConfigApplied, ConfigRejected, VolumeSet, PersonaSet,
-                                                  ParentalStatus), maxsize=512)
+                                                  ParentalStatus, UpdateProgress), maxsize=512)
         self.bridge = MqttBridge(settings, client_id=settings.client_id or f"toyd-{app.device_id}",
                                  will_topic=f"{self.base}/status", subscriptions=self._topics,
                                  on_message=self._on_message, on_connected=self._on_connected)
@@ -213,6 +214,10 @@ class MqttPlugin:
                 else:
                     self.choices.persona = event.persona
                 self._choices_dirty.set()
+            elif isinstance(event, UpdateProgress):
+                self.bridge.publish_nowait(f"{self.base}/event/update", json.dumps(
+                    {"stage": event.stage, "percent": event.percent, "version": event.version, "error": event.error,
+                     "request_id": event.request_id, "device_id": app.device_id, "time": time.time()}), qos=1)
             elif isinstance(event, ConfigApplied) and not event.source.startswith("mqtt:"):
                 await self.config_push.rebase()
             elif isinstance(event, ConfigRejected) and not event.source.startswith("mqtt:") and not self.outbox.enabled:
@@ -285,6 +290,10 @@ class MqttPlugin:
                 raise CommandError(f"cmd/reload_config: {error}", rid)
         elif cmd.name == "status":
             return self.snapshot()
+        elif cmd.name == "update":  # the updater plugin reports on event/update
+            app.bus.publish(UpdateRequested(url=a["url"], sha256=a["sha256"].lower(), version=a.get("version", ""),
+                                            request_id=str(rid) if rid is not None else None))
+            return {"accepted": True}
         return None
 
     def _request(self, cmd: ParsedCommand, trigger: Trigger) -> None:

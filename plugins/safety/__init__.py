@@ -4,5 +4,12 @@ from .engine import Finding, SafetyEngine
 from .plugin import SafetyPlugin
 from .settings import ALWAYS_ALERT, BUILTIN_CATEGORIES, CategorySettings, SafetySettings
 
-__all__ = ["ALWAYS_ALERT", "BUILTIN_CATEGORIES", "CategorySettings", "Finding", "SafetyEngine", "SafetyPlugin",
-           "SafetySettings"]
+__all__ = [
+    "ALWAYS_ALERT",
+    "BUILTIN_CATEGORIES",
+    "CategorySettings",
+    "Finding",
+    "SafetyEngine",
+    "SafetyPlugin",
+    "SafetySettings",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -19,16 +20,24 @@ from .settings import BUILTIN_CATEGORIES, SafetySettings
 
 DESCRIPTION = textwrap.dedent(
     """\
-    Judge TEXT (or, without it, every line of standard input) with the local safety
-    filter and print one JSON verdict per line:
+    Judge TEXT (or, without it, every line of standard input) with the safety filter
+    and print one JSON verdict per line:
 
-      {"text": ..., "safe": true|false, "category": ..., "action": ..., "severity": ...,
-       "alert": ..., "match": ..., "redacted": [...], "replacement": ...}
+      {"text": ..., "safe": true|false, "category": ..., "action": ..., "score": ...,
+       "severity": ..., "alert": ..., "match": ..., "redacted": [...], "replacement": ...,
+       "layer": ..., ["judge": {...}], ["context": {...}]}
 
     "text" is what would be passed on (personal information replaced by [phone],
-    [email], [address], [school], [surname], [password]); "match" is the normalised
-    words that triggered the category; "replacement" is what the toy would say instead.
-    Categories: """ + ", ".join(BUILTIN_CATEGORIES) + "."
+    [email], [address], [school], [surname], [password]); "score" is the classifier's
+    probability that the text is unsafe (null without the classifier); "match" is the
+    normalised words that triggered a lexicon category; "layer" says which layer
+    decided (lexicon, classifier, judge, context); "replacement" is what the toy would
+    say instead. Categories: """
+    + ", ".join(BUILTIN_CATEGORIES)
+    + """.
+
+    "toyd safety train" rebuilds the classifier's weights from the corpus in
+    plugins/safety/data/ and prints its figures on the training and held-out lines."""
 )
 
 EPILOG = textwrap.dedent(
@@ -38,6 +47,8 @@ EPILOG = textwrap.dedent(
       toyd safety --speaker toy "Where do you live?"      judge a sentence of the toy's reply
       toyd safety -c /etc/toyd/cloud.yaml < phrases.txt   one verdict per line, with your config
       toyd safety --eval my_set.yaml                      precision/recall over a labelled set
+      toyd safety --conversation < chat.txt               lines are one session: context counts
+      toyd safety train                                   rebuild the classifier from the corpus
 
     tuning the filter (in the config's safety: section, then check again with -c):
       1. A harmless phrase is flagged: add it to categories.<name>.benign
@@ -59,13 +70,37 @@ EPILOG = textwrap.dedent(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``toyd safety``."""
     parser.epilog = EPILOG
-    parser.add_argument("text", nargs="*", metavar="TEXT", help="text to judge (default: read lines from stdin)")
-    parser.add_argument("-c", "--config", metavar="FILE", help="use the safety: section of this config file "
-                                                                "(default: built-in defaults)")
-    parser.add_argument("--speaker", choices=("child", "toy"), default="child",
-                        help="who says the text: the child (before the LLM) or the toy (a reply sentence)")
-    parser.add_argument("--eval", metavar="FILE", help="score a labelled set and print precision/recall per "
-                                                       "category and the texts judged wrongly")
+    parser.add_argument(
+        "text", nargs="*", metavar="TEXT", help="text to judge (default: read lines from stdin)"
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="use the safety: section of this config file (default: built-in defaults)",
+    )
+    parser.add_argument(
+        "--speaker",
+        choices=("child", "toy"),
+        default="child",
+        help="who says the text: the child (before the LLM) or the toy (a reply sentence)",
+    )
+    parser.add_argument(
+        "--eval",
+        metavar="FILE",
+        help="score a labelled set and print precision/recall per "
+        "category and the texts judged wrongly",
+    )
+    parser.add_argument(
+        "--conversation",
+        action="store_true",
+        help="treat the lines as one session, so the conversation context is scored too",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        help="with 'train': where to write the weights (default: the plugin's data/head.npz)",
+    )
 
 
 def load_settings(path: str) -> tuple[SafetySettings, Path]:
@@ -93,28 +128,66 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .engine import SafetyEngine
+    from .layers import SafetyFilter
 
     settings, base = load_settings(args.config) if args.config else (SafetySettings(), Path.cwd())
-    engine = SafetyEngine.build(settings, base)
+    if args.text == ["train"]:
+        # many small matrix products: BLAS threads only fight each other on a busy machine
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        return _train(settings, base, args.out)
+    safety = SafetyFilter.build(settings, base)
     if args.eval:
         from .evaluate import evaluate, load
 
-        report = evaluate(engine, load(args.eval))
+        report = evaluate(safety, load(args.eval))
         print(report.table())
         for sample, got in report.mistakes:
-            print(f"wrong: {sample.speaker} {sample.text!r}: expected {sample.label}, got {got or 'benign'}")
+            print(
+                f"wrong: {sample.speaker} {sample.text!r}: expected {sample.label}, got {got or 'benign'}"
+            )
         return 0
     if args.text:
         lines = [" ".join(args.text)]
     else:
         stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
         lines = (line.rstrip("\r\n") for line in stdin)
+    session = "cli" if args.conversation else None
     for line in lines:
         if line.strip():
-            print(json.dumps(engine.check(line, args.speaker).as_dict(), ensure_ascii=False), flush=True)
+            decision = safety.check(line, args.speaker, session=session)
+            print(json.dumps(decision.as_dict(), ensure_ascii=False), flush=True)
     return 0
 
 
-COMMAND = CliCommand("safety", "judge texts with the child-safety filter (one JSON verdict per line)",
-                     add_arguments=add_arguments, run=run, description=DESCRIPTION)
+def _train(settings: SafetySettings, base: Path, out: str | None) -> int:
+    """Rebuild the head from the corpus, then print its figures on both splits."""
+    from .classifier import HEAD, Embedder
+    from .corpus import heldout_lines
+    from .engine import SafetyEngine
+    from .evaluate import evaluate, from_lines
+    from .layers import SafetyFilter, load_classifier
+    from .train import train
+
+    target = Path(out) if out else HEAD
+    cfg = settings.classifier
+    print(f"embedding the corpus and training (this takes a few minutes) -> {target}", flush=True)
+    _, lines = train(target, Embedder(cfg.model_path, cfg.threads))
+    settings = dataclasses.replace(
+        settings, classifier=dataclasses.replace(cfg, enabled="on", head_path=str(target.resolve()))
+    )
+    safety = SafetyFilter(
+        SafetyEngine.build(settings, base), load_classifier(settings, base), settings
+    )
+    for name, split in (("training lines", lines), ("held-out lines", heldout_lines())):
+        print(f"\n{name} ({len(split)}):")
+        print(evaluate(safety, from_lines(split)).table())
+    return 0
+
+
+COMMAND = CliCommand(
+    "safety",
+    "judge texts with the child-safety filter (one JSON verdict per line)",
+    add_arguments=add_arguments,
+    run=run,
+    description=DESCRIPTION,
+)

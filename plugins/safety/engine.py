@@ -22,19 +22,34 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from toyd import pii
 from toyd.errors import ConfigError
 from toyd.turn import SafetyVerdict, Speaker
 
-from . import pii
-from .lexicon import SPEAKERS, CategorySource, CompiledCategory, Scanner, compile_category, read_builtin, read_file
+from .lexicon import (
+    SPEAKERS,
+    CategorySource,
+    CompiledCategory,
+    Scanner,
+    compile_category,
+    read_builtin,
+    read_file,
+)
 from .normalize import masked_matcher, normalize
 from .settings import ALWAYS_ALERT, BUILTIN_CATEGORIES, SafetySettings
 
 SEVERITY_RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
 ACTION_RANK = {"allow": 0, "redirect": 1, "block": 2}
+HANGUL = re.compile("[\uac00-\ud7a3]")
 NEGATION_WINDOW = 2  # words before a match that may negate it ("don't ever ...")
-PII_SEVERITY = {"phone": "medium", "email": "medium", "address": "medium", "password": "medium",
-                "school": "low", "surname": "low"}
+PII_SEVERITY = {
+    "phone": "medium",
+    "email": "medium",
+    "address": "medium",
+    "password": "medium",
+    "school": "low",
+    "surname": "low",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +63,17 @@ class Finding:
     def as_dict(self) -> dict[str, Any]:
         """The JSON line ``toyd safety`` prints: the four documented keys first."""
         v = self.verdict
-        return {"text": v.text, "safe": v.safe, "category": v.category, "action": v.action,
-                "severity": v.severity, "alert": v.alert, "match": self.match,
-                "redacted": list(self.redacted), "replacement": v.replacement}
+        return {
+            "text": v.text,
+            "safe": v.safe,
+            "category": v.category,
+            "action": v.action,
+            "severity": v.severity,
+            "alert": v.alert,
+            "match": self.match,
+            "redacted": list(self.redacted),
+            "replacement": v.replacement,
+        }
 
 
 def _overlapping(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
@@ -64,20 +87,33 @@ def _overlapping(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]
 class SafetyEngine:
     """Compiled categories and policy; :meth:`check` judges one text."""
 
-    def __init__(self, categories: Sequence[CompiledCategory], common: Mapping[str, Any],
-                 settings: SafetySettings, scanners: Mapping[str, Scanner], allowed: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        categories: Sequence[CompiledCategory],
+        common: Mapping[str, Any],
+        settings: SafetySettings,
+        scanners: Mapping[str, Scanner],
+        allowed: frozenset[str] = frozenset(),
+    ) -> None:
         self.categories = tuple(categories)
         self.allowed = allowed  # categories turned off by config
         self.scanners = scanners
         self.by_name = {c.name: c for c in self.categories}
         self.settings = settings
         self.negators = frozenset(normalize(" ".join(common["negators"])).split())
-        self.fantasy = re.compile(r"\b(?:" + "|".join(re.escape(normalize(w)) for w in common["fantasy"]) + r")[a-z]*\b")
+        self.fantasy = re.compile(
+            r"\b(?:" + "|".join(re.escape(normalize(w)) for w in common["fantasy"]) + r")[a-z]*\b"
+        )
         self.toy_lines = tuple(settings.toy_lines) or tuple(common["toy_lines"])
         self.default_lines = tuple(common["default_lines"])
+        self.korean_lines = {k: tuple(v) for k, v in (common.get("korean_lines") or {}).items()}
         pi = settings.categories.get("personal_info")
-        self.pii_action = (pi.action if pi and pi.action else common.get("personal_info_action", "allow"))
-        self.pii_lines = tuple(pi.lines) if pi and pi.lines else tuple(common["personal_info_lines"])
+        self.pii_action = (
+            pi.action if pi and pi.action else common.get("personal_info_action", "allow")
+        )
+        self.pii_lines = (
+            tuple(pi.lines) if pi and pi.lines else tuple(common["personal_info_lines"])
+        )
         # starred words are nearly always swearing: profanity's words are tried first
         ranked = sorted(self.categories, key=lambda c: c.name != "profanity")
         words = list(dict.fromkeys(w for c in ranked for w in c.words if w.isalpha()))
@@ -85,7 +121,9 @@ class SafetyEngine:
         self.known = frozenset(words)
 
     @classmethod
-    def build(cls, settings: SafetySettings | None = None, base_dir: Path | None = None) -> SafetyEngine:
+    def build(
+        cls, settings: SafetySettings | None = None, base_dir: Path | None = None
+    ) -> SafetyEngine:
         """Read the built-in lexicon, the maker's word lists and config; compile (blocking I/O)."""
         settings = settings or SafetySettings()
         sources, common = read_builtin()
@@ -96,9 +134,13 @@ class SafetyEngine:
             if name == "personal_info":
                 continue  # found by the redactor, not by words
             if name not in sources and not (cat.words or cat.patterns):
-                raise ConfigError(f"unknown category {name!r}", path=f"safety.categories.{name}",
-                                  hint="built-in: " + ", ".join(BUILTIN_CATEGORIES)
-                                  + "; a new category needs words or patterns")
+                raise ConfigError(
+                    f"unknown category {name!r}",
+                    path=f"safety.categories.{name}",
+                    hint="built-in: "
+                    + ", ".join(BUILTIN_CATEGORIES)
+                    + "; a new category needs words or patterns",
+                )
             src = sources.setdefault(name, CategorySource(name))
             if cat.action:
                 src.action = cat.action
@@ -111,7 +153,9 @@ class SafetyEngine:
             if name in sources:
                 sources[name].always_alert = True
                 if sources[name].action == "allow":
-                    raise ConfigError(f"the {name} category cannot be allowed", path=f"safety.categories.{name}")
+                    raise ConfigError(
+                        f"the {name} category cannot be allowed", path=f"safety.categories.{name}"
+                    )
         order = {n: i for i, n in enumerate(BUILTIN_CATEGORIES)}
         ordered = sorted(sources.values(), key=lambda s: (order.get(s.name, len(order)), s.name))
         # an allowed category is off: its words are not even scanned for
@@ -135,7 +179,9 @@ class SafetyEngine:
             for m in _overlapping(regex, norm):
                 for index, severity in scanner.hits.get(m.lastgroup or "", ()):
                     cat = self.categories[index]
-                    if self._benign(cat, norm, m.start(), m.end()) or self._negated(cat, norm, m.start()):
+                    if self._benign(cat, norm, m.start(), m.end()) or self._negated(
+                        cat, norm, m.start()
+                    ):
                         continue
                     if cat.fantasy and severity != "high":
                         fantasy = bool(self.fantasy.search(norm)) if fantasy is None else fantasy
@@ -147,13 +193,34 @@ class SafetyEngine:
                         best = (rank, cat, severity, m.group())
         if best is not None:
             _, cat, severity, matched = best
-            return Finding(self._verdict(cat.name, self._action(cat, severity), severity, red.text, speaker,
-                                         key, cat.lines, cat.always_alert), matched, red.kinds)
+            return Finding(
+                self._verdict(
+                    cat.name,
+                    self._action(cat, severity),
+                    severity,
+                    red.text,
+                    speaker,
+                    key,
+                    cat.lines,
+                    cat.always_alert,
+                ),
+                matched,
+                red.kinds,
+            )
         if red.kinds:
-            severity = max((PII_SEVERITY.get(k, "low") for k in red.kinds), key=SEVERITY_RANK.__getitem__)
-            action = "redirect" if speaker == "toy" and self.pii_action == "allow" else self.pii_action
-            return Finding(self._verdict("personal_info", action, severity, red.text, speaker, key,
-                                         self.pii_lines, False), None, red.kinds)
+            severity = max(
+                (PII_SEVERITY.get(k, "low") for k in red.kinds), key=SEVERITY_RANK.__getitem__
+            )
+            action = (
+                "redirect" if speaker == "toy" and self.pii_action == "allow" else self.pii_action
+            )
+            return Finding(
+                self._verdict(
+                    "personal_info", action, severity, red.text, speaker, key, self.pii_lines, False
+                ),
+                None,
+                red.kinds,
+            )
         return Finding(SafetyVerdict(safe=True, text=red.text))
 
     def _benign(self, cat: CompiledCategory, norm: str, start: int, end: int) -> bool:
@@ -172,27 +239,67 @@ class SafetyEngine:
             action = "block"
         return action
 
-    def verdict_for(self, category: str, severity: str, text: str, speaker: Speaker,
-                    key: str = "") -> SafetyVerdict | None:
+    def verdict_for(
+        self, category: str, severity: str, text: str, speaker: Speaker, key: str = ""
+    ) -> SafetyVerdict | None:
         """A verdict for a category found elsewhere (a moderation API) under this policy; None if allowed."""
         cat = self.by_name.get(category)
+        if category == "personal_info":  # seen but not redactable: keep it from the LLM
+            return self._verdict(
+                category, "redirect", severity, text, speaker, key, self.pii_lines, False
+            )
         if category in self.allowed:
             return None
         if cat is None:
-            return self._verdict(category, "block" if severity == "high" else "redirect", severity, text, speaker,
-                                 key, (), category in ALWAYS_ALERT)
+            return self._verdict(
+                category,
+                "block" if severity == "high" else "redirect",
+                severity,
+                text,
+                speaker,
+                key,
+                (),
+                category in ALWAYS_ALERT,
+            )
         action = self._action(cat, severity)
         if action == "allow":
             return None
-        return self._verdict(category, action, severity, text, speaker, key, cat.lines, cat.always_alert)
+        return self._verdict(
+            category, action, severity, text, speaker, key, cat.lines, cat.always_alert
+        )
 
-    def _verdict(self, category: str, action: str, severity: str, text: str, speaker: Speaker, key: str,
-                 lines: Sequence[str], always_alert: bool) -> SafetyVerdict:
-        alert = always_alert or (action == "block" and (speaker == "child" or self.settings.alert_toy_blocks))
+    def redirect(self, category: str, text: str, speaker: Speaker, key: str = "") -> SafetyVerdict:
+        """A gentle change of subject with no alert (a text that could not be checked)."""
+        return self._verdict(category, "redirect", "none", text, speaker, key, (), False)
+
+    def _verdict(
+        self,
+        category: str,
+        action: str,
+        severity: str,
+        text: str,
+        speaker: Speaker,
+        key: str,
+        lines: Sequence[str],
+        always_alert: bool,
+    ) -> SafetyVerdict:
+        alert = always_alert or (
+            action == "block" and (speaker == "child" or self.settings.alert_toy_blocks)
+        )
         replacement = None
         if action != "allow":
             # the toy's own sentence is replaced by a neutral line; the child gets the category's line
             pool = self.toy_lines if speaker == "toy" else (lines or self.default_lines)
+            if HANGUL.search(text) and self.korean_lines:  # a Korean child hears Korean
+                ko = self.korean_lines
+                pool = ko["toy"] if speaker == "toy" else ko.get(category, ko["default"])
             replacement = pool[zlib.crc32(f"{key}\0{text}".encode()) % len(pool)]
-        return SafetyVerdict(safe=action == "allow", action=action, category=category,  # type: ignore[arg-type]
-                             severity=severity, text=text, replacement=replacement, alert=alert)  # type: ignore[arg-type]
+        return SafetyVerdict(
+            safe=action == "allow",
+            action=action,
+            category=category,  # type: ignore[arg-type]
+            severity=severity,
+            text=text,
+            replacement=replacement,
+            alert=alert,
+        )  # type: ignore[arg-type]

@@ -19,15 +19,28 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from toyd.errors import ConfigError
 
-from .engine import SafetyEngine
+from .corpus import Line
 
 BENIGN = "benign"
+
+
+class Judged(Protocol):
+    """What :func:`evaluate` needs of a result: its verdict."""
+
+    @property
+    def verdict(self) -> Any: ...
+
+
+class Checker(Protocol):
+    """The lexicon engine or the whole layered filter."""
+
+    def check(self, text: str, speaker: Any = "child", key: str = "") -> Judged: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +50,7 @@ class Sample:
     text: str
     speaker: str
     label: str
+    lang: str = "en"
 
 
 @dataclasses.dataclass
@@ -67,11 +81,16 @@ class Report:
 
     def table(self) -> str:
         """A fixed-width table, one row per category plus the overall row."""
-        rows = [f"{'category':<24} {'n':>4} {'tp':>4} {'fp':>4} {'fn':>4} {'precision':>9} {'recall':>7}"]
+        rows = [
+            f"{'category':<24} {'n':>4} {'tp':>4} {'fp':>4} {'fn':>4} {'precision':>9} {'recall':>7}"
+        ]
         for name, s in sorted(self.categories.items()):
-            rows.append(f"{name:<24} {s.tp + s.fn:>4} {s.tp:>4} {s.fp:>4} {s.fn:>4} {s.precision:>9.3f} {s.recall:>7.3f}")
+            rows.append(
+                f"{name:<24} {s.tp + s.fn:>4} {s.tp:>4} {s.fp:>4} {s.fn:>4} {s.precision:>9.3f} {s.recall:>7.3f}"
+            )
         o = self.overall
-        rows.append(f"{'overall (flagged)':<24} {o.tp + o.fn:>4} {o.tp:>4} {o.fp:>4} {o.fn:>4} {o.precision:>9.3f} {o.recall:>7.3f}")
+        counts = f"{o.tp + o.fn:>4} {o.tp:>4} {o.fp:>4} {o.fn:>4}"
+        rows.append(f"{'overall (flagged)':<24} {counts} {o.precision:>9.3f} {o.recall:>7.3f}")
         return "\n".join(rows)
 
 
@@ -82,7 +101,9 @@ def load(path: str | Path) -> list[Sample]:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read evaluation set: {exc}", source=str(path)) from None
     if not isinstance(data, Mapping):
-        raise ConfigError("an evaluation set is a mapping with 'unsafe' and 'benign'", source=str(path))
+        raise ConfigError(
+            "an evaluation set is a mapping with 'unsafe' and 'benign'", source=str(path)
+        )
     samples = []
     for category, by_speaker in (data.get("unsafe") or {}).items():
         samples.extend(_speakers(by_speaker, category, str(path)))
@@ -95,12 +116,19 @@ def _speakers(by_speaker: Any, label: str, source: str) -> Iterable[Sample]:
         raise ConfigError(f"{label}: expected child: [...] and/or toy: [...]", source=source)
     for speaker, texts in by_speaker.items():
         if speaker not in ("child", "toy"):
-            raise ConfigError(f"{label}: unknown speaker {speaker!r}", source=source, hint="child or toy")
+            raise ConfigError(
+                f"{label}: unknown speaker {speaker!r}", source=source, hint="child or toy"
+            )
         for text in texts or []:
             yield Sample(str(text), speaker, label)
 
 
-def evaluate(engine: SafetyEngine, samples: Iterable[Sample]) -> Report:
+def from_lines(lines: Iterable[Line]) -> list[Sample]:
+    """Corpus lines as evaluation samples."""
+    return [Sample(line.text, line.speaker, line.label, line.lang) for line in lines]
+
+
+def evaluate(engine: Checker, samples: Iterable[Sample]) -> Report:
     """Judge every sample and count per category and overall."""
     cats: dict[str, Score] = {}
     overall = Score()

@@ -52,12 +52,16 @@ class CategorySource:
     negatable: bool = False
     fantasy: bool = False
     always_alert: bool = False
-    terms: dict[tuple[str, str], list[str]] = dataclasses.field(default_factory=dict)  # (speaker, severity)
+    terms: dict[tuple[str, str], list[str]] = dataclasses.field(
+        default_factory=dict
+    )  # (speaker, severity)
     patterns: dict[tuple[str, str], list[str]] = dataclasses.field(default_factory=dict)
     benign: list[str] = dataclasses.field(default_factory=list)
     lines: list[str] = dataclasses.field(default_factory=list)
 
-    def add_terms(self, speakers: Iterable[str], severity: str, words: Iterable[str], *, raw: bool = False) -> None:
+    def add_terms(
+        self, speakers: Iterable[str], severity: str, words: Iterable[str], *, raw: bool = False
+    ) -> None:
         """Add words (or raw regexes) for some speakers at one severity."""
         target, words = (self.patterns if raw else self.terms), list(words)
         for speaker in speakers:
@@ -147,7 +151,7 @@ def _combine(named: list[str]) -> re.Pattern[str] | None:
     """
     hoisted, rest = [], []
     for item in named:
-        body = item[item.index(">") + 1:-1]  # inside (?P<name>...)
+        body = item[item.index(">") + 1 : -1]  # inside (?P<name>...)
         at_word_start = all(alt.startswith(r"\b") for alt in _top_level_alternatives(body))
         (hoisted if at_word_start else rest).append(item)
     alts = ([r"\b(?:" + "|".join(hoisted) + ")"] if hoisted else []) + rest
@@ -164,7 +168,9 @@ class Scanner:
 
     terms: re.Pattern[str] | None
     patterns: re.Pattern[str] | None
-    hits: Mapping[str, tuple[tuple[int, str], ...]]  # group name → ((category index, severity), ...)
+    hits: Mapping[
+        str, tuple[tuple[int, str], ...]
+    ]  # group name → ((category index, severity), ...)
 
     @classmethod
     def build(cls, sources: Sequence[CategorySource], speaker: str) -> Scanner:
@@ -184,7 +190,11 @@ class Scanner:
                     patterns.append(f"(?P<{name}>{pattern})")
                     hits[name] = [(index, severity)]
         trie = _trie(names.items())
-        return cls(re.compile(trie) if trie else None, _combine(patterns), {k: tuple(v) for k, v in hits.items()})
+        return cls(
+            re.compile(trie) if trie else None,
+            _combine(patterns),
+            {k: tuple(v) for k, v in hits.items()},
+        )
 
 
 def _as_list(value: Any, source: str, key: str) -> list[str]:
@@ -203,15 +213,35 @@ def _by_severity(value: Any, source: str, key: str, default: str) -> dict[str, l
         out = {}
         for severity, words in value.items():
             if severity not in SEVERITIES:
-                raise ConfigError(f"unknown severity {severity!r}", source=source, path=f"{key}.{severity}",
-                                  hint="low, medium or high")
+                raise ConfigError(
+                    f"unknown severity {severity!r}",
+                    source=source,
+                    path=f"{key}.{severity}",
+                    hint="low, medium or high",
+                )
             out[severity] = _as_list(words, source, f"{key}.{severity}")
         return out
     return {default: _as_list(value, source, key)}
 
 
-FILE_KEYS = frozenset({"category", "action", "severity", "negatable", "fantasy", "always_alert", "terms",
-                       "toy_terms", "child_terms", "patterns", "toy_patterns", "child_patterns", "benign", "lines"})
+FILE_KEYS = frozenset(
+    {
+        "category",
+        "action",
+        "severity",
+        "negatable",
+        "fantasy",
+        "always_alert",
+        "terms",
+        "toy_terms",
+        "child_terms",
+        "patterns",
+        "toy_patterns",
+        "child_patterns",
+        "benign",
+        "lines",
+    }
+)
 
 
 def read_file(path: Path, into: dict[str, CategorySource]) -> None:
@@ -223,20 +253,36 @@ def read_file(path: Path, into: dict[str, CategorySource]) -> None:
         raise ConfigError(f"cannot read word list: {exc.strerror}", source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"YAML syntax error: {getattr(exc, 'problem', exc)}", source=source,
-                          line=mark.line + 1 if mark else None) from None
+        raise ConfigError(
+            f"YAML syntax error: {getattr(exc, 'problem', exc)}",
+            source=source,
+            line=mark.line + 1 if mark else None,
+        ) from None
     if not isinstance(data, Mapping) or not isinstance(data.get("category"), str):
-        raise ConfigError("a word list is a mapping with a 'category' name", source=source,
-                          hint="start the file with 'category: <name>'")
+        raise ConfigError(
+            "a word list is a mapping with a 'category' name",
+            source=source,
+            hint="start the file with 'category: <name>'",
+        )
     unknown = set(data) - FILE_KEYS
     if unknown:
-        raise ConfigError(f"unknown key {sorted(unknown)[0]!r}", source=source, hint="keys: " + ", ".join(sorted(FILE_KEYS)))
+        raise ConfigError(
+            f"unknown key {sorted(unknown)[0]!r}",
+            source=source,
+            hint="keys: " + ", ".join(sorted(FILE_KEYS)),
+        )
     name = data["category"]
     cat = into.setdefault(name, CategorySource(name))
     if "action" in data:
         if data["action"] not in ACTIONS:
-            raise ConfigError("not an allowed action", source=source, path="action", value=data["action"],
-                              has_value=True, hint="allow, redirect or block")
+            raise ConfigError(
+                "not an allowed action",
+                source=source,
+                path="action",
+                value=data["action"],
+                has_value=True,
+                hint="allow, redirect or block",
+            )
         cat.action = data["action"]
     for flag in ("negatable", "fantasy", "always_alert"):
         if flag in data:
@@ -258,8 +304,9 @@ def _check_regex(pattern: str, source: str, key: str) -> None:
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise ConfigError(f"bad regular expression: {exc}", source=source, path=key, value=pattern,
-                          has_value=True) from None
+        raise ConfigError(
+            f"bad regular expression: {exc}", source=source, path=key, value=pattern, has_value=True
+        ) from None
 
 
 def read_builtin() -> tuple[dict[str, CategorySource], dict[str, Any]]:
@@ -291,9 +338,18 @@ def compile_category(src: CategorySource) -> CompiledCategory:
     benign = [f"(?:{b[3:]})" for b in src.benign if b.startswith("re:")]
     plain = trie_regex(b for b in src.benign if not b.startswith("re:"))
     benign += [plain] if plain else []
-    words = tuple(dict.fromkeys(t.rstrip("*") for terms in src.terms.values() for t in terms if " " not in t.strip()))
+    words = tuple(
+        dict.fromkeys(
+            t.rstrip("*") for terms in src.terms.values() for t in terms if " " not in t.strip()
+        )
+    )
     return CompiledCategory(
-        name=src.name, action=src.action, negatable=src.negatable, fantasy=src.fantasy,
-        always_alert=src.always_alert, benign=re.compile("|".join(benign)) if benign else None,
-        lines=tuple(src.lines), words=words,
+        name=src.name,
+        action=src.action,
+        negatable=src.negatable,
+        fantasy=src.fantasy,
+        always_alert=src.always_alert,
+        benign=re.compile("|".join(benign)) if benign else None,
+        lines=tuple(src.lines),
+        words=words,
     )

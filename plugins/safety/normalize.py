@@ -16,17 +16,61 @@ import unicodedata
 from collections.abc import Callable
 
 # Letters from other scripts that look like Latin ones (Cyrillic, Greek, a few symbols).
-HOMOGLYPHS = str.maketrans({
-    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
-    "с": "c", "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d",
-    "ɡ": "g", "ո": "n", "ս": "u", "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k",
-    "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ı": "i", "ł": "l", "ø": "o",
-    "đ": "d", "ß": "ss", "æ": "ae", "œ": "oe", "þ": "th", "ð": "d",
-    "’": "'", "‘": "'", "ʼ": "'", "`": "'",
-})
+HOMOGLYPHS = str.maketrans(
+    {
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "ё": "e",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "т": "t",
+        "у": "y",
+        "х": "x",
+        "і": "i",
+        "ї": "i",
+        "ј": "j",
+        "ѕ": "s",
+        "ԁ": "d",
+        "ɡ": "g",
+        "ո": "n",
+        "ս": "u",
+        "α": "a",
+        "β": "b",
+        "ε": "e",
+        "η": "n",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "ı": "i",
+        "ł": "l",
+        "ø": "o",
+        "đ": "d",
+        "ß": "ss",
+        "æ": "ae",
+        "œ": "oe",
+        "þ": "th",
+        "ð": "d",
+        "’": "'",
+        "‘": "'",
+        "ʼ": "'",
+        "`": "'",
+    }
+)
 
 # Leetspeak, applied only inside a token that also has letters (so "555 1234" stays digits).
-LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
+LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
+)
 LEET_CHARS = frozenset("013457@$!")
 
 # A token: letters/digits plus the symbols that leetspeak and starring use inside words.
@@ -34,9 +78,24 @@ TOKEN = re.compile(r"[a-z0-9@$!*']+")
 HAS_LETTER = re.compile(r"[a-z]")
 SPELLED_MIN = 3  # "f u c k": a run of at least this many single letters is joined
 # Text speak and contractions children type or speech recognisers write, to one spelling.
-TEXT_SPEAK = {"u": "you", "r": "are", "ur": "your", "ya": "you", "yu": "you", "wanna": "want to",
-              "gonna": "going to", "gotta": "got to", "lemme": "let me", "gimme": "give me", "luv": "love",
-              "pls": "please", "plz": "please", "cuz": "because", "bc": "because", "ppl": "people"}
+TEXT_SPEAK = {
+    "u": "you",
+    "r": "are",
+    "ur": "your",
+    "ya": "you",
+    "yu": "you",
+    "wanna": "want to",
+    "gonna": "going to",
+    "gotta": "got to",
+    "lemme": "let me",
+    "gimme": "give me",
+    "luv": "love",
+    "pls": "please",
+    "plz": "please",
+    "cuz": "because",
+    "bc": "because",
+    "ppl": "people",
+}
 
 Resolver = Callable[[str], str | None]
 
@@ -56,7 +115,7 @@ def _token(raw: str, resolve_masked: Resolver | None) -> str:
     # letters ("@ss", "a$$"); trailing stars may hide letters ("f***"), which the resolver checks
     word = raw.replace("'", "").lstrip("*!")
     body = word.rstrip("*!")
-    tail = word[len(body):].rstrip("!")  # "f***!": the stars stay, the "!" goes
+    tail = word[len(body) :].rstrip("!")  # "f***!": the stars stay, the "!" goes
     word = body if "!" in tail else body + tail  # "hello!**": punctuation then markdown
     if not word:
         return ""
@@ -68,7 +127,9 @@ def _token(raw: str, resolve_masked: Resolver | None) -> str:
     return word if HAS_LETTER.search(word) or word.isdigit() else ""
 
 
-def normalize(text: str, resolve_masked: Resolver | None = None, known: frozenset[str] = frozenset()) -> str:
+def normalize(
+    text: str, resolve_masked: Resolver | None = None, known: frozenset[str] = frozenset()
+) -> str:
     """The canonical form the lexicon patterns are written against.
 
     ``known`` (the lexicon's words) helps split a spelled-out run that starts with

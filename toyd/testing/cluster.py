@@ -37,10 +37,6 @@ def render_haproxy(template: str, front_port: int, gateway_ports: list[int], adm
     text = re.sub(r"(?m)^(\s*bind )127\.0\.0\.1:\d+", rf"\g<1>127.0.0.1:{front_port}", template)
     text = re.sub(r"(?m)^\s*stats socket \S+", f"    stats socket {admin_socket}", text)
     text = re.sub(r"(?m)^\s*log stdout.*\n", "", text)
-    # two descriptors a proxied connection: stay inside this machine's file limit
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    limit = hard if hard != resource.RLIM_INFINITY else 1_000_000
-    text = re.sub(r"(?m)^(\s*maxconn )\d+", rf"\g<1>{max(100, (limit - 100) // 2)}", text)
     servers = "".join(f"    server gw{i + 1} 127.0.0.1:{port} check\n" for i, port in enumerate(gateway_ports))
     text = re.sub(r"(?m)(^\s*server gw\d+ .*\n)+", servers, text)
     return text
@@ -72,6 +68,10 @@ def start_haproxy(config: str, root: Path, port: int, timeout: float = 20.0) -> 
     binary = haproxy_binary()
     if binary is None:
         raise RuntimeError("haproxy is not installed (apt-get install haproxy)")
+    # two descriptors a proxied connection: the global maxconn must fit this machine's file limit
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = hard if hard != resource.RLIM_INFINITY else 1_000_000
+    config = re.sub(r"(?m)^(global\n(?:\s+.*\n)*?\s*maxconn )\d+", rf"\g<1>{max(100, (limit - 100) // 2)}", config)
     path = root / f"haproxy-{port}.cfg"
     path.write_text(config)
     log = open(root / f"haproxy-{port}.log", "ab")  # noqa: SIM115 - handed to the child
