@@ -22,8 +22,8 @@ from pathlib import Path
 from toyd import PluginDeclaration, hookimpl, setting
 from toyd.errors import ToydError
 from toyd.plugin import CliCommand
-from toyd_plugins.mqtt.bridge import MqttBridge
-from toyd_plugins.mqtt.settings import BrokerSettings
+from toyd.mqtt.bridge import MqttBridge
+from toyd.mqtt import BrokerSettings
 
 log = logging.getLogger(__name__)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
