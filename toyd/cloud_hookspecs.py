@@ -133,6 +133,7 @@ def toyd_chat(turn: Turn, messages: list[dict[str, str]], max_tokens: int) -> As
     """
 
 
+@hookspec(firstresult=True)
 def toyd_authenticate(device_id: str, token: str) -> bool | None | Awaitable[bool | None]:
     """Is ``token`` a valid credential of toy ``device_id``? (the gateway asks on connect)
 
