@@ -7,22 +7,27 @@ the toy's clock (from the end of the utterance to the first decoded reply frame)
 "overhead" is that minus the time spent inside the AI backends on the way (STT, safety,
 LLM to its first sentence, TTS to its first audio): transport, Opus, bus, scheduling.
 
-Run: python bench/bench_turn.py [--turns 20] [--first-token-ms 50]
+``--local-llm`` replaces the stand-in by the local language model (llm_local: SmolLM2-135M
+in the cloud process, the demo's persona limits): the whole chain with no network.
+
+Run: python bench/bench_turn.py [--turns 20] [--first-token-ms 50] [--local-llm]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/bench_turn.py` finds bench.table
 from bench.table import print_table  # noqa: E402
-
 from toyd.registry import Registry
 from toyd.testing import espeak_pcm
 from toyd.testing.standin import StandIn
@@ -31,6 +36,9 @@ from toyd_plugins.demo.loopback import Loopback
 QUESTIONS = ("tell me a story about a dragon", "what is your name", "tell me a long story", "do you like elephants",
              "I want to play with a gun")
 GOALS = {"end_of_speech_to_first_audio": ("p50", 700.0), "overhead": ("p95", 50.0)}
+# the llm section of `toyd demo`, for --local-llm
+DEMO_LLM = yaml.safe_load((Path(__file__).resolve().parent.parent / "plugins" / "demo" / "demo_cloud.yaml")
+                          .read_text(encoding="utf-8"))["llm"]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -39,19 +47,22 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-async def run(turns: int, first_token_ms: float, cpu_threads: int) -> dict[str, list[float]]:
+async def run(turns: int, first_token_ms: float, cpu_threads: int, local_llm: bool = False) -> dict[str, list[float]]:
     """Run the turns; returns the milliseconds per stage."""
     speech = {q: espeak_pcm(q) for q in QUESTIONS}
     samples: dict[str, list[float]] = {}
     plugins = ["gateway", "stt_whisper", "llm", "tts_espeak"]
     if "safety" in Registry().names():
         plugins.insert(2, "safety")
+    if local_llm:
+        plugins.insert(plugins.index("llm"), "llm_local")
     async with StandIn() as llm:
         llm.default.reply = "Hello! I am Pip, your friend."
         llm.default.first_token_delay = first_token_ms / 1000
-        cloud = {"role": "cloud", "plugins": plugins, "log_level": "error",
-                 "stt_whisper": {"cpu_threads": cpu_threads},
-                 "llm": {"base_url": llm.url + "/v1", "model": "stand-in", "memory": True}}
+        brain = ({**DEMO_LLM, "memory": True} if local_llm else
+                 {"base_url": llm.url + "/v1", "model": "stand-in", "memory": True})
+        cloud = {"role": "cloud", "plugins": plugins, "log_level": "error", "startup_timeout": 120,
+                 "stt_whisper": {"cpu_threads": cpu_threads}, "llm": brain}
         toy = {"role": "device", "device_id": "bench-toy", "plugins": ["cloudlink"], "log_level": "error",
                "cloudlink": {"reply_timeout": 30, "language": "en"}}
         with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmp:
@@ -74,13 +85,17 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--first-token-ms", type=float, default=50.0)
     parser.add_argument("--cpu-threads", type=int, default=2, help="Whisper threads (this machine has 2 cores)")
+    parser.add_argument("--local-llm", action="store_true", help="the local language model (llm_local) "
+                                                                  "instead of the stand-in")
     args = parser.parse_args()
     started = time.monotonic()
-    samples = asyncio.run(run(args.turns, args.first_token_ms, args.cpu_threads))
+    load = os.getloadavg()[0]
+    samples = asyncio.run(run(args.turns, args.first_token_ms, args.cpu_threads, args.local_llm))
     rows = ("stt", "safety_check", "llm_first_token", "llm_first_sentence", "tts_first_audio",
             "end_of_speech_to_first_audio", "overhead")
-    print(f"bench_turn: {args.turns} turns, Whisper tiny.en int8 ({args.cpu_threads} threads), LLM stand-in "
-          f"{args.first_token_ms:g} ms first token, espeak-ng; {time.monotonic() - started:.0f} s")
+    brain = "local SmolLM2-135M (llm_local)" if args.local_llm else f"LLM stand-in {args.first_token_ms:g} ms first token"
+    print(f"bench_turn: {args.turns} turns, Whisper tiny.en int8 ({args.cpu_threads} threads), {brain}, espeak-ng; "
+          f"{time.monotonic() - started:.0f} s; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
     table = []
     for key in rows:
         values = samples.get(key, [])

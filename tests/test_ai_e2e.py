@@ -21,7 +21,7 @@ def words(text: str) -> str:
 
 
 def configs(llm_url: str, plugins: tuple[str, ...] = (), **llm: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    cloud = {"role": "cloud", "plugins": ["gateway", "stt_whisper", *plugins, "llm", "tts_espeak"],
+    cloud = {"role": "cloud", "plugins": ["gateway", "stt_whisper", *plugins, "llm", "tts_espeak"], "startup_timeout": 60,
              "gateway": {"stage_timeout": 20, "max_listen_seconds": 20},
              "stt_whisper": {"cpu_threads": 2},
              "llm": {"base_url": llm_url, "model": "stand-in", "memory": False, **llm}}

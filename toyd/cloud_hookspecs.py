@@ -1,8 +1,8 @@
 """Cloud-role hooks: the AI chain a gateway drives for each turn.
 
 Order per turn: ``toyd_transcribe`` → ``toyd_check_text(speaker="child")`` →
-``toyd_reply`` (streamed) → per sentence ``toyd_check_text(speaker="toy")`` →
-``toyd_synthesize`` (streamed). Each is first-result: the host awaits
+``toyd_reply`` (streamed; it may ask ``toyd_chat`` for a local model's tokens) → per
+sentence ``toyd_check_text(speaker="toy")`` → ``toyd_synthesize`` (streamed). Each is first-result: the host awaits
 implementations last-registered first and takes the first that is not None, so a
 plugin can decline (return None) and let the next one answer. All take keyword
 arguments; all may be async. Cancellation (barge-in) arrives as ``CancelledError``
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .markers import hookspec
 
 if TYPE_CHECKING:
-    from .turn import SafetyVerdict, Speaker, Transcription, Turn
+    from .turn import SafetyVerdict, Speaker, SpeechStream, Transcription, Turn
 
 
 @hookspec(firstresult=True)
@@ -34,6 +34,25 @@ def toyd_transcribe(turn: Turn, pcm: bytes, sample_rate: int) -> Transcription |
         async def toyd_transcribe(self, turn, pcm, sample_rate):
             text = await asyncio.to_thread(self.model.transcribe, pcm)
             return Transcription(text=text, language="en")
+    """
+
+
+@hookspec(firstresult=True)
+def toyd_transcribe_stream(turn: Turn, sample_rate: int) -> SpeechStream | None | Awaitable[SpeechStream | None]:
+    """A transcription to feed while the child is still talking (the gateway asks at listen start).
+
+    Contract: first result; None to decline (the gateway then calls ``toyd_transcribe``
+    with the whole utterance at the end). The answer has ``feed(pcm: bytes)`` (mono int16
+    at ``sample_rate``, called for every uplink frame: cheap, never blocking), an optional
+    ``stable`` text (words that will not change; sent to the toy as an interim ``stt``),
+    ``async result() -> Transcription`` at the end of speech, and ``async aclose()`` for an
+    abort or barge-in.
+
+    Example::
+
+        @hookimpl
+        def toyd_transcribe_stream(self, turn, sample_rate):
+            return self.recogniser.open(turn.language, sample_rate)
     """
 
 
@@ -93,6 +112,23 @@ def toyd_reply(turn: Turn, text: str) -> AsyncIterator[str] | None:
                 yield "Hello! "
                 yield "I am a dragon."
             return stream()
+    """
+
+
+@hookspec(firstresult=True)
+def toyd_chat(turn: Turn, messages: list[dict[str, str]], max_tokens: int) -> AsyncIterator[str] | None:
+    """Stream a chat completion of OpenAI-style ``messages`` from a model in this process.
+
+    Contract: first result; return an async iterator of text deltas, or None when no
+    model is loaded. The caller (the ``llm`` plugin) owns the persona, memory, cleaning
+    and limits; this hook only generates. Closing the iterator stops the generation at
+    the next token (barge-in). Generation runs off the event loop.
+
+    Example::
+
+        @hookimpl
+        def toyd_chat(self, turn, messages, max_tokens):
+            return self.model.stream(messages, max_tokens=max_tokens)
     """
 
 

@@ -465,3 +465,17 @@ class TextChecked(Event):
     severity: str = "none"
     replacement: str | None = None
     filtered: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReplySource(Event):
+    """Which brain answered a turn (cloud bus: logs, the demo's output).
+
+    ``kind`` is ``local`` (a model in this process), ``remote`` (an HTTP endpoint) or
+    ``rules`` (the offline responder, not a language model); ``name`` says which one.
+    """
+
+    device_id: str = ""
+    turn_id: str = ""
+    kind: str = "rules"
+    name: str = ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, Protocol
 
 Speaker = Literal["child", "toy"]
 Action = Literal["allow", "redirect", "block"]
@@ -51,3 +51,16 @@ class SafetyVerdict:
     text: str = ""
     replacement: str | None = None
     alert: bool = False
+
+
+class SpeechStream(Protocol):
+    """An utterance transcribed while it is still being spoken (``toyd_transcribe_stream``)."""
+
+    def feed(self, pcm: bytes) -> None:
+        """More mono int16 audio; cheap, never blocks."""
+
+    async def result(self) -> Transcription:
+        """The final transcript, at the end of speech."""
+
+    async def aclose(self) -> None:
+        """Drop the utterance (abort, barge-in)."""

