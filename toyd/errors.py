@@ -107,6 +107,10 @@ class AudioError(ToydError):
     """An audio device could not be opened or used."""
 
 
+class GpioError(ToydError):
+    """No usable GPIO: not a Raspberry Pi, missing pin library, or a pin taken or missing."""
+
+
 class AudioFileError(AudioError):
     """An audio file is missing, unreadable or not a format toyd can convert."""
 

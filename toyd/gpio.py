@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .errors import ToydError
+from .errors import GpioError
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,6 @@ _lock = threading.Lock()
 _users = 0
 _previous: Any = None
 _factory: Any = None
-
-
-class GpioError(ToydError):
-    """No usable GPIO: not a Raspberry Pi, missing pin library, or a pin taken or missing."""
 
 
 def acquire(simulate: bool) -> Any:

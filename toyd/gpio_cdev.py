@@ -30,7 +30,7 @@ from gpiozero.exc import (PinFixedPull, PinInvalidBounce, PinInvalidFunction, Pi
 from gpiozero.pins.local import get_pi_revision
 from gpiozero.pins.pi import PiFactory, PiPin
 
-from .gpio import GpioError
+from .errors import GpioError
 
 log = logging.getLogger(__name__)
 
