@@ -16,7 +16,9 @@ def main(argv: list[str]) -> int:
     for name in names:
         script = HERE / f"bench_{name}.py"
         if not script.exists():
-            print(f"no benchmark named {name!r}; have: {', '.join(p.stem[6:] for p in HERE.glob('bench_*.py'))}")
+            print(
+                f"no benchmark named {name!r}; have: {', '.join(p.stem[6:] for p in HERE.glob('bench_*.py'))}"
+            )
             return 2
         print(f"\n== {name} ==", flush=True)
         started = time.monotonic()

@@ -45,18 +45,35 @@ def parse(text: str) -> dict[str, dict]:
 
 def on_host(idle: float) -> dict[str, dict]:
     toyd = f"{shlex.quote(sys.executable)} -m toyd"
-    cmd = [sys.executable, str(MEASURE), "--toyd", toyd, "--config", str(ROOT / "config/toyd.yaml"),
-           "--idle", str(idle)]
+    cmd = [
+        sys.executable,
+        str(MEASURE),
+        "--toyd",
+        toyd,
+        "--config",
+        str(ROOT / "config/toyd.yaml"),
+        "--idle",
+        str(idle),
+    ]
     return parse(subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=ROOT).stdout)
 
 
 def in_guest(image: Path, idle: float, mem: int) -> tuple[dict[str, dict], str]:
     with tempfile.TemporaryDirectory(prefix="toyd-aarch64-") as tmp:
         console = Path(tmp) / "console.log"
-        env = dict(os.environ, BOOT_APPEND=f"toyd.measure={idle:g}", BOOT_MEM=str(mem),
-                   BOOT_TEST_CONSOLE=str(console))
-        proc = subprocess.run([str(ROOT / "image/boot-test.sh"), str(image), "3000"],
-                              capture_output=True, text=True, timeout=3300, env=env)
+        env = dict(
+            os.environ,
+            BOOT_APPEND=f"toyd.measure={idle:g}",
+            BOOT_MEM=str(mem),
+            BOOT_TEST_CONSOLE=str(console),
+        )
+        proc = subprocess.run(
+            [str(ROOT / "image/boot-test.sh"), str(image), "3000"],
+            capture_output=True,
+            text=True,
+            timeout=3300,
+            env=env,
+        )
         text = console.read_text(errors="replace") if console.exists() else ""
     verdict = re.search(r"TOYD-BOOT-TEST: \S+ ready_after_s=\S+", text)
     return parse(text), verdict.group(0) if verdict else proc.stderr[-500:]
@@ -76,26 +93,40 @@ def ratio(arm: dict, x86: dict, key: str) -> float:
 def rows_for(scenario: str, x86: dict, arm: dict, limit: float | None) -> list[tuple[str, ...]]:
     """Two table rows: the x86 figures, and aarch64's with their ratios and the fit verdict."""
     nan = float("nan")
-    rows = [(scenario, "x86_64", f"{x86.get('ready_s', nan):.2f} s",
-             f"{x86.get('idle_cpu_per_audio_s', nan):.3f}",
-             f"{x86.get('rss_mb', nan):.0f} MB (peak {x86.get('peak_rss_mb', nan):.0f})", "-")]
+    rows = [
+        (
+            scenario,
+            "x86_64",
+            f"{x86.get('ready_s', nan):.2f} s",
+            f"{x86.get('idle_cpu_per_audio_s', nan):.3f}",
+            f"{x86.get('rss_mb', nan):.0f} MB (peak {x86.get('peak_rss_mb', nan):.0f})",
+            "-",
+        )
+    ]
     if not arm or "error" in arm:
         error = arm.get("error", "no result")
         return rows + [(scenario, "aarch64 (QEMU)", error, "-", "-", "does not fit")]
     fits = "-" if limit is None else ("fits" if arm["peak_rss_mb"] <= limit else "does not fit")
     ready, cpu = ratio(arm, x86, "ready_s"), ratio(arm, x86, "idle_cpu_per_audio_s")
-    return rows + [(scenario, "aarch64 (QEMU)", f"{arm['ready_s']:.1f} s = {ready:.1f}x",
-                    f"{arm['idle_cpu_per_audio_s']:.3f} = {cpu:.1f}x",
-                    f"{arm['rss_mb']:.0f} MB (peak {arm['peak_rss_mb']:.0f})",
-                    f"{fits} (MemoryMax={limit:g}M)" if limit else fits)]
+    return rows + [
+        (
+            scenario,
+            "aarch64 (QEMU)",
+            f"{arm['ready_s']:.1f} s = {ready:.1f}x",
+            f"{arm['idle_cpu_per_audio_s']:.3f} = {cpu:.1f}x",
+            f"{arm['rss_mb']:.0f} MB (peak {arm['peak_rss_mb']:.0f})",
+            f"{fits} (MemoryMax={limit:g}M)" if limit else fits,
+        )
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image", type=Path, default=ROOT / "image/out/toyd-pi-test.img")
     parser.add_argument("--idle", type=float, default=60.0, help="idle seconds before RSS is read")
-    parser.add_argument("--mem", type=int, default=512,
-                        help="guest MiB (default 512: a Pi Zero 2 W)")
+    parser.add_argument(
+        "--mem", type=int, default=512, help="guest MiB (default 512: a Pi Zero 2 W)"
+    )
     args = parser.parse_args()
     if not args.image.exists():
         sys.exit(f"no test image at {args.image}: sudo image/build.sh --variant test --no-compress")
@@ -105,10 +136,21 @@ def main() -> None:
     rows = []
     for scenario in ("vosk-lazy", "vosk-eager"):
         rows += rows_for(scenario, host.get(scenario, {}), guest.get(scenario, {}), limit)
-    print_table(("config", "machine", "start -> READY", "idle CPU-s per audio s",
-                 f"RSS after {args.idle:g} s idle", "Pi Zero 2 W"), rows)
-    print(f"(guest: QEMU virt, 2x Cortex-A72 emulated, {args.mem} MiB; "
-          f"host: {os.cpu_count()} CPUs, shared; boot: {verdict})")
+    print_table(
+        (
+            "config",
+            "machine",
+            "start -> READY",
+            "idle CPU-s per audio s",
+            f"RSS after {args.idle:g} s idle",
+            "Pi Zero 2 W",
+        ),
+        rows,
+    )
+    print(
+        f"(guest: QEMU virt, 2x Cortex-A72 emulated, {args.mem} MiB; "
+        f"host: {os.cpu_count()} CPUs, shared; boot: {verdict})"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from websockets.asyncio.client import connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gateway import headers, pct, proc_stats  # noqa: E402
 from table import print_table  # noqa: E402
-
 from toyd.audio import frames  # noqa: E402
 from toyd.audio.opus import OpusEncoder  # noqa: E402
 from toyd.testing import espeak_pcm  # noqa: E402
@@ -39,8 +38,11 @@ from toyd.testing.cluster import Cluster, haproxy_binary  # noqa: E402
 from toyd.testing.postgres import postgres_bindir, start_postgres  # noqa: E402
 from toyd_plugins.cloudlink.link import backoff_delays  # noqa: E402
 
-HELLO = {"type": "hello", "version": 1,
-         "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 20}}
+HELLO = {
+    "type": "hello",
+    "version": 1,
+    "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 20},
+}
 FRAME_S = 0.02
 IDLE_S = 10.0
 
@@ -55,8 +57,14 @@ class Toy:
         self.reconnect_s: float | None = None
 
     async def open(self) -> None:
-        self.conn = await connect(self.url, additional_headers=headers(self.i), proxy=None, compression=None,
-                                  open_timeout=30, max_size=2**16)
+        self.conn = await connect(
+            self.url,
+            additional_headers=headers(self.i),
+            proxy=None,
+            compression=None,
+            open_timeout=30,
+            max_size=2**16,
+        )
         await self.conn.send(json.dumps(HELLO))
         while True:
             msg = json.loads(await asyncio.wait_for(self.conn.recv(), 30))
@@ -99,7 +107,9 @@ async def talk(toy: Toy, packets: list[bytes], n: int) -> dict:
 
     toy.turn = on_frame
     turn_id = f"b{n}"
-    await toy.conn.send(json.dumps({"type": "listen", "state": "start", "mode": "push_to_talk", "turn_id": turn_id}))
+    await toy.conn.send(
+        json.dumps({"type": "listen", "state": "start", "mode": "push_to_talk", "turn_id": turn_id})
+    )
     start = time.perf_counter()
     for k, packet in enumerate(packets):
         delay = start + k * FRAME_S - time.perf_counter()
@@ -109,16 +119,19 @@ async def talk(toy: Toy, packets: list[bytes], n: int) -> dict:
     await toy.conn.send(json.dumps({"type": "listen", "state": "stop", "turn_id": turn_id}))
     stop = await asyncio.wait_for(done, 60)
     toy.turn = None
-    await toy.conn.send(json.dumps({"type": "playback", "state": "done", "response_id": stop.get("response_id", 0)}))
+    await toy.conn.send(
+        json.dumps({"type": "playback", "state": "done", "response_id": stop.get("response_id", 0)})
+    )
     return stop.get("latency") or {}
 
 
-async def fleet_run(url: str, toys: int, turns: int, pids: list[int], packets: list[bytes],
-                    kill=None) -> dict:  # type: ignore[no-untyped-def]
+async def fleet_run(
+    url: str, toys: int, turns: int, pids: list[int], packets: list[bytes], kill=None
+) -> dict:  # type: ignore[no-untyped-def]
     fleet = [Toy(url, i) for i in range(toys)]
     started = time.perf_counter()
     for chunk in range(0, toys, 100):  # 100 handshakes at a time, like toys waking up over a minute
-        await asyncio.gather(*(toy.open() for toy in fleet[chunk:chunk + 100]))
+        await asyncio.gather(*(toy.open() for toy in fleet[chunk : chunk + 100]))
     connect_s = time.perf_counter() - started
     stop = asyncio.Event()
     readers = [asyncio.create_task(toy.stay(stop)) for toy in fleet]
@@ -129,9 +142,13 @@ async def fleet_run(url: str, toys: int, turns: int, pids: list[int], packets: l
         rss = max(proc_stats(pid)[1] for pid in pids)
         step = max(1, toys // turns)
         reports = await asyncio.gather(*(talk(fleet[k * step], packets, k) for k in range(turns)))
-        result = {"connect_s": connect_s, "idle_cpu": idle_cpu, "rss": rss,
-                  "overhead": [r["overhead_ms"] for r in reports if "overhead_ms" in r],
-                  "e2fa": [r["end_of_speech_to_first_audio_ms"] for r in reports if r]}
+        result = {
+            "connect_s": connect_s,
+            "idle_cpu": idle_cpu,
+            "rss": rss,
+            "overhead": [r["overhead_ms"] for r in reports if "overhead_ms" in r],
+            "e2fa": [r["end_of_speech_to_first_audio_ms"] for r in reports if r],
+        }
         if kill is not None:
             victims = await kill()
             deadline = time.perf_counter() + 60
@@ -156,14 +173,24 @@ async def run(args: argparse.Namespace) -> None:
     pcm = espeak_pcm("Hello little bear, can you tell me a story about the moon?")
     encoder = OpusEncoder(bitrate=24000)
     packets = [encoder.encode(f) for f in frames(pcm)]
-    gateway = {"max_sessions": args.toys + 10, "tokens": {f"toy-{i:05d}": f"bench-token-{i:05d}"
-                                                          for i in range(args.toys)}}
+    gateway = {
+        "max_sessions": args.toys + 10,
+        "tokens": {f"toy-{i:05d}": f"bench-token-{i:05d}" for i in range(args.toys)},
+    }
     rows = []
     with start_postgres() as pg, tempfile.TemporaryDirectory(prefix="toyd-bench-cluster-") as tmp:
-        for label, n, proxied in (("1 gateway, direct", 1, False), (f"{args.gateways} gateways + HAProxy",
-                                                                     args.gateways, True)):
-            cluster = Cluster(Path(tmp) / label.split()[0], n, plugins=["gateway", "echochain"],
-                              gateway={**gateway, "alert_log": pg.url}, sections={}, log_level="warning")
+        for label, n, proxied in (
+            ("1 gateway, direct", 1, False),
+            (f"{args.gateways} gateways + HAProxy", args.gateways, True),
+        ):
+            cluster = Cluster(
+                Path(tmp) / label.split()[0],
+                n,
+                plugins=["gateway", "echochain"],
+                gateway={**gateway, "alert_log": pg.url},
+                sections={},
+                log_level="warning",
+            )
             cluster.root.mkdir(parents=True, exist_ok=True)
             if proxied:
                 await asyncio.to_thread(cluster.start)
@@ -180,31 +207,69 @@ async def run(args: argparse.Namespace) -> None:
 
             try:
                 print(f"{label}: {args.toys} toys, {args.turns} simultaneous turns ...", flush=True)
-                r = await fleet_run(url, args.toys, args.turns, pids, packets, kill if proxied else None)
+                r = await fleet_run(
+                    url, args.toys, args.turns, pids, packets, kill if proxied else None
+                )
             finally:
                 await asyncio.to_thread(cluster.stop)
             rec = r.get("reconnect", [])
-            rows.append([label, args.toys, round(r["connect_s"], 1), pct(r["overhead"], 50), pct(r["overhead"], 95),
-                         pct(r["e2fa"], 50), pct(r["e2fa"], 95),
-                         round(r["idle_cpu"] / args.toys * 1e6, 1), round(r["rss"] / 2**20, 1),
-                         f"{len(rec)}/{r.get('dropped', 0)}" if proxied else "-",
-                         pct(rec, 50) if rec else "-", pct(rec, 95) if rec else "-",
-                         max(rec) if rec else "-"])
+            rows.append(
+                [
+                    label,
+                    args.toys,
+                    round(r["connect_s"], 1),
+                    pct(r["overhead"], 50),
+                    pct(r["overhead"], 95),
+                    pct(r["e2fa"], 50),
+                    pct(r["e2fa"], 95),
+                    round(r["idle_cpu"] / args.toys * 1e6, 1),
+                    round(r["rss"] / 2**20, 1),
+                    f"{len(rec)}/{r.get('dropped', 0)}" if proxied else "-",
+                    pct(rec, 50) if rec else "-",
+                    pct(rec, 95) if rec else "-",
+                    max(rec) if rec else "-",
+                ]
+            )
     print()
-    print_table(["setup", "toys", "connect s", "overhead p50 ms", "overhead p95 ms", "eos→audio p50 ms",
-                 "eos→audio p95 ms", "idle CPU µs/s/toy", "RSS MB/gw", "reconnected", "reconnect p50 s",
-                 "reconnect p95 s", "reconnect max s"], rows)
-    print("\ngoals: overhead p95 ≤ 50 ms, reconnect p95 ≤ 5 s. Loopback only; the fleet shares the 2 cores.")
+    print_table(
+        [
+            "setup",
+            "toys",
+            "connect s",
+            "overhead p50 ms",
+            "overhead p95 ms",
+            "eos→audio p50 ms",
+            "eos→audio p95 ms",
+            "idle CPU µs/s/toy",
+            "RSS MB/gw",
+            "reconnected",
+            "reconnect p50 s",
+            "reconnect p95 s",
+            "reconnect max s",
+        ],
+        rows,
+    )
+    print(
+        "\ngoals: overhead p95 ≤ 50 ms, reconnect p95 ≤ 5 s. Loopback only; the fleet shares the 2 cores."
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--toys", type=int, default=2000, help="connected toys (default 2000)")
-    parser.add_argument("--turns", type=int, default=40, help="toys that talk at the same moment (default 40)")
-    parser.add_argument("--gateways", type=int, default=3, help="gateway processes behind HAProxy (default 3)")
+    parser.add_argument(
+        "--turns", type=int, default=40, help="toys that talk at the same moment (default 40)"
+    )
+    parser.add_argument(
+        "--gateways", type=int, default=3, help="gateway processes behind HAProxy (default 3)"
+    )
     args = parser.parse_args()
     if haproxy_binary() is None or postgres_bindir() is None:
-        raise SystemExit("needs Debian's haproxy and postgresql: apt-get install haproxy postgresql")
+        raise SystemExit(
+            "needs Debian's haproxy and postgresql: apt-get install haproxy postgresql"
+        )
     asyncio.run(run(args))
 
 

@@ -58,7 +58,7 @@ def bench_inference(models: list[str], chunks: int = 500) -> tuple[float, float]
     detector.process(pcm[: CHUNK_BYTES * 20])  # warm up
     times = []
     for i in range(chunks):
-        chunk = pcm[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES]
+        chunk = pcm[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]
         t = time.perf_counter()
         detector.process(chunk)
         times.append((time.perf_counter() - t) * 1000)
@@ -67,12 +67,15 @@ def bench_inference(models: list[str], chunks: int = 500) -> tuple[float, float]
 
 
 async def _button_latency(presses: int, state_dir: Path) -> tuple[list[float], list[float]]:
-    from toyd import State, Trigger
+    from toyd import State, Trigger, gpio
     from toyd.events import ButtonPressed, StateChanged, StateRequest
     from toyd.testing import next_event, running_daemon, wait_for
-    from toyd import gpio
 
-    config = {"role": "device", "plugins": ["button", "led"], "button": {"bounce_time": None, "hold_action": "none"}}
+    config = {
+        "role": "device",
+        "plugins": ["button", "led"],
+        "button": {"bounce_time": None, "hold_action": "none"},
+    }
     to_event, to_led = [], []
     async with running_daemon(config, state_dir=state_dir) as app:
         pin, blue = gpio.current().pin(17), gpio.current().pin(24)
@@ -82,7 +85,9 @@ async def _button_latency(presses: int, state_dir: Path) -> tuple[list[float], l
             pin.drive_low()  # what the GPIO edge thread does on real hardware
             await next_event(sub, ButtonPressed)
             to_event.append((time.perf_counter() - t) * 1000)
-            await wait_for(lambda: blue.state > 0.5, timeout=5, interval=0)  # listening: blue at 0.6
+            await wait_for(
+                lambda: blue.state > 0.5, timeout=5, interval=0
+            )  # listening: blue at 0.6
             to_led.append((time.perf_counter() - t) * 1000)
             pin.drive_high()
             app.bus.publish(StateRequest(trigger=Trigger.CANCEL))
@@ -117,23 +122,43 @@ def _rss_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def bench_daemon(plugins: list[str], wav: Path, seconds: float, tmp: Path) -> tuple[float, float, float]:
+def bench_daemon(
+    plugins: list[str], wav: Path, seconds: float, tmp: Path
+) -> tuple[float, float, float]:
     """CPU-s per audio second, RSS and peak RSS (MB) of ``toyd device --simulate`` while idle."""
     config = {
-        "role": "device", "device_id": "bench", "log_level": "warning", "plugins": plugins,
+        "role": "device",
+        "device_id": "bench",
+        "log_level": "warning",
+        "plugins": plugins,
         "audio": {"file": {"input": str(wav), "realtime": True, "at_end": "loop"}},
     }
     path = tmp / f"toyd-{len(plugins)}.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
-    proc = subprocess.Popen([sys.executable, "-m", "toyd", "device", "--simulate", "-c", str(path),
-                             "--state-dir", str(tmp / f"state-{len(plugins)}")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toyd",
+            "device",
+            "--simulate",
+            "-c",
+            str(path),
+            "--state-dir",
+            str(tmp / f"state-{len(plugins)}"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         status = tmp / f"state-{len(plugins)}" / "status.json"
         deadline = time.monotonic() + 60
         while not status.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"toyd did not start: {proc.stderr.read() if proc.stderr else ''}")
+                raise RuntimeError(
+                    f"toyd did not start: {proc.stderr.read() if proc.stderr else ''}"
+                )
             time.sleep(0.1)
         time.sleep(2.0)  # let start-up work settle
         cpu0, t0 = _cpu_seconds(proc.pid), time.monotonic()
@@ -156,13 +181,19 @@ def bench_daemon(plugins: list[str], wav: Path, seconds: float, tmp: Path) -> tu
 def main() -> None:
     """Print the device benchmark table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="audio seconds measured per daemon run")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="audio seconds measured per daemon run"
+    )
     args = parser.parse_args()
     rows: list[tuple[str, str, str]] = []
     mean1, p95_1 = bench_inference(["hey_jarvis"])
-    rows.append(("wake word inference per 80 ms chunk, 1 model", f"{mean1:.2f} ms (p95 {p95_1:.2f})", "-"))
+    rows.append(
+        ("wake word inference per 80 ms chunk, 1 model", f"{mean1:.2f} ms (p95 {p95_1:.2f})", "-")
+    )
     mean5, p95_5 = bench_inference(["hey_jarvis", "alexa", "hey_mycroft", "hey_rhasspy", "ok_nabu"])
-    rows.append(("wake word inference per 80 ms chunk, 5 models", f"{mean5:.2f} ms (p95 {p95_5:.2f})", "-"))
+    rows.append(
+        ("wake word inference per 80 ms chunk, 5 models", f"{mean5:.2f} ms (p95 {p95_5:.2f})", "-")
+    )
     ev50, ev95, led50, led95 = bench_button()
     rows.append(("button edge -> ButtonPressed on the bus", f"{ev50:.2f} ms (p95 {ev95:.2f})", "-"))
     rows.append(("button edge -> LED shows listening", f"{led50:.2f} ms (p95 {led95:.2f})", "-"))
@@ -174,11 +205,21 @@ def main() -> None:
         cpu0, rss0, hwm0 = bench_daemon(base, wav, args.seconds, tmp)
         cpu1, rss1, hwm1 = bench_daemon([*base, "wakeword"], wav, args.seconds, tmp)
     rows.append(("device idle listening CPU, no wake word", f"{cpu0:.3f} CPU-s/s", "-"))
-    rows.append(("device idle listening CPU, wake word (1 model)", f"{cpu1:.3f} CPU-s/s",
-                 f"<= {GOAL_CPU} {'ok' if cpu1 <= GOAL_CPU else 'MISSED'}"))
+    rows.append(
+        (
+            "device idle listening CPU, wake word (1 model)",
+            f"{cpu1:.3f} CPU-s/s",
+            f"<= {GOAL_CPU} {'ok' if cpu1 <= GOAL_CPU else 'MISSED'}",
+        )
+    )
     rows.append(("device RSS, no wake word", f"{rss0:.1f} MB (peak {hwm0:.1f})", "-"))
-    rows.append(("device RSS, wake word loaded", f"{rss1:.1f} MB (peak {hwm1:.1f})",
-                 f"<= {GOAL_RSS:g} MB {'ok' if hwm1 <= GOAL_RSS else 'MISSED'}"))
+    rows.append(
+        (
+            "device RSS, wake word loaded",
+            f"{rss1:.1f} MB (peak {hwm1:.1f})",
+            f"<= {GOAL_RSS:g} MB {'ok' if hwm1 <= GOAL_RSS else 'MISSED'}",
+        )
+    )
     print_table(("benchmark", "result", "goal"), rows)
     print(f"({args.seconds:g} s of real-time audio per daemon; {os.cpu_count()} CPUs, shared)")
 

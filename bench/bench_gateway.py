@@ -38,8 +38,11 @@ from toyd.audio.opus import OpusEncoder
 from toyd.protocol import unpack_audio
 from toyd.testing import espeak_pcm, free_port
 
-HELLO = {"type": "hello", "version": 1,
-         "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 20}}
+HELLO = {
+    "type": "hello",
+    "version": 1,
+    "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 20},
+}
 FRAME_S = 0.02
 
 
@@ -76,12 +79,22 @@ class Stats:
 
 
 def headers(i: int) -> dict[str, str]:
-    return {"Authorization": f"Bearer bench-token-{i:05d}", "Device-Id": f"toy-{i:05d}", "Protocol-Version": "1"}
+    return {
+        "Authorization": f"Bearer bench-token-{i:05d}",
+        "Device-Id": f"toy-{i:05d}",
+        "Protocol-Version": "1",
+    }
 
 
 async def open_toy(port: int, i: int):  # type: ignore[no-untyped-def]
-    conn = await connect(f"ws://127.0.0.1:{port}", additional_headers=headers(i), proxy=None, compression=None,
-                         open_timeout=30, max_size=2**16)
+    conn = await connect(
+        f"ws://127.0.0.1:{port}",
+        additional_headers=headers(i),
+        proxy=None,
+        compression=None,
+        open_timeout=30,
+        max_size=2**16,
+    )
     await conn.send(json.dumps(HELLO))
     reply = json.loads(await asyncio.wait_for(conn.recv(), 30))
     assert reply["type"] == "hello", reply
@@ -106,8 +119,9 @@ async def idle_toy(port: int, i: int, stop: asyncio.Event, stats: Stats, sample:
         await conn.close()
 
 
-async def streaming_toy(port: int, i: int, packets: list[bytes], stop: asyncio.Event, stats: Stats,
-                        offset: float) -> None:
+async def streaming_toy(
+    port: int, i: int, packets: list[bytes], stop: asyncio.Event, stats: Stats, offset: float
+) -> None:
     conn = await open_toy(port, i)
     await asyncio.sleep(offset)  # children do not all stop talking at the same millisecond
     pings: dict[int, float] = {}
@@ -131,7 +145,15 @@ async def streaming_toy(port: int, i: int, packets: list[bytes], stop: asyncio.E
                 frames_in_turn += 1
                 if turn_no[0] % 3 == 0 and frames_in_turn == 10 and aborted is None:
                     aborted = (packet.response_id, time.perf_counter())
-                    await conn.send(json.dumps({"type": "abort", "reason": "barge_in", "response_id": packet.response_id}))
+                    await conn.send(
+                        json.dumps(
+                            {
+                                "type": "abort",
+                                "reason": "barge_in",
+                                "response_id": packet.response_id,
+                            }
+                        )
+                    )
                 if play_end is None:
                     play_end = now
                 elif now > play_end:
@@ -150,7 +172,11 @@ async def streaming_toy(port: int, i: int, packets: list[bytes], stop: asyncio.E
             elif kind == "tts" and msg.get("state") == "stop":
                 lat = msg.get("latency") or {}
                 frames_in_turn = 0
-                if msg.get("reason") == "aborted" and aborted and msg.get("response_id") == aborted[0]:
+                if (
+                    msg.get("reason") == "aborted"
+                    and aborted
+                    and msg.get("response_id") == aborted[0]
+                ):
                     stats.abort_ms.append((now - aborted[1]) * 1000)
                     dead.add(aborted[0])
                     aborted = None
@@ -174,7 +200,16 @@ async def streaming_toy(port: int, i: int, packets: list[bytes], stop: asyncio.E
             turn += 1
             turn_no[0] = turn
             turn_done.clear()
-            await conn.send(json.dumps({"type": "listen", "state": "start", "mode": "push_to_talk", "turn_id": f"{i}-{turn}"}))
+            await conn.send(
+                json.dumps(
+                    {
+                        "type": "listen",
+                        "state": "start",
+                        "mode": "push_to_talk",
+                        "turn_id": f"{i}-{turn}",
+                    }
+                )
+            )
             start = time.perf_counter()
             for k, packet in enumerate(packets):
                 # real time, like a microphone: frame k leaves at start + k * 20 ms
@@ -189,7 +224,9 @@ async def streaming_toy(port: int, i: int, packets: list[bytes], stop: asyncio.E
                     ping_id += 1
                     pings[ping_id] = time.perf_counter()
                     await conn.send(json.dumps({"type": "ping", "id": ping_id}))
-            await conn.send(json.dumps({"type": "listen", "state": "stop", "turn_id": f"{i}-{turn}"}))
+            await conn.send(
+                json.dumps({"type": "listen", "state": "stop", "turn_id": f"{i}-{turn}"})
+            )
             await asyncio.wait_for(turn_done.wait(), 30)
             await conn.send(json.dumps({"type": "playback", "state": "done", "response_id": 0}))
     finally:
@@ -225,10 +262,17 @@ def proc_stats(pid: int) -> tuple[float, int]:
 
 def start_gateway(port: int, toys: int, lead_ms: int, tmp: Path) -> subprocess.Popen[bytes]:
     config = {
-        "role": "cloud", "device_id": "bench-cloud", "state_dir": str(tmp / "state"), "log_level": "warning",
+        "role": "cloud",
+        "device_id": "bench-cloud",
+        "state_dir": str(tmp / "state"),
+        "log_level": "warning",
         "plugins": ["gateway", "echochain"],
-        "gateway": {"port": port, "max_sessions": toys + 10, "downlink_lead_ms": lead_ms,
-                    "tokens": {f"toy-{i:05d}": f"bench-token-{i:05d}" for i in range(toys)}},
+        "gateway": {
+            "port": port,
+            "max_sessions": toys + 10,
+            "downlink_lead_ms": lead_ms,
+            "tokens": {f"toy-{i:05d}": f"bench-token-{i:05d}" for i in range(toys)},
+        },
     }
     path = tmp / "cloud.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -249,7 +293,9 @@ def start_gateway(port: int, toys: int, lead_ms: int, tmp: Path) -> subprocess.P
 
 
 async def run(args: argparse.Namespace) -> None:
-    pcm = espeak_pcm("Hello little bear, can you tell me a story about the moon and the stars tonight?")
+    pcm = espeak_pcm(
+        "Hello little bear, can you tell me a story about the moon and the stars tonight?"
+    )
     encoder = OpusEncoder(bitrate=24000)
     packets = [encoder.encode(f) for f in frames(pcm)]
     total = args.idle + args.streaming
@@ -264,7 +310,9 @@ async def run(args: argparse.Namespace) -> None:
 
             async def spawn_idle(i: int) -> asyncio.Task[None]:
                 async with semaphore:
-                    conn_task = asyncio.create_task(idle_toy(port, i, stop, stats, sample=i % 25 == 0))
+                    conn_task = asyncio.create_task(
+                        idle_toy(port, i, stop, stats, sample=i % 25 == 0)
+                    )
                     await asyncio.sleep(0.005)
                     return conn_task
 
@@ -276,9 +324,16 @@ async def run(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             lag_task = asyncio.create_task(client_lag(stop, stats))
             turn_s = 2 * len(packets) * FRAME_S  # talking + listening to the echo
-            offsets = [0.0 if args.sync else i * turn_s / max(args.streaming, 1) for i in range(args.streaming)]
-            streamers = [asyncio.create_task(streaming_toy(port, args.idle + i, packets, stop, stats, offsets[i]))
-                         for i in range(args.streaming)]
+            offsets = [
+                0.0 if args.sync else i * turn_s / max(args.streaming, 1)
+                for i in range(args.streaming)
+            ]
+            streamers = [
+                asyncio.create_task(
+                    streaming_toy(port, args.idle + i, packets, stop, stats, offsets[i])
+                )
+                for i in range(args.streaming)
+            ]
             await asyncio.sleep(args.duration)
             stop.set()
             await asyncio.gather(*streamers, lag_task, return_exceptions=True)
@@ -293,39 +348,99 @@ async def run(args: argparse.Namespace) -> None:
                 proc.log.close()  # type: ignore[attr-defined]
 
     audio_s = stats.up_frames * FRAME_S
-    up_kbps = (stats.up_payload + stats.up_framing) * 8 / audio_s / 1000 if audio_s else float("nan")
+    up_kbps = (
+        (stats.up_payload + stats.up_framing) * 8 / audio_s / 1000 if audio_s else float("nan")
+    )
     payload_kbps = stats.up_payload * 8 / audio_s / 1000 if audio_s else float("nan")
-    tcp_kbps = (stats.up_payload + stats.up_framing + 52 * stats.up_frames) * 8 / audio_s / 1000 if audio_s else float("nan")
+    tcp_kbps = (
+        (stats.up_payload + stats.up_framing + 52 * stats.up_frames) * 8 / audio_s / 1000
+        if audio_s
+        else float("nan")
+    )
     cpu_pct = (cpu1 - cpu0) / elapsed * 100
     rows = [
         ("toys connected (idle + streaming)", f"{args.idle} + {args.streaming}", "500 + 20"),
         ("turns completed / errors", f"{stats.turns} / {len(stats.errors)}", "errors 0"),
-        ("gateway: handling one frame p50 / p95 (ms)", f"{health['frame_ms']['p50']:.2f} / {health['frame_ms']['p95']:.2f}", ""),
-        ("gateway: event-loop lag p50 / p95 / max (ms)", f"{health['loop_lag_ms']['p50']:.1f} / {health['loop_lag_ms']['p95']:.1f} / {health['loop_lag_ms']['max']:.0f}", ""),
-        ("gateway overhead per frame p95 (handling + loop lag, ms)", f"{health['frame_ms']['p95'] + health['loop_lag_ms']['p95']:.1f}", "<= 50"),
-        ("end to end: ping behind audio p50 / p95 (ms)", f"{pct(stats.ping_rtt, 50):.1f} / {pct(stats.ping_rtt, 95):.1f}", ""),
-        ("idle toys: ping p50 / p95 (ms)", f"{pct(stats.idle_ping_rtt, 50):.1f} / {pct(stats.idle_ping_rtt, 95):.1f}", ""),
-        ("turn overhead (e2fa - hooks) p50 / p95 (ms)", f"{pct(stats.turn_overhead, 50):.1f} / {pct(stats.turn_overhead, 95):.1f}", ""),
-        ("end of speech -> first audio p50 / p95 (ms)", f"{pct(stats.e2fa, 50):.1f} / {pct(stats.e2fa, 95):.1f}", ""),
-        ("abort -> 'tts stop aborted' at the toy p50 / p95 (ms)", f"{pct(stats.abort_ms, 50):.1f} / {pct(stats.abort_ms, 95):.1f} (n={len(stats.abort_ms)})", "<= 20 (a frame)"),
+        (
+            "gateway: handling one frame p50 / p95 (ms)",
+            f"{health['frame_ms']['p50']:.2f} / {health['frame_ms']['p95']:.2f}",
+            "",
+        ),
+        (
+            "gateway: event-loop lag p50 / p95 / max (ms)",
+            f"{health['loop_lag_ms']['p50']:.1f} / {health['loop_lag_ms']['p95']:.1f} / {health['loop_lag_ms']['max']:.0f}",
+            "",
+        ),
+        (
+            "gateway overhead per frame p95 (handling + loop lag, ms)",
+            f"{health['frame_ms']['p95'] + health['loop_lag_ms']['p95']:.1f}",
+            "<= 50",
+        ),
+        (
+            "end to end: ping behind audio p50 / p95 (ms)",
+            f"{pct(stats.ping_rtt, 50):.1f} / {pct(stats.ping_rtt, 95):.1f}",
+            "",
+        ),
+        (
+            "idle toys: ping p50 / p95 (ms)",
+            f"{pct(stats.idle_ping_rtt, 50):.1f} / {pct(stats.idle_ping_rtt, 95):.1f}",
+            "",
+        ),
+        (
+            "turn overhead (e2fa - hooks) p50 / p95 (ms)",
+            f"{pct(stats.turn_overhead, 50):.1f} / {pct(stats.turn_overhead, 95):.1f}",
+            "",
+        ),
+        (
+            "end of speech -> first audio p50 / p95 (ms)",
+            f"{pct(stats.e2fa, 50):.1f} / {pct(stats.e2fa, 95):.1f}",
+            "",
+        ),
+        (
+            "abort -> 'tts stop aborted' at the toy p50 / p95 (ms)",
+            f"{pct(stats.abort_ms, 50):.1f} / {pct(stats.abort_ms, 95):.1f} (n={len(stats.abort_ms)})",
+            "<= 20 (a frame)",
+        ),
         ("frames of an aborted response after its stop", f"{stats.stale_after_abort}", "0"),
         ("uplink Opus payload (kbps)", f"{payload_kbps:.1f}", ""),
         ("uplink incl. WebSocket framing (kbps)", f"{up_kbps:.1f}", "<= 32"),
         ("uplink incl. TCP/IPv4 headers, 1 frame/segment (kbps)", f"{tcp_kbps:.1f}", ""),
-        ("downlink: device buffer on arrival p50 / p95 / max (ms)", f"{pct(stats.leads, 50):.0f} / {pct(stats.leads, 95):.0f} / {max(stats.leads, default=float('nan')):.0f}", f"~{args.lead_ms}"),
-        ("downlink: underruns per minute of reply audio", f"{stats.underruns / max(stats.down_frames * FRAME_S / 60, 1e-9):.1f}", ""),
-        ("downlink: underrun time (% of reply audio)", f"{stats.underrun_ms / max(stats.down_frames * FRAME_S * 1000, 1e-9) * 100:.2f}", ""),
-        ("toy fleet (this process): event-loop lag p50 / p95 / max (ms)", f"{pct(stats.client_lag, 50):.1f} / {pct(stats.client_lag, 95):.1f} / {max(stats.client_lag, default=float('nan')):.0f}", ""),
+        (
+            "downlink: device buffer on arrival p50 / p95 / max (ms)",
+            f"{pct(stats.leads, 50):.0f} / {pct(stats.leads, 95):.0f} / {max(stats.leads, default=float('nan')):.0f}",
+            f"~{args.lead_ms}",
+        ),
+        (
+            "downlink: underruns per minute of reply audio",
+            f"{stats.underruns / max(stats.down_frames * FRAME_S / 60, 1e-9):.1f}",
+            "",
+        ),
+        (
+            "downlink: underrun time (% of reply audio)",
+            f"{stats.underrun_ms / max(stats.down_frames * FRAME_S * 1000, 1e-9) * 100:.2f}",
+            "",
+        ),
+        (
+            "toy fleet (this process): event-loop lag p50 / p95 / max (ms)",
+            f"{pct(stats.client_lag, 50):.1f} / {pct(stats.client_lag, 95):.1f} / {max(stats.client_lag, default=float('nan')):.0f}",
+            "",
+        ),
         ("downlink frames received", f"{stats.down_frames}", ""),
         ("gateway CPU while streaming (% of one core)", f"{cpu_pct:.0f}", ""),
-        ("gateway RSS: start / idle toys / streaming (MiB)", f"{base_rss / 2**20:.0f} / {idle_rss / 2**20:.0f} / {rss1 / 2**20:.0f}", ""),
+        (
+            "gateway RSS: start / idle toys / streaming (MiB)",
+            f"{base_rss / 2**20:.0f} / {idle_rss / 2**20:.0f} / {rss1 / 2**20:.0f}",
+            "",
+        ),
         ("RSS per idle toy (KiB)", f"{(idle_rss - base_rss) / max(args.idle, 1) / 1024:.0f}", ""),
         ("time to connect the idle toys (s)", f"{connect_s:.1f}", ""),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"\ntoyd gateway benchmark: {args.duration:.0f} s of streaming, downlink lead {args.lead_ms} ms, "
-          f"turns {'in step' if args.sync else 'staggered'}, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"\ntoyd gateway benchmark: {args.duration:.0f} s of streaming, downlink lead {args.lead_ms} ms, "
+        f"turns {'in step' if args.sync else 'staggered'}, "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'metric':<{width}}  {'value':>22}  goal")
     print(f"{'-' * width}  {'-' * 22}  ----------")
     for name, value, goal in rows:
@@ -336,12 +451,24 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     """Run the benchmark and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--idle", type=int, default=500, help="toys that connect and stay idle (default 500)")
-    parser.add_argument("--streaming", type=int, default=20, help="toys talking turn after turn (default 20)")
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds of streaming (default 30)")
-    parser.add_argument("--sync", action="store_true", help="all streaming toys end their turns at the same moment")
-    parser.add_argument("--lead-ms", type=int, default=250, help="gateway downlink_lead_ms (default 250)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--idle", type=int, default=500, help="toys that connect and stay idle (default 500)"
+    )
+    parser.add_argument(
+        "--streaming", type=int, default=20, help="toys talking turn after turn (default 20)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=30.0, help="seconds of streaming (default 30)"
+    )
+    parser.add_argument(
+        "--sync", action="store_true", help="all streaming toys end their turns at the same moment"
+    )
+    parser.add_argument(
+        "--lead-ms", type=int, default=250, help="gateway downlink_lead_ms (default 250)"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

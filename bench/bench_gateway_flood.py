@@ -43,8 +43,11 @@ from toyd.testing import espeak_pcm, free_port
 
 FILE_LIMIT = 1024
 TOKEN = "bench-flood-token"
-HELLO = {"type": "hello", "version": 1,
-         "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 20}}
+HELLO = {
+    "type": "hello",
+    "version": 1,
+    "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 20},
+}
 
 
 def speech_packets() -> list[bytes]:
@@ -58,9 +61,17 @@ async def toy_connect(port: int) -> tuple[object, int]:
     while True:
         attempts += 1
         try:
-            conn = await connect(f"ws://127.0.0.1:{port}", proxy=None, compression=None, open_timeout=5,
-                                 additional_headers={"Authorization": f"Bearer {TOKEN}", "Device-Id": "toy-1",
-                                                     "Protocol-Version": "1"})
+            conn = await connect(
+                f"ws://127.0.0.1:{port}",
+                proxy=None,
+                compression=None,
+                open_timeout=5,
+                additional_headers={
+                    "Authorization": f"Bearer {TOKEN}",
+                    "Device-Id": "toy-1",
+                    "Protocol-Version": "1",
+                },
+            )
             return conn, attempts
         except (OSError, TimeoutError, InvalidHandshake):
             if time.perf_counter() + backoff > deadline:
@@ -78,7 +89,9 @@ async def legit_turn(port: int, packets: list[bytes]) -> tuple[float, float, int
         while json.loads(await asyncio.wait_for(conn.recv(), 10)).get("type") != "hello":
             pass
         connected = time.perf_counter()
-        await conn.send(json.dumps({"type": "listen", "state": "start", "mode": "push_to_talk", "turn_id": "t"}))
+        await conn.send(
+            json.dumps({"type": "listen", "state": "start", "mode": "push_to_talk", "turn_id": "t"})
+        )
         for k, packet in enumerate(packets):
             delay = connected + k * 0.02 - time.perf_counter()
             if delay > 0:
@@ -87,7 +100,11 @@ async def legit_turn(port: int, packets: list[bytes]) -> tuple[float, float, int
         await conn.send(json.dumps({"type": "listen", "state": "stop", "turn_id": "t"}))
         while True:
             frame = await asyncio.wait_for(conn.recv(), 30)
-            if isinstance(frame, str) and json.loads(frame).get("type") == "tts" and '"stop"' in frame:
+            if (
+                isinstance(frame, str)
+                and json.loads(frame).get("type") == "tts"
+                and '"stop"' in frame
+            ):
                 break
         return (connected - started) * 1000, (time.perf_counter() - started) * 1000, attempts
     finally:
@@ -107,12 +124,16 @@ class Flood:
         self.connect_errors = 0
 
     async def _one(self, kind: str) -> None:
-        upgrade = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                   "Sec-WebSocket-Version: 13\r\nDevice-Id: toy-1\r\n")
+        upgrade = (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\nDevice-Id: toy-1\r\n"
+        )
         while not self.stop.is_set():
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 5)
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", self.port), 5
+                )
             except (OSError, TimeoutError):
                 self.connect_errors += 1
                 await asyncio.sleep(0.05)
@@ -124,13 +145,20 @@ class Flood:
                 if kind == "half-open":
                     writer.write(upgrade.encode())
                 elif kind == "bad login":
-                    writer.write((upgrade + "Authorization: Bearer wrong-token-123\r\n\r\n").encode())
+                    writer.write(
+                        (upgrade + "Authorization: Bearer wrong-token-123\r\n\r\n").encode()
+                    )
                 stop = asyncio.ensure_future(self.stop.wait())
                 read = asyncio.ensure_future(reader.read(4096))
                 await asyncio.wait([stop, read], return_when=asyncio.FIRST_COMPLETED)
                 stop.cancel()
                 read.cancel()
-                if read.done() and not read.cancelled() and not read.exception() and b" 401 " in read.result()[:20]:
+                if (
+                    read.done()
+                    and not read.cancelled()
+                    and not read.exception()
+                    and b" 401 " in read.result()[:20]
+                ):
                     self.refused_401 += 1
             except OSError:
                 pass
@@ -139,8 +167,11 @@ class Flood:
                 writer.transport.abort()
 
     def start(self, per_kind: int) -> list[asyncio.Task[None]]:
-        return [asyncio.create_task(self._one(kind)) for kind in ("idle", "half-open", "bad login")
-                for _ in range(per_kind)]
+        return [
+            asyncio.create_task(self._one(kind))
+            for kind in ("idle", "half-open", "bad login")
+            for _ in range(per_kind)
+        ]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -163,8 +194,16 @@ async def flood_process(port: int, per_kind: int, duration: float) -> None:
     await asyncio.sleep(duration)
     flood.stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    print(json.dumps({"max_open": flood.max_open, "connects": flood.connects, "refused_401": flood.refused_401,
-                      "connect_errors": flood.connect_errors}))
+    print(
+        json.dumps(
+            {
+                "max_open": flood.max_open,
+                "connects": flood.connects,
+                "refused_401": flood.refused_401,
+                "connect_errors": flood.connect_errors,
+            }
+        )
+    )
 
 
 async def run(per_kind: int, duration: float) -> int:
@@ -172,13 +211,33 @@ async def run(per_kind: int, duration: float) -> int:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="toyd-flood-") as tmp:
         config, log = Path(tmp) / "cloud.yaml", Path(tmp) / "cloud.log"
-        config.write_text(yaml.safe_dump({
-            "role": "cloud", "device_id": "cloud", "state_dir": tmp, "plugins": ["gateway", "echochain"],
-            "gateway": {"port": port, "tokens": {"toy-1": TOKEN}, "alert_log": ""}}))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "role": "cloud",
+                    "device_id": "cloud",
+                    "state_dir": tmp,
+                    "plugins": ["gateway", "echochain"],
+                    "gateway": {"port": port, "tokens": {"toy-1": TOKEN}, "alert_log": ""},
+                }
+            )
+        )
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                ["prlimit", f"--nofile={FILE_LIMIT}:{FILE_LIMIT}", "--", sys.executable, "-m", "toyd", "cloud",
-                 "-c", str(config)], stdout=out, stderr=subprocess.STDOUT)
+                [
+                    "prlimit",
+                    f"--nofile={FILE_LIMIT}:{FILE_LIMIT}",
+                    "--",
+                    sys.executable,
+                    "-m",
+                    "toyd",
+                    "cloud",
+                    "-c",
+                    str(config),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         try:
             for _ in range(600):
                 if b"READY" in log.read_bytes():
@@ -192,8 +251,16 @@ async def run(per_kind: int, duration: float) -> int:
             cpu0 = cpu_seconds(gateway_pid)
             t0 = time.monotonic()
             attackers = await asyncio.create_subprocess_exec(
-                sys.executable, __file__, "--flood-port", str(port), "--per-kind", str(per_kind),
-                "--duration", str(duration), stdout=asyncio.subprocess.PIPE)
+                sys.executable,
+                __file__,
+                "--flood-port",
+                str(port),
+                "--per-kind",
+                str(per_kind),
+                "--duration",
+                str(duration),
+                stdout=asyncio.subprocess.PIPE,
+            )
             await asyncio.sleep(3)  # let the flood build up
             loaded: list[tuple[float, float, int]] = []
             failures: list[str] = []
@@ -215,28 +282,50 @@ async def run(per_kind: int, duration: float) -> int:
     rows = [["unloaded", 3, 0, 1, base_connect, base_turn, 1.0]]
     if loaded:
         worst = max(t for _, t, _ in loaded)
-        rows.append(["flood", len(loaded), len(failures), max(a for _, _, a in loaded),
-                     statistics.median(c for c, _, _ in loaded), worst, worst / base_turn])
+        rows.append(
+            [
+                "flood",
+                len(loaded),
+                len(failures),
+                max(a for _, _, a in loaded),
+                statistics.median(c for c, _, _ in loaded),
+                worst,
+                worst / base_turn,
+            ]
+        )
     else:
         rows.append(["flood", 0, len(failures), 0, float("nan"), float("nan"), float("nan")])
-    print_table(["legit toy", "turns", "failed", "attempts (max)", "connect ms (median)", "turn ms (worst)",
-                 "x unloaded"], rows)
+    print_table(
+        [
+            "legit toy",
+            "turns",
+            "failed",
+            "attempts (max)",
+            "connect ms (median)",
+            "turn ms (worst)",
+            "x unloaded",
+        ],
+        rows,
+    )
     print()
-    print_table(["flood", "value"], [
-        ["sockets per kind (idle, half-open, bad login)", per_kind],
-        ["attacker sockets open at once (max)", flood["max_open"]],
-        ["attacker connections made", flood["connects"]],
-        ["bad logins answered 401", flood["refused_401"]],
-        ["attacker connect failures", flood["connect_errors"]],
-        ["gateway open-file limit", FILE_LIMIT],
-        ["flood seconds", round(elapsed, 1)],
-        ["gateway CPU seconds during the flood", round(gateway_cpu, 1)],
-        ["machine load average (1 min)", round(os.getloadavg()[0], 1)],
-        ["log lines during the flood", lines1 - lines0],
-        ["log lines per second", round((lines1 - lines0) / elapsed, 2)],
-        ["log bytes during the flood", bytes1 - bytes0],
-        ["'Too many open files' in the log", grown.count("Too many open files")],
-    ])
+    print_table(
+        ["flood", "value"],
+        [
+            ["sockets per kind (idle, half-open, bad login)", per_kind],
+            ["attacker sockets open at once (max)", flood["max_open"]],
+            ["attacker connections made", flood["connects"]],
+            ["bad logins answered 401", flood["refused_401"]],
+            ["attacker connect failures", flood["connect_errors"]],
+            ["gateway open-file limit", FILE_LIMIT],
+            ["flood seconds", round(elapsed, 1)],
+            ["gateway CPU seconds during the flood", round(gateway_cpu, 1)],
+            ["machine load average (1 min)", round(os.getloadavg()[0], 1)],
+            ["log lines during the flood", lines1 - lines0],
+            ["log lines per second", round((lines1 - lines0) / elapsed, 2)],
+            ["log bytes during the flood", bytes1 - bytes0],
+            ["'Too many open files' in the log", grown.count("Too many open files")],
+        ],
+    )
     for failure in failures[:5]:
         print("failed turn:", failure)
     print("\nlog lines during the flood (first 20):")
@@ -246,9 +335,15 @@ async def run(per_kind: int, duration: float) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--per-kind", type=int, default=400, help="sockets of each of the three kinds (default 400)")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of flood (default 20)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--per-kind", type=int, default=400, help="sockets of each of the three kinds (default 400)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="seconds of flood (default 20)"
+    )
     parser.add_argument("--flood-port", type=int, help=argparse.SUPPRESS)  # the attacker process
     args = parser.parse_args()
     if args.flood_port:

@@ -26,7 +26,9 @@ def run(cmd: list[str], timeout: float) -> tuple[subprocess.CompletedProcess[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cold", action="store_true", help="delete the cached base rootfs first")
     parser.add_argument("--out", default=None, help="output folder (default: a temp folder)")
     args = parser.parse_args()
@@ -34,14 +36,21 @@ def main() -> None:
     if args.cold:
         for tar in (IMAGE / "cache").glob("base-*.tar"):
             tar.unlink()
-    build, build_s = run([sys.executable, str(IMAGE / "build.py"), "--variant", "test", "--out", str(out)], 3600)
+    build, build_s = run(
+        [sys.executable, str(IMAGE / "build.py"), "--variant", "test", "--out", str(out)], 3600
+    )
     if build.returncode != 0:
         sys.exit(f"build failed:\n{build.stderr[-3000:]}")
     stages = re.findall(r"^\s+([\d.]+) s  (.+)$", build.stderr, re.M)
     img, xz = out / "toyd-pi-test.img", out / "toyd-pi-test.img.xz"
     boot, boot_s = run([str(IMAGE / "boot-test.sh"), str(img), "420"], 600)
     ready = re.search(r"ready_after_s=([\d.]+)", boot.stderr)
-    rows = [("build, " + ("cold (mmdebstrap)" if args.cold else "cached base rootfs"), f"{build_s:.0f} s")]
+    rows = [
+        (
+            "build, " + ("cold (mmdebstrap)" if args.cold else "cached base rootfs"),
+            f"{build_s:.0f} s",
+        )
+    ]
     rows += [(f"  {name}", f"{float(sec):.1f} s") for sec, name in stages]
     rows += [
         ("image .img (apparent size)", f"{img.stat().st_size / 1e6:.0f} MB"),

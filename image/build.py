@@ -24,11 +24,21 @@ IMAGE_DIR = Path(__file__).resolve().parent
 REPO = IMAGE_DIR.parent
 sys.path[:0] = [str(IMAGE_DIR), str(REPO)]
 
-from toyd_image import assemble, config as build_config, layer, models, rootfs, wheels  # noqa: E402
+from toyd_image import assemble, layer, models, rootfs, wheels  # noqa: E402
+from toyd_image import config as build_config
 from toyd_image.config import ImageBuildError  # noqa: E402
 
-TOOLS = {"mmdebstrap": "mmdebstrap", "mkfs.vfat": "dosfstools", "mcopy": "mtools", "mke2fs": "e2fsprogs",
-         "sfdisk": "fdisk", "xz": "xz-utils", "dtc": "device-tree-compiler", "chroot": "coreutils", "systemctl": "systemd"}
+TOOLS = {
+    "mmdebstrap": "mmdebstrap",
+    "mkfs.vfat": "dosfstools",
+    "mcopy": "mtools",
+    "mke2fs": "e2fsprogs",
+    "sfdisk": "fdisk",
+    "xz": "xz-utils",
+    "dtc": "device-tree-compiler",
+    "chroot": "coreutils",
+    "systemctl": "systemd",
+}
 # Free space a build needs, before sizes are known (unpacked rootfs + filesystems + image).
 NEED_WORK_MB = 6000
 NEED_OUT_MB = 3000
@@ -51,8 +61,11 @@ class Progress:
     def done(self, detail: str = "") -> None:
         took = time.monotonic() - self.stage_start
         self.timings.append((self.name, took))
-        print(f"[{self.n}/{self.total}] {self.name}: done in {took:.1f} s{'  ' + detail if detail else ''}",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{self.n}/{self.total}] {self.name}: done in {took:.1f} s{'  ' + detail if detail else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
@@ -65,18 +78,26 @@ def free_mb(path: Path) -> int:
     return shutil.disk_usage(path).free // (1 << 20)
 
 
-def preflight(cfg: build_config.BuildConfig, out: Path, cache: Path, need_root: bool = True) -> None:
+def preflight(
+    cfg: build_config.BuildConfig, out: Path, cache: Path, need_root: bool = True
+) -> None:
     """Everything that can be checked in a second: models, root, tools, free space."""
     models.check_sources(cfg.models)
     if need_root and os.geteuid() != 0:
-        raise ImageBuildError("building the image needs root (mmdebstrap, chroot, file owners): run it with sudo")
+        raise ImageBuildError(
+            "building the image needs root (mmdebstrap, chroot, file owners): run it with sudo"
+        )
     missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
     if missing:
-        raise ImageBuildError(f"missing tools; install them with: apt-get install {' '.join(missing)}")
+        raise ImageBuildError(
+            f"missing tools; install them with: apt-get install {' '.join(missing)}"
+        )
     for path, need in ((out, NEED_OUT_MB), (cache, NEED_WORK_MB)):
         have = free_mb(path)
         if have < need:
-            raise ImageBuildError(f"not enough space: {path} has {have} MiB free, the build needs about {need} MiB")
+            raise ImageBuildError(
+                f"not enough space: {path} has {have} MiB free, the build needs about {need} MiB"
+            )
 
 
 def sha256(path: Path) -> str:
@@ -90,8 +111,13 @@ def sha256(path: Path) -> str:
 def compress(image: Path, target: Path, level: int) -> Path:
     """xz-compress image into target (multi-threaded); the partial file is removed on failure."""
     with open(target, "wb") as out:
-        proc = subprocess.run(["xz", "--threads=0", f"-{level}", "--stdout", str(image)], stdout=out,
-                              stderr=subprocess.PIPE, text=True, timeout=3600)
+        proc = subprocess.run(
+            ["xz", "--threads=0", f"-{level}", "--stdout", str(image)],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=3600,
+        )
     if proc.returncode != 0:
         target.unlink(missing_ok=True)
         raise ImageBuildError(f"xz failed: {proc.stderr.strip()}")
@@ -126,16 +152,25 @@ def build(args: argparse.Namespace) -> int:
         progress.done(f"{'cached' if cached else 'built'} {tarball.name}")
 
         progress.stage("toyd layer (venv, units, config, models)")
-        smoke = layer.install(cfg, REPO, work / "rootfs", work / "wheels", work / "models", work / "boot")
+        smoke = layer.install(
+            cfg, REPO, work / "rootfs", work / "wheels", work / "models", work / "boot"
+        )
         progress.done(smoke)
 
         progress.stage("assemble partitioned image (no loop devices)")
         image = out / f".{stem}.img.part"
         partial.append(image)
-        layout = assemble.assemble(work / "boot", work / "rootfs", image,
-                                   boot_size_mb=cfg.boot_size_mb, root_free_mb=cfg.root_free_mb)
-        progress.done(f"{layout.total} MiB: boot {layout.boot_size} MiB @ {layout.boot_start}, "
-                      f"root {layout.root_size} MiB @ {layout.root_start}")
+        layout = assemble.assemble(
+            work / "boot",
+            work / "rootfs",
+            image,
+            boot_size_mb=cfg.boot_size_mb,
+            root_free_mb=cfg.root_free_mb,
+        )
+        progress.done(
+            f"{layout.total} MiB: boot {layout.boot_size} MiB @ {layout.boot_start}, "
+            f"root {layout.root_size} MiB @ {layout.root_start}"
+        )
         shutil.rmtree(work, ignore_errors=True)
 
         final = out / f"{stem}.img"
@@ -175,17 +210,48 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of image/build.sh."""
     parser = argparse.ArgumentParser(
-        prog="image/build.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="image/build.sh",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  sudo image/build.sh                          release image in image/out/\n"
-               "  sudo image/build.sh --variant test --no-compress   image for image/boot-test.sh\n"
-               "Requirements and flashing: docs/image.md")
-    parser.add_argument("--config", default=str(IMAGE_DIR / "build.yaml"), metavar="FILE", help="build config (default: image/build.yaml)")
-    parser.add_argument("--out", default=str(IMAGE_DIR / "out"), metavar="DIR", help="output folder (default: image/out)")
-    parser.add_argument("--cache", default=str(IMAGE_DIR / "cache"), metavar="DIR",
-                        help="base rootfs cache and work space (default: image/cache)")
-    parser.add_argument("--variant", choices=sorted(build_config.VARIANTS), help="override the config's variant")
-    parser.add_argument("--no-compress", dest="compress", action="store_false", help="skip .img.xz (faster, for tests)")
-    parser.add_argument("--xz-level", type=int, default=6, choices=range(0, 10), metavar="0-9", help="xz preset (default 6)")
+        "  sudo image/build.sh --variant test --no-compress   image for image/boot-test.sh\n"
+        "Requirements and flashing: docs/image.md",
+    )
+    parser.add_argument(
+        "--config",
+        default=str(IMAGE_DIR / "build.yaml"),
+        metavar="FILE",
+        help="build config (default: image/build.yaml)",
+    )
+    parser.add_argument(
+        "--out",
+        default=str(IMAGE_DIR / "out"),
+        metavar="DIR",
+        help="output folder (default: image/out)",
+    )
+    parser.add_argument(
+        "--cache",
+        default=str(IMAGE_DIR / "cache"),
+        metavar="DIR",
+        help="base rootfs cache and work space (default: image/cache)",
+    )
+    parser.add_argument(
+        "--variant", choices=sorted(build_config.VARIANTS), help="override the config's variant"
+    )
+    parser.add_argument(
+        "--no-compress",
+        dest="compress",
+        action="store_false",
+        help="skip .img.xz (faster, for tests)",
+    )
+    parser.add_argument(
+        "--xz-level",
+        type=int,
+        default=6,
+        choices=range(0, 10),
+        metavar="0-9",
+        help="xz preset (default 6)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     try:

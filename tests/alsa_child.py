@@ -40,7 +40,9 @@ async def scenario(spec: dict) -> dict:
                 finished = await next_event(done, PlaybackFinished, timeout=10)
                 out["finished"] = [finished.response_id, finished.interrupted]
                 out["frames_written"] = plugin.speaker.frames_written
-                plugin.player.interrupt("test")  # aborts the PortAudio stream; playback must still work after
+                plugin.player.interrupt(
+                    "test"
+                )  # aborts the PortAudio stream; playback must still work after
                 for i in range(0, len(reply), FRAME_BYTES):
                     app.bus.publish(ReplyAudio(response_id="r2", pcm=reply[i : i + FRAME_BYTES]))
                 app.bus.publish(ReplyAudioEnd(response_id="r2"))

@@ -17,13 +17,18 @@ from toyd.testing import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def private_toy_config(dest: Path, *, mqtt_port: int | None = None, mic_input: str | None = None) -> Path:
+def private_toy_config(
+    dest: Path, *, mqtt_port: int | None = None, mic_input: str | None = None
+) -> Path:
     """Write ``config/toyd.yaml`` to ``dest`` with a private broker port (default: a closed one),
     an unused cloud port and a unique device id; returns ``dest``."""
     text = (ROOT / "config" / "toyd.yaml").read_text(encoding="utf-8")
     replacements = [
         (r"(?m)^device_id: demo-toy\b", f"device_id: test-{uuid.uuid4().hex[:12]}"),
-        (r"(?m)^(mqtt:\n  host: 127\.0\.0\.1\n  port: )1883\b", rf"\g<1>{mqtt_port or free_port()}"),
+        (
+            r"(?m)^(mqtt:\n  host: 127\.0\.0\.1\n  port: )1883\b",
+            rf"\g<1>{mqtt_port or free_port()}",
+        ),
         (r"(?m)^(  url: ws://127\.0\.0\.1:)8765\b", rf"\g<1>{free_port()}"),
     ]
     if mic_input is not None:

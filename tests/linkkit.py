@@ -23,27 +23,59 @@ def speech(text: str = "hello bear") -> bytes:
     return espeak_pcm(text)
 
 
-def cloud_config(port: int, tokens: dict[str, str] | None = None, plugins: tuple[str, ...] = ("gateway", "echochain"),
-                 sections: dict[str, Any] | None = None, **gateway: Any) -> dict[str, Any]:
-    return {"role": "cloud", "device_id": "cloud", "plugins": list(plugins),
-            "gateway": {"port": port, "tokens": tokens or {"toy-1": TOKEN}, **gateway}, **(sections or {})}
+def cloud_config(
+    port: int,
+    tokens: dict[str, str] | None = None,
+    plugins: tuple[str, ...] = ("gateway", "echochain"),
+    sections: dict[str, Any] | None = None,
+    **gateway: Any,
+) -> dict[str, Any]:
+    return {
+        "role": "cloud",
+        "device_id": "cloud",
+        "plugins": list(plugins),
+        "gateway": {"port": port, "tokens": tokens or {"toy-1": TOKEN}, **gateway},
+        **(sections or {}),
+    }
 
 
-def device_config(port: int, device_id: str = "toy-1", token: str = TOKEN, **link: Any) -> dict[str, Any]:
-    return {"role": "device", "device_id": device_id, "plugins": ["cloudlink"],
-            "cloudlink": {"url": f"ws://127.0.0.1:{port}", "token": token, "backoff_initial": 0.05,
-                          "backoff_max": 0.5, **link}}
+def device_config(
+    port: int, device_id: str = "toy-1", token: str = TOKEN, **link: Any
+) -> dict[str, Any]:
+    return {
+        "role": "device",
+        "device_id": device_id,
+        "plugins": ["cloudlink"],
+        "cloudlink": {
+            "url": f"ws://127.0.0.1:{port}",
+            "token": token,
+            "backoff_initial": 0.05,
+            "backoff_max": 0.5,
+            **link,
+        },
+    }
 
 
 @contextlib.asynccontextmanager
-async def cloud_and_toy(tmp: Path, *, extra_plugins: dict[str, Any] | None = None, plugins: tuple[str, ...] = ("gateway", "echochain"),
-                        gateway: dict[str, Any] | None = None, link: dict[str, Any] | None = None,
-                        sections: dict[str, Any] | None = None) -> AsyncIterator[tuple[App, App, Any]]:
+async def cloud_and_toy(
+    tmp: Path,
+    *,
+    extra_plugins: dict[str, Any] | None = None,
+    plugins: tuple[str, ...] = ("gateway", "echochain"),
+    gateway: dict[str, Any] | None = None,
+    link: dict[str, Any] | None = None,
+    sections: dict[str, Any] | None = None,
+) -> AsyncIterator[tuple[App, App, Any]]:
     """A cloud daemon and a toy daemon connected to it; yields (cloud, toy, toy-subscription)."""
     port = free_port()
-    async with running_daemon(cloud_config(port, plugins=plugins, sections=sections, **(gateway or {})), state_dir=tmp / "cloud",
-                              extra_plugins=extra_plugins) as cloud:
-        async with running_daemon(device_config(port, **(link or {})), state_dir=tmp / "toy") as toy:
+    async with running_daemon(
+        cloud_config(port, plugins=plugins, sections=sections, **(gateway or {})),
+        state_dir=tmp / "cloud",
+        extra_plugins=extra_plugins,
+    ) as cloud:
+        async with running_daemon(
+            device_config(port, **(link or {})), state_dir=tmp / "toy"
+        ) as toy:
             sub = toy.bus.subscribe("test", maxsize=100000)
             await next_event(sub, ev.CloudOnline, timeout=10)
             yield cloud, toy, sub
@@ -87,13 +119,33 @@ class RawToy:
     async def connect(self, *, hello: bool = True, **hello_fields: Any) -> RawToy:
         from websockets.asyncio.client import connect
 
-        headers = {"Authorization": f"Bearer {self.token}", "Device-Id": self.device_id, "Protocol-Version": "1"}
-        self.conn = await connect(f"ws://127.0.0.1:{self.port}", additional_headers=headers, proxy=None,
-                                  compression=None, open_timeout=5)
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Device-Id": self.device_id,
+            "Protocol-Version": "1",
+        }
+        self.conn = await connect(
+            f"ws://127.0.0.1:{self.port}",
+            additional_headers=headers,
+            proxy=None,
+            compression=None,
+            open_timeout=5,
+        )
         if hello:
-            await self.send({"type": "hello", "version": 1, "device_id": self.device_id,
-                             "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 20},
-                             **hello_fields})
+            await self.send(
+                {
+                    "type": "hello",
+                    "version": 1,
+                    "device_id": self.device_id,
+                    "audio_params": {
+                        "format": "opus",
+                        "sample_rate": 16000,
+                        "channels": 1,
+                        "frame_duration": 20,
+                    },
+                    **hello_fields,
+                }
+            )
             self.hello = await self.expect("hello")
         return self
 
@@ -111,11 +163,17 @@ class RawToy:
 
     async def expect(self, kind: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
         """Skip frames until a message of ``kind`` (with ``fields``) arrives."""
+
         async def find() -> dict[str, Any]:
             while True:
                 frame = await self.recv(timeout)
-                if isinstance(frame, dict) and frame.get("type") == kind and all(frame.get(k) == v for k, v in fields.items()):
+                if (
+                    isinstance(frame, dict)
+                    and frame.get("type") == kind
+                    and all(frame.get(k) == v for k, v in fields.items())
+                ):
                     return frame
+
         return await asyncio.wait_for(find(), timeout)
 
     async def talk(self, pcm: bytes, turn_id: str = "t1", **listen: Any) -> None:
@@ -123,7 +181,15 @@ class RawToy:
         from toyd.audio.opus import OpusEncoder
 
         encoder = OpusEncoder()
-        await self.send({"type": "listen", "state": "start", "mode": "push_to_talk", "turn_id": turn_id, **listen})
+        await self.send(
+            {
+                "type": "listen",
+                "state": "start",
+                "mode": "push_to_talk",
+                "turn_id": turn_id,
+                **listen,
+            }
+        )
         for i, frame in enumerate(frames(pcm)):
             await self.send(encoder.encode(frame))
             if i % 20 == 19:
@@ -144,6 +210,7 @@ class RawToy:
                 messages.append(frame)
                 if frame.get("type") == "tts" and frame.get("state") == "stop":
                     return
+
         await asyncio.wait_for(collect(), timeout)
         return messages, audio
 
@@ -153,10 +220,18 @@ class RawToy:
 
 
 @contextlib.asynccontextmanager
-async def cloud(tmp: Path, *, extra_plugins: dict[str, Any] | None = None, plugins: tuple[str, ...] = ("gateway", "echochain"),
-                **gateway: Any) -> AsyncIterator[tuple[App, int]]:
+async def cloud(
+    tmp: Path,
+    *,
+    extra_plugins: dict[str, Any] | None = None,
+    plugins: tuple[str, ...] = ("gateway", "echochain"),
+    **gateway: Any,
+) -> AsyncIterator[tuple[App, int]]:
     """A cloud daemon on a free port; yields (app, port)."""
     port = free_port()
-    async with running_daemon(cloud_config(port, plugins=plugins, **gateway), state_dir=tmp / "cloud",
-                              extra_plugins=extra_plugins) as app:
+    async with running_daemon(
+        cloud_config(port, plugins=plugins, **gateway),
+        state_dir=tmp / "cloud",
+        extra_plugins=extra_plugins,
+    ) as app:
         yield app, port

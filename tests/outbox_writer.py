@@ -11,7 +11,9 @@ async def main(path: str, critical_every: int) -> None:
     outbox = await Outbox(Path(path), max_items=1_000_000).open()
     n = 0
     while True:
-        uid = await outbox.add("transcript", {"n": n, "text": "hello " * 20}, critical=n % critical_every == 0)
+        uid = await outbox.add(
+            "transcript", {"n": n, "text": "hello " * 20}, critical=n % critical_every == 0
+        )
         sys.stdout.write(uid + "\n")
         sys.stdout.flush()
         n += 1

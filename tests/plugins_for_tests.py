@@ -30,7 +30,9 @@ class CounterPlugin:
 
     @hookimpl
     def toyd_declare(self):
-        return PluginDeclaration(roles=("device", "cloud"), settings=CounterSettings, summary="test counter")
+        return PluginDeclaration(
+            roles=("device", "cloud"), settings=CounterSettings, summary="test counter"
+        )
 
     @hookimpl
     async def toyd_startup(self, app, settings):

@@ -13,9 +13,9 @@ import stat
 from collections.abc import AsyncIterator
 
 import pytest
+
 from linkkit import speech
 from mqtt_support import Probe
-
 from toyd import PluginDeclaration, credentials, hookimpl
 from toyd import events as ev
 from toyd.cli import main as toyd_main

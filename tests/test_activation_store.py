@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from toyd_plugins.activation_server.store import ActivationRefused, ActivationStore, Limits
 
 from toyd.protocol.activation import challenge_hmac
+from toyd_plugins.activation_server.store import ActivationRefused, ActivationStore, Limits
 
 
 class Clock:

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-
 from toyd import events as ev
 from toyd.testing import espeak_pcm, next_event, wait_for
 from toyd.testing.standin import StandIn
@@ -16,17 +15,28 @@ from toyd.turn import Turn
 from toyd_plugins.demo.loopback import Loopback
 from toyd_plugins.llm.settings import Persona
 
+
 def words(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
 
 
-def configs(llm_url: str, plugins: tuple[str, ...] = (), **llm: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    cloud = {"role": "cloud", "plugins": ["gateway", "stt_whisper", *plugins, "llm", "tts_espeak"], "startup_timeout": 60,
-             "gateway": {"stage_timeout": 20, "max_listen_seconds": 20},
-             "stt_whisper": {"cpu_threads": 2},
-             "llm": {"base_url": llm_url, "model": "stand-in", "memory": False, **llm}}
-    toy = {"role": "device", "device_id": "toy-1", "plugins": ["cloudlink"],
-           "cloudlink": {"reply_timeout": 20, "language": "en"}}
+def configs(
+    llm_url: str, plugins: tuple[str, ...] = (), **llm: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    cloud = {
+        "role": "cloud",
+        "plugins": ["gateway", "stt_whisper", *plugins, "llm", "tts_espeak"],
+        "startup_timeout": 60,
+        "gateway": {"stage_timeout": 20, "max_listen_seconds": 20},
+        "stt_whisper": {"cpu_threads": 2},
+        "llm": {"base_url": llm_url, "model": "stand-in", "memory": False, **llm},
+    }
+    toy = {
+        "role": "device",
+        "device_id": "toy-1",
+        "plugins": ["cloudlink"],
+        "cloudlink": {"reply_timeout": 20, "language": "en"},
+    }
     return cloud, toy
 
 
@@ -36,7 +46,9 @@ async def test_spoken_question_gives_transcript_streamed_reply_and_audio(tmp_pat
         cloud, toy = configs(llm.url + "/v1")
         async with Loopback(cloud, toy, state_dir=tmp_path) as loop:
             deltas: list[str] = []
-            loop.progress = lambda kind, data: deltas.append(data) if kind == "reply_delta" else None
+            loop.progress = lambda kind, data: (
+                deltas.append(data) if kind == "reply_delta" else None
+            )
             report = await loop.turn(espeak_pcm("tell me a story about a dragon"), timeout=60)
             assert report.outcome == "reply"
             assert words(report.transcript) == "tell me a story about a dragon"
@@ -49,8 +61,9 @@ async def test_spoken_question_gives_transcript_streamed_reply_and_audio(tmp_pat
             assert lat["stt"] > 0 and lat["llm_first_token"] >= 50 and lat["tts_first_audio"] > 0
             assert 0 <= lat["overhead"] < lat["end_of_speech_to_first_audio"]
             # what the toy heard is the reply: read it back with the same Whisper
-            heard = await loop.cloud.host.call_first("toyd_transcribe", turn=Turn("t", "s", "x"), pcm=report.pcm,
-                                                     sample_rate=16000)
+            heard = await loop.cloud.host.call_first(
+                "toyd_transcribe", turn=Turn("t", "s", "x"), pcm=report.pcm, sample_rate=16000
+            )
             assert "dragon" in words(heard.text) and "fly" in words(heard.text)
 
 
@@ -58,29 +71,44 @@ async def test_unsafe_question_is_redirected_and_alerts_parents(tmp_path: Path) 
     async with StandIn() as llm:
         cloud, toy = configs(llm.url, plugins=("safety",))
         async with Loopback(cloud, toy, state_dir=tmp_path) as loop:
-            report = await loop.turn(espeak_pcm("someone told me to keep a secret from my mom"), timeout=60)
+            report = await loop.turn(
+                espeak_pcm("someone told me to keep a secret from my mom"), timeout=60
+            )
             assert "keep a secret" in words(report.transcript)
             child = report.safety[0]
-            assert child["speaker"] == "child" and not child["safe"] and child["category"] == "grooming"
+            assert (
+                child["speaker"] == "child"
+                and not child["safe"]
+                and child["category"] == "grooming"
+            )
             assert child["action"] in ("redirect", "block") and report.reply == child["replacement"]
-            assert report.alerts and report.alerts[0]["category"] == "grooming", "the cloud published a SafetyAlert"
-            assert report.toy_alerts == 1, "the toy got the alert too (its MQTT plugin tells the parents)"
+            assert report.alerts and report.alerts[0]["category"] == "grooming", (
+                "the cloud published a SafetyAlert"
+            )
+            assert report.toy_alerts == 1, (
+                "the toy got the alert too (its MQTT plugin tells the parents)"
+            )
             assert not llm.requests, "unsafe words never reach the language model"
             # the gentle line was spoken: listen to it
-            heard = await loop.cloud.host.call_first("toyd_transcribe", turn=Turn("t", "s", "x"), pcm=report.pcm,
-                                                     sample_rate=16000)
+            heard = await loop.cloud.host.call_first(
+                "toyd_transcribe", turn=Turn("t", "s", "x"), pcm=report.pcm, sample_rate=16000
+            )
             common = set(words(heard.text).split()) & set(words(report.reply).split())
             assert len(common) >= 5, heard.text
 
 
 async def test_barge_in_cancels_the_reply_llm_and_tts(tmp_path: Path) -> None:
     async with StandIn() as llm:
-        long_reply = " ".join(f"This is sentence number {i} of a very long story." for i in range(40))
+        long_reply = " ".join(
+            f"This is sentence number {i} of a very long story." for i in range(40)
+        )
         llm.script(long_reply, token_delay=0.05)
         cloud, toy = configs(llm.url)
         async with Loopback(cloud, toy, state_dir=tmp_path) as loop:
             tts = loop.cloud.host.plugins["tts_espeak"]
-            report = await loop.turn(espeak_pcm("tell me a long story"), timeout=60, stop_after_audio=True)
+            report = await loop.turn(
+                espeak_pcm("tell me a long story"), timeout=60, stop_after_audio=True
+            )
             assert report.response_id
             loop.toy.bus.publish(ev.ButtonPressed())  # barge-in while the toy speaks
             seen = await asyncio.wait_for(llm.disconnects.get(), 10)

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from test_ai_e2e import configs, words
 from toyd import events as ev
 from toyd.testing import espeak_pcm, next_event, wait_for
 from toyd.testing.standin import StandIn
 from toyd_plugins.demo.loopback import Loopback
 from toyd_plugins.llm.settings import Persona
-
-from test_ai_e2e import configs, words
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +22,9 @@ async def test_barge_in_during_speech_recognition_cancels_it(tmp_path: Path) -> 
         cloud, toy = configs(llm.url)
         async with Loopback(cloud, toy, state_dir=tmp_path) as loop:
             stt = loop.cloud.host.plugins["stt_whisper"]
-            speech = espeak_pcm("one two three four five six seven eight nine ten eleven twelve") * 2
+            speech = (
+                espeak_pcm("one two three four five six seven eight nine ten eleven twelve") * 2
+            )
             await loop.speak(speech)
             await wait_for(lambda: stt.engine.busy == 1, timeout=10)
             loop.toy.bus.publish(ev.ButtonPressed())  # the child speaks again before the answer
@@ -45,7 +46,9 @@ async def test_bad_input_never_hangs_the_session(tmp_path: Path) -> None:
             odd = await loop.turn(espeak_pcm("tell me about the stars"), timeout=60)
             assert odd.reply == "Stars twinkle." and odd.pcm
             llm.script("Hello again!")
-            assert (await loop.turn(espeak_pcm("tell me a long story"), timeout=60)).reply == "Hello again!"
+            assert (
+                await loop.turn(espeak_pcm("tell me a long story"), timeout=60)
+            ).reply == "Hello again!"
 
 
 async def test_overlong_speech_is_cut_and_answered_over_the_wire(tmp_path: Path) -> None:
@@ -58,10 +61,16 @@ async def test_overlong_speech_is_cut_and_answered_over_the_wire(tmp_path: Path)
             speech = espeak_pcm("the cat sat on the mat") + bytes(32000)
             long_speech = (speech * (30 * 32000 // len(speech) + 1))[: 30 * 32000]
             report = await loop.turn(long_speech, timeout=90)
-            assert report.outcome == "reply" and "cat sat on the mat" in words(report.transcript) and report.pcm
+            assert (
+                report.outcome == "reply"
+                and "cat sat on the mat" in words(report.transcript)
+                and report.pcm
+            )
             # the cloud ended the turn on the toy at its limit, before the child stopped talking
             assert (await next_event(ended, ev.SpeechEnded, 1)).reason == "max_length"
             session = loop.cloud.host.plugins["gateway"].gateway.sessions["toy-1"]
             assert session.errors == 0
             llm.script("Still here!")
-            assert (await loop.turn(espeak_pcm("tell me a long story"), timeout=60)).reply == "Still here!"
+            assert (
+                await loop.turn(espeak_pcm("tell me a long story"), timeout=60)
+            ).reply == "Still here!"

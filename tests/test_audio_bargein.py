@@ -9,19 +9,33 @@ import numpy as np
 from toyd import State, Trigger
 from toyd.audio.pcm import FRAME_BYTES
 from toyd.audio.wav import read_wav
-from toyd.events import (ButtonPressed, PlaybackFinished, PlaybackStarted, ReplyAudio, ReplyAudioEnd, SpeechEnded,
-                         StateChanged, StateRequest)
+from toyd.events import (
+    ButtonPressed,
+    PlaybackFinished,
+    PlaybackStarted,
+    ReplyAudio,
+    ReplyAudioEnd,
+    SpeechEnded,
+    StateChanged,
+    StateRequest,
+)
 from toyd.testing import next_event, running_daemon, wait_for
 
 
 def frames_of(seed: int, n: int) -> list[bytes]:
     rng = np.random.default_rng(seed)
-    return [rng.integers(-20000, 20000, FRAME_BYTES // 2, dtype=np.int16).astype("<i2").tobytes() for _ in range(n)]
+    return [
+        rng.integers(-20000, 20000, FRAME_BYTES // 2, dtype=np.int16).astype("<i2").tobytes()
+        for _ in range(n)
+    ]
 
 
 def config(**audio: object) -> dict[str, object]:
-    return {"role": "device", "plugins": ["audio"],
-            "audio": {"backend": "file", "volume": 100, "file": {"output_realtime": True}, **audio}}
+    return {
+        "role": "device",
+        "plugins": ["audio"],
+        "audio": {"backend": "file", "volume": 100, "file": {"output_realtime": True}, **audio},
+    }
 
 
 def send(app, rid: str, frames: list[bytes], *, end: bool = False) -> None:
@@ -44,11 +58,15 @@ def count_prefix(played: bytes, frames: list[bytes]) -> int:
     return n
 
 
-async def test_barge_in_while_speaking_stops_within_a_frame_and_drops_stale_frames(state_dir: Path) -> None:
+async def test_barge_in_while_speaking_stops_within_a_frame_and_drops_stale_frames(
+    state_dir: Path,
+) -> None:
     a, b = frames_of(1, 150), frames_of(2, 10)
     async with running_daemon(config(), state_dir=state_dir) as app:
         speaker = app.host.plugins["audio"].speaker
-        sub = app.bus.subscribe("t", (StateChanged, PlaybackStarted, PlaybackFinished), maxsize=10000)
+        sub = app.bus.subscribe(
+            "t", (StateChanged, PlaybackStarted, PlaybackFinished), maxsize=10000
+        )
         await to_state(app, sub, ButtonPressed(), State.LISTENING)
         await to_state(app, sub, SpeechEnded(reason="silence"), State.THINKING)
         send(app, "A", a[:100])
@@ -77,7 +95,9 @@ async def test_barge_in_while_speaking_stops_within_a_frame_and_drops_stale_fram
 async def test_barge_in_while_thinking_drops_the_buffered_reply(state_dir: Path) -> None:
     a, b = frames_of(3, 20), frames_of(4, 5)
     async with running_daemon(config(prebuffer_ms=1000), state_dir=state_dir) as app:
-        sub = app.bus.subscribe("t", (StateChanged, PlaybackStarted, PlaybackFinished), maxsize=10000)
+        sub = app.bus.subscribe(
+            "t", (StateChanged, PlaybackStarted, PlaybackFinished), maxsize=10000
+        )
         await to_state(app, sub, ButtonPressed(), State.LISTENING)
         await to_state(app, sub, SpeechEnded(), State.THINKING)
         send(app, "A", a[:10])  # still filling the jitter buffer
@@ -95,7 +115,9 @@ async def test_sleep_and_mute_stop_playback_and_refuse_replies(state_dir: Path) 
     a, late = frames_of(5, 100), frames_of(6, 5)
     async with running_daemon(config(), state_dir=state_dir) as app:
         speaker = app.host.plugins["audio"].speaker
-        sub = app.bus.subscribe("t", (StateChanged, PlaybackStarted, PlaybackFinished), maxsize=10000)
+        sub = app.bus.subscribe(
+            "t", (StateChanged, PlaybackStarted, PlaybackFinished), maxsize=10000
+        )
         send(app, "announce", a)  # IDLE: an announcement
         await next_event(sub, StateChanged, where=lambda e: e.new is State.SPEAKING)
         await wait_for(lambda: speaker.frames_written >= 3)
@@ -109,7 +131,9 @@ async def test_sleep_and_mute_stop_playback_and_refuse_replies(state_dir: Path) 
         await to_state(app, sub, StateRequest(trigger=Trigger.UNMUTE), State.IDLE)
         assert speaker.frames_written <= played_before + 1
         send(app, "awake", late[:2], end=True)  # awake again: new replies play
-        assert (await next_event(sub, PlaybackStarted)).response_id == "awake"  # never 'late' or 'late2'
+        assert (
+            await next_event(sub, PlaybackStarted)
+        ).response_id == "awake"  # never 'late' or 'late2'
         await next_event(sub, PlaybackFinished, where=lambda e: e.response_id == "awake")
     played = read_wav(state_dir / "speaker.wav")
     k = count_prefix(played, a)

@@ -11,11 +11,21 @@ import pytest
 
 from toyd.audio.pcm import FRAME_BYTES
 from toyd.audio.wav import read_wav
-from toyd.events import AudioFrame, MicInput, PlaybackFinished, PlaybackStarted, ReplyAudio, ReplyAudioEnd, VolumeSet
+from toyd.events import (
+    AudioFrame,
+    MicInput,
+    PlaybackFinished,
+    PlaybackStarted,
+    ReplyAudio,
+    ReplyAudioEnd,
+    VolumeSet,
+)
 from toyd.testing import next_event, running_daemon, wait_for
 
 
-def write_wav(path: Path, pcm: bytes, *, rate: int = 16000, channels: int = 1, width: int = 2) -> Path:
+def write_wav(
+    path: Path, pcm: bytes, *, rate: int = 16000, channels: int = 1, width: int = 2
+) -> Path:
     with wave.open(str(path), "wb") as w:
         w.setnchannels(channels)
         w.setsampwidth(width)
@@ -27,7 +37,11 @@ def write_wav(path: Path, pcm: bytes, *, rate: int = 16000, channels: int = 1, w
 def ramp(n_frames: int, seed: int = 1) -> bytes:
     """Distinct, non-silent PCM so a single wrong sample is visible."""
     rng = np.random.default_rng(seed)
-    return rng.integers(-20000, 20000, n_frames * FRAME_BYTES // 2, dtype=np.int16).astype("<i2").tobytes()
+    return (
+        rng.integers(-20000, 20000, n_frames * FRAME_BYTES // 2, dtype=np.int16)
+        .astype("<i2")
+        .tobytes()
+    )
 
 
 def config(**file: object) -> dict[str, object]:
@@ -77,8 +91,9 @@ async def test_realtime_mic_is_paced(tmp_path: Path, state_dir: Path) -> None:
     assert all(f.pcm == bytes(FRAME_BYTES) for f in frames)  # no input: silence
 
 
-async def test_corrupt_wav_gives_clear_error_and_keeps_running(tmp_path: Path, state_dir: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_corrupt_wav_gives_clear_error_and_keeps_running(
+    tmp_path: Path, state_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunk")
     good = write_wav(tmp_path / "good.wav", ramp(5, seed=3))
@@ -149,7 +164,9 @@ async def test_stalled_reply_finishes(state_dir: Path) -> None:
     cfg["audio"]["stall_timeout"] = 0.3  # type: ignore[index]
     async with running_daemon(cfg, state_dir=state_dir) as app:
         sub = app.bus.subscribe("t", (PlaybackStarted, PlaybackFinished))
-        await play(app, "s", ramp(1), end=False)  # one frame, below the prebuffer, and no end marker
+        await play(
+            app, "s", ramp(1), end=False
+        )  # one frame, below the prebuffer, and no end marker
         await next_event(sub, PlaybackStarted)
         finished = await next_event(sub, PlaybackFinished, timeout=3)
         assert finished.response_id == "s" and not finished.interrupted

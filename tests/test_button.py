@@ -7,11 +7,19 @@ from typing import Any
 
 import pytest
 
-from toyd import State, Trigger
-from toyd.events import (ButtonGesture, ButtonPressed, ButtonReleased, PlaybackStarted, SpeechEnded,
-                         SpeechStarted, StateChanged, StateRequest, VolumeSet)
+from toyd import State, Trigger, gpio
+from toyd.events import (
+    ButtonGesture,
+    ButtonPressed,
+    ButtonReleased,
+    PlaybackStarted,
+    SpeechEnded,
+    SpeechStarted,
+    StateChanged,
+    StateRequest,
+    VolumeSet,
+)
 from toyd.testing import next_event, running_daemon
-from toyd import gpio
 
 EVENTS = (ButtonPressed, ButtonReleased, ButtonGesture, StateChanged, VolumeSet)
 
@@ -33,12 +41,19 @@ async def test_press_listens_release_reports_hold_time(state_dir) -> None:
         from gpiozero import Device
         from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-        assert isinstance(Device.pin_factory, MockFactory) and Device.pin_factory.pin_class is MockPWMPin
+        assert (
+            isinstance(Device.pin_factory, MockFactory)
+            and Device.pin_factory.pin_class is MockPWMPin
+        )
         sub = app.bus.subscribe("test", EVENTS)
         pin().drive_low()  # pull-up: pressed pulls the pin to ground
         await next_event(sub, ButtonPressed)
         change = await next_event(sub, StateChanged)
-        assert (change.old, change.new, change.cause) == (State.IDLE, State.LISTENING, "ButtonPressed")
+        assert (change.old, change.new, change.cause) == (
+            State.IDLE,
+            State.LISTENING,
+            "ButtonPressed",
+        )
         pin().drive_high()
         released = await next_event(sub, ButtonReleased)
         assert 0 < released.held < 2
@@ -87,7 +102,9 @@ async def test_hold_toggles_sleep_and_drops_the_empty_turn(state_dir) -> None:
         await state_becomes(sub, State.LISTENING)
         gesture = await next_event(sub, ButtonGesture, timeout=5)
         assert (gesture.gesture, gesture.action) == ("hold", "sleep_toggle")
-        assert (await next_event(sub, StateChanged)).new is State.IDLE  # the silent turn is cancelled
+        assert (
+            await next_event(sub, StateChanged)
+        ).new is State.IDLE  # the silent turn is cancelled
         assert (await next_event(sub, StateChanged)).new is State.SLEEPING
         pin().drive_high()
         released = await next_event(sub, ButtonReleased)
@@ -113,7 +130,9 @@ async def test_talking_while_holding_is_not_a_gesture(state_dir) -> None:
 
 
 async def test_double_press_mutes_and_unmutes(state_dir) -> None:
-    async with running_daemon(config(double_press_action="mute_toggle", hold_action="none"), state_dir=state_dir) as app:
+    async with running_daemon(
+        config(double_press_action="mute_toggle", hold_action="none"), state_dir=state_dir
+    ) as app:
         sub = app.bus.subscribe("test", EVENTS)
         for level in ("low", "high", "low", "high"):
             getattr(pin(), f"drive_{level}")()
@@ -127,7 +146,9 @@ async def test_double_press_mutes_and_unmutes(state_dir) -> None:
 
 
 async def test_slow_second_press_is_not_a_double_press(state_dir) -> None:
-    async with running_daemon(config(double_press_action="mute_toggle", double_press_window=0.1), state_dir=state_dir) as app:
+    async with running_daemon(
+        config(double_press_action="mute_toggle", double_press_window=0.1), state_dir=state_dir
+    ) as app:
         sub = app.bus.subscribe("test", EVENTS)
         pin().drive_low()
         pin().drive_high()
@@ -142,7 +163,9 @@ async def test_slow_second_press_is_not_a_double_press(state_dir) -> None:
 
 @pytest.mark.parametrize(("action", "level"), [("volume_up", 80), ("volume_down", 60)])
 async def test_hold_changes_volume(state_dir, action: str, level: int) -> None:
-    async with running_daemon(config(hold_time=0.5, hold_action=action), state_dir=state_dir) as app:
+    async with running_daemon(
+        config(hold_time=0.5, hold_action=action), state_dir=state_dir
+    ) as app:
         sub = app.bus.subscribe("test", EVENTS)
         pin().drive_low()
         assert (await next_event(sub, VolumeSet, timeout=5)).level == level
@@ -160,8 +183,10 @@ async def test_hook_toyd_reconfigure(state_dir) -> None:
     from toyd_plugins.button import ButtonSettings
 
     def settings(**button: Any):
-        return validate({**config(**button), "state_dir": str(state_dir)},
-                        lambda name: ButtonSettings if name == "button" else None)
+        return validate(
+            {**config(**button), "state_dir": str(state_dir)},
+            lambda name: ButtonSettings if name == "button" else None,
+        )
 
     async with running_daemon(config(), state_dir=state_dir) as app:
         plugin = app.host.plugins["button"]
@@ -188,7 +213,10 @@ async def test_pin_in_use_is_a_clear_startup_error(state_dir) -> None:
     from toyd.errors import PluginError
 
     cfg = {"role": "device", "plugins": ["button", "led"], "button": {"pin": 22}}
-    with pytest.raises(PluginError, match=r"plugin 'led': failed to start: GpioError: led: GPIO 22/23/24 cannot be used"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'led': failed to start: GpioError: led: GPIO 22/23/24 cannot be used",
+    ):
         async with running_daemon(cfg, state_dir=state_dir):
             pass
     assert gpio.current() is None

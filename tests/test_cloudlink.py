@@ -8,17 +8,17 @@ import sys
 
 import pytest
 
+from linkkit import cloud_and_toy, cloud_config, device_config, play_reply, speak_turn, speech
 from toyd import PluginDeclaration, State, hookimpl
 from toyd import events as ev
 from toyd.testing import free_port, next_event, running_daemon, wait_for
 
-from linkkit import cloud_and_toy, cloud_config, device_config, play_reply, speak_turn, speech
-
 
 async def test_barge_in_drops_every_stale_frame(tmp_path):
     # a 2 s lead puts most of the old reply on the wire before the child interrupts
-    async with cloud_and_toy(tmp_path, gateway={"downlink_lead_ms": 2000},
-                             sections={"echochain": {"repeat": 4}}) as (cloud, toy, sub):
+    async with cloud_and_toy(
+        tmp_path, gateway={"downlink_lead_ms": 2000}, sections={"echochain": {"repeat": 4}}
+    ) as (cloud, toy, sub):
         await speak_turn(toy, sub, speech())
         first = await next_event(sub, ev.ReplyAudio, timeout=10)
         toy.bus.publish(ev.PlaybackStarted(response_id=first.response_id))
@@ -116,8 +116,11 @@ async def speak_turn_from_listening(toy, sub, pcm: bytes) -> None:
 
 
 def _start_cloud_process(config_file, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "toyd", "cloud", "-c", str(config_file)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toyd", "cloud", "-c", str(config_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return proc
 
 
@@ -126,15 +129,21 @@ async def test_device_reconnects_after_the_server_is_killed(tmp_path):
 
     port = free_port()
     config_file = tmp_path / "cloud.yaml"
-    config_file.write_text(yaml.safe_dump({**cloud_config(port), "state_dir": str(tmp_path / "cloud")}))
+    config_file.write_text(
+        yaml.safe_dump({**cloud_config(port), "state_dir": str(tmp_path / "cloud")})
+    )
     proc = _start_cloud_process(config_file, port)
     try:
-        async with running_daemon(device_config(port, backoff_max=0.3), state_dir=tmp_path / "toy") as toy:
+        async with running_daemon(
+            device_config(port, backoff_max=0.3), state_dir=tmp_path / "toy"
+        ) as toy:
             sub = toy.bus.subscribe("test", (ev.CloudOnline, ev.CloudOffline))
             await next_event(sub, ev.CloudOnline, timeout=15)
             proc.kill()  # no close frame, no goodbye
             proc.wait(5)
-            offline = await next_event(sub, ev.CloudOffline, timeout=45)  # keepalive or EOF notices it
+            offline = await next_event(
+                sub, ev.CloudOffline, timeout=45
+            )  # keepalive or EOF notices it
             assert offline.backend == "cloudlink" and offline.reason
             proc = _start_cloud_process(config_file, port)
             await next_event(sub, ev.CloudOnline, timeout=15)
@@ -147,7 +156,9 @@ async def test_device_reconnects_after_the_server_is_killed(tmp_path):
 async def test_bad_token_keeps_the_toy_offline(tmp_path):
     port = free_port()
     async with running_daemon(cloud_config(port), state_dir=tmp_path / "cloud"):
-        async with running_daemon(device_config(port, token="not-the-token"), state_dir=tmp_path / "toy") as toy:
+        async with running_daemon(
+            device_config(port, token="not-the-token"), state_dir=tmp_path / "toy"
+        ) as toy:
             sub = toy.bus.subscribe("test", (ev.CloudOnline, ev.CloudOffline))
             offline = await next_event(sub, (ev.CloudOnline, ev.CloudOffline), timeout=10)  # type: ignore[arg-type]
             assert isinstance(offline, ev.CloudOffline) and offline.reason == "refused: HTTP 401"
@@ -174,8 +185,12 @@ class SlowChain:
 
 
 async def test_reply_timeout_hands_the_turn_to_a_local_backend(tmp_path):
-    async with cloud_and_toy(tmp_path, plugins=("gateway", "echochain", "slow"), extra_plugins={"slow": SlowChain},
-                             link={"reply_timeout": 0.5}) as (cloud, toy, sub):
+    async with cloud_and_toy(
+        tmp_path,
+        plugins=("gateway", "echochain", "slow"),
+        extra_plugins={"slow": SlowChain},
+        link={"reply_timeout": 0.5},
+    ) as (cloud, toy, sub):
         await speak_turn(toy, sub, speech())
         timeout = await next_event(sub, ev.ReplyTimeout, timeout=5)
         assert timeout.reason == "reply_timeout" and timeout.turn_id
@@ -195,8 +210,12 @@ async def test_an_utterance_the_cloud_cuts_ends_the_turn_on_the_toy(tmp_path):
         await next_event(sub, ev.StateChanged, where=lambda e: e.new is State.LISTENING)
         link = toy.host.plugins["cloudlink"]
 
-        async def child_keeps_talking() -> None:  # 4 s at real time: the microphone does not know about the cut
-            for seq, frame in enumerate(frames(speech("once upon a time there was a little bear") * 2)):
+        async def child_keeps_talking() -> (
+            None
+        ):  # 4 s at real time: the microphone does not know about the cut
+            for seq, frame in enumerate(
+                frames(speech("once upon a time there was a little bear") * 2)
+            ):
                 toy.bus.publish(ev.AudioFrame(pcm=frame, seq=seq))
                 await asyncio.sleep(0.02)
 
@@ -213,11 +232,17 @@ async def test_an_utterance_the_cloud_cuts_ends_the_turn_on_the_toy(tmp_path):
             await asyncio.gather(talking, return_exceptions=True)
         session = cloud.host.plugins["gateway"].gateway.sessions["toy-1"]
         assert session.errors == 0
-        assert link.frames_sent <= 50 + session.frames_after_cut  # nothing was sent once the stop arrived
+        assert (
+            link.frames_sent <= 50 + session.frames_after_cut
+        )  # nothing was sent once the stop arrived
 
 
 async def test_say_is_spoken_when_idle(tmp_path):
-    async with cloud_and_toy(tmp_path, sections={"echochain": {"silence_ms": 400}}) as (cloud, toy, sub):
+    async with cloud_and_toy(tmp_path, sections={"echochain": {"silence_ms": 400}}) as (
+        cloud,
+        toy,
+        sub,
+    ):
         toy.bus.publish(ev.SayRequested(text="Time for bed!", request_id="r1"))
         response_id, frames = await play_reply(toy, sub)
         assert len(frames) == 20  # 400 ms
@@ -226,9 +251,28 @@ async def test_say_is_spoken_when_idle(tmp_path):
 
 def _self_signed(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -241,13 +285,18 @@ async def test_wss_with_a_private_ca(tmp_path):
         trusted["cloudlink"]["url"] = f"wss://127.0.0.1:{port}"
         async with running_daemon(trusted, state_dir=tmp_path / "toy") as toy:
             sub = toy.bus.subscribe("test", (ev.CloudOnline, ev.CloudOffline))
-            assert isinstance(await next_event(sub, (ev.CloudOnline, ev.CloudOffline), timeout=10), ev.CloudOnline)  # type: ignore[arg-type]
+            assert isinstance(
+                await next_event(sub, (ev.CloudOnline, ev.CloudOffline), timeout=10), ev.CloudOnline
+            )  # type: ignore[arg-type]
         untrusted = device_config(port, device_id="toy-1")
         untrusted["cloudlink"]["url"] = f"wss://127.0.0.1:{port}"
         async with running_daemon(untrusted, state_dir=tmp_path / "toy2") as toy:
             sub = toy.bus.subscribe("test", (ev.CloudOnline, ev.CloudOffline))
             offline = await next_event(sub, (ev.CloudOnline, ev.CloudOffline), timeout=10)  # type: ignore[arg-type]
-            assert isinstance(offline, ev.CloudOffline) and "CERTIFICATE_VERIFY_FAILED" in offline.reason
+            assert (
+                isinstance(offline, ev.CloudOffline)
+                and "CERTIFICATE_VERIFY_FAILED" in offline.reason
+            )
 
 
 async def test_persona_and_mode_reach_the_cloud(tmp_path):
@@ -290,7 +339,9 @@ async def test_a_turn_whose_link_dropped_is_handed_to_a_local_backend_at_once(tm
     port = free_port()
     cloud_stack = contextlib.AsyncExitStack()
     try:
-        await cloud_stack.enter_async_context(running_daemon(cloud_config(port), state_dir=tmp_path / "cloud"))
+        await cloud_stack.enter_async_context(
+            running_daemon(cloud_config(port), state_dir=tmp_path / "cloud")
+        )
         async with running_daemon(device_config(port), state_dir=tmp_path / "toy") as toy:
             sub = toy.bus.subscribe("test", maxsize=100000)
             await next_event(sub, ev.CloudOnline, timeout=10)
@@ -302,15 +353,21 @@ async def test_a_turn_whose_link_dropped_is_handed_to_a_local_backend_at_once(tm
                 await cloud_stack.aclose()  # the cloud goes away mid-utterance
                 await next_event(sub, ev.CloudOffline, timeout=10)
                 if attempt == "back":  # ... and comes back before the child stops talking
-                    await cloud_stack.enter_async_context(running_daemon(cloud_config(port), state_dir=tmp_path / "c2"))
+                    await cloud_stack.enter_async_context(
+                        running_daemon(cloud_config(port), state_dir=tmp_path / "c2")
+                    )
                     await next_event(sub, ev.CloudOnline, timeout=10)
                 toy.bus.publish(ev.SpeechEnded())
-                lost = await next_event(sub, ev.ReplyTimeout, timeout=1)  # at once, not after reply_timeout
+                lost = await next_event(
+                    sub, ev.ReplyTimeout, timeout=1
+                )  # at once, not after reply_timeout
                 assert lost.reason == "link_lost" and lost.turn_id
                 toy.bus.publish(ev.TurnFailed(reason="test: no local backend"))
                 await next_event(sub, ev.StateChanged, where=lambda e: e.new is State.IDLE)
                 if attempt == "down":
-                    await cloud_stack.enter_async_context(running_daemon(cloud_config(port), state_dir=tmp_path / "c1"))
+                    await cloud_stack.enter_async_context(
+                        running_daemon(cloud_config(port), state_dir=tmp_path / "c1")
+                    )
                     await next_event(sub, ev.CloudOnline, timeout=10)
     finally:
         await cloud_stack.aclose()

@@ -34,15 +34,26 @@ def test_env_token_wins_over_the_dev_default(monkeypatch):
     assert load(ROOT / "config" / "toyd.yaml").section("cloudlink").token == "production-token"
 
 
-@pytest.mark.parametrize("section, text, problem", [
-    ("cloudlink", "url: http://cloud.example", "url must start with ws:// or wss://"),
-    ("cloudlink", "reply_timeout: 0", "out of range"),
-    ("cloudlink", "backoff_initial: 10\n  backoff_max: 1", "backoff_max must be at least backoff_initial"),
-    ("cloudlink", "token: {$env: TOYD_TEST_UNSET_VARIABLE}", "environment variable 'TOYD_TEST_UNSET_VARIABLE' is not set"),
-    ("gateway", "tokens: {toy-1: short}", "shorter than 8 characters"),
-    ("gateway", "tls_key: /etc/key.pem", "tls_key is set but tls_cert is not"),
-    ("gateway", "prot: 9000", "unknown key"),
-])
+@pytest.mark.parametrize(
+    "section, text, problem",
+    [
+        ("cloudlink", "url: http://cloud.example", "url must start with ws:// or wss://"),
+        ("cloudlink", "reply_timeout: 0", "out of range"),
+        (
+            "cloudlink",
+            "backoff_initial: 10\n  backoff_max: 1",
+            "backoff_max must be at least backoff_initial",
+        ),
+        (
+            "cloudlink",
+            "token: {$env: TOYD_TEST_UNSET_VARIABLE}",
+            "environment variable 'TOYD_TEST_UNSET_VARIABLE' is not set",
+        ),
+        ("gateway", "tokens: {toy-1: short}", "shorter than 8 characters"),
+        ("gateway", "tls_key: /etc/key.pem", "tls_key is set but tls_cert is not"),
+        ("gateway", "prot: 9000", "unknown key"),
+    ],
+)
 def test_bad_values_are_named_with_file_and_line(tmp_path, section, text, problem):
     role = "device" if section == "cloudlink" else "cloud"
     file = tmp_path / "toyd.yaml"
@@ -64,18 +75,29 @@ def test_a_real_toy_refuses_the_publicly_known_token(tmp_path, monkeypatch):
     config = tmp_path / "toyd.yaml"
     data = yaml.safe_load((ROOT / "config" / "toyd.yaml").read_text())
     config.write_text(yaml.safe_dump({**data, "state_dir": str(tmp_path / "state")}))
-    run = subprocess.run([sys.executable, "-m", "toyd", "device", "-c", str(config)], capture_output=True,
-                         text=True, timeout=90)
+    run = subprocess.run(
+        [sys.executable, "-m", "toyd", "device", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert run.returncode != 0
-    assert str(config) in run.stderr and "cloudlink.token" in run.stderr and "publicly known" in run.stderr, run.stderr
+    assert (
+        str(config) in run.stderr
+        and "cloudlink.token" in run.stderr
+        and "publicly known" in run.stderr
+    ), run.stderr
 
 
 async def test_the_known_token_is_allowed_only_when_simulating(state_dir, monkeypatch):
     from toyd.errors import PluginError
     from toyd.testing import running_daemon
 
-    config = {"role": "device", "plugins": ["cloudlink"],
-              "cloudlink": {"url": "ws://127.0.0.1:9", "token": "dev-token-demo-toy"}}
+    config = {
+        "role": "device",
+        "plugins": ["cloudlink"],
+        "cloudlink": {"url": "ws://127.0.0.1:9", "token": "dev-token-demo-toy"},
+    }
     async with running_daemon(config, state_dir=state_dir, simulate=True) as app:
         assert app.host.plugins["cloudlink"].settings.token == "dev-token-demo-toy"
     with pytest.raises(PluginError, match="cloudlink.token"):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from linkkit import cloud_and_toy, play_reply, speak_turn, speech
 from toyd import State
 from toyd import events as ev
 from toyd.audio import FRAME_BYTES
 from toyd.testing import next_event
-
-from linkkit import cloud_and_toy, play_reply, speak_turn, speech
 
 
 async def test_full_turn_echoes_the_child(tmp_path):

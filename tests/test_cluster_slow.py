@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from linkkit import TOKEN, play_reply, speak_turn, speech
 from toyd import State
 from toyd import events as ev
 from toyd.testing import next_event, running_daemon, wait_for
@@ -16,20 +17,32 @@ from toyd.testing.cluster import Cluster, haproxy_binary
 from toyd.testing.postgres import postgres_bindir, start_postgres
 from toyd.testing.standin import Script, StandIn
 
-from linkkit import TOKEN, play_reply, speak_turn, speech
-
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(haproxy_binary() is None, reason="haproxy is not installed (apt-get install haproxy)"),
-    pytest.mark.skipif(postgres_bindir() is None, reason="PostgreSQL is not installed (apt-get install postgresql)"),
+    pytest.mark.skipif(
+        haproxy_binary() is None, reason="haproxy is not installed (apt-get install haproxy)"
+    ),
+    pytest.mark.skipif(
+        postgres_bindir() is None, reason="PostgreSQL is not installed (apt-get install postgresql)"
+    ),
 ]
 pytest.importorskip("asyncpg", reason="toyd[postgres] not installed")
 
 
 def toy_config(url: str) -> dict:
-    return {"role": "device", "device_id": "toy-1", "plugins": ["cloudlink"], "turn_timeout": 6,
-            "cloudlink": {"url": url, "token": TOKEN, "backoff_initial": 0.5, "backoff_max": 5.0,
-                          "reply_timeout": 4.0}}
+    return {
+        "role": "device",
+        "device_id": "toy-1",
+        "plugins": ["cloudlink"],
+        "turn_timeout": 6,
+        "cloudlink": {
+            "url": url,
+            "token": TOKEN,
+            "backoff_initial": 0.5,
+            "backoff_max": 5.0,
+            "reply_timeout": 4.0,
+        },
+    }
 
 
 def said_before(request) -> list[str]:  # type: ignore[no-untyped-def]
@@ -41,14 +54,21 @@ async def test_turns_continue_across_a_gateway_kill_and_a_database_restart(tmp_p
     with start_postgres() as pg:
         async with StandIn() as llm:
             llm.default = Script(reply="Nice to meet you, Mia.", first_token_delay=0.05)
-            cluster = Cluster(tmp_path / "cluster", 3, plugins=["gateway", "echochain", "llm"],
-                              gateway={"tokens": {"toy-1": TOKEN}, "alert_log": pg.url},
-                              sections={"echochain": {"transcript": "my name is mia"},
-                                        "llm": {"base_url": llm.url, "memory_db": pg.url,
-                                                "first_token_timeout": 10}})
+            cluster = Cluster(
+                tmp_path / "cluster",
+                3,
+                plugins=["gateway", "echochain", "llm"],
+                gateway={"tokens": {"toy-1": TOKEN}, "alert_log": pg.url},
+                sections={
+                    "echochain": {"transcript": "my name is mia"},
+                    "llm": {"base_url": llm.url, "memory_db": pg.url, "first_token_timeout": 10},
+                },
+            )
             await asyncio.to_thread(cluster.start)
             try:
-                async with running_daemon(toy_config(cluster.url), state_dir=tmp_path / "toy") as toy:
+                async with running_daemon(
+                    toy_config(cluster.url), state_dir=tmp_path / "toy"
+                ) as toy:
                     sub = toy.bus.subscribe("test", maxsize=100_000)
                     await next_event(sub, ev.CloudOnline, 20)
 
@@ -91,7 +111,9 @@ async def test_turns_continue_across_a_gateway_kill_and_a_database_restart(tmp_p
                     await next_event(sub, ev.StateChanged, 10, lambda e: e.new is State.IDLE)
                     await asyncio.to_thread(pg.start)
                     before = len(llm.requests)
-                    await asyncio.sleep(3)  # the gateway's background retry (backoff ≤ 5 s) catches up
+                    await asyncio.sleep(
+                        3
+                    )  # the gateway's background retry (backoff ≤ 5 s) catches up
                     await speak_turn(toy, sub, speech("my name is mia"), pace=0.02)
                     await play_reply(toy, sub)
                     assert said_before(llm.requests[before]) == ["my name is mia"] * 3

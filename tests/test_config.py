@@ -32,7 +32,9 @@ def error_of(tmp_path: Path, text: str) -> ConfigError:
 
 
 def test_valid_file_gives_frozen_typed_config(tmp_path: Path) -> None:
-    config = load(tmp_path, "role: cloud\ndevice_id: bear-1\nplugins: [counter]\ncounter:\n  step: 3\n")
+    config = load(
+        tmp_path, "role: cloud\ndevice_id: bear-1\nplugins: [counter]\ncounter:\n  step: 3\n"
+    )
     assert config.core.role == "cloud" and config.core.device_id == "bear-1"
     assert config.section("counter").step == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -92,12 +94,17 @@ def test_secrets_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (tmp_path / "pw").write_text("hunter2\n")
     monkeypatch.setenv("TOYD_TEST_TOKEN", "abc")
     registry = Registry({"s": lambda: _plugin_with(S)}, entry_points=False)
-    data = {"plugins": ["s"], "s": {"token": {"$env": "TOYD_TEST_TOKEN"}, "password": {"$file": "pw"}}}
+    data = {
+        "plugins": ["s"],
+        "s": {"token": {"$env": "TOYD_TEST_TOKEN"}, "password": {"$file": "pw"}},
+    }
     config = validate(data, registry.schema, base_dir=tmp_path, known_plugins=registry.names)
     assert config.section("s").token == "abc" and config.section("s").password == "hunter2"
     assert isinstance(config.section("s").token, Secret) and "abc" not in repr(config.section("s"))
     data["s"] = {"token": {"$env": "TOYD_NOT_SET_ANYWHERE"}}
-    with pytest.raises(ConfigError, match="s.token: environment variable 'TOYD_NOT_SET_ANYWHERE' is not set"):
+    with pytest.raises(
+        ConfigError, match="s.token: environment variable 'TOYD_NOT_SET_ANYWHERE' is not set"
+    ):
         validate(data, registry.schema, known_plugins=registry.names)
     data["s"] = {"token": {"$file": "missing"}}
     with pytest.raises(ConfigError, match="cannot read secret file"):
@@ -117,9 +124,15 @@ def _plugin_with(settings: type):
 
 def test_validate_a_pushed_mapping_names_its_topic() -> None:
     with pytest.raises(ConfigError) as info:
-        validate({"plugins": ["counter"], "counter": {"step": "x"}}, REGISTRY.schema, source="mqtt:toyd/bear/config",
-                 known_plugins=REGISTRY.names)
-    assert info.value.message.startswith("mqtt:toyd/bear/config: counter.step: expected a whole number")
+        validate(
+            {"plugins": ["counter"], "counter": {"step": "x"}},
+            REGISTRY.schema,
+            source="mqtt:toyd/bear/config",
+            known_plugins=REGISTRY.names,
+        )
+    assert info.value.message.startswith(
+        "mqtt:toyd/bear/config: counter.step: expected a whole number"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,13 +151,23 @@ class Nested:
 def test_schema_types_nested_tuple_mapping_optional() -> None:
     S = Nested
     s = build(S, {"colours": {"idle": {"rgb": [1, 2, 3]}}, "pins": [1, 2], "ratio": 0})
-    assert s.colours["idle"].rgb == (1, 2, 3) and s.pins == (1, 2) and s.name is None and s.ratio == 0.0
+    assert (
+        s.colours["idle"].rgb == (1, 2, 3)
+        and s.pins == (1, 2)
+        and s.name is None
+        and s.ratio == 0.0
+    )
     with pytest.raises(ConfigError, match=r"colours.idle.rgb\[1\]: expected a whole number"):
         build(S, {"colours": {"idle": {"rgb": [1, "x", 3]}}})
     with pytest.raises(ConfigError, match="expected a list of 3 items"):
         build(S, {"colours": {"idle": {"rgb": [1]}}})
     with pytest.raises(ConfigError, match="expected true or false"):
-        build(dataclasses.make_dataclass("B", [("b", bool, dataclasses.field(default=False))], frozen=True), {"b": "yes"})
+        build(
+            dataclasses.make_dataclass(
+                "B", [("b", bool, dataclasses.field(default=False))], frozen=True
+            ),
+            {"b": "yes"},
+        )
     assert [row[0] for row in describe(S)] == ["colours", "pins", "name", "ratio"]
 
 
@@ -153,13 +176,23 @@ def test_parse_yaml_records_lines() -> None:
     assert parsed.line("a.b") == 2 and parsed.line("a.c[1]") == 5 and parsed.line("a.zzz") == 1
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("statusfile:\n  path: a\nrole: device\nstatusfile:\n  path: b\n",
-     "f.yaml:4: statusfile: duplicate key (lines 1 and 4)"),
-    ("cloudlink:\n  url: ws://a\n  connect_timeout: 5\n  url: ws://b\n",
-     "f.yaml:4: cloudlink.url: duplicate key (lines 2 and 4)"),
-    ("led:\n  colours:\n    - {idle: 1, idle: 2}\n", "f.yaml:3: led.colours[0].idle: duplicate key (lines 3 and 3)"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "statusfile:\n  path: a\nrole: device\nstatusfile:\n  path: b\n",
+            "f.yaml:4: statusfile: duplicate key (lines 1 and 4)",
+        ),
+        (
+            "cloudlink:\n  url: ws://a\n  connect_timeout: 5\n  url: ws://b\n",
+            "f.yaml:4: cloudlink.url: duplicate key (lines 2 and 4)",
+        ),
+        (
+            "led:\n  colours:\n    - {idle: 1, idle: 2}\n",
+            "f.yaml:3: led.colours[0].idle: duplicate key (lines 3 and 3)",
+        ),
+    ],
+)
 def test_duplicate_keys_at_any_depth_name_file_lines_and_path(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_yaml(text, "f.yaml")
@@ -168,26 +201,39 @@ def test_duplicate_keys_at_any_depth_name_file_lines_and_path(text: str, expecte
 
 def test_duplicate_keys_in_json_pushes_name_the_topic_and_path() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_json('{"version": 2, "config": {"mqtt": {"max_volume": 10, "max_volume": 90}}}', "mqtt:toyd/t/config")
+        parse_json(
+            '{"version": 2, "config": {"mqtt": {"max_volume": 10, "max_volume": 90}}}',
+            "mqtt:toyd/t/config",
+        )
     assert str(info.value).startswith("mqtt:toyd/t/config: config.mqtt.max_volume: duplicate key")
     with pytest.raises(ConfigError, match=r"^mqtt:x: version: duplicate key"):
         parse_json('{"version": 2, "version": 3}', "mqtt:x")
     assert parse_json('{"a": [{"b": 1}, {"b": 2}]}', "x") == {"a": [{"b": 1}, {"b": 2}]}
 
 
-@pytest.mark.parametrize("text", [
-    "plugins: [cloudlink]\ncloudlink:\n  token: 8675309123456789\n",
-    "plugins: [mqtt]\nmqtt:\n  password: [8675309, 123]\n",
-    "plugins: [gateway]\ngateway:\n  tokens:\n    toy: 8675309123456789\n",
-    "plugins: [mqtt]\nmqtt:\n  port: {\"$env\": TOYD_TEST_SECRET_PORT}\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plugins: [cloudlink]\ncloudlink:\n  token: 8675309123456789\n",
+        "plugins: [mqtt]\nmqtt:\n  password: [8675309, 123]\n",
+        "plugins: [gateway]\ngateway:\n  tokens:\n    toy: 8675309123456789\n",
+        'plugins: [mqtt]\nmqtt:\n  port: {"$env": TOYD_TEST_SECRET_PORT}\n',
+    ],
+)
 def test_check_config_never_prints_a_secret_value(tmp_path: Path, text: str) -> None:
     path = tmp_path / "secret.yaml"
     path.write_text(text)
     env = {**os.environ, "TOYD_TEST_SECRET_PORT": "8675309123456789"}
-    result = subprocess.run([sys.executable, "-m", "toyd", "check-config", str(path)], capture_output=True,
-                            text=True, timeout=60, env=env)
-    assert result.returncode == 1 and "not shown: the key holds a secret" in result.stderr, result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "toyd", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 1 and "not shown: the key holds a secret" in result.stderr, (
+        result.stderr
+    )
     assert "8675309" not in result.stderr + result.stdout
 
 
@@ -202,17 +248,32 @@ def test_example_configs_are_valid(repo_root: Path) -> None:
     ("text", "expected"),
     [
         ("role: device\nplugins: [statusfile\n", "YAML syntax error"),
-        ("role: device\nplugins: [statusfile]\nstatusfile:\n  pth: x\n", ":4: statusfile.pth: unknown key; hint: did you mean 'path'?"),
-        ("role: device\nshutdown_timeout: soon\n", ":2: shutdown_timeout: expected a number (got 'soon')"),
+        (
+            "role: device\nplugins: [statusfile]\nstatusfile:\n  pth: x\n",
+            ":4: statusfile.pth: unknown key; hint: did you mean 'path'?",
+        ),
+        (
+            "role: device\nshutdown_timeout: soon\n",
+            ":2: shutdown_timeout: expected a number (got 'soon')",
+        ),
         ("role: device\nplugins: [statusfil]\n", ":2: plugins[0]: unknown plugin 'statusfil'"),
-        ("plugins: [statusfile]\nstatusfile: {}\nstatusfile:\n  path: x\n",
-         ":3: statusfile: duplicate key (lines 2 and 3)"),
+        (
+            "plugins: [statusfile]\nstatusfile: {}\nstatusfile:\n  path: x\n",
+            ":3: statusfile: duplicate key (lines 2 and 3)",
+        ),
     ],
 )
-def test_check_config_cli_one_clear_message_no_traceback(tmp_path: Path, text: str, expected: str) -> None:
+def test_check_config_cli_one_clear_message_no_traceback(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    result = subprocess.run([sys.executable, "-m", "toyd", "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "toyd", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -220,14 +281,24 @@ def test_check_config_cli_one_clear_message_no_traceback(tmp_path: Path, text: s
 
 def test_check_config_cli_accepts_examples(repo_root: Path) -> None:
     for name in ("toyd.yaml", "cloud.yaml"):
-        result = subprocess.run([sys.executable, "-m", "toyd", "check-config", str(repo_root / "config" / name)],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "toyd", "check-config", str(repo_root / "config" / name)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         assert ": OK (" in result.stdout
 
 
 def test_docs_config_md_is_generated_from_the_code(repo_root: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "toyd", "plugins", "--markdown"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "toyd", "plugins", "--markdown"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
-    assert (repo_root / "docs" / "config.md").read_text() == result.stdout, "run: toyd plugins --markdown > docs/config.md"
+    assert (repo_root / "docs" / "config.md").read_text() == result.stdout, (
+        "run: toyd plugins --markdown > docs/config.md"
+    )

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from toyd import logs, systemd
-
 from example_configs import private_toy_config
+from toyd import logs, systemd
 
 TOYD = [sys.executable, "-m", "toyd"]
 
@@ -43,11 +42,20 @@ def test_device_starts_notifies_ready_pings_watchdog_and_stops_on_sigterm(
     repo_root: Path, tmp_path: Path, notify_socket: tuple[socket.socket, Path]
 ) -> None:
     sock, path = notify_socket
-    env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "200000", "JOURNAL_STREAM": "8:1"}
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": str(path),
+        "WATCHDOG_USEC": "200000",
+        "JOURNAL_STREAM": "8:1",
+    }
     state = tmp_path / "state"
     config = private_toy_config(tmp_path / "toyd.yaml")
-    with subprocess.Popen([*TOYD, "device", "--simulate", "-c", str(config),
-                           "--state-dir", str(state)], env=env, stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [*TOYD, "device", "--simulate", "-c", str(config), "--state-dir", str(state)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
         try:
             ready = read_until(sock, "READY=1")
             watchdog = read_until(sock, "WATCHDOG=1")
@@ -69,19 +77,46 @@ def test_device_starts_notifies_ready_pings_watchdog_and_stops_on_sigterm(
 
 
 def test_wrong_role_and_missing_file_are_one_line_errors(repo_root: Path, tmp_path: Path) -> None:
-    result = subprocess.run([*TOYD, "device", "-c", str(repo_root / "config" / "cloud.yaml")], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [*TOYD, "device", "-c", str(repo_root / "config" / "cloud.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "this file is for the cloud role" in result.stderr
-    result = subprocess.run([*TOYD, "device", "-c", str(tmp_path / "nope.yaml")], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and result.stderr.strip().endswith("file not found; hint: pass the config with -c FILE")
+    result = subprocess.run(
+        [*TOYD, "device", "-c", str(tmp_path / "nope.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and result.stderr.strip().endswith(
+        "file not found; hint: pass the config with -c FILE"
+    )
 
 
 def test_unusable_state_dir_is_a_clear_error(repo_root: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = subprocess.run([*TOYD, "device", "--simulate", "-c", str(private_toy_config(tmp_path / "toyd.yaml")),
-                             "--state-dir", str(blocker / "sub")], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "is not usable" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [
+            *TOYD,
+            "device",
+            "--simulate",
+            "-c",
+            str(private_toy_config(tmp_path / "toyd.yaml")),
+            "--state-dir",
+            str(blocker / "sub"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        result.returncode == 1
+        and "is not usable" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_help_teaches(repo_root: Path) -> None:
@@ -106,19 +141,24 @@ sys.exit(code)
 
 def plugins_imported(*argv: str) -> set[str]:
     """Which plugins a ``toyd`` command line imports (in a fresh interpreter)."""
-    result = subprocess.run([sys.executable, "-c", PLUGINS_IMPORTED, *argv], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", PLUGINS_IMPORTED, *argv], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return set(result.stdout.split("\n")[-2].split())
 
 
-def test_the_command_line_imports_only_the_plugins_it_needs(repo_root: Path, tmp_path: Path) -> None:
+def test_the_command_line_imports_only_the_plugins_it_needs(
+    repo_root: Path, tmp_path: Path
+) -> None:
     assert plugins_imported("--version") == set()
     config = tmp_path / "toyd.yaml"
     config.write_text("plugins: [statusfile, vad]\n")
     assert plugins_imported("check-config", str(config)) == {"statusfile", "vad"}
     assert {"gateway", "wakeword", "safety"} <= plugins_imported("plugins")  # lists them all
-    assert "wakeword" in plugins_imported("wakeword", "--help"), "a plugin's own command still works"
+    assert "wakeword" in plugins_imported("wakeword", "--help"), (
+        "a plugin's own command still works"
+    )
 
 
 def test_sd_notify_is_a_no_op_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,13 +192,29 @@ def test_systemd_units_verify(repo_root: Path, tmp_path: Path) -> None:
     assert toyd
     for name in ("toyd.service", "toyd-cloud.service"):
         text = (repo_root / "systemd" / name).read_text()
-        for key in ("Type=notify", "WatchdogSec=", "Restart=always", "NoNewPrivileges=yes", "ProtectSystem=strict",
-                    "StateDirectory=", "User=toyd"):
+        for key in (
+            "Type=notify",
+            "WatchdogSec=",
+            "Restart=always",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "StateDirectory=",
+            "User=toyd",
+        ):
             assert key in text, f"{name} lacks {key}"
         (tmp_path / name).write_text(text.replace("/opt/toyd/venv/bin/toyd", toyd))
-    result = subprocess.run(["systemd-analyze", "verify", "--man=no", *(str(tmp_path / n) for n in
-                            ("toyd.service", "toyd-cloud.service"))], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
+    result = subprocess.run(
+        [
+            "systemd-analyze",
+            "verify",
+            "--man=no",
+            *(str(tmp_path / n) for n in ("toyd.service", "toyd-cloud.service")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
     assert result.returncode == 0, result.stderr
     assert "SupplementaryGroups=gpio audio" in (repo_root / "systemd" / "toyd.service").read_text()
 
@@ -166,8 +222,21 @@ def test_systemd_units_verify(repo_root: Path, tmp_path: Path) -> None:
 def test_disable_flag_blocks_a_plugin_the_config_enables(repo_root: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     config = private_toy_config(tmp_path / "toyd.yaml")
-    with subprocess.Popen([*TOYD, "device", "--simulate", "-c", str(config),
-                           "--state-dir", str(state), "--disable", "statusfile"], stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [
+            *TOYD,
+            "device",
+            "--simulate",
+            "-c",
+            str(config),
+            "--state-dir",
+            str(state),
+            "--disable",
+            "statusfile",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
         assert proc.stderr is not None
         for line in proc.stderr:
             if "READY:" in line:

@@ -16,15 +16,18 @@ from typing import Any
 
 import pytest
 
-from toyd import State
-from toyd.events import AudioFrame, ButtonReleased, SpeechEnded, SpeechStarted, StateChanged, WakeWordDetected
-from toyd.testing import next_event, running_daemon, wait_for
-from toyd import gpio
-from wakeword_audio import SILENCE, hey_jarvis, write_wav
-
 from example_configs import private_toy_config
-
-from toyd.testing import espeak_pcm
+from toyd import State, gpio
+from toyd.events import (
+    AudioFrame,
+    ButtonReleased,
+    SpeechEnded,
+    SpeechStarted,
+    StateChanged,
+    WakeWordDetected,
+)
+from toyd.testing import espeak_pcm, next_event, running_daemon, wait_for
+from wakeword_audio import SILENCE, hey_jarvis, write_wav
 
 BLUE = (0.0, 0.0, 0.6)  # the example config's listening look at brightness 0.6
 SENTENCE = "can you tell me a story about a dragon"
@@ -109,17 +112,38 @@ def test_toyd_device_simulate_command(tmp_path: Path, wake_wav: Path, mosquitto:
     Its own broker and device id: whatever the machine's broker holds (a retained config
     with quiet hours for demo-toy) cannot put this toy to sleep, at any time of day.
     """
-    config = private_toy_config(tmp_path / "toyd.yaml", mqtt_port=mosquitto, mic_input=str(wake_wav))
+    config = private_toy_config(
+        tmp_path / "toyd.yaml", mqtt_port=mosquitto, mic_input=str(wake_wav)
+    )
     state = tmp_path / "state"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = tmp_path / "toyd.log"  # a file, not a pipe: debug logging must never block the daemon
     with log.open("w") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "toyd", "device", "--simulate", "-c", str(config),
-                                 "--state-dir", str(state), "--log-level", "debug",
-                                 # no cloud runs: the offline answer would load the Korean Vosk model,
-                                 # a minute on a busy machine, and the process waits for it at exit
-                                 "--disable", "offline", "--disable", "vosk_stt"],
-                                stdout=log_file, stderr=subprocess.STDOUT, text=True, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "toyd",
+                "device",
+                "--simulate",
+                "-c",
+                str(config),
+                "--state-dir",
+                str(state),
+                "--log-level",
+                "debug",
+                # no cloud runs: the offline answer would load the Korean Vosk model,
+                # a minute on a busy machine, and the process waits for it at exit
+                "--disable",
+                "offline",
+                "--disable",
+                "vosk_stt",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
     try:
         deadline = time.monotonic() + 40
         assert poll_log(log, "state idle -> listening", deadline, proc)
@@ -151,12 +175,16 @@ async def test_button_press_while_speaking_stops_playback(state_dir) -> None:
         await next_event(sub, StateChanged, where=lambda e: e.new is State.THINKING)
         reply = espeak_pcm("once upon a time there was a very long story that never seemed to end")
         for i in range(0, len(reply) - 640, 640):
-            app.bus.publish(ReplyAudio(response_id="story", pcm=reply[i:i + 640]))
+            app.bus.publish(ReplyAudio(response_id="story", pcm=reply[i : i + 640]))
         await next_event(sub, PlaybackStarted, timeout=5)
         await next_event(sub, StateChanged, where=lambda e: e.new is State.SPEAKING)
         gpio.current().pin(17).drive_low()
         change = await next_event(sub, StateChanged, timeout=5)
-        assert (change.old, change.new, change.cause) == (State.SPEAKING, State.LISTENING, "ButtonPressed")
+        assert (change.old, change.new, change.cause) == (
+            State.SPEAKING,
+            State.LISTENING,
+            "ButtonPressed",
+        )
         finished = await next_event(sub, PlaybackFinished, timeout=5)
         assert finished.response_id == "story" and finished.interrupted
         await wait_for(lambda: led() == BLUE, timeout=5)

@@ -10,22 +10,34 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from linkkit import TOKEN, RawToy, cloud, speech
 from toyd.protocol import HEADER_SIZE, codes, limits, unpack_audio
 from toyd.testing import wait_for
-
-from linkkit import TOKEN, RawToy, cloud, speech
 
 
 async def test_full_turn_at_protocol_level(tmp_path):
     async with cloud(tmp_path) as (app, port):
         toy = await RawToy(port).connect()
         assert toy.hello["session_id"] and toy.hello["version"] == 1
-        assert toy.hello["audio_params"] == {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 20}
+        assert toy.hello["audio_params"] == {
+            "format": "opus",
+            "sample_rate": 16000,
+            "channels": 1,
+            "frame_duration": 20,
+        }
         await toy.talk(speech())
         messages, audio = await toy.response()
         kinds = [(m["type"], m.get("state")) for m in messages]
-        assert kinds[0] == ("stt", None) and messages[0]["text"] == "echo" and messages[0]["turn_id"] == "t1"
-        assert ("tts", "start") in kinds and ("tts", "sentence_start") in kinds and kinds[-1] == ("tts", "stop")
+        assert (
+            kinds[0] == ("stt", None)
+            and messages[0]["text"] == "echo"
+            and messages[0]["turn_id"] == "t1"
+        )
+        assert (
+            ("tts", "start") in kinds
+            and ("tts", "sentence_start") in kinds
+            and kinds[-1] == ("tts", "stop")
+        )
         start = next(m for m in messages if m["type"] == "tts" and m["state"] == "start")
         assert all(unpack_audio(f).response_id == start["response_id"] for f in audio)
         assert [unpack_audio(f).seq for f in audio] == list(range(len(audio)))
@@ -37,16 +49,21 @@ async def test_full_turn_at_protocol_level(tmp_path):
         await toy.close()
 
 
-@pytest.mark.parametrize("headers", [
-    {"Authorization": "Bearer wrong-token", "Device-Id": "toy-1"},
-    {"Authorization": f"Bearer {TOKEN}", "Device-Id": "toy-unknown"},
-    {"Device-Id": "toy-1"},
-    {"Authorization": TOKEN, "Device-Id": "toy-1"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer wrong-token", "Device-Id": "toy-1"},
+        {"Authorization": f"Bearer {TOKEN}", "Device-Id": "toy-unknown"},
+        {"Device-Id": "toy-1"},
+        {"Authorization": TOKEN, "Device-Id": "toy-1"},
+    ],
+)
 async def test_bad_credentials_are_refused_without_detail(tmp_path, headers):
     async with cloud(tmp_path) as (app, port):
         with pytest.raises(InvalidStatus) as info:
-            await connect(f"ws://127.0.0.1:{port}", additional_headers=headers, proxy=None, open_timeout=5)
+            await connect(
+                f"ws://127.0.0.1:{port}", additional_headers=headers, proxy=None, open_timeout=5
+            )
         assert info.value.response.status_code == 401
         assert info.value.response.body == b"Unauthorized\n"  # nothing about which part was wrong
 
@@ -59,6 +76,7 @@ async def test_health_endpoint_reports_sessions(tmp_path):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:  # noqa: S310
                 assert resp.headers["Content-Type"] == "application/json"
                 return json.loads(resp.read())
+
         health = await asyncio.to_thread(get)
         assert health["status"] == "ok" and health["sessions"] == 1 and health["uptime_s"] >= 0
         assert set(health["frame_ms"]) == {"p50", "p95", "max"} and "loop_lag_ms" in health
@@ -170,7 +188,11 @@ async def test_abort_mid_reply_stops_the_response(tmp_path):
         # frames already in flight may still arrive; then the aborted stop, then nothing of it
         while True:
             frame = await toy.recv()
-            if isinstance(frame, dict) and frame.get("type") == "tts" and frame.get("state") == "stop":
+            if (
+                isinstance(frame, dict)
+                and frame.get("type") == "tts"
+                and frame.get("state") == "stop"
+            ):
                 assert frame["reason"] == "aborted"
                 break
         total_frames = -(-len(long_speech) // 640)
@@ -211,22 +233,38 @@ async def test_a_disconnect_mid_turn_cancels_the_work_and_leaks_nothing(tmp_path
         await toy.close()
         await wait_for(lambda: not gateway.sessions)
         # (the predicate runs in wait_for's own polling task)
-        await wait_for(lambda: not asyncio.all_tasks() - baseline - {asyncio.current_task()}, timeout=5)
+        await wait_for(
+            lambda: not asyncio.all_tasks() - baseline - {asyncio.current_task()}, timeout=5
+        )
 
 
 async def test_an_utterance_over_the_limit_is_cut_and_answered(tmp_path):
     async with cloud(tmp_path, max_listen_seconds=1.0) as (app, port):
         toy = await RawToy(port).connect()
-        assert toy.hello["limits"]["max_listen_seconds"] == 1.0  # the configured limit, not the protocol default
+        assert (
+            toy.hello["limits"]["max_listen_seconds"] == 1.0
+        )  # the configured limit, not the protocol default
         pcm = speech("once upon a time there was a little bear who loved honey")  # > 2 s
         await toy.talk(pcm)
         messages, audio = await toy.response()
         # the toy is told to stop listening first, then (for older toys) the error, once
-        assert messages[0] == {"type": "listen", "state": "stop", "mode": "auto", "turn_id": "t1", "reason": "max_length"}
-        assert _codes(messages) == [codes.AUDIO_TOO_LONG]  # once; the frames after the cut are dropped quietly
-        assert messages[-1]["reason"] == "done" and 45 <= len(audio) <= 55  # 1 s was heard and echoed
+        assert messages[0] == {
+            "type": "listen",
+            "state": "stop",
+            "mode": "auto",
+            "turn_id": "t1",
+            "reason": "max_length",
+        }
+        assert _codes(messages) == [
+            codes.AUDIO_TOO_LONG
+        ]  # once; the frames after the cut are dropped quietly
+        assert (
+            messages[-1]["reason"] == "done" and 45 <= len(audio) <= 55
+        )  # 1 s was heard and echoed
         session = app.host.plugins["gateway"].gateway.sessions["toy-1"]
-        assert session.errors == 0, "neither the cut nor the audio in flight after it counts against the toy"
+        assert session.errors == 0, (
+            "neither the cut nor the audio in flight after it counts against the toy"
+        )
         assert session.frames_after_cut > 0
         await toy.close()
 
@@ -239,7 +277,9 @@ async def test_audio_after_the_toy_acknowledged_a_cut_is_unexpected_again(tmp_pa
     async with cloud(tmp_path, max_listen_seconds=1.0) as (app, port):
         toy = await RawToy(port).connect()
         encoder = OpusEncoder()
-        packets = [encoder.encode(f) for f in frames(speech("once upon a time there was a little bear"))]
+        packets = [
+            encoder.encode(f) for f in frames(speech("once upon a time there was a little bear"))
+        ]
         await toy.send({"type": "listen", "state": "start", "mode": "auto", "turn_id": "t1"})
         for i, packet in enumerate(packets[:60]):  # 1.2 s: the cut happens at frame 50
             await toy.send(packet)
@@ -247,7 +287,9 @@ async def test_audio_after_the_toy_acknowledged_a_cut_is_unexpected_again(tmp_pa
                 await asyncio.sleep(0.2)  # stay under the uplink rate limit
         assert (await toy.expect("listen"))["reason"] == "max_length"
         await toy.send(packets[60])  # in flight when the stop arrived: dropped quietly
-        await toy.send({"type": "listen", "state": "stop", "turn_id": "t1"})  # the toy's acknowledgement
+        await toy.send(
+            {"type": "listen", "state": "stop", "turn_id": "t1"}
+        )  # the toy's acknowledgement
         await toy.send(packets[61])
         error = await toy.expect("error", code=codes.UNEXPECTED_AUDIO)
         assert error["ref"] == "audio"
@@ -261,22 +303,28 @@ def _codes(messages: list[dict]) -> list[str]:
 
 
 async def test_reconfigure_applies_tokens_live_and_asks_a_restart_for_the_port(tmp_path):
+    from linkkit import cloud_config
     from toyd.config import validate
     from toyd.registry import Registry
-
-    from linkkit import cloud_config
 
     async with cloud(tmp_path) as (app, port):
         with pytest.raises(InvalidStatus):
             await RawToy(port, "toy-2", "token-of-toy-2").connect()
         registry = Registry()
         changed = cloud_config(port, tokens={"toy-1": TOKEN, "toy-2": "token-of-toy-2"})
-        new = validate({**changed, "state_dir": str(tmp_path / "cloud")}, registry.schema, known_plugins=registry.names)
+        new = validate(
+            {**changed, "state_dir": str(tmp_path / "cloud")},
+            registry.schema,
+            known_plugins=registry.names,
+        )
         assert await app.apply_config(new) == []
         toy = await RawToy(port, "toy-2", "token-of-toy-2").connect()
         await toy.close()
-        moved = validate({**cloud_config(port + 1), "state_dir": str(tmp_path / "cloud")}, registry.schema,
-                         known_plugins=registry.names)
+        moved = validate(
+            {**cloud_config(port + 1), "state_dir": str(tmp_path / "cloud")},
+            registry.schema,
+            known_plugins=registry.names,
+        )
         assert await app.apply_config(moved) == ["gateway"]
 
 
@@ -314,7 +362,9 @@ async def test_audio_in_flight_after_a_cut_is_forgiven_only_for_the_grace_window
     async with cloud(tmp_path, max_listen_seconds=1.0) as (app, port):
         toy = await RawToy(port).connect()
         encoder = OpusEncoder()
-        packets = [encoder.encode(f) for f in frames(speech("once upon a time there was a little bear"))]
+        packets = [
+            encoder.encode(f) for f in frames(speech("once upon a time there was a little bear"))
+        ]
         await toy.send({"type": "listen", "state": "start", "mode": "auto", "turn_id": "t1"})
         for i, packet in enumerate(packets[:50]):
             await toy.send(packet)
@@ -334,6 +384,8 @@ async def test_audio_in_flight_after_a_cut_is_forgiven_only_for_the_grace_window
                     pass
 
         elapsed = await asyncio.wait_for(keep_sending(), limits.CUT_GRACE + 5)
-        assert elapsed >= limits.CUT_GRACE - 0.1 and session.frames_after_cut >= 10  # (the stop took a moment to arrive)
+        assert (
+            elapsed >= limits.CUT_GRACE - 0.1 and session.frames_after_cut >= 10
+        )  # (the stop took a moment to arrive)
         assert session.errors == 1
         await toy.close()

@@ -9,9 +9,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from toyd.testing import wait_for
-
 from linkkit import RawToy, cloud, speech
+from toyd.testing import wait_for
 
 DROPPED = "dropped connections that had not authenticated"
 REFUSED = "refused connections: bad credentials"
@@ -19,15 +18,21 @@ REFUSED = "refused connections: bad credentials"
 
 async def bad_login(port: int) -> None:
     with pytest.raises(InvalidStatus):
-        await connect(f"ws://127.0.0.1:{port}", proxy=None, open_timeout=5,
-                      additional_headers={"Authorization": "Bearer wrong-token-1", "Device-Id": "toy-1"})
+        await connect(
+            f"ws://127.0.0.1:{port}",
+            proxy=None,
+            open_timeout=5,
+            additional_headers={"Authorization": "Bearer wrong-token-1", "Device-Id": "toy-1"},
+        )
 
 
 async def test_junk_connections_are_bounded_and_a_toy_still_talks(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO, "toyd_plugins.gateway")
     async with cloud(tmp_path, max_unauthenticated=8) as (app, port):
         gateway = app.host.plugins["gateway"].gateway
-        gateway.waiting.grace = 0.0  # no grace: each newcomer pushes the oldest out (deterministic here)
+        gateway.waiting.grace = (
+            0.0  # no grace: each newcomer pushes the oldest out (deterministic here)
+        )
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(30)]
         await wait_for(lambda: len(gateway.waiting) == 8)
         for _ in range(30):
@@ -66,8 +71,12 @@ async def test_out_of_files_on_accept_is_one_summary_not_a_traceback_each(tmp_pa
     async with cloud(tmp_path) as (app, port):
         loop = asyncio.get_running_loop()
         for _ in range(500):
-            loop.call_exception_handler({"message": "socket.accept() out of system resource",
-                                         "exception": OSError(24, "Too many open files")})
+            loop.call_exception_handler(
+                {
+                    "message": "socket.accept() out of system resource",
+                    "exception": OSError(24, "Too many open files"),
+                }
+            )
         app.host.plugins["gateway"].gateway.summary.flush()
     lines = [r for r in caplog.records if "out of files" in r.getMessage()]
     assert len(lines) == 2 and "499 more" in lines[1].getMessage()

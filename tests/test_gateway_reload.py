@@ -11,18 +11,25 @@ from pathlib import Path
 import yaml
 from websockets.exceptions import InvalidStatus
 
+from linkkit import TOKEN, RawToy
 from toyd.protocol import codes
 from toyd.testing import free_port
-
-from linkkit import TOKEN, RawToy
 
 OTHER = "token-of-toy-2"
 
 
 def write_config(path: Path, port: int, tokens: dict[str, str]) -> None:
-    path.write_text(yaml.safe_dump({"role": "cloud", "device_id": "cloud", "state_dir": str(path.parent / "state"),
-                                    "plugins": ["gateway", "echochain"],
-                                    "gateway": {"port": port, "tokens": tokens, "alert_log": ""}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "role": "cloud",
+                "device_id": "cloud",
+                "state_dir": str(path.parent / "state"),
+                "plugins": ["gateway", "echochain"],
+                "gateway": {"port": port, "tokens": tokens, "alert_log": ""},
+            }
+        )
+    )
 
 
 async def connected(port: int, proc: subprocess.Popen[bytes]) -> RawToy:
@@ -39,7 +46,9 @@ async def connected(port: int, proc: subprocess.Popen[bytes]) -> RawToy:
 async def test_sighup_without_the_token_closes_the_open_session(tmp_path: Path) -> None:
     port, config = free_port(), tmp_path / "cloud.yaml"
     write_config(config, port, {"toy-1": TOKEN, "toy-2": OTHER})
-    proc = subprocess.Popen([sys.executable, "-m", "toyd", "cloud", "-c", str(config)], stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toyd", "cloud", "-c", str(config)], stderr=subprocess.PIPE
+    )
     try:
         revoked = await connected(port, proc)
         kept = await RawToy(port, "toy-2", OTHER).connect()

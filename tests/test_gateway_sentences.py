@@ -21,14 +21,29 @@ def test_sentences_come_out_as_soon_as_they_end():
     assert splitter.flush() == ["How are you today?"]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Mr. Bear has 3.5 apples. He shares them.", ["Mr. Bear has 3.5 apples.", "He shares them."]),
-    ("Oh! I love that story so much.", ["Oh! I love that story so much."]),  # too short alone: joined
-    ("Line one is here\nline two is here", ["Line one is here", "line two is here"]),
-    ("我们一起去公园玩吧。然后回家吃饭好不好呀？", ["我们一起去公园玩吧。然后回家吃饭好不好呀？"]),
-    ("\"Let's go!\" said the bear. Then he ran.", ["\"Let's go!\" said the bear.", "Then he ran."]),
-    ("", []),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "Mr. Bear has 3.5 apples. He shares them.",
+            ["Mr. Bear has 3.5 apples.", "He shares them."],
+        ),
+        (
+            "Oh! I love that story so much.",
+            ["Oh! I love that story so much."],
+        ),  # too short alone: joined
+        ("Line one is here\nline two is here", ["Line one is here", "line two is here"]),
+        (
+            "我们一起去公园玩吧。然后回家吃饭好不好呀？",
+            ["我们一起去公园玩吧。然后回家吃饭好不好呀？"],
+        ),
+        (
+            '"Let\'s go!" said the bear. Then he ran.',
+            ['"Let\'s go!" said the bear.', "Then he ran."],
+        ),
+        ("", []),
+    ],
+)
 def test_splitting(text, expected):
     assert split(list(text)) == expected  # one character at a time: the worst case of streaming
     assert split([text]) == expected

@@ -20,8 +20,9 @@ from toyd.gpio_cdev import CdevFactory, ChipInfo, SoftPwm, header_chip  # noqa: 
 
 def test_core_imports_no_pin_library() -> None:
     code = "import sys, toyd, toyd.gpio; print(sorted({'gpiozero', 'gpiod'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -41,8 +42,10 @@ def test_no_gpio_at_all_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_header_chip_is_the_pi_pin_controller() -> None:
-    chips = [ChipInfo("/dev/gpiochip0", "raspberrypi-exp-gpio", 8),
-             ChipInfo("/dev/gpiochip1", "pinctrl-bcm2711", 58)]
+    chips = [
+        ChipInfo("/dev/gpiochip0", "raspberrypi-exp-gpio", 8),
+        ChipInfo("/dev/gpiochip1", "pinctrl-bcm2711", 58),
+    ]
     assert header_chip(chips).path == "/dev/gpiochip1"
     assert header_chip([ChipInfo("/dev/gpiochip0", "9030000.pl061", 8)]).label == "9030000.pl061"
     with pytest.raises(gpio.GpioError, match=r"no GPIO chip \(/dev/gpiochip\*\) on this machine"):
@@ -57,8 +60,9 @@ def test_missing_pin_names_chip_and_pin() -> None:
     finally:
         factory.close()
     error = gpio.pin_error("button", 17, info.value)
-    assert str(error) == ("button: GPIO 17 on /dev/gpiochip0 (9030000.pl061): "
-                          "no such line (the chip has 8)")
+    assert str(error) == (
+        "button: GPIO 17 on /dev/gpiochip0 (9030000.pl061): no such line (the chip has 8)"
+    )
 
 
 def test_pin_error_of_other_causes_names_the_pin() -> None:

@@ -31,14 +31,18 @@ def all_hookspecs() -> dict[str, object]:
 def test_every_hook_has_a_contract_and_an_example() -> None:
     for name, func in all_hookspecs().items():
         doc = inspect.getdoc(func) or ""
-        assert "Contract:" in doc and "Example::" in doc, f"{name} needs a docstring with Contract: and Example::"
+        assert "Contract:" in doc and "Example::" in doc, (
+            f"{name} needs a docstring with Contract: and Example::"
+        )
 
 
 def test_every_hook_is_documented_in_docs_hooks_md() -> None:
     text = (ROOT / "docs" / "hooks.md").read_text()
     missing = [n for n in all_hookspecs() if f"### `{n}" not in text]
     assert not missing, f"docs/hooks.md lacks: {missing}"
-    assert text == hookdoc.render(), "docs/hooks.md is generated: run python -m toyd.hookdoc > docs/hooks.md"
+    assert text == hookdoc.render(), (
+        "docs/hooks.md is generated: run python -m toyd.hookdoc > docs/hooks.md"
+    )
 
 
 def test_every_hook_has_a_test() -> None:
@@ -56,9 +60,14 @@ def test_hook_toyd_declare() -> None:
         def toyd_declare(self):
             return {"roles": ["device"]}
 
-    registry = Registry({"counter": CounterPlugin, "none": NoDeclare, "wrong": WrongDeclare}, entry_points=False)
+    registry = Registry(
+        {"counter": CounterPlugin, "none": NoDeclare, "wrong": WrongDeclare}, entry_points=False
+    )
     info = registry.info("counter")
-    assert info.declaration.roles == ("device", "cloud") and info.declaration.settings.__name__ == "CounterSettings"
+    assert (
+        info.declaration.roles == ("device", "cloud")
+        and info.declaration.settings.__name__ == "CounterSettings"
+    )
     with pytest.raises(PluginError, match="plugin 'none': toyd_declare failed"):
         registry.info("none")
     with pytest.raises(PluginError, match="must return a PluginDeclaration"):
@@ -78,7 +87,14 @@ def test_hook_toyd_cli_commands(capsys: pytest.CaptureFixture[str]) -> None:
             def add(p: argparse.ArgumentParser) -> None:
                 p.add_argument("name")
 
-            return [CliCommand("hello", "greet someone", add_arguments=add, run=lambda a: print(f"hi {a.name}") or 0)]
+            return [
+                CliCommand(
+                    "hello",
+                    "greet someone",
+                    add_arguments=add,
+                    run=lambda a: print(f"hi {a.name}") or 0,
+                )
+            ]
 
     class Clash(Hello):
         @hookimpl
@@ -117,8 +133,12 @@ class Recorder:
 async def test_hook_toyd_startup(state_dir: Path) -> None:
     Recorder.log = []
     extra = {"a": lambda: Recorder("a"), "b": lambda: Recorder("b"), "counter": CounterPlugin}
-    async with running_daemon({"role": "device", "plugins": ["b", "a", "counter"], "counter": {"step": 4}},
-                              state_dir=state_dir, extra_plugins=extra, entry_points=False) as app:
+    async with running_daemon(
+        {"role": "device", "plugins": ["b", "a", "counter"], "counter": {"step": 4}},
+        state_dir=state_dir,
+        extra_plugins=extra,
+        entry_points=False,
+    ) as app:
         assert Recorder.log == ["start b None", "start a None"]  # config order, async awaited
         assert app.host.plugins["counter"].settings.step == 4  # its own validated section
 
@@ -136,16 +156,26 @@ async def test_hook_toyd_startup_failure_of_a_builtin_is_fatal(state_dir: Path) 
     registry = Registry({"broken": Broken}, entry_points=False)
     registry.info("broken")
     registry._cache["broken"] = dataclasses.replace(registry._cache["broken"], builtin=True)
-    config = validate({"plugins": ["broken"], "state_dir": str(state_dir)}, registry.schema, known_plugins=registry.names)
+    config = validate(
+        {"plugins": ["broken"], "state_dir": str(state_dir)},
+        registry.schema,
+        known_plugins=registry.names,
+    )
     daemon = Daemon(config, registry=registry)
-    with pytest.raises(PluginError, match="plugin 'broken': failed to start: OSError: no such device"):
+    with pytest.raises(
+        PluginError, match="plugin 'broken': failed to start: OSError: no such device"
+    ):
         await daemon.start()
     await daemon.stop()
 
 
 async def test_hook_toyd_services(state_dir: Path) -> None:
-    async with running_daemon({"role": "device", "plugins": ["counter"]}, state_dir=state_dir,
-                              extra_plugins={"counter": CounterPlugin}, entry_points=False) as app:
+    async with running_daemon(
+        {"role": "device", "plugins": ["counter"]},
+        state_dir=state_dir,
+        extra_plugins={"counter": CounterPlugin},
+        entry_points=False,
+    ) as app:
         sub = app.bus.subscribe("t", (Tick,))
         first, second = await next_event(sub, Tick), await next_event(sub, Tick)
         assert second.value > first.value and "counter:tick" in app.supervisor.task_names
@@ -158,7 +188,9 @@ async def test_hook_toyd_reconfigure(state_dir: Path, tmp_path: Path) -> None:
     path.write_text(f"state_dir: {state_dir}\nplugins: [counter, a]\ncounter:\n  step: 1\n")
     from toyd.config import load_file
 
-    daemon = Daemon(load_file(path, registry.schema, registry.names), registry=registry, config_path=str(path))
+    daemon = Daemon(
+        load_file(path, registry.schema, registry.names), registry=registry, config_path=str(path)
+    )
     app = await daemon.start()
     try:
         sub = app.bus.subscribe("t", (ConfigApplied, ConfigRejected))
@@ -166,14 +198,27 @@ async def test_hook_toyd_reconfigure(state_dir: Path, tmp_path: Path) -> None:
         await daemon.reload()
         applied = await next_event(sub, ConfigApplied)
         assert applied.source == str(path)
-        assert app.host.plugins["counter"].settings.step == 5 and "reconfigure" in app.host.plugins["counter"].calls
-        path.write_text("plugins: [counter]\ncounter:\n  step: 99\n")  # invalid: the running config stays
+        assert (
+            app.host.plugins["counter"].settings.step == 5
+            and "reconfigure" in app.host.plugins["counter"].calls
+        )
+        path.write_text(
+            "plugins: [counter]\ncounter:\n  step: 99\n"
+        )  # invalid: the running config stays
         await daemon.reload()
         rejected = await next_event(sub, ConfigRejected)
-        assert "counter.step: out of range" in rejected.error and app.host.plugins["counter"].settings.step == 5
-        new = validate({"state_dir": str(state_dir), "plugins": ["counter"], "counter": {"step": 2}}, registry.schema,
-                       known_plugins=registry.names)
-        assert await app.apply_config(new, version=7, source="mqtt:test") == ["plugins"]  # plugin list: restart
+        assert (
+            "counter.step: out of range" in rejected.error
+            and app.host.plugins["counter"].settings.step == 5
+        )
+        new = validate(
+            {"state_dir": str(state_dir), "plugins": ["counter"], "counter": {"step": 2}},
+            registry.schema,
+            known_plugins=registry.names,
+        )
+        assert await app.apply_config(new, version=7, source="mqtt:test") == [
+            "plugins"
+        ]  # plugin list: restart
         assert (await next_event(sub, ConfigApplied)).version == 7
     finally:
         await daemon.stop()
@@ -182,8 +227,12 @@ async def test_hook_toyd_reconfigure(state_dir: Path, tmp_path: Path) -> None:
 async def test_hook_toyd_shutdown(state_dir: Path) -> None:
     Recorder.log = []
     extra = {"a": lambda: Recorder("a"), "b": lambda: Recorder("b")}
-    async with running_daemon({"role": "device", "plugins": ["a", "b"]}, state_dir=state_dir, extra_plugins=extra,
-                              entry_points=False):
+    async with running_daemon(
+        {"role": "device", "plugins": ["a", "b"]},
+        state_dir=state_dir,
+        extra_plugins=extra,
+        entry_points=False,
+    ):
         pass
     assert Recorder.log[-2:] == ["stop b", "stop a"]  # reverse start order
 
@@ -199,7 +248,9 @@ def test_a_misspelled_hook_names_its_plugin() -> None:
             pass
 
     host = PluginHost("device", Registry({"typo": Typo}, entry_points=False))
-    with pytest.raises(PluginError, match=r"^plugin 'typo': implements an unknown hook: .*toyd_startpu"):
+    with pytest.raises(
+        PluginError, match=r"^plugin 'typo': implements an unknown hook: .*toyd_startpu"
+    ):
         host.load(["typo"])
 
 
@@ -213,7 +264,9 @@ def test_a_hook_with_arguments_its_contract_lacks_is_refused_or_skipped() -> Non
         def toyd_startup(self, app, config):  # the contract says ``settings``
             pass
 
-    host = PluginHost("device", Registry({"wrong": WrongArgs, "counter": CounterPlugin}, entry_points=False))
+    host = PluginHost(
+        "device", Registry({"wrong": WrongArgs, "counter": CounterPlugin}, entry_points=False)
+    )
     assert host.load(["wrong", "counter"]) == ["wrong"]  # third-party: skipped, the others load
     assert list(host.plugins) == ["counter"]
 
@@ -234,10 +287,14 @@ async def test_hooks_are_called_through_pluggy_one_plugin_at_a_time() -> None:
             return f"{speaker}: {text}"
 
     calls: list[str] = []
-    host = PluginHost("cloud", Registry({"answers": Answers, "declines": Declines}, entry_points=False))
+    host = PluginHost(
+        "cloud", Registry({"answers": Answers, "declines": Declines}, entry_points=False)
+    )
     host.load(["answers", "declines"])
-    host.pm.add_hookcall_monitoring(lambda name, impls, kwargs: calls.append(f"{name}:{len(impls)}"),
-                                    lambda outcome, name, impls, kwargs: None)
+    host.pm.add_hookcall_monitoring(
+        lambda name, impls, kwargs: calls.append(f"{name}:{len(impls)}"),
+        lambda outcome, name, impls, kwargs: None,
+    )
     answer = await host.call_first("toyd_check_text", turn=None, text="hi", speaker="child")
     assert answer == "child: hi"
     assert calls == ["toyd_check_text:1", "toyd_check_text:1"]  # last loaded first, each alone

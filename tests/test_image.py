@@ -24,22 +24,33 @@ sys.path.insert(0, str(IMAGE))
 from toyd_image import assemble, config, layer, models, rootfs, wheels  # noqa: E402
 from toyd_image.config import ImageBuildError  # noqa: E402
 
-HAVE_TOOLS = all(shutil.which(t) for t in ("sfdisk", "mkfs.vfat", "mcopy", "mke2fs", "blkid", "debugfs"))
-needs_tools = pytest.mark.skipif(not HAVE_TOOLS, reason="needs fdisk dosfstools mtools e2fsprogs (apt)")
+HAVE_TOOLS = all(
+    shutil.which(t) for t in ("sfdisk", "mkfs.vfat", "mcopy", "mke2fs", "blkid", "debugfs")
+)
+needs_tools = pytest.mark.skipif(
+    not HAVE_TOOLS, reason="needs fdisk dosfstools mtools e2fsprogs (apt)"
+)
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 _build_spec = importlib.util.spec_from_file_location("toyd_image_build", IMAGE / "build.py")
 _build = importlib.util.module_from_spec(_build_spec)
 _build_spec.loader.exec_module(_build)
-MISSING_BUILD_PACKAGES = sorted({pkg for tool, pkg in _build.TOOLS.items() if shutil.which(tool) is None})
+MISSING_BUILD_PACKAGES = sorted(
+    {pkg for tool, pkg in _build.TOOLS.items() if shutil.which(tool) is None}
+)
 needs_build_tools = pytest.mark.skipif(  # the README's set-up does not install the image tools
-    bool(MISSING_BUILD_PACKAGES), reason=f"the image build needs: apt-get install {' '.join(MISSING_BUILD_PACKAGES)}")
+    bool(MISSING_BUILD_PACKAGES),
+    reason=f"the image build needs: apt-get install {' '.join(MISSING_BUILD_PACKAGES)}",
+)
 
 
 def write_config(tmp_path: Path, **changes: object) -> Path:
     """A build config like image/build.yaml with absolute paths and some keys changed."""
     data = yaml.safe_load((IMAGE / "build.yaml").read_text())
-    data.update(packages=str(IMAGE / "packages.txt"), hooks=str(IMAGE / "hooks"),
-                toyd_config=str(REPO / "config/toyd.yaml"))
+    data.update(
+        packages=str(IMAGE / "packages.txt"),
+        hooks=str(IMAGE / "hooks"),
+        toyd_config=str(REPO / "config/toyd.yaml"),
+    )
     data.update(changes)
     path = tmp_path / "build.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -47,10 +58,16 @@ def write_config(tmp_path: Path, **changes: object) -> Path:
 
 
 def run_build(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(IMAGE / "build.py"), *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(IMAGE / "build.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # --- build config -----------------------------------------------------------------------------
+
 
 def test_shipped_build_config_is_valid() -> None:
     cfg = config.load(IMAGE / "build.yaml")
@@ -61,15 +78,24 @@ def test_shipped_build_config_is_valid() -> None:
     models.check_sources(cfg.models)  # the shipped models exist on this machine
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"colour": "red"}, "colour: unknown key"),
-    ({"variant": "fancy"}, "variant: 'fancy' is not one of"),
-    ({"boot_size_mb": 8}, "boot_size_mb: must be a whole number"),
-    ({"packages": "/nonexistent/packages.txt"}, "packages: file /nonexistent/packages.txt does not exist"),
-    ({"models": [{"source": "x.tflite"}]}, "models[0]: needs source and dest"),
-    ({"models": [{"source": "x", "dest": "../../etc/passwd"}]}, "must be relative"),
-    ({"python": {"debian": {"pyaudio": "python3-not-listed"}}}, "python3-not-listed not in packages.txt"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colour": "red"}, "colour: unknown key"),
+        ({"variant": "fancy"}, "variant: 'fancy' is not one of"),
+        ({"boot_size_mb": 8}, "boot_size_mb: must be a whole number"),
+        (
+            {"packages": "/nonexistent/packages.txt"},
+            "packages: file /nonexistent/packages.txt does not exist",
+        ),
+        ({"models": [{"source": "x.tflite"}]}, "models[0]: needs source and dest"),
+        ({"models": [{"source": "x", "dest": "../../etc/passwd"}]}, "must be relative"),
+        (
+            {"python": {"debian": {"pyaudio": "python3-not-listed"}}},
+            "python3-not-listed not in packages.txt",
+        ),
+    ],
+)
 def test_bad_build_config_names_the_key(tmp_path: Path, change: dict, message: str) -> None:
     with pytest.raises(ImageBuildError, match=None) as info:
         config.load(write_config(tmp_path, **change))
@@ -96,7 +122,9 @@ def test_unreadable_build_config(tmp_path: Path, kind: str) -> None:
 
 
 def test_build_stops_early_on_missing_model(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, models=[{"source": str(tmp_path / "nope.tflite"), "dest": "wakeword/x.tflite"}])
+    cfg = write_config(
+        tmp_path, models=[{"source": str(tmp_path / "nope.tflite"), "dest": "wakeword/x.tflite"}]
+    )
     out = tmp_path / "out"
     proc = run_build("--config", str(cfg), "--out", str(out), "--cache", str(tmp_path / "cache"))
     assert proc.returncode == 1
@@ -115,11 +143,19 @@ def test_build_stops_early_on_unreadable_config(tmp_path: Path) -> None:
 def test_build_stops_early_without_space(tmp_path: Path) -> None:
     small = tmp_path / "small"
     small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
-        proc = run_build("--config", str(write_config(tmp_path)), "--out", str(small / "out"),
-                         "--cache", str(tmp_path / "cache"))
+        proc = run_build(
+            "--config",
+            str(write_config(tmp_path)),
+            "--out",
+            str(small / "out"),
+            "--cache",
+            str(tmp_path / "cache"),
+        )
         assert proc.returncode == 1
         assert f"not enough space: {small / 'out'} has" in proc.stderr
         assert list(small.iterdir()) == []
@@ -134,6 +170,7 @@ def test_build_help_teaches() -> None:
 
 
 # --- models -----------------------------------------------------------------------------------
+
 
 def test_model_from_file_url_archive_is_unpacked_and_verified(tmp_path: Path) -> None:
     archive = tmp_path / "vosk-model-tiny.zip"
@@ -158,7 +195,9 @@ def test_model_sources_missing_or_unsupported(tmp_path: Path) -> None:
 
 
 def test_model_from_package_is_copied(tmp_path: Path) -> None:
-    model = config.Model(source="package:wyoming_openwakeword/models/hey_jarvis_v0.1.tflite", dest="ww/hey.tflite")
+    model = config.Model(
+        source="package:wyoming_openwakeword/models/hey_jarvis_v0.1.tflite", dest="ww/hey.tflite"
+    )
     path = models.fetch(model, tmp_path)
     assert path.stat().st_size > 10_000
 
@@ -184,9 +223,20 @@ cloud = ["faster-whisper>=1.0"]
 def test_device_requirements_come_from_pyproject(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)
     reqs = [r.name for r in wheels.device_requirements(tmp_path / "pyproject.toml")]
-    assert reqs == ["pluggy", "pyyaml", "numpy", "PyAudio", "tflite-runtime-nightly"]  # as on a Pi, Python 3.11
+    assert reqs == [
+        "pluggy",
+        "pyyaml",
+        "numpy",
+        "PyAudio",
+        "tflite-runtime-nightly",
+    ]  # as on a Pi, Python 3.11
     repo_reqs = {r.name for r in wheels.device_requirements(REPO / "pyproject.toml")}
-    assert {"pluggy", "pyyaml", "numpy", "pyaudio"} <= repo_reqs and "faster-whisper" not in repo_reqs
+    assert {
+        "pluggy",
+        "pyyaml",
+        "numpy",
+        "pyaudio",
+    } <= repo_reqs and "faster-whisper" not in repo_reqs
     (tmp_path / "pyproject.toml").write_text("[project\n")
     with pytest.raises(ImageBuildError, match="cannot read the dependency list"):
         wheels.device_requirements(tmp_path / "pyproject.toml")
@@ -196,7 +246,9 @@ def test_plan_maps_debian_and_substitutes(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)
     cfg = config.load(IMAGE / "build.yaml")
     cfg = dataclasses.replace(cfg, substitutes={"tflite-runtime-nightly": "ai-edge-litert==1.4.0"})
-    pip_reqs, debian, notes = wheels.plan(cfg, wheels.device_requirements(tmp_path / "pyproject.toml"))
+    pip_reqs, debian, notes = wheels.plan(
+        cfg, wheels.device_requirements(tmp_path / "pyproject.toml")
+    )
     assert debian == ["python3-pyaudio"]  # PyAudio matches the pyaudio entry (PEP 503 names)
     assert pip_reqs == ["pluggy>=1.5", "pyyaml>=6.0", "numpy>=1.24", "ai-edge-litert==1.4.0"]
     assert set(notes) == {"PyAudio", "tflite-runtime-nightly"}
@@ -209,7 +261,9 @@ def test_cache_key_follows_packages_and_hooks(tmp_path: Path) -> None:
     shutil.copyfile(IMAGE / "packages.txt", packages)
     cfg = config.load(write_config(tmp_path, hooks=str(hooks), packages=str(packages)))
     key = rootfs.cache_key(cfg)
-    assert key == rootfs.cache_key(config.load(write_config(tmp_path, hooks=str(hooks), packages=str(packages))))
+    assert key == rootfs.cache_key(
+        config.load(write_config(tmp_path, hooks=str(hooks), packages=str(packages)))
+    )
     with packages.open("a") as f:
         f.write("# a comment changes nothing\n")
     assert rootfs.cache_key(cfg) == key
@@ -225,14 +279,19 @@ def test_unit_must_take_the_image_arguments(tmp_path: Path) -> None:
     assert layer.check_unit(REPO / "systemd/toyd.service")
     unit = tmp_path / "toyd.service"
     unit.write_text((REPO / "systemd/toyd.service").read_text().replace(" $TOYD_ARGS", ""))
-    with pytest.raises(ImageBuildError, match=r"needs EnvironmentFile=-/etc/default/toyd and \$TOYD_ARGS"):
+    with pytest.raises(
+        ImageBuildError, match=r"needs EnvironmentFile=-/etc/default/toyd and \$TOYD_ARGS"
+    ):
         layer.check_unit(unit)
     with pytest.raises(ImageBuildError, match="is missing"):
         layer.check_unit(tmp_path / "nope.service")
 
 
 def test_test_variant_config_is_the_example_with_its_changes(tmp_path: Path) -> None:
-    assert layer.toyd_config(config.load(IMAGE / "build.yaml")) == (REPO / "config/toyd.yaml").read_text()
+    assert (
+        layer.toyd_config(config.load(IMAGE / "build.yaml"))
+        == (REPO / "config/toyd.yaml").read_text()
+    )
     text = layer.toyd_config(config.load(IMAGE / "build.yaml", variant="test"))
     merged, example = yaml.safe_load(text), yaml.safe_load((REPO / "config/toyd.yaml").read_text())
     assert merged["plugins"] == example["plugins"] and merged["button"] == example["button"]
@@ -241,19 +300,29 @@ def test_test_variant_config_is_the_example_with_its_changes(tmp_path: Path) -> 
     assert merged["led"]["states"]["thinking"] == example["led"]["states"]["thinking"]  # kept
     path = tmp_path / "toyd.yaml"
     path.write_text(text)
-    check = subprocess.run([sys.executable, "-m", "toyd", "check-config", str(path)], capture_output=True,
-                           text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, "-m", "toyd", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-@pytest.mark.skipif(not shutil.which("dtc"), reason="needs dtc (apt-get install device-tree-compiler)")
+@pytest.mark.skipif(
+    not shutil.which("dtc"), reason="needs dtc (apt-get install device-tree-compiler)"
+)
 def test_sound_overlays_compile(tmp_path: Path) -> None:
     built = layer.compile_overlays(layer.DTS_DIR, tmp_path / "overlays")
     assert sorted(p.name for p in built) == ["toyd-max98357a.dtbo", "toyd-wm8960.dtbo"]
     bad = tmp_path / "dts"
     bad.mkdir()
-    (bad / "toyd-broken.dts").write_text("/dts-v1/;\n/plugin/;\n/ { fragment@0 { target-path = ; }; };\n")
-    with pytest.raises(ImageBuildError, match="device-tree overlay toyd-broken.dts does not compile"):
+    (bad / "toyd-broken.dts").write_text(
+        "/dts-v1/;\n/plugin/;\n/ { fragment@0 { target-path = ; }; };\n"
+    )
+    with pytest.raises(
+        ImageBuildError, match="device-tree overlay toyd-broken.dts does not compile"
+    ):
         layer.compile_overlays(bad, tmp_path / "out")
 
 
@@ -261,7 +330,9 @@ def test_sound_overlays_compile(tmp_path: Path) -> None:
 def test_image_alsa_config_defines_the_names_toyd_uses() -> None:
     conf = IMAGE / "overlay/rootfs/etc/asound.conf"
     env = dict(os.environ, ALSA_CONFIG_PATH=f"/usr/share/alsa/alsa.conf:{conf}")
-    names = subprocess.run(["aplay", "-L"], capture_output=True, text=True, env=env, timeout=60).stdout.split()
+    names = subprocess.run(
+        ["aplay", "-L"], capture_output=True, text=True, env=env, timeout=60
+    ).stdout.split()
     assert {"default", "toyd_speaker", "toyd_mic", "toyd_i2s_mic"} <= set(names)
     assert "toyd_dmix" not in names  # the plumbing stays out of `toyd audio-devices`
     usb = (IMAGE / "overlay/rootfs/etc/modprobe.d/toyd-sound.conf").read_text()
@@ -271,6 +342,7 @@ def test_image_alsa_config_defines_the_names_toyd_uses() -> None:
 
 
 # --- partition assembly -------------------------------------------------------------------------
+
 
 def fake_trees(tmp_path: Path) -> tuple[Path, Path]:
     boot, root = tmp_path / "boot", tmp_path / "root"
@@ -291,8 +363,12 @@ def fake_trees(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def blkid(image: Path, offset: int) -> dict[str, str]:
-    out = subprocess.run(["blkid", "-p", "-O", str(offset), "-o", "export", str(image)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["blkid", "-p", "-O", str(offset), "-o", "export", str(image)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
@@ -310,18 +386,39 @@ def test_assemble_partitions_and_labels(tmp_path: Path) -> None:
     ext = blkid(image, parts[1]["start"] * 512)
     assert (fat["TYPE"], fat["LABEL"]) == ("vfat", "RASPIFIRM")
     assert (ext["TYPE"], ext["LABEL"]) == ("ext4", "RASPIROOT")
-    listing = subprocess.run(["mdir", "-b", "-i", f"{image}@@{parts[0]['start'] * 512}", "::/toyd"],
-                             capture_output=True, text=True, check=True, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+    listing = subprocess.run(
+        ["mdir", "-b", "-i", f"{image}@@{parts[0]['start'] * 512}", "::/toyd"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, MTOOLS_SKIP_CHECK="1"),
+    )
     assert "toyd.yaml" in listing.stdout
     rootpart = tmp_path / "root.ext4"
-    subprocess.run(["dd", f"if={image}", f"of={rootpart}", "bs=1M", f"skip={layout.root_start}", "status=none"], check=True)
-    stat = subprocess.run(["debugfs", "-R", "stat /var/lib/toyd", str(rootpart)], capture_output=True, text=True).stdout
+    subprocess.run(
+        [
+            "dd",
+            f"if={image}",
+            f"of={rootpart}",
+            "bs=1M",
+            f"skip={layout.root_start}",
+            "status=none",
+        ],
+        check=True,
+    )
+    stat = subprocess.run(
+        ["debugfs", "-R", "stat /var/lib/toyd", str(rootpart)], capture_output=True, text=True
+    ).stdout
     assert "Mode:  0750" in stat
     if os.geteuid() == 0:
         assert "User:   999" in stat and "Group:   995" in stat
-    links = subprocess.run(["debugfs", "-R", "stat /usr/bin/tool", str(rootpart)], capture_output=True, text=True).stdout
+    links = subprocess.run(
+        ["debugfs", "-R", "stat /usr/bin/tool", str(rootpart)], capture_output=True, text=True
+    ).stdout
     assert "Links: 2" in links
-    cat = subprocess.run(["debugfs", "-R", "cat /etc/hostname", str(rootpart)], capture_output=True, text=True).stdout
+    cat = subprocess.run(
+        ["debugfs", "-R", "cat /etc/hostname", str(rootpart)], capture_output=True, text=True
+    ).stdout
     assert cat == "toyd\n"
     # The image file is sparse: free space costs nothing on the build machine.
     assert image.stat().st_blocks * 512 < image.stat().st_size
@@ -341,7 +438,9 @@ def test_assemble_out_of_space_leaves_nothing(tmp_path: Path) -> None:
     boot, root = fake_trees(tmp_path)
     small = tmp_path / "small"
     small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(small)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(small)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         (small / "filler").write_bytes(b"\1" * (20 << 20))  # not sparse: the disk really fills up
@@ -354,10 +453,13 @@ def test_assemble_out_of_space_leaves_nothing(tmp_path: Path) -> None:
 
 # --- boot test script -------------------------------------------------------------------------
 
+
 def test_boot_test_rejects_a_non_image(tmp_path: Path) -> None:
     junk = tmp_path / "junk.img"
     junk.write_bytes(b"\0" * 4096)
-    proc = subprocess.run([str(IMAGE / "boot-test.sh"), str(junk), "30"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(IMAGE / "boot-test.sh"), str(junk), "30"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 3
     assert "boot-test:" in proc.stderr
     proc = subprocess.run([str(IMAGE / "boot-test.sh")], capture_output=True, text=True, timeout=60)
@@ -369,18 +471,27 @@ def test_boot_test_needs_a_kernel_on_the_boot_partition(tmp_path: Path) -> None:
     boot, root = fake_trees(tmp_path)
     image = tmp_path / "nokernel.img"
     assemble.assemble(boot, root, image, boot_size_mb=64, root_free_mb=64)
-    proc = subprocess.run([str(IMAGE / "boot-test.sh"), str(image), "30"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(IMAGE / "boot-test.sh"), str(image), "30"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 3
     assert "no vmlinuz-*/initrd.img-* on the boot partition" in proc.stderr
 
 
 # --- slow: the real thing -----------------------------------------------------------------------
 
+
 def build(out: Path, variant: str, compress: bool) -> Path:
-    if os.geteuid() != 0 or not shutil.which("mmdebstrap") or not shutil.which("qemu-system-aarch64"):
+    if (
+        os.geteuid() != 0
+        or not shutil.which("mmdebstrap")
+        or not shutil.which("qemu-system-aarch64")
+    ):
         pytest.skip("needs root, mmdebstrap and qemu-system-aarch64 (see docs/image.md)")
     # xz -0: the compression path is exercised; the release preset (-6) only costs CI time.
-    args = ["--variant", variant, "--out", str(out)] + (["--xz-level", "0"] if compress else ["--no-compress"])
+    args = ["--variant", variant, "--out", str(out)] + (
+        ["--xz-level", "0"] if compress else ["--no-compress"]
+    )
     proc = run_build(*args, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     image = out / f"toyd-pi-{variant}.img"
@@ -390,8 +501,13 @@ def build(out: Path, variant: str, compress: bool) -> Path:
 
 
 def boot_test(image: Path, machine: str = "virt") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(IMAGE / "boot-test.sh"), str(image), "600"], capture_output=True, text=True,
-                          timeout=780, env=dict(os.environ, BOOT_MACHINE=machine))
+    return subprocess.run(
+        [str(IMAGE / "boot-test.sh"), str(image), "600"],
+        capture_output=True,
+        text=True,
+        timeout=780,
+        env=dict(os.environ, BOOT_MACHINE=machine),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -411,8 +527,11 @@ def test_built_image_boots_and_toyd_is_ready(test_image: Path) -> None:
     digest = (out / "toyd-pi-test.img.xz.sha256").read_text().split()[0]
     assert hashlib.sha256(xz.read_bytes()).hexdigest() == digest
     assert subprocess.run(["xz", "-t", str(xz)], timeout=600).returncode == 0
-    table = json.loads(subprocess.run(["sfdisk", "--json", str(test_image)], capture_output=True,
-                                      text=True, check=True).stdout)
+    table = json.loads(
+        subprocess.run(
+            ["sfdisk", "--json", str(test_image)], capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert [p["type"] for p in table["partitiontable"]["partitions"]] == ["c", "83"]
     # QEMU virt has a PL061 with 8 lines: toyd names the chip and the missing pin in one line.
     assert "HW-CHECK: gpio-missing-pin-error: ok" in boot.stderr
@@ -428,8 +547,15 @@ def test_built_image_boots_on_the_pi3_model_from_sd(test_image: Path) -> None:
     boot = boot_test(test_image, machine="raspi3b")
     assert boot.returncode == 0, boot.stderr[-4000:]
     assert "boot-test: PASS" in boot.stderr
-    for check in ("gpio-button", "gpio-led-outputs", "gpio-led-idle", "gpio-led-sleeping", "gpio-led-muted",
-                  "alsa-names", "alsa-capture-default"):
+    for check in (
+        "gpio-button",
+        "gpio-led-outputs",
+        "gpio-led-idle",
+        "gpio-led-sleeping",
+        "gpio-led-muted",
+        "alsa-names",
+        "alsa-capture-default",
+    ):
         assert f"HW-CHECK: {check}: ok" in boot.stderr, check
     assert "HW-CHECK: PASS" in boot.stderr
     assert re.search(r'line\s+17:.*"toyd"\s+input .*pull-up', boot.stderr)
@@ -441,17 +567,40 @@ def test_sound_overlays_apply_to_the_image_device_trees(test_image: Path, tmp_pa
     offset = assemble.read_table(test_image)[0]["start"] * 512
     env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
     boards = ("bcm2837-rpi-3-b", "bcm2711-rpi-4-b", "bcm2837-rpi-zero-2-w")
-    for name in (*(f"{b}.dtb" for b in boards), "overlays/toyd-wm8960.dtbo", "overlays/toyd-max98357a.dtbo"):
-        subprocess.run(["mcopy", "-n", "-i", f"{test_image}@@{offset}", f"::{name}", str(tmp_path)],
-                       check=True, env=env, timeout=60)
+    for name in (
+        *(f"{b}.dtb" for b in boards),
+        "overlays/toyd-wm8960.dtbo",
+        "overlays/toyd-max98357a.dtbo",
+    ):
+        subprocess.run(
+            ["mcopy", "-n", "-i", f"{test_image}@@{offset}", f"::{name}", str(tmp_path)],
+            check=True,
+            env=env,
+            timeout=60,
+        )
     for board in boards:
         for overlay in ("toyd-wm8960", "toyd-max98357a"):
             out = tmp_path / f"{board}+{overlay}.dtb"
-            proc = subprocess.run(["fdtoverlay", "-i", str(tmp_path / f"{board}.dtb"), "-o", str(out),
-                                   str(tmp_path / f"{overlay}.dtbo")], capture_output=True, text=True, timeout=60)
+            proc = subprocess.run(
+                [
+                    "fdtoverlay",
+                    "-i",
+                    str(tmp_path / f"{board}.dtb"),
+                    "-o",
+                    str(out),
+                    str(tmp_path / f"{overlay}.dtbo"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert proc.returncode == 0, f"{overlay} on {board}: {proc.stderr}"
-            name = subprocess.run(["fdtget", str(out), "/toyd-sound", "simple-audio-card,name"],
-                                  capture_output=True, text=True, timeout=60).stdout.strip()
+            name = subprocess.run(
+                ["fdtget", str(out), "/toyd-sound", "simple-audio-card,name"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout.strip()
             assert name == "toyd", f"{overlay} on {board}"
 
 

@@ -48,11 +48,16 @@ def test_the_core_never_imports_a_plugin() -> None:
 
 
 def test_plugins_never_import_each_other() -> None:
-    found = {(plugin_of(a), plugin_of(b)): (a, b) for a, b in imports()
-             if plugin_of(a) and plugin_of(b) and plugin_of(a) != plugin_of(b)}
+    found = {
+        (plugin_of(a), plugin_of(b)): (a, b)
+        for a, b in imports()
+        if plugin_of(a) and plugin_of(b) and plugin_of(a) != plugin_of(b)
+    }
     bad = {pair: edge for pair, edge in found.items() if pair not in ALLOWED_PLUGIN_IMPORTS}
-    assert not bad, "plugins import each other (use a hook, an event or a module in toyd/): " + ", ".join(
-        f"{a} -> {b}" for a, b in bad.values())
+    assert not bad, (
+        "plugins import each other (use a hook, an event or a module in toyd/): "
+        + ", ".join(f"{a} -> {b}" for a, b in bad.values())
+    )
 
 
 def test_no_import_circles() -> None:

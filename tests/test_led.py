@@ -6,11 +6,18 @@ from typing import Any
 
 import pytest
 
-from toyd import State, Trigger
+from toyd import State, Trigger, gpio
 from toyd.errors import ConfigError
-from toyd.events import ButtonPressed, CloudOffline, CloudOnline, PlaybackStarted, SpeechEnded, StateChanged, StateRequest
+from toyd.events import (
+    ButtonPressed,
+    CloudOffline,
+    CloudOnline,
+    PlaybackStarted,
+    SpeechEnded,
+    StateChanged,
+    StateRequest,
+)
 from toyd.testing import next_event, running_daemon, wait_for
-from toyd import gpio
 
 B = 0.6  # default brightness cap
 
@@ -90,7 +97,9 @@ async def test_offline_overlay_replaces_idle_only(state_dir) -> None:
 
 async def test_common_anode_inverts_and_custom_looks(state_dir) -> None:
     looks = {"listening": {"color": [255, 64, 0]}, "idle": {"color": "#0f0", "animation": "solid"}}
-    async with running_daemon(config(common_anode=True, brightness=1.0, states=looks), state_dir=state_dir) as app:
+    async with running_daemon(
+        config(common_anode=True, brightness=1.0, states=looks), state_dir=state_dir
+    ) as app:
         await shows((1, 0, 1))  # idle green on a common-anode LED: green leg low, others high
         await go(app, ButtonPressed(), state=State.LISTENING)
         await shows((0, 1 - 64 / 255, 1))
@@ -99,19 +108,33 @@ async def test_common_anode_inverts_and_custom_looks(state_dir) -> None:
 async def test_offline_look_can_be_turned_off_and_pins_chosen(state_dir) -> None:
     async with running_daemon(config(offline=None, pins=[5, 6, 13]), state_dir=state_dir) as app:
         app.bus.publish(CloudOffline())
-        await go(app, ButtonPressed(), state=State.LISTENING)  # proves the offline event was handled first
+        await go(
+            app, ButtonPressed(), state=State.LISTENING
+        )  # proves the offline event was handled first
         await go(app, StateRequest(trigger=Trigger.CANCEL), state=State.IDLE)
         assert rgb((5, 6, 13)) == (round(16 / 255 * B, 3),) * 3
 
 
-@pytest.mark.parametrize(("led", "message"), [
-    ({"states": {"idle": {"color": "#12345"}}}, r"led.states.idle: colour '#12345' is not #rrggbb"),
-    ({"states": {"idle": {"color": [300, 0, 0]}}}, r"led.states.idle: colour \[300, 0, 0\] needs three values 0-255"),
-    ({"states": {"idle": {"animation": "sparkle"}}}, r"led.states.idle.animation: not an allowed value"),
-    ({"states": {"dancing": {}}}, r"led.states.dancing: unknown key"),
-    ({"pins": [22, 22, 24]}, r"led: pins needs three different GPIOs"),
-    ({"brightness": 2}, r"led.brightness: out of range"),
-])
+@pytest.mark.parametrize(
+    ("led", "message"),
+    [
+        (
+            {"states": {"idle": {"color": "#12345"}}},
+            r"led.states.idle: colour '#12345' is not #rrggbb",
+        ),
+        (
+            {"states": {"idle": {"color": [300, 0, 0]}}},
+            r"led.states.idle: colour \[300, 0, 0\] needs three values 0-255",
+        ),
+        (
+            {"states": {"idle": {"animation": "sparkle"}}},
+            r"led.states.idle.animation: not an allowed value",
+        ),
+        ({"states": {"dancing": {}}}, r"led.states.dancing: unknown key"),
+        ({"pins": [22, 22, 24]}, r"led: pins needs three different GPIOs"),
+        ({"brightness": 2}, r"led.brightness: out of range"),
+    ],
+)
 async def test_bad_led_config_names_the_key(state_dir, led: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         async with running_daemon(config(**led), state_dir=state_dir):
@@ -123,7 +146,10 @@ async def test_hook_toyd_reconfigure_led(state_dir) -> None:
     from toyd_plugins.led import LedSettings
 
     def settings(**led: Any):
-        return validate({**config(**led), "state_dir": str(state_dir)}, lambda n: LedSettings if n == "led" else None)
+        return validate(
+            {**config(**led), "state_dir": str(state_dir)},
+            lambda n: LedSettings if n == "led" else None,
+        )
 
     async with running_daemon(config(), state_dir=state_dir) as app:
         await go(app, ButtonPressed(), state=State.LISTENING)
@@ -134,7 +160,9 @@ async def test_hook_toyd_reconfigure_led(state_dir) -> None:
 
 
 async def test_partial_look_keeps_the_state_defaults(state_dir) -> None:
-    async with running_daemon(config(states={"listening": {"animation": "blink", "period": 0.2}}), state_dir=state_dir) as app:
+    async with running_daemon(
+        config(states={"listening": {"animation": "blink", "period": 0.2}}), state_dir=state_dir
+    ) as app:
         await go(app, ButtonPressed(), state=State.LISTENING)
         await shows((0, 0, B), timeout=3)  # still blue, now blinking
         await shows((0, 0, 0), timeout=3)

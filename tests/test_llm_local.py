@@ -16,16 +16,22 @@ TURN = Turn(device_id="toy-1", session_id="s1", turn_id="t1")
 
 
 def config(**local: object) -> dict[str, object]:
-    return {"role": "cloud", "plugins": ["llm_local", "llm"], "startup_timeout": 60,
-            "llm": {"memory": False, "first_token_timeout": 60, "max_tokens": 48},
-            "llm_local": {"seed": 3, "threads": 1, **local}}
+    return {
+        "role": "cloud",
+        "plugins": ["llm_local", "llm"],
+        "startup_timeout": 60,
+        "llm": {"memory": False, "first_token_timeout": 60, "max_tokens": 48},
+        "llm_local": {"seed": 3, "threads": 1, **local},
+    }
 
 
 async def test_hook_toyd_chat(state_dir: Path) -> None:
     """The local model answers the llm plugin's toyd_chat: streamed in pieces; the bus says which brain answered."""
     async with running_daemon(config(), state_dir=state_dir) as app:
         sources = app.bus.subscribe("test", (ev.ReplySource,))
-        stream = await app.host.call_first("toyd_reply", turn=TURN, text="What sound does a cow make?")
+        stream = await app.host.call_first(
+            "toyd_reply", turn=TURN, text="What sound does a cow make?"
+        )
         pieces = [p async for p in stream]
         text = "".join(pieces).strip()
         assert len(pieces) > 1 and len(text.split()) >= 3, text
@@ -37,14 +43,19 @@ async def test_hook_toyd_chat(state_dir: Path) -> None:
 async def test_barge_in_stops_the_generation(state_dir: Path) -> None:
     """Closing the stream after the first token frees the model: the next request is served at once."""
     async with running_daemon(config(), state_dir=state_dir) as app:
-        messages = [{"role": "user", "content": "Count from one to one thousand, one number per line."}]
-        stream = await app.host.call_first("toyd_chat", turn=TURN, messages=messages, max_tokens=4000)
+        messages = [
+            {"role": "user", "content": "Count from one to one thousand, one number per line."}
+        ]
+        stream = await app.host.call_first(
+            "toyd_chat", turn=TURN, messages=messages, max_tokens=4000
+        )
         first = await asyncio.wait_for(anext(stream), 60)
         assert first
         await stream.aclose()
         # 4000 tokens would take minutes; one slot, so this short request runs only once the first stopped
-        short = await app.host.call_first("toyd_chat", turn=TURN, messages=[{"role": "user", "content": "Hi"}],
-                                          max_tokens=2)
+        short = await app.host.call_first(
+            "toyd_chat", turn=TURN, messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+        )
         got = await asyncio.wait_for(_collect(short), 30)
         assert got, "the model answers again after a barge-in"
 

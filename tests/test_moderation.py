@@ -21,8 +21,12 @@ from toyd_plugins.moderation import ModerationClient, ModerationError, Moderatio
 TURN = Turn(device_id="toy-1", session_id="s1", turn_id="t1")
 KEY = "sk-test-123"
 # The stand-in flags a text when it contains one of these words, in that API category.
-FLAG_WORDS = {"unicornkill": ("violence", 0.95), "sadtrigger": ("self-harm/intent", 0.9),
-              "rudeword": ("harassment", 0.6), "weirdcat": ("unmapped/category", 0.99)}
+FLAG_WORDS = {
+    "unicornkill": ("violence", 0.95),
+    "sadtrigger": ("self-harm/intent", 0.9),
+    "rudeword": ("harassment", 0.6),
+    "weirdcat": ("unmapped/category", 0.99),
+}
 
 
 class StandIn(ThreadingHTTPServer):
@@ -69,7 +73,9 @@ class Handler(BaseHTTPRequestHandler):
             if word in text:
                 cats[name], scores[name] = True, score
         result = {"flagged": any(cats.values()), "categories": cats, "category_scores": scores}
-        self._send(200, json.dumps({"id": "modr-1", "model": body["model"], "results": [result]}).encode())
+        self._send(
+            200, json.dumps({"id": "modr-1", "model": body["model"], "results": [result]}).encode()
+        )
 
     def _send(self, status: int, payload: bytes) -> None:
         try:
@@ -104,7 +110,9 @@ async def check(app: Any, text: str, speaker: str = "child") -> Any:
     return await app.host.call_first("toyd_check_text", turn=TURN, text=text, speaker=speaker)
 
 
-async def test_api_flag_becomes_a_verdict_under_the_safety_policy(api: StandIn, state_dir: Path) -> None:
+async def test_api_flag_becomes_a_verdict_under_the_safety_policy(
+    api: StandIn, state_dir: Path
+) -> None:
     config = cloud(api)
     config["safety"] = {"categories": {"violence": {"lines": ["Gentle hands!"]}}}
     async with running_daemon(config, state_dir=state_dir) as app:
@@ -112,9 +120,17 @@ async def test_api_flag_becomes_a_verdict_under_the_safety_policy(api: StandIn, 
         assert (verdict.category, verdict.severity, verdict.action) == ("violence", "high", "block")
         assert verdict.replacement == "Gentle hands!" and verdict.alert
         caring = await check(app, "sadtrigger")
-        assert caring.category == "self_harm" and caring.alert and "grown-up you trust" in caring.replacement
+        assert (
+            caring.category == "self_harm"
+            and caring.alert
+            and "grown-up you trust" in caring.replacement
+        )
         mild = await check(app, "rudeword")
-        assert (mild.category, mild.severity, mild.action) == ("hate_bullying", "medium", "redirect")
+        assert (mild.category, mild.severity, mild.action) == (
+            "hate_bullying",
+            "medium",
+            "redirect",
+        )
     assert api.auth[0] == f"Bearer {KEY}" and api.received[0]["model"] == "omni-moderation-latest"
 
 
@@ -137,7 +153,9 @@ async def test_personal_information_never_reaches_the_api(api: StandIn, state_di
 
 
 @pytest.mark.parametrize("mode", ["error", "malformed", "slow", "down", "badkey"])
-async def test_api_failure_falls_back_to_the_local_filter(api: StandIn, state_dir: Path, mode: str) -> None:
+async def test_api_failure_falls_back_to_the_local_filter(
+    api: StandIn, state_dir: Path, mode: str
+) -> None:
     config = cloud(api)
     if mode == "down":
         config["moderation"]["base_url"] = "http://127.0.0.1:9/v1"
@@ -155,7 +173,11 @@ async def test_api_failure_fails_closed_when_configured(api: StandIn, state_dir:
     api.mode = "error"
     async with running_daemon(cloud(api, on_error="block"), state_dir=state_dir) as app:
         unchecked = await check(app, "hello there")
-        assert (unchecked.safe, unchecked.action, unchecked.category) == (False, "redirect", "unchecked")
+        assert (unchecked.safe, unchecked.action, unchecked.category) == (
+            False,
+            "redirect",
+            "unchecked",
+        )
         assert unchecked.replacement and not unchecked.alert
         local = await check(app, "I want to kill myself")  # the local verdict keeps its alert
         assert local.category == "self_harm" and local.alert
@@ -165,13 +187,17 @@ async def test_api_flag_in_an_allowed_category_is_ignored(api: StandIn, state_di
     config = cloud(api)
     config["safety"] = {"categories": {"violence": {"action": "allow"}}}
     async with running_daemon(config, state_dir=state_dir) as app:
-        assert (await check(app, "unicornkill")).safe  # the policy says allow: the local filter answers
+        assert (
+            await check(app, "unicornkill")
+        ).safe  # the policy says allow: the local filter answers
 
 
 async def test_category_mapping_overrides_and_ignores(api: StandIn, state_dir: Path) -> None:
     mapping = {"violence": "ignore", "harassment": "profanity", "unmapped/category": "sexual"}
     async with running_daemon(cloud(api, categories=mapping), state_dir=state_dir) as app:
-        assert (await check(app, "unicornkill")).category is None  # ignored: the local filter answered
+        assert (
+            await check(app, "unicornkill")
+        ).category is None  # ignored: the local filter answered
         assert (await check(app, "rudeword")).category == "profanity"
         assert (await check(app, "weirdcat")).category == "sexual"
         assert (await check(app, "sadtrigger")).category == "self_harm"  # built-in entries stay
@@ -211,12 +237,15 @@ def test_client_errors_are_clear(api: StandIn) -> None:
         ModerationClient("http://127.0.0.1:9/v1", "m", None, 0.5).moderate("x")
 
 
-@pytest.mark.parametrize(("data", "problem"), [
-    ({"categories": {"violence": "gore"}}, "unknown safety category 'gore'"),
-    ({"on_error": "explode"}, "moderation.on_error"),
-    ({"base_url": "api.example.com"}, "must start with http"),
-    ({"timeout": 0}, "out of range"),
-])
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"categories": {"violence": "gore"}}, "unknown safety category 'gore'"),
+        ({"on_error": "explode"}, "moderation.on_error"),
+        ({"base_url": "api.example.com"}, "must start with http"),
+        ({"timeout": 0}, "out of range"),
+    ],
+)
 def test_settings_errors_are_clear(data: dict[str, Any], problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         build(ModerationSettings, data, path="moderation")

@@ -7,12 +7,18 @@ import json
 
 import pytest
 
-from toyd import State
-from toyd.events import (ButtonPressed, PersonaSet, SayRequested, SpeechEnded, StateChanged, TurnFailed,
-                         VolumeSet)
-from toyd.testing import next_event, running_daemon, wait_for
-
 from mqtt_support import Probe, command, device_config
+from toyd import State
+from toyd.events import (
+    ButtonPressed,
+    PersonaSet,
+    SayRequested,
+    SpeechEnded,
+    StateChanged,
+    TurnFailed,
+    VolumeSet,
+)
+from toyd.testing import next_event, running_daemon, wait_for
 
 BASE = "toyd/toy1"
 
@@ -20,7 +26,9 @@ BASE = "toyd/toy1"
 @pytest.fixture
 async def toy(mosquitto, state_dir):
     probe = Probe(mosquitto)
-    config = device_config(mosquitto, personas=["buddy", "storyteller"], persona="buddy", max_volume=90)
+    config = device_config(
+        mosquitto, personas=["buddy", "storyteller"], persona="buddy", max_volume=90
+    )
     async with running_daemon(config, state_dir=state_dir, entry_points=True) as app:
         await probe.next(f"{BASE}/status", lambda p: p == b"online")
         sub = app.bus.subscribe("test", (VolumeSet, PersonaSet, SayRequested, StateChanged))
@@ -76,8 +84,11 @@ async def test_button_while_sleeping_gets_the_sleep_line(toy):
 
 async def test_quiet_hours_now_puts_the_toy_to_sleep_and_off_wakes_it(toy):
     app, probe, sub = toy
-    now = dt.datetime.now(dt.timezone.utc)
-    start, end = (now - dt.timedelta(minutes=5)).strftime("%H:%M"), (now + dt.timedelta(minutes=60)).strftime("%H:%M")
+    now = dt.datetime.now(dt.UTC)
+    start, end = (
+        (now - dt.timedelta(minutes=5)).strftime("%H:%M"),
+        (now + dt.timedelta(minutes=60)).strftime("%H:%M"),
+    )
     res = await command(probe, BASE, "quiet_hours", {"start": start, "end": end, "tz": "UTC"})
     assert res["ok"], res
     await wait_for(lambda: app.state is State.SLEEPING)
@@ -91,7 +102,9 @@ async def test_quiet_hours_bad_values_are_named(toy):
     app, probe, sub = toy
     res = await command(probe, BASE, "quiet_hours", {"start": "25:00", "end": "07:00"})
     assert not res["ok"] and "cmd/quiet_hours: start" in res["error"]
-    res = await command(probe, BASE, "quiet_hours", {"start": "20:00", "end": "07:00", "tz": "Mars/Olympus"})
+    res = await command(
+        probe, BASE, "quiet_hours", {"start": "20:00", "end": "07:00", "tz": "Mars/Olympus"}
+    )
     assert not res["ok"] and "tz" in res["error"] and "Mars/Olympus" in res["error"]
     res = await command(probe, BASE, "quiet_hours", {"off": True, "start": "20:00"})
     assert not res["ok"] and "start" in res["error"]
@@ -100,11 +113,15 @@ async def test_quiet_hours_bad_values_are_named(toy):
 
 async def test_usage_limit_reached_sleeps_at_the_end_of_the_turn(mosquitto, state_dir):
     today = dt.datetime.now().astimezone().date().isoformat()
-    (state_dir / "parental.json").write_text(json.dumps({"usage_day": today, "usage_seconds": 59.8}))
+    (state_dir / "parental.json").write_text(
+        json.dumps({"usage_day": today, "usage_seconds": 59.8})
+    )
     probe = Probe(mosquitto)
     async with running_daemon(device_config(mosquitto), state_dir=state_dir) as app:
         parental = app.host.plugins["parental"].parental
-        await probe.next(f"{BASE}/status", lambda p: p == b"online")  # subscribed: commands reach it
+        await probe.next(
+            f"{BASE}/status", lambda p: p == b"online"
+        )  # subscribed: commands reach it
         res = await command(probe, BASE, "usage_limit", {"minutes": 1})
         assert res["ok"] and app.state is State.IDLE  # 59.8 s used: still under the limit
         app.bus.publish(ButtonPressed())
@@ -168,8 +185,19 @@ async def test_status_returns_full_state(toy):
     res = await command(probe, BASE, "status")
     assert res["ok"]
     data = res["data"]
-    for key in ("state", "offline", "cloud", "volume", "muted", "sleeping", "persona", "config_version",
-                "quiet_hours", "usage_limit_minutes", "usage_today_minutes"):
+    for key in (
+        "state",
+        "offline",
+        "cloud",
+        "volume",
+        "muted",
+        "sleeping",
+        "persona",
+        "config_version",
+        "quiet_hours",
+        "usage_limit_minutes",
+        "usage_today_minutes",
+    ):
         assert key in data
     assert data["state"] == "idle" and data["persona"] == "buddy"
 

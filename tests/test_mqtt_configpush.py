@@ -8,13 +8,12 @@ import textwrap
 import pytest
 import yaml
 
+from mqtt_support import Probe, command, device_config
 from toyd.config import validate
 from toyd.daemon import Daemon
 from toyd.events import ConfigApplied, ConfigRejected, PersonaSet
 from toyd.registry import Registry
 from toyd.testing import free_port, next_event, running_daemon, wait_for
-
-from mqtt_support import Probe, command, device_config
 
 BASE = "toyd/toy1"
 CONFIG_TOPIC = f"{BASE}/config"
@@ -25,9 +24,18 @@ def toy_config(port: int, **mqtt):
 
 
 def cloud_config(port: int, folder) -> dict:
-    return {"role": "cloud", "device_id": "cloud", "plugins": ["configpush"],
-            "configpush": {"port": port, "dir": str(folder), "poll_interval": 0.05,
-                           "reconnect_min": 0.05, "reconnect_max": 0.3}}
+    return {
+        "role": "cloud",
+        "device_id": "cloud",
+        "plugins": ["configpush"],
+        "configpush": {
+            "port": port,
+            "dir": str(folder),
+            "poll_interval": 0.05,
+            "reconnect_min": 0.05,
+            "reconnect_max": 0.3,
+        },
+    }
 
 
 def push(probe: Probe, version, config, *, raw: bytes | None = None) -> None:
@@ -48,17 +56,21 @@ async def toy(mosquitto, state_dir):
 async def test_cloud_folder_to_toy_end_to_end(mosquitto, state_dir, tmp_path):
     folder = tmp_path / "toys"
     folder.mkdir()
-    (folder / "toy1.yaml").write_text(textwrap.dedent("""\
+    (folder / "toy1.yaml").write_text(
+        textwrap.dedent("""\
         version: 1
         mqtt:
           persona: storyteller
           max_volume: 70
         parental:
           quiet_hours: {start: "20:00", end: "07:00", tz: Europe/Paris}
-    """))
+    """)
+    )
     probe = Probe(mosquitto)
-    async with running_daemon(toy_config(mosquitto), state_dir=state_dir / "toy") as toy, \
-            running_daemon(cloud_config(mosquitto, folder), state_dir=state_dir / "cloud") as cloud:
+    async with (
+        running_daemon(toy_config(mosquitto), state_dir=state_dir / "toy") as toy,
+        running_daemon(cloud_config(mosquitto, folder), state_dir=state_dir / "cloud") as cloud,
+    ):
         state = await probe.json(f"{BASE}/state", lambda d: d["config_version"] == 1, timeout=10)
         assert state["persona"] == "storyteller"
         assert state["quiet_hours"] == {"start": "20:00", "end": "07:00", "tz": "Europe/Paris"}
@@ -71,16 +83,22 @@ async def test_cloud_folder_to_toy_end_to_end(mosquitto, state_dir, tmp_path):
         assert toy.config.section("mqtt").max_volume == 90
         # a broken file is not published: the toy keeps version 2
         (folder / "toy1.yaml").write_text("version: 3\nmqtt: {max_volume: [\n")
-        await wait_for(lambda: cloud.host.plugins["configpush"]._seen.get("toy1") ==
-                       (folder / "toy1.yaml").stat().st_mtime, timeout=5)
+        await wait_for(
+            lambda: (
+                cloud.host.plugins["configpush"]._seen.get("toy1")
+                == (folder / "toy1.yaml").stat().st_mtime
+            ),
+            timeout=5,
+        )
         assert json.loads(probe.on(CONFIG_TOPIC)[-1])["version"] == 2
         assert toy.config.section("mqtt").max_volume == 90
     probe.close()
 
 
 async def test_cloud_refuses_a_file_without_a_version(tmp_path, caplog):
-    from toyd_plugins.configpush.plugin import read_toy
     from toyd import ConfigError
+    from toyd_plugins.configpush.plugin import read_toy
+
     path = tmp_path / "toy9.yaml"
     path.write_text("mqtt: {}\nversion: two\n")
     with pytest.raises(ConfigError, match=r"toy9.yaml:2: version: expected a whole number"):
@@ -96,23 +114,34 @@ async def test_invalid_push_is_rejected_and_named(toy):
     assert rejected.source == f"mqtt:{CONFIG_TOPIC}" and "config.mqtt.max_volume" in rejected.error
     error = await probe.json(f"{BASE}/event/error")  # through the durable outbox
     assert error["source"] == f"mqtt:{CONFIG_TOPIC}" and error["kind"] == "config_rejected"
-    assert "config.mqtt.max_volume" in error["error"] and "out of range" in error["error"] and error["uid"]
+    assert (
+        "config.mqtt.max_volume" in error["error"]
+        and "out of range" in error["error"]
+        and error["uid"]
+    )
     assert app.config.section("mqtt").max_volume == 60
     assert (await command(probe, BASE, "status"))["data"]["config_version"] == 1
 
 
-@pytest.mark.parametrize(("config", "path", "problem"), [
-    ({"mqtt": {"host": "evil.example"}}, "config.mqtt.host", "cannot be pushed"),
-    ({"mqtt": {"password": "x"}}, "config.mqtt.password", "cannot be pushed"),
-    ({"device_id": "other"}, "config.device_id", "core settings cannot be pushed"),
-    ({"plugins": []}, "config.plugins", "core settings"),
-    ({"wakeword": {"threshold": 0.5}}, "config.wakeword", "not enabled"),
-    ({"parental": {"sleep_line": {"$env": "HOME"}}}, "config.parental.sleep_line", "$env"),
-    ({"mqtt": {"persona": "pirate"}}, "config.mqtt", "not in personas"),
-    ({"parental": {"quiet_hours": {"start": "7pm", "end": "07:00"}}}, "config.parental.quiet_hours", "HH:MM"),
-    ({"mqtt": {"max_volum": 3}}, "config.mqtt.max_volum", "cannot be pushed"),
-    ({"mqtt": ["persona"]}, "config.mqtt", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    ("config", "path", "problem"),
+    [
+        ({"mqtt": {"host": "evil.example"}}, "config.mqtt.host", "cannot be pushed"),
+        ({"mqtt": {"password": "x"}}, "config.mqtt.password", "cannot be pushed"),
+        ({"device_id": "other"}, "config.device_id", "core settings cannot be pushed"),
+        ({"plugins": []}, "config.plugins", "core settings"),
+        ({"wakeword": {"threshold": 0.5}}, "config.wakeword", "not enabled"),
+        ({"parental": {"sleep_line": {"$env": "HOME"}}}, "config.parental.sleep_line", "$env"),
+        ({"mqtt": {"persona": "pirate"}}, "config.mqtt", "not in personas"),
+        (
+            {"parental": {"quiet_hours": {"start": "7pm", "end": "07:00"}}},
+            "config.parental.quiet_hours",
+            "HH:MM",
+        ),
+        ({"mqtt": {"max_volum": 3}}, "config.mqtt.max_volum", "cannot be pushed"),
+        ({"mqtt": ["persona"]}, "config.mqtt", "expected a mapping"),
+    ],
+)
 async def test_forbidden_or_invalid_keys_are_refused(toy, config, path, problem):
     app, probe, sub = toy
     push(probe, 5, config)
@@ -121,16 +150,21 @@ async def test_forbidden_or_invalid_keys_are_refused(toy, config, path, problem)
     assert app.config.section("mqtt").host == "127.0.0.1" and app.device_id == "toy1"
 
 
-@pytest.mark.parametrize(("raw", "problem"), [
-    (b"{nope", "malformed JSON"),
-    (b"[1]", "must be a JSON object"),
-    (b'{"config": {}}', "version: expected a whole number"),
-    (b'{"version": 0, "config": {}}', "version: expected a whole number of at least 1"),
-    (b'{"version": 1, "config": {}, "extra": 1}', "extra: unknown key"),
-    (b'{"version": 1, "config": 3}', "config: expected a mapping"),
-    (b'{"version": 1, "config": {"mqtt": {"max_volume": 10, "max_volume": 90}}}',
-     "config.mqtt.max_volume: duplicate key"),
-])
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"{nope", "malformed JSON"),
+        (b"[1]", "must be a JSON object"),
+        (b'{"config": {}}', "version: expected a whole number"),
+        (b'{"version": 0, "config": {}}', "version: expected a whole number of at least 1"),
+        (b'{"version": 1, "config": {}, "extra": 1}', "extra: unknown key"),
+        (b'{"version": 1, "config": 3}', "config: expected a mapping"),
+        (
+            b'{"version": 1, "config": {"mqtt": {"max_volume": 10, "max_volume": 90}}}',
+            "config.mqtt.max_volume: duplicate key",
+        ),
+    ],
+)
 async def test_malformed_pushes_are_refused(toy, raw, problem):
     app, probe, sub = toy
     push(probe, 0, None, raw=raw)
@@ -145,7 +179,9 @@ async def test_stale_and_equal_versions_are_ignored(toy):
     push(probe, 2, {"mqtt": {"max_volume": 10}})
     push(probe, 3, {"mqtt": {"max_volume": 20}})
     push(probe, 4, {"mqtt": {"max_volume": 40}})
-    assert (await next_event(sub, ConfigApplied)).version == 4  # 2 and 3 came first and changed nothing
+    assert (
+        await next_event(sub, ConfigApplied)
+    ).version == 4  # 2 and 3 came first and changed nothing
     assert app.config.section("mqtt").max_volume == 40
 
 
@@ -161,7 +197,10 @@ async def test_applied_push_is_persisted_and_reapplied_without_a_broker(mosquitt
     async with running_daemon(toy_config(free_port()), state_dir=state_dir) as app:
         plugin = app.host.plugins["mqtt"]
         assert plugin.applied_version == 7 and app.config.section("mqtt").max_volume == 33
-        assert plugin.snapshot()["config_version"] == 7 and plugin.snapshot()["persona"] == "storyteller"
+        assert (
+            plugin.snapshot()["config_version"] == 7
+            and plugin.snapshot()["persona"] == "storyteller"
+        )
 
 
 async def test_reload_keeps_the_pushed_overlay(mosquitto, state_dir, tmp_path):
@@ -179,8 +218,12 @@ async def test_reload_keeps_the_pushed_overlay(mosquitto, state_dir, tmp_path):
         data["parental"]["sleep_line"] = "Shh, sleepy time."
         path.write_text(yaml.safe_dump(data))
         assert (await command(probe, BASE, "reload_config"))["ok"]
-        await wait_for(lambda: app.config.section("parental").sleep_line == "Shh, sleepy time."
-                       and app.config.section("mqtt").max_volume == 44)
+        await wait_for(
+            lambda: (
+                app.config.section("parental").sleep_line == "Shh, sleepy time."
+                and app.config.section("mqtt").max_volume == 44
+            )
+        )
         path.write_text("role: device\nplugins: [mqtt]\nmqtt: {max_volume: loud}\n")
         res = await command(probe, BASE, "reload_config")
         assert not res["ok"] and "toyd.yaml:3" in res["error"] and "mqtt.max_volume" in res["error"]

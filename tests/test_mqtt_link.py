@@ -11,11 +11,10 @@ import sys
 
 import yaml
 
+from mqtt_support import Probe, command, device_config
 from toyd import State
 from toyd.events import ButtonPressed, VolumeSet
 from toyd.testing import free_port, running_daemon, start_mosquitto, wait_for
-
-from mqtt_support import Probe, command, device_config
 
 BASE = "toyd/toy1"
 
@@ -34,9 +33,22 @@ async def test_sigkilled_device_goes_offline_by_last_will(mosquitto, tmp_path):
     config = tmp_path / "toyd.yaml"
     config.write_text(yaml.safe_dump(device_config(mosquitto, device_id="killme")))
     probe = Probe(mosquitto)
-    proc = subprocess.Popen([sys.executable, "-m", "toyd", "device", "--simulate", "-c", str(config),
-                             "--state-dir", str(tmp_path / "state")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toyd",
+            "device",
+            "--simulate",
+            "-c",
+            str(config),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         await probe.next("toyd/killme/status", lambda p: p == b"online", timeout=20)
         proc.kill()
@@ -57,12 +69,28 @@ async def test_device_id_flag_names_the_topics(mosquitto, tmp_path):
     config = tmp_path / "toyd.yaml"
     config.write_text(yaml.safe_dump(device_config(mosquitto, device_id="from-file")))
     probe = Probe(mosquitto)
-    proc = subprocess.Popen([sys.executable, "-m", "toyd", "device", "--simulate", "-c", str(config),
-                             "--device-id", "from-flag", "--state-dir", str(tmp_path / "state")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toyd",
+            "device",
+            "--simulate",
+            "-c",
+            str(config),
+            "--device-id",
+            "from-flag",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         await probe.next("toyd/from-flag/status", lambda p: p == b"online", timeout=20)
-        res = await command(probe, "toyd/from-flag", "reload_config")  # the reload keeps --device-id
+        res = await command(
+            probe, "toyd/from-flag", "reload_config"
+        )  # the reload keeps --device-id
         assert res["ok"], res
         assert (await command(probe, "toyd/from-flag", "status"))["ok"]
         assert not probe.on("toyd/from-file/status")
@@ -105,16 +133,24 @@ async def test_no_broker_toy_works_and_logs_once(state_dir, caplog):
         await wait_for(lambda: bridge._failures >= 4, timeout=10)
         app.bus.publish(ButtonPressed())
         await wait_for(lambda: app.state is State.LISTENING)
-        warnings = [r for r in caplog.records if r.name == "toyd.mqtt.bridge" and r.levelno >= logging.WARNING]
+        warnings = [
+            r
+            for r in caplog.records
+            if r.name == "toyd.mqtt.bridge" and r.levelno >= logging.WARNING
+        ]
         assert len(warnings) == 1 and "retrying in the background" in warnings[0].getMessage()
         with start_mosquitto(port):
             await wait_for(lambda: bridge.connected, timeout=10)
-    assert any("after" in r.getMessage() and "failed attempts" in r.getMessage() for r in caplog.records)
+    assert any(
+        "after" in r.getMessage() and "failed attempts" in r.getMessage() for r in caplog.records
+    )
 
 
 async def test_a_burst_of_changes_is_one_state_message(mosquitto, state_dir):
     probe = Probe(mosquitto)
-    async with running_daemon(device_config(mosquitto, state_coalesce_ms=100), state_dir=state_dir) as app:
+    async with running_daemon(
+        device_config(mosquitto, state_coalesce_ms=100), state_dir=state_dir
+    ) as app:
         await probe.json(f"{BASE}/state")
         before = len(probe.on(f"{BASE}/state"))
         for level in range(20):
@@ -162,8 +198,12 @@ async def test_outbox_events_from_an_outage_arrive_exactly_once(state_dir):
                 probe2 = Probe(port, subscribe=(f"{BASE}/event/#",))
                 await wait_for(lambda: bridge.connected, timeout=10)
                 expected = {f"down-{i}" for i in range(20)}
-                await wait_for(lambda: expected <= {b.get("text") for b in seen(probe2).values()}, timeout=10)
-                await wait_for(lambda: any(b.get("category") == "test" for b in seen(probe2).values()))
+                await wait_for(
+                    lambda: expected <= {b.get("text") for b in seen(probe2).values()}, timeout=10
+                )
+                await wait_for(
+                    lambda: any(b.get("category") == "test" for b in seen(probe2).values())
+                )
                 await wait_for(lambda: app.host.plugins["mqtt"].outbox.sent >= 22, timeout=5)
                 await _until_count(app, 0)  # acknowledged after the PUBACKs
                 texts = [b.get("text") for b in seen(probe2).values() if "text" in b]
@@ -175,4 +215,5 @@ async def _until_count(app, n: int, timeout: float = 5.0) -> None:
     async def poll() -> None:
         while await app.outbox.count() != n:
             await asyncio.sleep(0.01)
+
     await asyncio.wait_for(poll(), timeout)

@@ -6,11 +6,10 @@ import json
 
 import pytest
 
+from mqtt_support import Probe, command, device_config
 from toyd import State
 from toyd.events import PersonaSet, SayRequested, StateRequest, VolumeSet
 from toyd.testing import running_daemon, wait_for
-
-from mqtt_support import Probe, command, device_config
 
 BASE = "toyd/toy1"
 
@@ -18,7 +17,9 @@ BASE = "toyd/toy1"
 @pytest.fixture
 async def toy(mosquitto, state_dir):
     probe = Probe(mosquitto)
-    async with running_daemon(device_config(mosquitto, max_payload=4096), state_dir=state_dir) as app:
+    async with running_daemon(
+        device_config(mosquitto, max_payload=4096), state_dir=state_dir
+    ) as app:
         await probe.next(f"{BASE}/status", lambda p: p == b"online")
         sub = app.bus.subscribe("effects", (VolumeSet, PersonaSet, SayRequested, StateRequest))
         yield app, probe, sub
@@ -34,26 +35,30 @@ async def _raw(probe: Probe, name: str, payload: bytes, n: int = 0) -> dict:
     return json.loads(await probe.next(topic, after=before))
 
 
-@pytest.mark.parametrize(("name", "payload", "expect"), [
-    ("volume", b"{not json", "cmd/volume: malformed JSON"),
-    ("volume", b"[1, 2]", "cmd/volume: payload must be a JSON object"),
-    ("volume", b'"loud"', "must be a JSON object"),
-    ("volume", b"\xff\xfe", "not UTF-8"),
-    ("volume", b"{}", "cmd/volume: level: required field is missing"),
-    ("volume", b'{"level": 101}', "cmd/volume: level: out of range"),
-    ("volume", b'{"level": -1}', "level: out of range"),
-    ("volume", b'{"level": 5.5}', "level: expected a whole number"),
-    ("volume", b'{"level": true}', "level: expected a whole number"),
-    ("volume", b'{"level": 5, "bass": 3}', "cmd/volume: bass: unknown field"),
-    ("mute", b'{"on": "yes"}', "cmd/mute: on: expected true or false"),
-    ("say", b'{"text": ""}', "cmd/say: text: must not be empty"),
-    ("say", b'{"text": 3}', "text: expected text"),
-    ("persona", b'{"id": null}', "cmd/persona: id: expected text"),
-    ("usage_limit", b'{"minutes": 2000}', "cmd/usage_limit: minutes: out of range"),
-    ("selfdestruct", b"{}", "cmd/selfdestruct: unknown command"),
-    ("status", b'{"request_id": {"a": 1}}', "request_id"),
-    ("status", b"[" * 4000, "malformed JSON"),
-], ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None)
+@pytest.mark.parametrize(
+    ("name", "payload", "expect"),
+    [
+        ("volume", b"{not json", "cmd/volume: malformed JSON"),
+        ("volume", b"[1, 2]", "cmd/volume: payload must be a JSON object"),
+        ("volume", b'"loud"', "must be a JSON object"),
+        ("volume", b"\xff\xfe", "not UTF-8"),
+        ("volume", b"{}", "cmd/volume: level: required field is missing"),
+        ("volume", b'{"level": 101}', "cmd/volume: level: out of range"),
+        ("volume", b'{"level": -1}', "level: out of range"),
+        ("volume", b'{"level": 5.5}', "level: expected a whole number"),
+        ("volume", b'{"level": true}', "level: expected a whole number"),
+        ("volume", b'{"level": 5, "bass": 3}', "cmd/volume: bass: unknown field"),
+        ("mute", b'{"on": "yes"}', "cmd/mute: on: expected true or false"),
+        ("say", b'{"text": ""}', "cmd/say: text: must not be empty"),
+        ("say", b'{"text": 3}', "text: expected text"),
+        ("persona", b'{"id": null}', "cmd/persona: id: expected text"),
+        ("usage_limit", b'{"minutes": 2000}', "cmd/usage_limit: minutes: out of range"),
+        ("selfdestruct", b"{}", "cmd/selfdestruct: unknown command"),
+        ("status", b'{"request_id": {"a": 1}}', "request_id"),
+        ("status", b"[" * 4000, "malformed JSON"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
+)
 async def test_bad_payload_gets_an_error_naming_it(toy, name, payload, expect):
     app, probe, sub = toy
     res = await _raw(probe, name, payload)

@@ -13,22 +13,36 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from toyd.testing import running_daemon, start_mosquitto
-
 from mqtt_support import Probe, device_config
+from toyd.testing import running_daemon, start_mosquitto
 
 BASE = "toyd/prop"
 EXAMPLES = 1000
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
-field_names = st.sampled_from(["level", "on", "text", "id", "minutes", "start", "end", "tz", "off", "request_id", "x"])
+field_names = st.sampled_from(
+    ["level", "on", "text", "id", "minutes", "start", "end", "tz", "off", "request_id", "x"]
+)
 hhmm = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 30), st.integers(0, 70))
-field_values = json_values | hhmm | st.integers(-5, 2000) | st.sampled_from(["Europe/Paris", "UTC", "Nowhere/Else", ""])
-objects = st.dictionaries(field_names, field_values, max_size=5).map(lambda d: json.dumps(d).encode())
+field_values = (
+    json_values
+    | hhmm
+    | st.integers(-5, 2000)
+    | st.sampled_from(["Europe/Paris", "UTC", "Nowhere/Else", ""])
+)
+objects = st.dictionaries(field_names, field_values, max_size=5).map(
+    lambda d: json.dumps(d).encode()
+)
 payloads = st.one_of(
     objects,
     objects,
@@ -38,8 +52,20 @@ payloads = st.one_of(
     st.text(max_size=64).map(str.encode),
 )
 names = st.one_of(
-    st.sampled_from(["volume", "mute", "sleep", "wake", "quiet_hours", "usage_limit", "say", "persona",
-                     "reload_config", "status"]),
+    st.sampled_from(
+        [
+            "volume",
+            "mute",
+            "sleep",
+            "wake",
+            "quiet_hours",
+            "usage_limit",
+            "say",
+            "persona",
+            "reload_config",
+            "status",
+        ]
+    ),
     st.text(alphabet=string.ascii_letters + string.digits + "_-.", min_size=1, max_size=16),
 )
 
@@ -54,17 +80,25 @@ class Harness:
 
     def results(self) -> list[tuple[str, bytes]]:
         with self.probe._lock:
-            return [(t, p) for t, p, _ in self.probe.messages if t.startswith(f"{BASE}/cmd/") and t.endswith("/result")]
+            return [
+                (t, p)
+                for t, p, _ in self.probe.messages
+                if t.startswith(f"{BASE}/cmd/") and t.endswith("/result")
+            ]
 
     def run_toy(self, port: int, state_dir: str) -> None:
         async def main() -> None:
             self.loop = asyncio.get_running_loop()
             self.stop = asyncio.Event()
             from pathlib import Path
-            async with running_daemon(device_config(port, device_id="prop"), state_dir=Path(state_dir)) as app:
+
+            async with running_daemon(
+                device_config(port, device_id="prop"), state_dir=Path(state_dir)
+            ) as app:
                 self.app = app
                 self.ready.set()
                 await self.stop.wait()
+
         try:
             asyncio.run(main())
         except BaseException as exc:  # noqa: BLE001 - reported by the test
@@ -77,7 +111,9 @@ def harness(tmp_path_factory) -> Iterator[Harness]:
     h = Harness()
     with start_mosquitto(extra_conf="set_tcp_nodelay true") as (_, port):
         h.probe = Probe(port, subscribe=(f"{BASE}/cmd/+/result", f"{BASE}/status"))
-        thread = threading.Thread(target=h.run_toy, args=(port, str(tmp_path_factory.mktemp("prop"))), daemon=True)
+        thread = threading.Thread(
+            target=h.run_toy, args=(port, str(tmp_path_factory.mktemp("prop"))), daemon=True
+        )
         thread.start()
         assert h.ready.wait(20) and h.error is None, h.error
         deadline = time.monotonic() + 10
@@ -91,7 +127,12 @@ def harness(tmp_path_factory) -> Iterator[Harness]:
     assert h.error is None, h.error
 
 
-@settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(name=names, payload=payloads)
 def test_random_payloads_are_all_answered(harness: Harness, name: str, payload: bytes) -> None:
     harness.sent += 1

@@ -9,14 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from toyd.testing import free_port, running_daemon, start_mosquitto, wait_for
-
 from mqtt_support import Probe, command, device_config
+from toyd.testing import free_port, running_daemon, start_mosquitto, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ACL = ROOT / "config" / "mosquitto" / "toyd.acl"
-USERS = {"demo-toy": "pw-demo", "bear-01": "pw-bear", "stranger-03": "pw-stranger",
-         "parent-alice": "pw-alice", "cloud": "pw-cloud", "homeassistant": "pw-ha"}
+USERS = {
+    "demo-toy": "pw-demo",
+    "bear-01": "pw-bear",
+    "stranger-03": "pw-stranger",
+    "parent-alice": "pw-alice",
+    "cloud": "pw-cloud",
+    "homeassistant": "pw-ha",
+}
 
 
 @pytest.fixture
@@ -24,7 +29,9 @@ def acl_broker(tmp_path):
     passwd = tmp_path / "passwd"
     passwd.touch()
     for user, password in USERS.items():
-        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True
+        )
     # mosquitto started as root drops to its own user, which cannot read pytest's tmp dirs
     conf = f"user root\nallow_anonymous false\npassword_file {passwd}\nacl_file {ACL}\nset_tcp_nodelay true\n"
     with start_mosquitto(extra_conf=conf) as (_, port):
@@ -75,13 +82,19 @@ async def test_a_parent_commands_only_their_childrens_toys(acl_broker):
         p.close()
 
 
-async def test_real_toy_with_password_from_env_works_under_the_acl(acl_broker, state_dir, monkeypatch):
+async def test_real_toy_with_password_from_env_works_under_the_acl(
+    acl_broker, state_dir, monkeypatch
+):
     port = acl_broker
     monkeypatch.setenv("TOYD_TEST_MQTT_PASSWORD", USERS["demo-toy"])
     alice = login(port, "parent-alice", "toyd/demo-toy/#")
     ha = login(port, "homeassistant", "homeassistant/#")
-    config = device_config(port, device_id="demo-toy", username="demo-toy",
-                           password={"$env": "TOYD_TEST_MQTT_PASSWORD"})
+    config = device_config(
+        port,
+        device_id="demo-toy",
+        username="demo-toy",
+        password={"$env": "TOYD_TEST_MQTT_PASSWORD"},
+    )
     async with running_daemon(config, state_dir=state_dir):
         await alice.next("toyd/demo-toy/status", lambda p: p == b"online")
         res = await command(alice, "toyd/demo-toy", "volume", {"level": 30})
@@ -111,14 +124,61 @@ def _openssl(*args: str, cwd: Path) -> None:
 def certs(tmp_path) -> Path:
     d = tmp_path / "certs"
     d.mkdir()
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-             "-subj", "/CN=toyd test CA", "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=toyd test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        cwd=d,
+    )
     for name, cn in (("broker", "127.0.0.1"), ("toy", "demo-toy")):
-        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-subj", f"/CN={cn}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
-        (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n" if name == "broker" else "extendedKeyUsage=clientAuth\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-days", "2", "-out", f"{name}.crt", "-extfile", f"{name}.ext", cwd=d)
+        _openssl(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            f"/CN={cn}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            cwd=d,
+        )
+        (d / f"{name}.ext").write_text(
+            "subjectAltName=IP:127.0.0.1\n" if name == "broker" else "extendedKeyUsage=clientAuth\n"
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            f"{name}.crt",
+            "-extfile",
+            f"{name}.ext",
+            cwd=d,
+        )
     for key in d.glob("*.key"):
         key.chmod(0o644)  # mosquitto may run as another user
     return d
@@ -126,17 +186,26 @@ def certs(tmp_path) -> Path:
 
 async def test_mutual_tls(certs, state_dir):
     tls_port = free_port()
-    conf = (f"user root\nlistener {tls_port} 127.0.0.1\ncafile {certs / 'ca.crt'}\ncertfile {certs / 'broker.crt'}\n"
-            f"keyfile {certs / 'broker.key'}\nrequire_certificate true\n")
+    conf = (
+        f"user root\nlistener {tls_port} 127.0.0.1\ncafile {certs / 'ca.crt'}\ncertfile {certs / 'broker.crt'}\n"
+        f"keyfile {certs / 'broker.key'}\nrequire_certificate true\n"
+    )
     with start_mosquitto(extra_conf=conf) as (_, port):
         probe = Probe(port)  # the plain listener, to watch
-        tls = {"enabled": True, "ca": str(certs / "ca.crt"), "cert": str(certs / "toy.crt"), "key": str(certs / "toy.key")}
+        tls = {
+            "enabled": True,
+            "ca": str(certs / "ca.crt"),
+            "cert": str(certs / "toy.crt"),
+            "key": str(certs / "toy.key"),
+        }
         async with running_daemon(device_config(tls_port, tls=tls), state_dir=state_dir) as app:
             await probe.next("toyd/toy1/status", lambda p: p == b"online", timeout=10)
             assert (await command(probe, "toyd/toy1", "status"))["ok"]
         # without a client certificate the broker refuses; the toy retries quietly and works
-        async with running_daemon(device_config(tls_port, tls={"enabled": True, "ca": str(certs / "ca.crt")}),
-                                  state_dir=state_dir / "2") as app:
+        async with running_daemon(
+            device_config(tls_port, tls={"enabled": True, "ca": str(certs / "ca.crt")}),
+            state_dir=state_dir / "2",
+        ) as app:
             bridge = app.host.plugins["mqtt"].bridge
             await wait_for(lambda: bridge._failures >= 1, timeout=10)
             assert not bridge.connected
@@ -145,6 +214,7 @@ async def test_mutual_tls(certs, state_dir):
 
 async def test_missing_certificate_file_is_a_clear_startup_error(state_dir):
     from toyd import ToydError
+
     tls = {"enabled": True, "ca": "/nonexistent/ca.crt"}
     with pytest.raises(ToydError, match="mqtt.tls: cannot load certificates"):
         async with running_daemon(device_config(free_port(), tls=tls), state_dir=state_dir):

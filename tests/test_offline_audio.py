@@ -8,8 +8,8 @@ import pytest
 
 from toyd import State, Trigger
 from toyd import events as ev
-from toyd.testing import espeak_pcm, free_port, next_event, running_daemon, wait_for
 from toyd.audio.wav import write_wav
+from toyd.testing import espeak_pcm, free_port, next_event, running_daemon, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +24,34 @@ async def test_offline_turn_through_microphone_vad_and_speaker(tmp_path, state_d
         "startup_timeout": 60,
         "plugins": ["cloudlink", "audio", "vad", "cache", "vosk_stt", "offline"],
         "cloudlink": {"url": f"ws://127.0.0.1:{free_port()}", "token": "t", "connect_timeout": 1.0},
-        "audio": {"backend": "file", "file": {"input": str(mic), "realtime": True, "output_realtime": False}},
+        "audio": {
+            "backend": "file",
+            "file": {"input": str(mic), "realtime": True, "output_realtime": False},
+        },
         "cache": {"responses": RESPONSES},
         "vosk_stt": {"load": "eager"},
         "offline": {"language": "ko"},
     }
     async with running_daemon(config, state_dir=state_dir) as app:
-        sub = app.bus.subscribe("test", (ev.StateChanged, ev.OfflineAnswered, ev.PlaybackStarted,
-                                         ev.PlaybackFinished, ev.SpeechEnded), maxsize=10_000)
-        await next_event(sub, ev.StateChanged, 10, lambda e: e.offline)  # nobody listens on that port
+        sub = app.bus.subscribe(
+            "test",
+            (
+                ev.StateChanged,
+                ev.OfflineAnswered,
+                ev.PlaybackStarted,
+                ev.PlaybackFinished,
+                ev.SpeechEnded,
+            ),
+            maxsize=10_000,
+        )
+        await next_event(
+            sub, ev.StateChanged, 10, lambda e: e.offline
+        )  # nobody listens on that port
         vosk = app.host.plugins["vosk_stt"]
         await wait_for(lambda: set(vosk.engine.phrases) == set(RESPONSES), 10)
-        app.bus.publish(ev.StateRequest(trigger=Trigger.LISTEN, cause="wake_word:test"))  # hands-free turn
+        app.bus.publish(
+            ev.StateRequest(trigger=Trigger.LISTEN, cause="wake_word:test")
+        )  # hands-free turn
         ended = await next_event(sub, ev.SpeechEnded, 30)
         assert ended.reason == "silence"
         answer = await next_event(sub, ev.OfflineAnswered, 30)
@@ -47,4 +63,6 @@ async def test_offline_turn_through_microphone_vad_and_speaker(tmp_path, state_d
         await next_event(sub, ev.StateChanged, 10, lambda e: e.new is State.IDLE and e.offline)
     with wave.open(str(state_dir / "speaker.wav")) as w:
         played = w.readframes(w.getnframes())
-    assert len(played) >= 32000 and any(played[i] for i in range(0, len(played), 97))  # about a second of reply
+    assert len(played) >= 32000 and any(
+        played[i] for i in range(0, len(played), 97)
+    )  # about a second of reply

@@ -10,14 +10,18 @@ import pytest
 from toyd.events import CacheStore, OfflinePhrases
 from toyd.testing import next_event, running_daemon, wait_for
 from toyd.text import compact
-from toyd_plugins.cache.audio import decode_opus, encode_opus, ReplyAudioError
+from toyd_plugins.cache.audio import ReplyAudioError, decode_opus, encode_opus
 from toyd_plugins.cache.store import Entry, ResponseStore
 
 PCM = bytes(range(256)) * 25  # 6400 bytes: 10 frames of not-silence
 
 
-def entry(phrase: str, reply: str = "reply", source: str = "cloud", audio: bytes | None = b"x" * 1000) -> Entry:
-    return Entry(key=compact(phrase), phrase=phrase, reply=reply, audio=audio, codec="pcm", source=source)
+def entry(
+    phrase: str, reply: str = "reply", source: str = "cloud", audio: bytes | None = b"x" * 1000
+) -> Entry:
+    return Entry(
+        key=compact(phrase), phrase=phrase, reply=reply, audio=audio, codec="pcm", source=source
+    )
 
 
 async def test_put_get_counts_hits_and_uses_wal(tmp_path):
@@ -109,9 +113,14 @@ async def _lookup(app, sub, text):
 
 
 async def test_plugin_fills_from_config_matches_exact_then_fuzzy(state_dir):
-    config = {"plugins": ["tts_espeak", "cache"],
-              "cache": {"responses": {"노래 불러 줘!": "랄랄라", "Tell me a story": "Once upon a time"},
-                                              "language": "ko", "fuzzy_threshold": 80}}
+    config = {
+        "plugins": ["tts_espeak", "cache"],
+        "cache": {
+            "responses": {"노래 불러 줘!": "랄랄라", "Tell me a story": "Once upon a time"},
+            "language": "ko",
+            "fuzzy_threshold": 80,
+        },
+    }
     async with running_daemon(config, state_dir=state_dir) as app:
         sub = app.bus.subscribe("t", (OfflinePhrases,), maxsize=100)
         phrases = await next_event(sub, OfflinePhrases, 30)
@@ -129,7 +138,9 @@ async def test_plugin_keeps_cacheable_cloud_replies_across_restarts(state_dir):
     async with running_daemon(config, state_dir=state_dir) as app:
         sub = app.bus.subscribe("t", (OfflinePhrases,), maxsize=100)
         await next_event(sub, OfflinePhrases, 10)
-        app.bus.publish(CacheStore(phrase="What is your name?", reply="I am Toy!", pcm=PCM, cache_key="k1"))
+        app.bus.publish(
+            CacheStore(phrase="What is your name?", reply="I am Toy!", pcm=PCM, cache_key="k1")
+        )
         await next_event(sub, OfflinePhrases, 10, lambda e: "What is your name?" in e.phrases)
     async with running_daemon(config, state_dir=state_dir) as app:
         sub = app.bus.subscribe("t", (OfflinePhrases,), maxsize=100)
@@ -150,7 +161,10 @@ async def test_plugin_with_unusable_cache_dir_keeps_daemon_running(state_dir, ca
 
 
 async def test_plugin_on_a_full_disk_keeps_answering_what_it_has(state_dir, caplog):
-    config = {"plugins": ["tts_espeak", "cache"], "cache": {"responses": {"hello there": "Hi!"}, "codec": "pcm"}}
+    config = {
+        "plugins": ["tts_espeak", "cache"],
+        "cache": {"responses": {"hello there": "Hi!"}, "codec": "pcm"},
+    }
     async with running_daemon(config, state_dir=state_dir) as app:
         sub = app.bus.subscribe("t", (OfflinePhrases,), maxsize=100)
         await next_event(sub, OfflinePhrases, 30)
@@ -176,11 +190,15 @@ async def test_hook_reconfigure_cache_applies_new_phrases_live(state_dir):
     async with running_daemon(config, state_dir=state_dir) as app:
         sub = app.bus.subscribe("t", (OfflinePhrases,), maxsize=100)
         await next_event(sub, OfflinePhrases, 30)
-        new = {"state_dir": str(state_dir), "plugins": ["cache"],
-               "cache": {"responses": {"new phrase": "new"}, "codec": "pcm"}}
+        new = {
+            "state_dir": str(state_dir),
+            "plugins": ["cache"],
+            "cache": {"responses": {"new phrase": "new"}, "codec": "pcm"},
+        }
         registry = Registry()
-        needs_restart = await app.apply_config(validate(new, registry.schema, source="<push>",
-                                                        known_plugins=registry.names))
+        needs_restart = await app.apply_config(
+            validate(new, registry.schema, source="<push>", known_plugins=registry.names)
+        )
         assert "cache" not in needs_restart
         phrases = await next_event(sub, OfflinePhrases, 30, lambda e: "new phrase" in e.phrases)
         assert "old phrase" not in phrases.phrases
@@ -193,7 +211,9 @@ async def test_plugin_answers_a_miss_when_the_file_breaks_while_running(state_di
         sub = app.bus.subscribe("t", (OfflinePhrases,), maxsize=100)
         await next_event(sub, OfflinePhrases, 30)
         store = app.host.plugins["cache"].store
-        await store.db.execute("DROP TABLE responses")  # the file lost its table under the running daemon
+        await store.db.execute(
+            "DROP TABLE responses"
+        )  # the file lost its table under the running daemon
         await store.db.commit()
         miss = await _lookup(app, sub, "hello there")
         assert not miss.hit and "no such table" in miss.error

@@ -11,6 +11,7 @@ import json
 import pytest
 from websockets.asyncio.server import serve
 
+from linkkit import play_reply, speak_turn
 from toyd import State
 from toyd import events as ev
 from toyd.audio import frames
@@ -20,8 +21,6 @@ from toyd.protocol.frames import pack_audio
 from toyd.protocol.messages import Llm, ServerHello, Stt, Tts
 from toyd.testing import espeak_pcm, free_port, next_event, running_daemon, wait_for
 from toyd.testing.drive import SILENCE_PAD
-
-from linkkit import play_reply, speak_turn
 
 pytestmark = pytest.mark.slow
 
@@ -44,24 +43,52 @@ async def standin_cloud(port: int, *, cacheable: bool):
                 turn = msg["turn_id"]
                 await conn.send(encode(Stt(text=QUESTION, turn_id=turn)))
                 await conn.send(encode(Llm(text=ANSWER, final=True, turn_id=turn, response_id=1)))
-                await conn.send(encode(Tts(state="start", response_id=1, turn_id=turn, kind="reply",
-                                           cache_key="standin-1" if cacheable else None)))
+                await conn.send(
+                    encode(
+                        Tts(
+                            state="start",
+                            response_id=1,
+                            turn_id=turn,
+                            kind="reply",
+                            cache_key="standin-1" if cacheable else None,
+                        )
+                    )
+                )
                 enc = OpusEncoder()
                 for seq, f in enumerate(frames(answer_pcm)):
                     await conn.send(pack_audio(1, seq, enc.encode(f)))
-                await conn.send(encode(Tts(state="stop", response_id=1, turn_id=turn, reason="done",
-                                           cache_key="standin-1" if cacheable else None)))
+                await conn.send(
+                    encode(
+                        Tts(
+                            state="stop",
+                            response_id=1,
+                            turn_id=turn,
+                            reason="done",
+                            cache_key="standin-1" if cacheable else None,
+                        )
+                    )
+                )
 
     async with serve(session, "127.0.0.1", port):
         yield
 
 
 def toy_config(port: int) -> dict:
-    return {"role": "device", "device_id": "toy-1", "startup_timeout": 60,
-            "plugins": ["cloudlink", "cache", "vosk_stt", "offline"],
-            "cloudlink": {"url": f"ws://127.0.0.1:{port}", "token": "t", "backoff_initial": 0.05, "backoff_max": 0.5},
-            "cache": {"responses": {"엄마 어디 있어": "곧 오실 거야."}}, "vosk_stt": {"load": "eager"},
-            "offline": {"language": "ko"}}
+    return {
+        "role": "device",
+        "device_id": "toy-1",
+        "startup_timeout": 60,
+        "plugins": ["cloudlink", "cache", "vosk_stt", "offline"],
+        "cloudlink": {
+            "url": f"ws://127.0.0.1:{port}",
+            "token": "t",
+            "backoff_initial": 0.05,
+            "backoff_max": 0.5,
+        },
+        "cache": {"responses": {"엄마 어디 있어": "곧 오실 거야."}},
+        "vosk_stt": {"load": "eager"},
+        "offline": {"language": "ko"},
+    }
 
 
 @pytest.mark.parametrize("cacheable", [True, False])
@@ -77,7 +104,9 @@ async def test_cacheable_cloud_reply_answers_later_offline(tmp_path, cacheable):
             assert not response_id.startswith("local-")
             await next_event(sub, ev.StateChanged, 10, lambda e: e.new is State.IDLE)
             vosk = toy.host.plugins["vosk_stt"]
-            if cacheable:  # the cache announced the new phrase: it is in the recogniser's grammar now
+            if (
+                cacheable
+            ):  # the cache announced the new phrase: it is in the recogniser's grammar now
                 await wait_for(lambda: QUESTION in vosk.engine.phrases, 30)
         await next_event(sub, ev.StateChanged, 10, lambda e: e.offline)
         await wait_for(lambda: vosk.engine.loaded, 60)
@@ -97,8 +126,11 @@ async def test_real_gateway_marks_a_listed_question_and_the_toy_answers_it_offli
     from toyd_plugins.gateway.pipeline import reply_cache_key
 
     port = free_port()
-    cloud = cloud_config(port, cacheable_phrases=["이름이 뭐야?"],
-                         sections={"echochain": {"transcript": QUESTION, "reply": ANSWER}})
+    cloud = cloud_config(
+        port,
+        cacheable_phrases=["이름이 뭐야?"],
+        sections={"echochain": {"transcript": QUESTION, "reply": ANSWER}},
+    )
     toy_cfg = toy_config(port)
     toy_cfg["cloudlink"].update(token=TOKEN, language="ko")
     question = SILENCE_PAD + espeak_pcm(QUESTION, voice="ko", rate=135) + SILENCE_PAD
@@ -106,12 +138,16 @@ async def test_real_gateway_marks_a_listed_question_and_the_toy_answers_it_offli
         sub = toy.bus.subscribe("test", maxsize=100_000)
         async with running_daemon(cloud, state_dir=tmp_path / "cloud"):
             await next_event(sub, ev.CloudOnline, 30)
-            await speak_turn(toy, sub, question, pace=0.02)  # real time: the gateway rate-limits the uplink
+            await speak_turn(
+                toy, sub, question, pace=0.02
+            )  # real time: the gateway rate-limits the uplink
             response_id, played = await play_reply(toy, sub)
             stored = await next_event(sub, ev.CacheStore, 10)
             assert (stored.phrase, stored.reply) == (QUESTION, ANSWER)
             assert stored.cache_key == reply_cache_key(QUESTION, None, "ko")
-            assert stored.pcm == b"".join(played), "the cache keeps exactly the audio the child heard"
+            assert stored.pcm == b"".join(played), (
+                "the cache keeps exactly the audio the child heard"
+            )
             await next_event(sub, ev.StateChanged, 10, lambda e: e.new is State.IDLE)
             vosk = toy.host.plugins["vosk_stt"]
             await wait_for(lambda: QUESTION in vosk.engine.phrases, 30)

@@ -8,13 +8,12 @@ import contextlib
 
 import pytest
 
+from linkkit import cloud_config, device_config, play_reply, speak_turn
 from toyd import PluginDeclaration, State, hookimpl
-from toyd.turn import Transcription
 from toyd import events as ev
 from toyd.testing import espeak_pcm, free_port, next_event, running_daemon, wait_for
 from toyd.testing.drive import SILENCE_PAD
-
-from linkkit import cloud_config, device_config, play_reply, speak_turn
+from toyd.turn import Transcription
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +22,13 @@ RESPONSES = {"엄마 어디 있어": "엄마는 곧 오실 거야!", "이름이 
 
 def toy_config(port: int) -> dict:
     cfg = device_config(port, reply_timeout=3.0)
-    cfg.update(startup_timeout=60, plugins=["cloudlink", "cache", "vosk_stt", "offline"],
-               cache={"responses": RESPONSES}, vosk_stt={"load": "eager"}, offline={"language": "ko"})
+    cfg.update(
+        startup_timeout=60,
+        plugins=["cloudlink", "cache", "vosk_stt", "offline"],
+        cache={"responses": RESPONSES},
+        vosk_stt={"load": "eager"},
+        offline={"language": "ko"},
+    )
     return cfg
 
 
@@ -40,7 +44,9 @@ async def grammar_ready(toy) -> None:
 
 
 async def finish_local_turn(toy, sub) -> ev.OfflineAnswered:
-    response_id, _ = await play_reply(toy, sub, timeout=30)  # frames are published before OfflineAnswered
+    response_id, _ = await play_reply(
+        toy, sub, timeout=30
+    )  # frames are published before OfflineAnswered
     answer = await next_event(sub, ev.OfflineAnswered, 5)
     assert response_id == answer.response_id
     await next_event(sub, ev.StateChanged, 10, lambda e: e.new is State.IDLE)
@@ -50,14 +56,18 @@ async def finish_local_turn(toy, sub) -> ev.OfflineAnswered:
 async def test_gateway_killed_mid_conversation_then_back(tmp_path):
     port = free_port()
     async with contextlib.AsyncExitStack() as cloud_stack:
-        await cloud_stack.enter_async_context(running_daemon(cloud_config(port), state_dir=tmp_path / "cloud"))
+        await cloud_stack.enter_async_context(
+            running_daemon(cloud_config(port), state_dir=tmp_path / "cloud")
+        )
         async with running_daemon(toy_config(port), state_dir=tmp_path / "toy") as toy:
             sub = toy.bus.subscribe("test", maxsize=100_000)
             await next_event(sub, ev.CloudOnline, 30)
             await grammar_ready(toy)
 
             # 1. online: the cloud answers (the echo chain), nothing local
-            await speak_turn(toy, sub, korean("이름이 뭐야"), pace=0.02)  # real time: the gateway rate-limits
+            await speak_turn(
+                toy, sub, korean("이름이 뭐야"), pace=0.02
+            )  # real time: the gateway rate-limits
             assert (await next_event(sub, ev.Transcript, 10)).source == "cloud"
             await play_reply(toy, sub)
             await next_event(sub, ev.StateChanged, 10, lambda e: e.new is State.IDLE)
@@ -120,8 +130,9 @@ async def test_hot_cache_answers_a_known_phrase_online_and_aborts_the_cloud_turn
     toy["vosk_stt"] = {"load": "eager", "decode": "always"}
     toy["offline"] = {"language": "ko", "hot_cache": True}
     cloud_cfg = cloud_config(port, plugins=("gateway", "echochain", "slowstt"))
-    async with running_daemon(cloud_cfg, state_dir=tmp_path / "cloud",
-                              extra_plugins={"slowstt": SlowSpeechToText}) as cloud:
+    async with running_daemon(
+        cloud_cfg, state_dir=tmp_path / "cloud", extra_plugins={"slowstt": SlowSpeechToText}
+    ) as cloud:
         cloud_sub = cloud.bus.subscribe("cloud", (ev.TurnLatency,), maxsize=100)
         async with running_daemon(toy, state_dir=tmp_path / "toy") as app:
             sub = app.bus.subscribe("test", maxsize=100_000)

@@ -10,23 +10,36 @@ from pathlib import Path
 
 import pytest
 
-from toyd.testing import espeak_pcm
 from toyd.audio.wav import write_wav
+from toyd.testing import espeak_pcm
 
 TOYD = [sys.executable, "-m", "toyd"]
 
 
 def demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TOYD, "demo", "--offline", *args], capture_output=True, text=True, timeout=180, cwd=cwd)
+    return subprocess.run(
+        [*TOYD, "demo", "--offline", *args], capture_output=True, text=True, timeout=180, cwd=cwd
+    )
 
 
 @pytest.mark.slow
 def test_cached_phrase_from_a_wav_file(tmp_path):
     responses = tmp_path / "phrases.yaml"
-    responses.write_text("이름이 뭐야: 나는 토이야!\n엄마 어디 있어: 곧 오실 거야.\n", encoding="utf-8")
+    responses.write_text(
+        "이름이 뭐야: 나는 토이야!\n엄마 어디 있어: 곧 오실 거야.\n", encoding="utf-8"
+    )
     question = tmp_path / "q.wav"
     write_wav(question, espeak_pcm("이름이 뭐야", voice="ko", rate=135))
-    run = demo("--wav", str(question), "--responses", str(responses), "--json", "--out", "r.wav", cwd=tmp_path)
+    run = demo(
+        "--wav",
+        str(question),
+        "--responses",
+        str(responses),
+        "--json",
+        "--out",
+        "r.wav",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["source"] == "cache" and result["reply"] == "나는 토이야!"

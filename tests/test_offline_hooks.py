@@ -16,7 +16,9 @@ PCM = bytes(range(256)) * 25  # 10 frames of "speech" (the stand-in recogniser d
 class Recogniser:
     """Hears what it is told to; records the turns it was asked about."""
 
-    def __init__(self, heard: LocalTranscription | None = None, error: Exception | None = None) -> None:
+    def __init__(
+        self, heard: LocalTranscription | None = None, error: Exception | None = None
+    ) -> None:
         self.heard, self.error, self.turns = heard, error, []
 
     @hookimpl
@@ -44,8 +46,11 @@ class Cache:
     @hookimpl
     def toyd_lookup_reply(self, text):
         self.asked.append(text)
-        return CacheAnswer(hit=True, phrase=text, reply="Hello, friend!", pcm=PCM) if text == "hello" \
+        return (
+            CacheAnswer(hit=True, phrase=text, reply="Hello, friend!", pcm=PCM)
+            if text == "hello"
             else CacheAnswer(hit=False)
+        )
 
 
 async def _offline_turn(plugins: dict, state_dir: Path):
@@ -61,13 +66,22 @@ async def _offline_turn(plugins: dict, state_dir: Path):
 async def test_hook_toyd_transcribe_local(state_dir: Path) -> None:
     heard = LocalTranscription(text="hello", phrase="hello", grammar=True)
     answer, p = await _offline_turn({"rec": lambda: Recogniser(heard), "kv": Cache}, state_dir)
-    assert answer.source == "cache" and answer.reply == "Hello, friend!" and answer.transcript == "hello"
+    assert (
+        answer.source == "cache"
+        and answer.reply == "Hello, friend!"
+        and answer.transcript == "hello"
+    )
     assert p["rec"].turns[0].turn_id == answer.turn_id and p["rec"].turns[0].language == "en"
     assert p["kv"].asked == ["hello"]
 
 
-async def test_hook_toyd_transcribe_local_declined_or_raising_plays_the_fallback(state_dir: Path) -> None:
-    for name, rec in (("declines", lambda: Recogniser(None)), ("raises", lambda: Recogniser(error=RuntimeError("x")))):
+async def test_hook_toyd_transcribe_local_declined_or_raising_plays_the_fallback(
+    state_dir: Path,
+) -> None:
+    for name, rec in (
+        ("declines", lambda: Recogniser(None)),
+        ("raises", lambda: Recogniser(error=RuntimeError("x"))),
+    ):
         answer, p = await _offline_turn({"rec": rec, "kv": Cache}, state_dir / name)
         assert answer.source == "fallback", name
         assert p["kv"].asked == [], "nothing heard, nothing looked up"

@@ -6,21 +6,40 @@ import logging
 
 import pytest
 
-from toyd.events import (ButtonPressed, CloudOffline, CloudOnline, OfflineAnswered,
-                         ReplyAudio, ReplyAudioEnd, ReplyTimeout, SpeechEnded, StateChanged, Transcript, AudioFrame)
-from toyd.turn import Turn
 from toyd.audio import frames
+from toyd.events import (
+    AudioFrame,
+    ButtonPressed,
+    CloudOffline,
+    CloudOnline,
+    OfflineAnswered,
+    ReplyAudio,
+    ReplyAudioEnd,
+    ReplyTimeout,
+    SpeechEnded,
+    StateChanged,
+    Transcript,
+)
 from toyd.state import State
 from toyd.testing import espeak_pcm, next_event, running_daemon, wait_for
 from toyd.testing.drive import SILENCE_PAD, speak_turn
+from toyd.turn import Turn
 
-RESPONSES = {"엄마 어디 있어": "엄마는 곧 오실 거야!", "이름이 뭐야": "나는 토이야!", "재미있어": "나도 재미있어!"}
+RESPONSES = {
+    "엄마 어디 있어": "엄마는 곧 오실 거야!",
+    "이름이 뭐야": "나는 토이야!",
+    "재미있어": "나도 재미있어!",
+}
 
 
 def config(**vosk):
-    return {"startup_timeout": 60, "plugins": ["tts_espeak", "cache", "vosk_stt", "offline"],
-            "cache": {"responses": RESPONSES, "language": "ko"},
-            "vosk_stt": {"load": "eager", **vosk}, "offline": {"language": "ko"}}
+    return {
+        "startup_timeout": 60,
+        "plugins": ["tts_espeak", "cache", "vosk_stt", "offline"],
+        "cache": {"responses": RESPONSES, "language": "ko"},
+        "vosk_stt": {"load": "eager", **vosk},
+        "offline": {"language": "ko"},
+    }
 
 
 async def ready(app):
@@ -81,7 +100,11 @@ async def test_reply_timeout_online_answers_from_the_buffered_utterance(state_di
         heard = await next_event(sub, Transcript, 30)
         assert heard.turn_id == "turn-7" and heard.source == "vosk" and heard.text == "이름이 뭐야"
         answer = await next_event(sub, OfflineAnswered, 10)
-        assert answer.turn_id == "turn-7" and answer.source == "cache" and answer.reply == "나는 토이야!"
+        assert (
+            answer.turn_id == "turn-7"
+            and answer.source == "cache"
+            and answer.reply == "나는 토이야!"
+        )
         assert answer.reason == "reply_timeout"
 
 
@@ -102,14 +125,18 @@ async def test_online_turns_stay_with_the_cloud_and_the_link_returns(state_dir):
             await next_event(sub, OfflineAnswered, 1.0)
 
 
-async def test_missing_model_plays_the_fallback_and_the_daemon_keeps_running(state_dir, tmp_path, caplog):
+async def test_missing_model_plays_the_fallback_and_the_daemon_keeps_running(
+    state_dir, tmp_path, caplog
+):
     cfg = config(model=str(tmp_path / "no-such-model"), load="lazy")
     async with running_daemon(cfg, state_dir=state_dir) as app:
         await ready(app)
         await go_offline(app)
         answer, _ = await speak_turn(app, say("이름이 뭐야"))
         assert answer.source == "fallback"
-        assert "offline speech recognition disabled" in caplog.text and "no-such-model" in caplog.text
+        assert (
+            "offline speech recognition disabled" in caplog.text and "no-such-model" in caplog.text
+        )
         answer, _ = await speak_turn(app, say("이름이 뭐야"))  # still answering, still no crash
         assert answer.source == "fallback"
 
@@ -131,7 +158,11 @@ async def test_unreadable_fallback_wav_falls_back_to_the_spoken_line(state_dir, 
     bad = tmp_path / "sorry.wav"
     bad.write_bytes(b"RIFF not really")
     cfg = config()
-    cfg["offline"] = {"language": "ko", "fallback_wav": str(bad), "fallback_text": "다시 말해 줄래?"}
+    cfg["offline"] = {
+        "language": "ko",
+        "fallback_wav": str(bad),
+        "fallback_text": "다시 말해 줄래?",
+    }
     async with running_daemon(cfg, state_dir=state_dir) as app:
         await ready(app)
         plugin = app.host.plugins["offline"]
@@ -156,7 +187,9 @@ async def test_speech_end_while_not_listening_starts_no_local_turn(state_dir):
 
 
 @pytest.mark.slow
-async def test_hook_reconfigure_vosk_mode_applies_live_and_a_new_model_needs_restart(state_dir, tmp_path):
+async def test_hook_reconfigure_vosk_mode_applies_live_and_a_new_model_needs_restart(
+    state_dir, tmp_path
+):
     from toyd.config import validate
     from toyd.registry import Registry
 
@@ -172,8 +205,12 @@ async def test_hook_reconfigure_vosk_mode_applies_live_and_a_new_model_needs_res
         assert "vosk_stt" not in await app.apply_config(push(mode="free"))
         answer, _ = await speak_turn(app, say("엄마 어디 있어"))
         # asked again, the recogniser gives its result for the same (last) utterance
-        heard = await app.host.call_first("toyd_transcribe_local", turn=Turn("toy", "local", "again"))
-        assert not heard.grammar and heard.phrase == ""  # free-form now; the cache matched fuzzily or not
+        heard = await app.host.call_first(
+            "toyd_transcribe_local", turn=Turn("toy", "local", "again")
+        )
+        assert (
+            not heard.grammar and heard.phrase == ""
+        )  # free-form now; the cache matched fuzzily or not
         assert answer.source in ("cache", "fallback")
         assert "vosk_stt" in await app.apply_config(push(mode="free", model=str(tmp_path)))
         assert app.host.plugins["vosk_stt"].engine.loaded  # the running model stays in use
@@ -208,6 +245,13 @@ async def test_the_childs_words_and_replies_reach_the_log_only_at_debug(state_di
         assert answer.source == "cache"
     info = [r for r in caplog.records if r.levelno >= logging.INFO]
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
-    for words in ("엄마 어디 있어", RESPONSES["엄마 어디 있어"], "이름이 뭐야", RESPONSES["이름이 뭐야"]):
+    for words in (
+        "엄마 어디 있어",
+        RESPONSES["엄마 어디 있어"],
+        "이름이 뭐야",
+        RESPONSES["이름이 뭐야"],
+    ):
         assert not any(words in r.getMessage() for r in info), f"{words!r} logged above DEBUG"
-    assert any("이름이 뭐야" in r.getMessage() for r in debug), "at DEBUG the transcript is there to debug with"
+    assert any("이름이 뭐야" in r.getMessage() for r in debug), (
+        "at DEBUG the transcript is there to debug with"
+    )

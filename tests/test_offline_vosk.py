@@ -14,7 +14,16 @@ from toyd_plugins.vosk_stt.vocab import read_vocabulary, segment
 MODEL = Path(default_model_path())
 PAD = bytes(16000)
 # phrases this model recognises from espeak-ng's Korean voice (bench/bench_offline.py measures the rest)
-PHRASES = ["엄마 어디 있어", "이름이 뭐야", "재미있어", "무서워", "보고 싶어", "좋은 아침", "사랑해", "배고파"]
+PHRASES = [
+    "엄마 어디 있어",
+    "이름이 뭐야",
+    "재미있어",
+    "무서워",
+    "보고 싶어",
+    "좋은 아침",
+    "사랑해",
+    "배고파",
+]
 
 
 def say(text: str, rate: int = 135) -> bytes:
@@ -95,7 +104,9 @@ def test_missing_and_corrupt_model_folders_give_clear_errors(tmp_path):
 
 def test_vocabulary_from_words_txt_and_models_without_one(tmp_path):
     (tmp_path / "graph").mkdir()
-    (tmp_path / "graph" / "words.txt").write_text("<eps> 0\nhello 1\nbear 2\n[unk] 3\n", encoding="utf-8")
+    (tmp_path / "graph" / "words.txt").write_text(
+        "<eps> 0\nhello 1\nbear 2\n[unk] 3\n", encoding="utf-8"
+    )
     vocab = read_vocabulary(tmp_path)
     assert vocab == {"<eps>", "hello", "bear", "[unk]"}
     assert segment("Hello, Bear!", vocab) == "hello bear"

@@ -63,7 +63,9 @@ async def test_corrupt_database_is_moved_aside_not_deleted(tmp_path: Path) -> No
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
 
 
-async def test_full_disk_holds_events_in_memory_until_writable(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_full_disk_holds_events_in_memory_until_writable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     outbox = await Outbox(tmp_path / "o.db").open()
     await outbox.add("transcript", {"text": "before"})
     assert outbox._db is not None
@@ -86,8 +88,12 @@ def test_sigkill_at_random_points_loses_no_acknowledged_event(tmp_path: Path) ->
     acknowledged: list[str] = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for _ in range(20):
-        with subprocess.Popen([sys.executable, str(WRITER), str(path), "7"], stdout=subprocess.PIPE, env=env,
-                              text=True) as proc:
+        with subprocess.Popen(
+            [sys.executable, str(WRITER), str(path), "7"],
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        ) as proc:
             assert proc.stdout is not None
             first = proc.stdout.readline()  # running: now kill it at a random point
             time.sleep(rng.uniform(0.0, 0.25))
@@ -123,8 +129,17 @@ async def test_daemon_records_parent_events_before_transports(state_dir: Path) -
             return found
 
         found = await asyncio.wait_for(three(), 5)
-    assert [(i.kind, i.critical) for i in found] == [("transcript", False), ("reply", False), ("safety_alert", True)]
-    assert found[0].payload["text"] == "tell me a story" and found[0].payload["device_id"] == "demo-toy"
+    assert [(i.kind, i.critical) for i in found] == [
+        ("transcript", False),
+        ("reply", False),
+        ("safety_alert", True),
+    ]
+    assert (
+        found[0].payload["text"] == "tell me a story"
+        and found[0].payload["device_id"] == "demo-toy"
+    )
     assert found[1].payload["text"] == "Once upon a time."
     # an alert published without a device id (the toy's own, from the cloud's alert) is recorded under this toy
-    assert found[2].payload["device_id"] == "demo-toy" and found[2].payload["category"] == "self_harm"
+    assert (
+        found[2].payload["device_id"] == "demo-toy" and found[2].payload["category"] == "self_harm"
+    )

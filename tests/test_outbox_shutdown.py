@@ -62,7 +62,9 @@ async def test_cancelled_adds_lose_and_repeat_nothing(tmp_path: Path) -> None:
         acknowledged, delivered, stored = await asyncio.wait_for(one_run(path, rng), 10)
         assert not [uid for uid, n in stored.items() if n > 1], f"run {run}: an event stored twice"
         missing = acknowledged - delivered - set(stored)
-        assert not missing, f"run {run}: {len(missing)} of {len(acknowledged)} acknowledged events lost"
+        assert not missing, (
+            f"run {run}: {len(missing)} of {len(acknowledged)} acknowledged events lost"
+        )
         assert not delivered & set(stored), f"run {run}: a delivered event came back"
         path.unlink()
 
@@ -88,7 +90,9 @@ async def test_daemon_stopping_right_after_alerts_keeps_them_all(tmp_path: Path)
         state = tmp_path / f"state{attempt}"
         async with running_daemon({"role": "device", "plugins": []}, state_dir=state) as app:
             for n in range(20):
-                app.bus.publish(ev.SafetyAlert(category="self_harm", severity="high", excerpt=f"alert {n}"))
+                app.bus.publish(
+                    ev.SafetyAlert(category="self_harm", severity="high", excerpt=f"alert {n}")
+                )
                 if n % 7 == attempt:
                     await asyncio.sleep(0)
         box = await Outbox(state / "outbox.db").open()

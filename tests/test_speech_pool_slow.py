@@ -13,9 +13,13 @@ from toyd.turn import Turn
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(haproxy_binary() is None, reason="haproxy is not installed (apt-get install haproxy)"),
+    pytest.mark.skipif(
+        haproxy_binary() is None, reason="haproxy is not installed (apt-get install haproxy)"
+    ),
 ]
-wyoming_servers = pytest.importorskip("toyd.testing.wyoming_servers", reason="the stt_wyoming plugin is not here")
+wyoming_servers = pytest.importorskip(
+    "toyd.testing.wyoming_servers", reason="the stt_wyoming plugin is not here"
+)
 
 
 async def transcribe(app, text: str) -> str:  # type: ignore[no-untyped-def]
@@ -27,13 +31,22 @@ async def transcribe(app, text: str) -> str:  # type: ignore[no-untyped-def]
 
 async def test_a_whisper_pool_behind_haproxy_survives_a_dead_server(tmp_path) -> None:
     front = free_port()
-    with wyoming_servers.wyoming_whisper(tmp_path / "w1") as (first, port1), \
-            wyoming_servers.wyoming_whisper(tmp_path / "w2") as (_, port2):
-        proxy = start_haproxy(render_speech_pool(SPEECH_EXAMPLE.read_text(), {"stt": (front, [port1, port2])}),
-                              tmp_path, front)
+    with (
+        wyoming_servers.wyoming_whisper(tmp_path / "w1") as (first, port1),
+        wyoming_servers.wyoming_whisper(tmp_path / "w2") as (_, port2),
+    ):
+        proxy = start_haproxy(
+            render_speech_pool(SPEECH_EXAMPLE.read_text(), {"stt": (front, [port1, port2])}),
+            tmp_path,
+            front,
+        )
         try:
-            config = {"role": "cloud", "device_id": "cloud", "plugins": ["stt_wyoming"],
-                      "stt_wyoming": {"uri": f"tcp://127.0.0.1:{front}", "connect_timeout": 5}}
+            config = {
+                "role": "cloud",
+                "device_id": "cloud",
+                "plugins": ["stt_wyoming"],
+                "stt_wyoming": {"uri": f"tcp://127.0.0.1:{front}", "connect_timeout": 5},
+            }
             async with running_daemon(config, state_dir=tmp_path / "cloud") as app:
                 question = "tell me a story about a dragon"
                 heard = await asyncio.gather(*(transcribe(app, question) for _ in range(2)))

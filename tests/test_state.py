@@ -16,14 +16,25 @@ S, T = State, Trigger
 
 # The whole table written out independently: (state, trigger) -> next state; absent = illegal.
 EXPECTED = {
-    (S.IDLE, T.LISTEN): S.LISTENING, (S.IDLE, T.ANNOUNCE): S.SPEAKING,
-    (S.LISTENING, T.END_OF_SPEECH): S.THINKING, (S.LISTENING, T.CANCEL): S.IDLE,
-    (S.THINKING, T.REPLY_STARTED): S.SPEAKING, (S.THINKING, T.LISTEN): S.LISTENING,
-    (S.THINKING, T.CANCEL): S.IDLE, (S.THINKING, T.REPLY_DONE): S.IDLE,
-    (S.SPEAKING, T.REPLY_DONE): S.IDLE, (S.SPEAKING, T.LISTEN): S.LISTENING, (S.SPEAKING, T.CANCEL): S.IDLE,
-    (S.SLEEPING, T.WAKE): S.IDLE, (S.SLEEPING, T.MUTE): S.MUTED, (S.SLEEPING, T.FAULT): S.ERROR,
-    (S.MUTED, T.UNMUTE): S.IDLE, (S.MUTED, T.SLEEP): S.SLEEPING, (S.MUTED, T.FAULT): S.ERROR,
-    (S.ERROR, T.RECOVER): S.IDLE, (S.ERROR, T.SLEEP): S.SLEEPING,
+    (S.IDLE, T.LISTEN): S.LISTENING,
+    (S.IDLE, T.ANNOUNCE): S.SPEAKING,
+    (S.LISTENING, T.END_OF_SPEECH): S.THINKING,
+    (S.LISTENING, T.CANCEL): S.IDLE,
+    (S.THINKING, T.REPLY_STARTED): S.SPEAKING,
+    (S.THINKING, T.LISTEN): S.LISTENING,
+    (S.THINKING, T.CANCEL): S.IDLE,
+    (S.THINKING, T.REPLY_DONE): S.IDLE,
+    (S.SPEAKING, T.REPLY_DONE): S.IDLE,
+    (S.SPEAKING, T.LISTEN): S.LISTENING,
+    (S.SPEAKING, T.CANCEL): S.IDLE,
+    (S.SLEEPING, T.WAKE): S.IDLE,
+    (S.SLEEPING, T.MUTE): S.MUTED,
+    (S.SLEEPING, T.FAULT): S.ERROR,
+    (S.MUTED, T.UNMUTE): S.IDLE,
+    (S.MUTED, T.SLEEP): S.SLEEPING,
+    (S.MUTED, T.FAULT): S.ERROR,
+    (S.ERROR, T.RECOVER): S.IDLE,
+    (S.ERROR, T.SLEEP): S.SLEEPING,
 }
 for awake in (S.IDLE, S.LISTENING, S.THINKING, S.SPEAKING):
     EXPECTED |= {(awake, T.SLEEP): S.SLEEPING, (awake, T.MUTE): S.MUTED, (awake, T.FAULT): S.ERROR}
@@ -63,7 +74,11 @@ async def test_conversation_maps_events_and_publishes_every_change() -> None:
         (ev.PlaybackStarted(response_id="r1"), S.SPEAKING, "PlaybackStarted"),
         (ev.ButtonPressed(), S.LISTENING, "ButtonPressed"),  # barge-in
         (ev.SpeechEnded(reason="too_short"), S.IDLE, "SpeechEnded"),
-        (ev.PlaybackStarted(response_id="say"), S.SPEAKING, "PlaybackStarted"),  # announcement from IDLE
+        (
+            ev.PlaybackStarted(response_id="say"),
+            S.SPEAKING,
+            "PlaybackStarted",
+        ),  # announcement from IDLE
         (ev.PlaybackFinished(response_id="say"), S.IDLE, "PlaybackFinished"),
         (ev.StateRequest(trigger=T.SLEEP, cause="parent"), S.SLEEPING, "parent"),
     ]
@@ -74,7 +89,9 @@ async def test_conversation_maps_events_and_publishes_every_change() -> None:
     bus.publish(ev.CloudOffline(reason="down"))
     overlay = await next_event(changes, ev.StateChanged)
     assert overlay.offline and overlay.old is overlay.new is S.SLEEPING
-    bus.publish(ev.PlaybackFinished(response_id="x", interrupted=True))  # no trigger: nothing published
+    bus.publish(
+        ev.PlaybackFinished(response_id="x", interrupted=True)
+    )  # no trigger: nothing published
     bus.publish(ev.CloudOnline())
     assert not (await next_event(changes, ev.StateChanged)).offline
     task.cancel()

@@ -14,8 +14,10 @@ from toyd.store.postgres import PostgresStore, redact
 from toyd.testing.helpers import wait_for
 from toyd.testing.postgres import PrivatePostgres, postgres_bindir, start_postgres
 
-needs_postgres = pytest.mark.skipif(postgres_bindir() is None,
-                                    reason="PostgreSQL server binaries not installed (apt-get install postgresql)")
+needs_postgres = pytest.mark.skipif(
+    postgres_bindir() is None,
+    reason="PostgreSQL server binaries not installed (apt-get install postgresql)",
+)
 asyncpg = pytest.importorskip("asyncpg", reason="toyd[postgres] not installed")
 
 
@@ -42,7 +44,9 @@ def device() -> str:
     return f"toy-{uuid.uuid4().hex[:8]}"
 
 
-async def test_recent_exchanges_stay_verbatim_and_older_ones_fold_into_the_summary(store: Store) -> None:
+async def test_recent_exchanges_stay_verbatim_and_older_ones_fold_into_the_summary(
+    store: Store,
+) -> None:
     toy, other = device(), device()
     for n in range(4):
         await store.remember(toy, f"question {n}", f"answer {n}")
@@ -63,7 +67,9 @@ async def test_alerts_are_logged_per_toy_oldest_first(store: Store) -> None:
 
 
 @needs_postgres
-async def test_two_gateways_share_one_conversation(postgres: PrivatePostgres, tmp_path: Path) -> None:
+async def test_two_gateways_share_one_conversation(
+    postgres: PrivatePostgres, tmp_path: Path
+) -> None:
     first, second = (open_store(postgres.url, tmp_path, turns=4) for _ in range(2))
     await first.open()
     await second.open()
@@ -71,8 +77,10 @@ async def test_two_gateways_share_one_conversation(postgres: PrivatePostgres, tm
         toy = device()
         await first.remember(toy, "my name is mia", "hello mia")
         await second.remember(toy, "what is my name", "your name is mia")
-        assert (await first.recall(toy))[1] == [("my name is mia", "hello mia"),
-                                                 ("what is my name", "your name is mia")]
+        assert (await first.recall(toy))[1] == [
+            ("my name is mia", "hello mia"),
+            ("what is my name", "your name is mia"),
+        ]
     finally:
         await first.close()
         await second.close()
@@ -93,13 +101,21 @@ async def test_a_server_restart_loses_no_write(tmp_path: Path) -> None:
             await store.remember(toy, "during 2", "ok")
             assert store.pending == 3
             # the turn still sees what this gateway holds
-            assert [c for c, _ in (await store.recall(toy))[1]] == ["before", "during 1", "during 2"]
+            assert [c for c, _ in (await store.recall(toy))[1]] == [
+                "before",
+                "during 1",
+                "during 2",
+            ]
             server.start()
             await wait_for(lambda: store.pending == 0, timeout=20)
             other = open_store(server.url, tmp_path, turns=10)
             await other.open()
             try:
-                assert [c for c, _ in (await other.recall(toy))[1]] == ["before", "during 1", "during 2"]
+                assert [c for c, _ in (await other.recall(toy))[1]] == [
+                    "before",
+                    "during 1",
+                    "during 2",
+                ]
                 assert [a.excerpt for a in await other.alerts(toy)] == ["held while down"]
             finally:
                 await other.close()

@@ -25,7 +25,9 @@ def config(**extra: object) -> dict[str, object]:
 
 
 async def transcribe(app, pcm: bytes, rate: int = 16000) -> Transcription:  # type: ignore[no-untyped-def]
-    return await asyncio.wait_for(app.host.call_first("toyd_transcribe", turn=TURN, pcm=pcm, sample_rate=rate), 60)
+    return await asyncio.wait_for(
+        app.host.call_first("toyd_transcribe", turn=TURN, pcm=pcm, sample_rate=rate), 60
+    )
 
 
 @pytest.mark.parametrize("window", [15.0, 0.0], ids=["short-window", "whisper-30s-window"])
@@ -42,11 +44,15 @@ async def test_hook_toyd_transcribe(state_dir: Path, window: float) -> None:
         # a regional or unknown language code from the toy never breaks a turn
         for code in ("en-US", "xx"):
             turn = Turn(device_id="toy-1", session_id="s1", turn_id="t2", language=code)
-            result = await app.host.call_first("toyd_transcribe", turn=turn, pcm=speech, sample_rate=16000)
+            result = await app.host.call_first(
+                "toyd_transcribe", turn=turn, pcm=speech, sample_rate=16000
+            )
             assert words(result.text) == "tell me a story about a dragon"
 
 
-async def test_empty_short_and_silent_audio_give_empty_transcripts(state_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_empty_short_and_silent_audio_give_empty_transcripts(
+    state_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("INFO")
     async with running_daemon(config(), state_dir=state_dir) as app:
         for pcm in (b"", b"\x00", bytes(3200), bytes(16000 * 2 * 3)):
@@ -57,7 +63,9 @@ async def test_empty_short_and_silent_audio_give_empty_transcripts(state_dir: Pa
         assert (await transcribe(app, quiet_noise)).text == ""
 
 
-async def test_five_minutes_of_audio_is_truncated_not_hung(state_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_five_minutes_of_audio_is_truncated_not_hung(
+    state_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     speech = espeak_pcm("tell me a story about a dragon")
     five_minutes = (speech + bytes(16000 * 2 * 2)) * (300 * 16000 * 2 // (len(speech) + 64000) + 1)
     async with running_daemon(config(max_seconds=10), state_dir=state_dir) as app:
@@ -79,15 +87,21 @@ async def test_queue_limit_refuses_clearly_and_cancel_frees_the_worker(state_dir
         with pytest.raises(asyncio.CancelledError):
             await first
         from toyd.testing import wait_for
+
         await wait_for(lambda: engine.busy == 0, timeout=30)
-        assert words((await transcribe(app, espeak_pcm("what is your name"))).text) == "what is your name"
+        assert (
+            words((await transcribe(app, espeak_pcm("what is your name"))).text)
+            == "what is your name"
+        )
 
 
 def test_missing_model_path_is_a_clear_error(state_dir: Path) -> None:
     from toyd.errors import BackendError
     from toyd_plugins.stt_whisper.engine import WhisperEngine
 
-    engine = WhisperEngine(str(state_dir / "nope"), compute_type="int8", workers=1, cpu_threads=1, queue_limit=1)
+    engine = WhisperEngine(
+        str(state_dir / "nope"), compute_type="int8", workers=1, cpu_threads=1, queue_limit=1
+    )
     with pytest.raises(BackendError, match="cannot load Whisper model"):
         engine.load()
     engine.close()
@@ -97,7 +111,14 @@ async def test_one_model_serves_concurrent_sessions_in_turn(state_dir: Path) -> 
     speech = espeak_pcm("tell me a story about a dragon")
     async with running_daemon(config(workers=1, queue_limit=4), state_dir=state_dir) as app:
         turns = [Turn(device_id=f"toy-{i}", session_id=f"s{i}", turn_id="1") for i in range(3)]
-        results = await asyncio.wait_for(asyncio.gather(*(
-            app.host.call_first("toyd_transcribe", turn=t, pcm=speech, sample_rate=16000) for t in turns)), 60)
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    app.host.call_first("toyd_transcribe", turn=t, pcm=speech, sample_rate=16000)
+                    for t in turns
+                )
+            ),
+            60,
+        )
         assert [words(r.text) for r in results] == ["tell me a story about a dragon"] * 3
         assert app.host.plugins["stt_whisper"].engine.busy == 0

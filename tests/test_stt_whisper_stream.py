@@ -19,15 +19,21 @@ def words(text: str) -> str:
 
 
 def config(**extra: object) -> dict[str, object]:
-    return {"role": "cloud", "plugins": ["stt_whisper"], "startup_timeout": 60,
-            "stt_whisper": {"cpu_threads": 2, "window_seconds": 0, **extra}}
+    return {
+        "role": "cloud",
+        "plugins": ["stt_whisper"],
+        "startup_timeout": 60,
+        "stt_whisper": {"cpu_threads": 2, "window_seconds": 0, **extra},
+    }
 
 
 async def test_hook_toyd_transcribe_stream(state_dir: Path) -> None:
     """Speech then silence: the decode made while the child talked is the final answer, same as the plain decode."""
     speech = espeak_pcm("tell me a story about a dragon")
     async with running_daemon(config(), state_dir=state_dir) as app:
-        plain = await app.host.call_first("toyd_transcribe", turn=TURN, pcm=speech, sample_rate=16000)
+        plain = await app.host.call_first(
+            "toyd_transcribe", turn=TURN, pcm=speech, sample_rate=16000
+        )
         stream = await app.host.call_first("toyd_transcribe_stream", turn=TURN, sample_rate=16000)
         stream.feed(speech)
         await wait_for(lambda: stream.growing.decodes >= 1, timeout=60)
@@ -62,7 +68,10 @@ async def test_abort_cancels_the_background_decode(state_dir: Path) -> None:
 
 async def test_streaming_can_be_turned_off(state_dir: Path) -> None:
     async with running_daemon(config(stream=False), state_dir=state_dir) as app:
-        assert await app.host.call_first("toyd_transcribe_stream", turn=TURN, sample_rate=16000) is None
+        assert (
+            await app.host.call_first("toyd_transcribe_stream", turn=TURN, sample_rate=16000)
+            is None
+        )
 
 
 def test_stable_words_are_what_two_decodes_agree_on() -> None:

@@ -13,11 +13,24 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_EXPOSURE = 2.5
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed (apt-get install systemd)")
+@pytest.mark.skipif(
+    not shutil.which("systemd-analyze"),
+    reason="systemd-analyze is not installed (apt-get install systemd)",
+)
 @pytest.mark.parametrize("unit", ["toyd-cloud.service"])
 def test_unit_exposure_is_at_most_2_5(unit: str) -> None:
-    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(ROOT / "systemd" / unit)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            "systemd-analyze",
+            "security",
+            "--offline=true",
+            "--no-pager",
+            str(ROOT / "systemd" / unit),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout + result.stderr)
     assert found, result.stdout + result.stderr
     assert float(found.group(1)) <= MAX_EXPOSURE, result.stdout

@@ -10,12 +10,20 @@ import pytest
 
 from toyd import State
 from toyd.audio.pcm import FRAME_BYTES, frames
-from toyd.events import (AudioFrame, ButtonPressed, ButtonReleased, MicInput, SpeechEnded, SpeechStarted,
-                         StateChanged, WakeWordDetected)
+from toyd.audio.wav import write_wav
+from toyd.events import (
+    AudioFrame,
+    ButtonPressed,
+    ButtonReleased,
+    MicInput,
+    SpeechEnded,
+    SpeechStarted,
+    StateChanged,
+    WakeWordDetected,
+)
 from toyd.testing import espeak_pcm, next_event, running_daemon
 from toyd_plugins.vad.detector import Decision, EndpointDetector, Mode, new_vad
 from toyd_plugins.vad.settings import VadSettings
-from toyd.audio.wav import write_wav
 
 FRAME_S = 0.02
 SENTENCE = "Hello, can you tell me a story about a dragon?"
@@ -59,7 +67,7 @@ def test_silence_ends_the_utterance_on_time(noise: float) -> None:
     settings = VadSettings(silence_timeout=0.8)
     first, last = bounds(speech())
     audio = pad(speech(), 0.5, 3.0, noise)
-    decisions = run(warmed(settings, audio[: 16000]), audio)
+    decisions = run(warmed(settings, audio[:16000]), audio)
     assert [(d.kind, d.reason) for d in decisions] == [("started", ""), ("ended", "silence")]
     assert abs(decisions[0].at - (0.5 + first)) <= 2 * FRAME_S + 1e-6
     assert abs(decisions[1].at - (0.5 + last + 0.8)) <= 2 * FRAME_S + 1e-6
@@ -68,11 +76,16 @@ def test_silence_ends_the_utterance_on_time(noise: float) -> None:
 def test_silence_timeout_is_configurable() -> None:
     _, last = bounds(speech())
     decisions = run(EndpointDetector(VadSettings(silence_timeout=1.5)), pad(speech(), 0.2, 3.0))
-    assert decisions[-1].reason == "silence" and abs(decisions[-1].at - (0.2 + last + 1.5)) <= 2 * FRAME_S + 1e-6
+    assert (
+        decisions[-1].reason == "silence"
+        and abs(decisions[-1].at - (0.2 + last + 1.5)) <= 2 * FRAME_S + 1e-6
+    )
 
 
 def test_max_length_cuts_a_long_utterance() -> None:
-    long = speech("Once upon a time there was a little dragon who lived in a cave by the sea and loved to sing.")
+    long = speech(
+        "Once upon a time there was a little dragon who lived in a cave by the sea and loved to sing."
+    )
     decisions = run(EndpointDetector(VadSettings(max_length=2.0)), pad(long, 0.1, 0.5))
     assert decisions[-1] == Decision("ended", "max_length", decisions[-1].at)
     assert abs(decisions[-1].at - 2.0) < 1e-6
@@ -80,7 +93,10 @@ def test_max_length_cuts_a_long_utterance() -> None:
 
 def test_no_speech_times_out_as_too_short() -> None:
     decisions = run(EndpointDetector(VadSettings(no_speech_timeout=2.0)), bytes(16000 * 2 * 4))
-    assert decisions == [Decision("ended", "too_short", decisions[0].at)] and abs(decisions[0].at - 2.0) < 1e-6
+    assert (
+        decisions == [Decision("ended", "too_short", decisions[0].at)]
+        and abs(decisions[0].at - 2.0) < 1e-6
+    )
 
 
 def test_a_short_blurt_is_too_short() -> None:
@@ -101,7 +117,9 @@ def test_dropped_frames_still_count_as_time() -> None:
     silence = bytes(FRAME_BYTES)
     assert detector.feed(silence, 100) == []
     assert detector.feed(silence, 148) == []  # 0.98 s
-    assert detector.feed(silence, 150)[0].reason == "too_short"  # 49 frames lost, still 1.0 s of audio
+    assert (
+        detector.feed(silence, 150)[0].reason == "too_short"
+    )  # 49 frames lost, still 1.0 s of audio
 
 
 # --- the real plugins in a real daemon ---------------------------------------------------------
@@ -112,16 +130,21 @@ def wav(path: Path, pcm: bytes) -> str:
 
 
 def config(**vad: object) -> dict[str, object]:
-    return {"role": "device", "plugins": ["audio", "vad"],
-            "audio": {"backend": "file", "file": {"realtime": False}},
-            "vad": {"silence_timeout": 0.5, **vad}}
+    return {
+        "role": "device",
+        "plugins": ["audio", "vad"],
+        "audio": {"backend": "file", "file": {"realtime": False}},
+        "vad": {"silence_timeout": 0.5, **vad},
+    }
 
 
 async def test_wake_word_turn_ends_on_silence_on_time(tmp_path: Path, state_dir: Path) -> None:
     utterance = speech()
     _, last = bounds(utterance)
     async with running_daemon(config(), state_dir=state_dir) as app:
-        sub = app.bus.subscribe("t", (StateChanged, SpeechStarted, SpeechEnded, AudioFrame), maxsize=100000)
+        sub = app.bus.subscribe(
+            "t", (StateChanged, SpeechStarted, SpeechEnded, AudioFrame), maxsize=100000
+        )
         app.bus.publish(WakeWordDetected(model="hey_toy", score=0.9))
         await next_event(sub, StateChanged, where=lambda e: e.new is State.LISTENING)
         app.bus.publish(MicInput(path=wav(tmp_path / "u.wav", utterance)))
@@ -129,13 +152,21 @@ async def test_wake_word_turn_ends_on_silence_on_time(tmp_path: Path, state_dir:
         await next_event(sub, SpeechStarted)
         last_frame = first
         ended = None
-        while ended is None:  # the bus keeps publish order: the frame just before SpeechEnded ended it
+        while (
+            ended is None
+        ):  # the bus keeps publish order: the frame just before SpeechEnded ended it
             event = await next_event(sub, (AudioFrame, SpeechEnded), timeout=10)
-            last_frame, ended = (event, None) if isinstance(event, AudioFrame) else (last_frame, event)
+            last_frame, ended = (
+                (event, None) if isinstance(event, AudioFrame) else (last_frame, event)
+            )
         assert ended.reason == "silence"
-        lead = next(i for i, f in enumerate(frames(utterance)) if f != bytes(FRAME_BYTES))  # silent frames before `first`
+        lead = next(
+            i for i, f in enumerate(frames(utterance)) if f != bytes(FRAME_BYTES)
+        )  # silent frames before `first`
         heard_for = (last_frame.seq - first.seq + 1 + lead) * FRAME_S
-        assert abs(heard_for - (last + 0.5)) <= 2 * FRAME_S + 1e-6  # 0.5 s silence_timeout after the last word
+        assert (
+            abs(heard_for - (last + 0.5)) <= 2 * FRAME_S + 1e-6
+        )  # 0.5 s silence_timeout after the last word
         thinking = await next_event(sub, StateChanged)
         assert (thinking.old, thinking.new) == (State.LISTENING, State.THINKING)
 
@@ -165,7 +196,9 @@ async def test_quick_tap_is_too_short_and_cancels(state_dir: Path) -> None:
         app.bus.publish(ButtonPressed())
         app.bus.publish(ButtonReleased(held=0.05))  # released before the state machine even moved
         assert (await next_event(sub, SpeechEnded)).reason == "too_short"
-        await next_event(sub, StateChanged, where=lambda e: e.new is State.IDLE and e.old is State.LISTENING)
+        await next_event(
+            sub, StateChanged, where=lambda e: e.new is State.IDLE and e.old is State.LISTENING
+        )
 
 
 def drain(sub) -> list:

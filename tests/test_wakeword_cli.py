@@ -16,12 +16,16 @@ from wakeword_audio import hey_jarvis, other_speech, white_noise, write_wav
 
 def toyd(*args: str) -> subprocess.CompletedProcess[str]:
     """The installed CLI in a subprocess, bounded."""
-    return subprocess.run([sys.executable, "-m", "toyd", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "toyd", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
 def jarvis_wav(tmp_path_factory) -> Path:
-    return write_wav(tmp_path_factory.mktemp("wav") / "jarvis.wav", hey_jarvis(sentence="tell me a joke"))
+    return write_wav(
+        tmp_path_factory.mktemp("wav") / "jarvis.wav", hey_jarvis(sentence="tell me a joke")
+    )
 
 
 def test_json_reports_max_score_and_trigger_times(jarvis_wav: Path) -> None:
@@ -36,7 +40,11 @@ def test_json_reports_max_score_and_trigger_times(jarvis_wav: Path) -> None:
 
 
 def test_negative_files_do_not_trigger(tmp_path: Path, capsys) -> None:
-    for name, pcm in (("speech", other_speech()), ("noise", white_noise()), ("silence", bytes(64000))):
+    for name, pcm in (
+        ("speech", other_speech()),
+        ("noise", white_noise()),
+        ("silence", bytes(64000)),
+    ):
         wav = write_wav(tmp_path / f"{name}.wav", pcm)
         assert main(["wakeword", "--wav", str(wav), "--json"]) == 0
         result = json.loads(capsys.readouterr().out)
@@ -46,7 +54,9 @@ def test_negative_files_do_not_trigger(tmp_path: Path, capsys) -> None:
 
 def test_table_and_config_with_several_models(jarvis_wav: Path, tmp_path: Path, capsys) -> None:
     config = tmp_path / "toy.yaml"
-    config.write_text("role: device\nwakeword:\n  models:\n    - name: alexa\n    - name: hey_jarvis\n      threshold: 0.999\n")
+    config.write_text(
+        "role: device\nwakeword:\n  models:\n    - name: alexa\n    - name: hey_jarvis\n      threshold: 0.999\n"
+    )
     assert main(["wakeword", "--wav", str(jarvis_wav), "-c", str(config)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[:3] == ["MODEL", "MAX", "SCORE"]
@@ -54,7 +64,21 @@ def test_table_and_config_with_several_models(jarvis_wav: Path, tmp_path: Path, 
     assert list(rows) == ["alexa", "hey_jarvis"]
     assert rows["alexa"][-1] == "none" and rows["hey_jarvis"][1] == "1.00"
     # --threshold overrides every model's threshold
-    assert main(["wakeword", "--wav", str(jarvis_wav), "-c", str(config), "--threshold", "0.5", "--json"]) == 0
+    assert (
+        main(
+            [
+                "wakeword",
+                "--wav",
+                str(jarvis_wav),
+                "-c",
+                str(config),
+                "--threshold",
+                "0.5",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["hey_jarvis"]["triggers"]
 
 
@@ -70,16 +94,31 @@ def write_raw(path: Path, data: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda d: d / "missing.wav", "missing.wav: no such file"),
-    (lambda d: write_raw(d / "corrupt.wav", b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk"), "corrupt.wav: not a readable PCM WAV file"),
-    (lambda d: write_raw(d / "text.wav", b"hello, I am not audio\n" * 20), "text.wav: not a readable PCM WAV file"),
-    (lambda d: write_wav(d / "empty.wav", b""), "empty.wav: contains no audio"),
-    (lambda d: write_wav(d / "cd.wav", bytes(44100 * 2), rate=44100), "cd.wav: 44100 Hz; the wake word needs 16000 Hz mono 16-bit"),
-    (lambda d: write_wav(d / "stereo.wav", bytes(64000), channels=2), "stereo.wav: 2 channels;"),
-    (lambda d: write_wav(d / "8bit.wav", bytes(16000), width=1), "8bit.wav: 8-bit samples;"),
-    (lambda d: d, "is a folder"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.wav", "missing.wav: no such file"),
+        (
+            lambda d: write_raw(d / "corrupt.wav", b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk"),
+            "corrupt.wav: not a readable PCM WAV file",
+        ),
+        (
+            lambda d: write_raw(d / "text.wav", b"hello, I am not audio\n" * 20),
+            "text.wav: not a readable PCM WAV file",
+        ),
+        (lambda d: write_wav(d / "empty.wav", b""), "empty.wav: contains no audio"),
+        (
+            lambda d: write_wav(d / "cd.wav", bytes(44100 * 2), rate=44100),
+            "cd.wav: 44100 Hz; the wake word needs 16000 Hz mono 16-bit",
+        ),
+        (
+            lambda d: write_wav(d / "stereo.wav", bytes(64000), channels=2),
+            "stereo.wav: 2 channels;",
+        ),
+        (lambda d: write_wav(d / "8bit.wav", bytes(16000), width=1), "8bit.wav: 8-bit samples;"),
+        (lambda d: d, "is a folder"),
+    ],
+)
 def test_bad_files_give_one_line_errors(tmp_path: Path, make, message: str) -> None:
     proc = toyd("wakeword", "--wav", str(make(tmp_path)))
     assert proc.returncode == 1

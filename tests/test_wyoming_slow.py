@@ -90,8 +90,9 @@ async def test_piper_down_is_a_clear_error_and_a_restart_is_picked_up(whisper_po
 
     tts_port = free_port()
     tts = WyomingTtsPlugin()
-    tts.settings = WyomingTtsSettings(uri=f"tcp://127.0.0.1:{tts_port}", voice="en_US-joe-medium",
-                                      connect_timeout=1.0, timeout=60)
+    tts.settings = WyomingTtsSettings(
+        uri=f"tcp://127.0.0.1:{tts_port}", voice="en_US-joe-medium", connect_timeout=1.0, timeout=60
+    )
     with pytest.raises(BackendError, match=rf"tcp://127.0.0.1:{tts_port} is down"):
         await anext(tts.stream("Hello.", tts.settings))
     for _ in range(2):  # up, down again, up again on the same port: each start is picked up

@@ -25,19 +25,30 @@ def hey_jarvis(voice: str = "en-us", rate: int = 150, sentence: str = "") -> byt
 @functools.cache
 def other_speech() -> bytes:
     """Ordinary talk with no wake word in it."""
-    lines = ("the quick brown fox jumps over the lazy dog",
-             "can you tell me a story about a dragon and a princess",
-             "hello there, what time is it in the garden")
-    return b"".join(SILENCE + espeak_pcm(t, voice=v) for t, v in zip(lines, ("en-us", "en", "en-us+f2")))
+    lines = (
+        "the quick brown fox jumps over the lazy dog",
+        "can you tell me a story about a dragon and a princess",
+        "hello there, what time is it in the garden",
+    )
+    return b"".join(
+        SILENCE + espeak_pcm(t, voice=v) for t, v in zip(lines, ("en-us", "en", "en-us+f2"))
+    )
 
 
 def white_noise(seconds: float = 5.0, level: int = 3000) -> bytes:
     """Loud-ish white noise (fixed seed)."""
     rng = np.random.default_rng(7)
-    return (rng.standard_normal(int(16000 * seconds)) * level).clip(-32768, 32767).astype("<i2").tobytes()
+    return (
+        (rng.standard_normal(int(16000 * seconds)) * level)
+        .clip(-32768, 32767)
+        .astype("<i2")
+        .tobytes()
+    )
 
 
-def write_wav(path: Path, pcm: bytes, *, rate: int = 16000, channels: int = 1, width: int = 2) -> Path:
+def write_wav(
+    path: Path, pcm: bytes, *, rate: int = 16000, channels: int = 1, width: int = 2
+) -> Path:
     """A WAV file with the given header (pcm must already match it)."""
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(channels)

@@ -18,9 +18,28 @@ from .schema import Secret, setting
 from .state import State, Trigger
 
 __all__ = [
-    "App", "BackendBusy", "BackendError", "CliCommand", "Config", "ConfigError", "CoreSettings", "EventBus", "PluginDeclaration",
-    "PluginError", "Secret", "Service", "State", "StateDirError", "Subscription", "ToydError", "Trigger",
-    "__version__", "events", "hookimpl", "httpclient", "setting",
+    "App",
+    "BackendBusy",
+    "BackendError",
+    "CliCommand",
+    "Config",
+    "ConfigError",
+    "CoreSettings",
+    "EventBus",
+    "PluginDeclaration",
+    "PluginError",
+    "Secret",
+    "Service",
+    "State",
+    "StateDirError",
+    "Subscription",
+    "ToydError",
+    "Trigger",
+    "__version__",
+    "events",
+    "hookimpl",
+    "httpclient",
+    "setting",
 ]
 
 

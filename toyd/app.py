@@ -36,7 +36,9 @@ class App:
     conversation: Conversation | None = None
     outbox: Outbox | None = None
     # Set by the daemon when it runs from a config file: re-reads it (the SIGHUP path).
-    reloader: Callable[[], Coroutine[Any, Any, str | None]] | None = dataclasses.field(default=None, repr=False)
+    reloader: Callable[[], Coroutine[Any, Any, str | None]] | None = dataclasses.field(
+        default=None, repr=False
+    )
 
     @property
     def device_id(self) -> str:
@@ -82,6 +84,10 @@ class App:
         needs_restart += await self.host.reconfigure(self, new, self.config.core.startup_timeout)
         self.config = new
         if needs_restart:
-            log.warning("config %s applied; these take effect after a restart: %s", source or new.source, ", ".join(needs_restart))
+            log.warning(
+                "config %s applied; these take effect after a restart: %s",
+                source or new.source,
+                ", ".join(needs_restart),
+            )
         self.bus.publish(ConfigApplied(version=version, source=source or new.source))
         return needs_restart

@@ -30,7 +30,9 @@ DEFAULT_MAXSIZE = 256
 class Subscription:
     """One subscriber's queue; iterate it or ``await get()``."""
 
-    def __init__(self, bus: EventBus, name: str, types: tuple[type[Event], ...], maxsize: int) -> None:
+    def __init__(
+        self, bus: EventBus, name: str, types: tuple[type[Event], ...], maxsize: int
+    ) -> None:
         self.bus = bus
         self.name = name
         self.types = types
@@ -65,7 +67,9 @@ class Subscription:
         now = time.monotonic()
         if now - self._last_slow_log > 5.0:
             self._last_slow_log = now
-            log.warning("subscriber %s is slow: %d control events waiting", self.name, len(self._queue))
+            log.warning(
+                "subscriber %s is slow: %d control events waiting", self.name, len(self._queue)
+            )
         return True
 
     def get_nowait(self) -> Event | None:
@@ -116,7 +120,9 @@ class EventBus:
         self._subscriptions: list[Subscription] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def subscribe(self, name: str, types: Iterable[type[Event]] = (), maxsize: int = DEFAULT_MAXSIZE) -> Subscription:
+    def subscribe(
+        self, name: str, types: Iterable[type[Event]] = (), maxsize: int = DEFAULT_MAXSIZE
+    ) -> Subscription:
         """A new subscription to events of ``types`` (all events if empty)."""
         self._loop = self._loop or asyncio.get_running_loop()
         sub = Subscription(self, name, tuple(types), maxsize)

@@ -21,7 +21,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = {"device": "/etc/toyd/toyd.yaml", "cloud": "/etc/toyd/cloud.yaml"}
 ROLE_COMMANDS = ("device", "cloud")
-VALUED = ("-c", "--config", "--device-id", "--state-dir", "--log-level", "--disable")  # options taking a value
+VALUED = (
+    "-c",
+    "--config",
+    "--device-id",
+    "--state-dir",
+    "--log-level",
+    "--disable",
+)  # options taking a value
 CORE_COMMANDS = ("device", "cloud", "check-config", "plugins")
 
 EPILOG = textwrap.dedent(
@@ -61,23 +68,50 @@ def build_parser(
             description=f"Run the toyd {role} daemon until SIGTERM/SIGINT; SIGHUP reloads the config file.",
         )
         role_parsers[role] = p
-        p.add_argument("-c", "--config", default=DEFAULT_CONFIG[role], metavar="FILE",
-                       help=f"YAML config file (default: {DEFAULT_CONFIG[role]})")
+        p.add_argument(
+            "-c",
+            "--config",
+            default=DEFAULT_CONFIG[role],
+            metavar="FILE",
+            help=f"YAML config file (default: {DEFAULT_CONFIG[role]})",
+        )
         if role == "device":
-            p.add_argument("--simulate", action="store_true",
-                           help="no real GPIO or sound card: gpiozero mock pins and file/pipe audio; everything else real")
+            p.add_argument(
+                "--simulate",
+                action="store_true",
+                help="no real GPIO or sound card: gpiozero mock pins and file/pipe audio; everything else real",
+            )
         p.add_argument("--device-id", metavar="ID", help="override device_id from the config")
-        p.add_argument("--state-dir", metavar="DIR", help="override state_dir (SQLite files, runtime state)")
-        p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log_level")
-        p.add_argument("--disable", action="append", default=[], metavar="PLUGIN",
-                       help="do not load PLUGIN even if the config enables it (repeatable)")
-    p = sub.add_parser("check-config", help="validate a config file without starting anything (exit 0 valid, 1 invalid)",
-                       description="Validate FILE exactly as the daemon would, including every enabled plugin's section.")
+        p.add_argument(
+            "--state-dir", metavar="DIR", help="override state_dir (SQLite files, runtime state)"
+        )
+        p.add_argument(
+            "--log-level", choices=("debug", "info", "warning", "error"), help="override log_level"
+        )
+        p.add_argument(
+            "--disable",
+            action="append",
+            default=[],
+            metavar="PLUGIN",
+            help="do not load PLUGIN even if the config enables it (repeatable)",
+        )
+    p = sub.add_parser(
+        "check-config",
+        help="validate a config file without starting anything (exit 0 valid, 1 invalid)",
+        description="Validate FILE exactly as the daemon would, including every enabled plugin's section.",
+    )
     p.add_argument("file", metavar="FILE")
-    p = sub.add_parser("plugins", help="list installed plugins: name, version, role, hooks, enabled",
-                       description="List every installed plugin (entry-point group 'toyd').")
+    p = sub.add_parser(
+        "plugins",
+        help="list installed plugins: name, version, role, hooks, enabled",
+        description="List every installed plugin (entry-point group 'toyd').",
+    )
     p.add_argument("-c", "--config", metavar="FILE", help="mark the plugins this config enables")
-    p.add_argument("--markdown", action="store_true", help="print the config reference of core and every plugin (docs/config.md)")
+    p.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the config reference of core and every plugin (docs/config.md)",
+    )
     commands: dict[str, CliCommand] = {}
     role_subs: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for command in _plugin_commands(registry) if plugin_commands else ():
@@ -87,12 +121,17 @@ def build_parser(
         if command.parent:  # toyd cloud claim ...: a sub-command of a role
             if command.parent not in role_subs:
                 role_subs[command.parent] = role_parsers[command.parent].add_subparsers(
-                    dest="role_command", metavar="COMMAND", title=f"{command.parent} commands")
+                    dest="role_command", metavar="COMMAND", title=f"{command.parent} commands"
+                )
             target = role_subs[command.parent]
         else:
             target = sub
-        p = target.add_parser(command.name, help=command.help, description=command.description or command.help,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = target.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description or command.help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         command.add_arguments(p)
         commands[key] = command
     return parser, commands
@@ -111,9 +150,15 @@ def _wants_plugin_commands(argv: Sequence[str]) -> bool:
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command is None:
         return "--version" not in argv  # bare `toyd` and `toyd --help` list every command
-    if command in ROLE_COMMANDS:  # `toyd cloud claim ...`, `toyd cloud --help`: a role's own commands
-        rest = argv[argv.index(command) + 1:]
-        words = [a for i, a in enumerate(rest) if not a.startswith("-") and (i == 0 or rest[i - 1] not in VALUED)]
+    if (
+        command in ROLE_COMMANDS
+    ):  # `toyd cloud claim ...`, `toyd cloud --help`: a role's own commands
+        rest = argv[argv.index(command) + 1 :]
+        words = [
+            a
+            for i, a in enumerate(rest)
+            if not a.startswith("-") and (i == 0 or rest[i - 1] not in VALUED)
+        ]
         return bool(words) or "-h" in rest or "--help" in rest
     return command not in CORE_COMMANDS
 
@@ -128,7 +173,9 @@ def cmd_daemon(args: argparse.Namespace, registry: Registry) -> int:
     config = load_config(args.config, registry)
     if config.core.role != args.command:
         role = config.core.role
-        raise ToydError(f"{args.config}: this file is for the {role} role; run `toyd {role} -c {args.config}`")
+        raise ToydError(
+            f"{args.config}: this file is for the {role} role; run `toyd {role} -c {args.config}`"
+        )
     overrides = {}
     if args.device_id:
         overrides["device_id"] = args.device_id
@@ -138,8 +185,14 @@ def cmd_daemon(args: argparse.Namespace, registry: Registry) -> int:
         overrides["plugins"] = tuple(p for p in config.core.plugins if p not in args.disable)
     config = config.replace_core(**overrides) if overrides else config
     logs.setup(config.core.log_level)
-    daemon = Daemon(config, registry=registry, simulate=getattr(args, "simulate", False),
-                    state_dir=args.state_dir, config_path=args.config, overrides=tuple(overrides))
+    daemon = Daemon(
+        config,
+        registry=registry,
+        simulate=getattr(args, "simulate", False),
+        state_dir=args.state_dir,
+        config_path=args.config,
+        overrides=tuple(overrides),
+    )
     runner.run(daemon.run())
     return 0
 
@@ -147,7 +200,9 @@ def cmd_daemon(args: argparse.Namespace, registry: Registry) -> int:
 def cmd_check_config(args: argparse.Namespace, registry: Registry) -> int:
     config = load_config(args.file, registry)
     plugins = ", ".join(config.core.plugins) or "none"
-    print(f"{args.file}: OK ({config.core.role} role, device {config.core.device_id}, plugins: {plugins})")
+    print(
+        f"{args.file}: OK ({config.core.role} role, device {config.core.device_id}, plugins: {plugins})"
+    )
     return 0
 
 
@@ -167,7 +222,15 @@ def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
         hooks = hook_names(info.name, info.factory())
         mark = ("yes" if info.name in enabled else "no") if args.config else "-"
         version = info.version + ("" if info.builtin else f" ({info.distribution})")
-        rows.append((info.name, version, ",".join(info.declaration.roles), mark, " ".join(h.removeprefix("toyd_") for h in hooks)))
+        rows.append(
+            (
+                info.name,
+                version,
+                ",".join(info.declaration.roles),
+                mark,
+                " ".join(h.removeprefix("toyd_") for h in hooks),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
@@ -186,13 +249,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        key = f"{args.command} {args.role_command}" if getattr(args, "role_command", None) else args.command
+        key = (
+            f"{args.command} {args.role_command}"
+            if getattr(args, "role_command", None)
+            else args.command
+        )
         if key in commands:
             result = commands[key].run(args)
             if inspect.isawaitable(result):
                 result = asyncio.run(result)
             return int(result or 0)
-        handler = {"device": cmd_daemon, "cloud": cmd_daemon, "check-config": cmd_check_config, "plugins": cmd_plugins}
+        handler = {
+            "device": cmd_daemon,
+            "cloud": cmd_daemon,
+            "check-config": cmd_check_config,
+            "plugins": cmd_plugins,
+        }
         return handler[args.command](args, registry)
     except ToydError as exc:
         print(f"toyd: error: {exc}", file=sys.stderr)

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 
 @hookspec(firstresult=True)
-def toyd_transcribe(turn: Turn, pcm: bytes, sample_rate: int) -> Transcription | None | Awaitable[Transcription | None]:
+def toyd_transcribe(
+    turn: Turn, pcm: bytes, sample_rate: int
+) -> Transcription | None | Awaitable[Transcription | None]:
     """Turn the child's speech (mono int16 PCM) into text.
 
     Contract: first result; return None to decline. Empty or silent audio gives a
@@ -39,7 +41,9 @@ def toyd_transcribe(turn: Turn, pcm: bytes, sample_rate: int) -> Transcription |
 
 
 @hookspec(firstresult=True)
-def toyd_transcribe_stream(turn: Turn, sample_rate: int) -> SpeechStream | None | Awaitable[SpeechStream | None]:
+def toyd_transcribe_stream(
+    turn: Turn, sample_rate: int
+) -> SpeechStream | None | Awaitable[SpeechStream | None]:
     """A transcription to feed while the child is still talking (the gateway asks at listen start).
 
     Contract: first result; None to decline (the gateway then calls ``toyd_transcribe``
@@ -58,7 +62,9 @@ def toyd_transcribe_stream(turn: Turn, sample_rate: int) -> SpeechStream | None 
 
 
 @hookspec(firstresult=True)
-def toyd_check_text(turn: Turn, text: str, speaker: Speaker) -> SafetyVerdict | None | Awaitable[SafetyVerdict | None]:
+def toyd_check_text(
+    turn: Turn, text: str, speaker: Speaker
+) -> SafetyVerdict | None | Awaitable[SafetyVerdict | None]:
     """Judge one text: the child's words before the LLM, each reply sentence before TTS.
 
     Contract: first result; return None to decline (no filter installed means every
@@ -75,8 +81,9 @@ def toyd_check_text(turn: Turn, text: str, speaker: Speaker) -> SafetyVerdict | 
 
 
 @hookspec(firstresult=True)
-def toyd_safety_verdict(turn: Turn, text: str, speaker: Speaker, category: str,
-                        severity: str) -> SafetyVerdict | None | Awaitable[SafetyVerdict | None]:
+def toyd_safety_verdict(
+    turn: Turn, text: str, speaker: Speaker, category: str, severity: str
+) -> SafetyVerdict | None | Awaitable[SafetyVerdict | None]:
     """The verdict for a ``category`` another plugin found in ``text``, under the safety policy.
 
     A second opinion (a moderation API) names a category; the safety filter owns the
@@ -117,7 +124,9 @@ def toyd_reply(turn: Turn, text: str) -> AsyncIterator[str] | None:
 
 
 @hookspec(firstresult=True)
-def toyd_chat(turn: Turn, messages: list[dict[str, str]], max_tokens: int) -> AsyncIterator[str] | None:
+def toyd_chat(
+    turn: Turn, messages: list[dict[str, str]], max_tokens: int
+) -> AsyncIterator[str] | None:
     """Stream a chat completion of OpenAI-style ``messages`` from a model in this process.
 
     Contract: first result; return an async iterator of text deltas, or None when no

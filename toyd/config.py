@@ -28,14 +28,35 @@ class CoreSettings:
     """The top-level keys every toyd config file has."""
 
     role: Role = setting("device", doc="Which plugin set runs: 'device' (the toy) or 'cloud'.")
-    device_id: str = setting("demo-toy", doc="Unique id of this toy; names MQTT topics and the cloud session.")
+    device_id: str = setting(
+        "demo-toy", doc="Unique id of this toy; names MQTT topics and the cloud session."
+    )
     state_dir: str = setting("/var/lib/toyd", doc="Where SQLite files and runtime state live.")
-    log_level: Literal["debug", "info", "warning", "error"] = setting("info", doc="Least severe log level printed.")
-    plugins: tuple[str, ...] = setting(factory=tuple, doc="Plugins to enable, by entry-point name, in start order.")
-    startup_timeout: float = setting(10.0, min=0.1, max=300, doc="Seconds one plugin may take to start before it is disabled.")
-    turn_timeout: float = setting(20.0, min=1, max=600, doc="Seconds THINKING may last with no reply before the toy gives up and goes idle.")
-    outbox_max_items: int = setting(10000, min=10, max=10_000_000, doc="Parent events kept while undelivered; ordinary ones beyond this are dropped oldest first, safety alerts never.")
-    shutdown_timeout: float = setting(1.5, min=0.1, max=60, doc="Seconds the whole graceful shutdown may take.")
+    log_level: Literal["debug", "info", "warning", "error"] = setting(
+        "info", doc="Least severe log level printed."
+    )
+    plugins: tuple[str, ...] = setting(
+        factory=tuple, doc="Plugins to enable, by entry-point name, in start order."
+    )
+    startup_timeout: float = setting(
+        10.0, min=0.1, max=300, doc="Seconds one plugin may take to start before it is disabled."
+    )
+    turn_timeout: float = setting(
+        20.0,
+        min=1,
+        max=600,
+        doc="Seconds THINKING may last with no reply before the toy gives up and goes idle.",
+    )
+    outbox_max_items: int = setting(
+        10000,
+        min=10,
+        max=10_000_000,
+        doc="Parent events kept while undelivered; ordinary ones beyond this are dropped oldest "
+        "first, safety alerts never.",
+    )
+    shutdown_timeout: float = setting(
+        1.5, min=0.1, max=60, doc="Seconds the whole graceful shutdown may take."
+    )
 
     def __post_init__(self) -> None:
         if not self.device_id.strip():
@@ -129,11 +150,18 @@ def _collect_lines(node: yaml.Node, path: str, lines: dict[str, int], source: st
             _collect_lines(item, key, lines, source)
 
 
-def duplicate_key(path: str, source: str, first: int | None = None, second: int | None = None) -> ConfigError:
+def duplicate_key(
+    path: str, source: str, first: int | None = None, second: int | None = None
+) -> ConfigError:
     """The error for a key given twice: the later one would silently win over the first."""
     where = f" (lines {first} and {second})" if first and second else ""
-    return ConfigError(f"duplicate key{where}: only one would take effect", source=source,
-                       line=second, path=path, hint="keep one of them and merge what each sets")
+    return ConfigError(
+        f"duplicate key{where}: only one would take effect",
+        source=source,
+        line=second,
+        path=path,
+        hint="keep one of them and merge what each sets",
+    )
 
 
 class _Pairs(list):  # type: ignore[type-arg]
@@ -174,7 +202,10 @@ def resolve_secrets(data: Any, where: Where, path: str = "", base_dir: Path | No
         keys = set(data)
         if (len(data) == 1 and keys & {"$env", "$file"}) or keys == {"$env", "default"}:
             return _secret(data, where, path, base_dir)
-        return {k: resolve_secrets(v, where, f"{path}.{k}" if path else str(k), base_dir) for k, v in data.items()}
+        return {
+            k: resolve_secrets(v, where, f"{path}.{k}" if path else str(k), base_dir)
+            for k, v in data.items()
+        }
     if isinstance(data, list):
         return [resolve_secrets(v, where, f"{path}[{i}]", base_dir) for i, v in enumerate(data)]
     return data
@@ -183,10 +214,18 @@ def resolve_secrets(data: Any, where: Where, path: str = "", base_dir: Path | No
 def _secret(data: Mapping[str, Any], where: Where, path: str, base_dir: Path | None) -> Secret:
     if "$env" in data:
         name = data["$env"]
-        if isinstance(name, str) and name not in os.environ and isinstance(data.get("default"), str):
+        if (
+            isinstance(name, str)
+            and name not in os.environ
+            and isinstance(data.get("default"), str)
+        ):
             return Secret(data["default"])
         if not isinstance(name, str) or name not in os.environ:
-            raise where.error(path, f"environment variable {name!r} is not set", hint="export it, or set it in the systemd unit's Environment=")
+            raise where.error(
+                path,
+                f"environment variable {name!r} is not set",
+                hint="export it, or set it in the systemd unit's Environment=",
+            )
         return Secret(os.environ[name])
     name = data["$file"]
     if not isinstance(name, str):
@@ -230,20 +269,25 @@ def validate(
             hint = _plugin_hint(name, installed)
             raise where.error(f"plugins[{i}]", f"unknown plugin {name!r}", hint=hint) from None
     sections: dict[str, Any] = {}
-    for key, value in data.items():
+    for key in data:
         if key in CORE_KEYS:
             continue
         if key in core.plugins:
             continue
         if key not in installed:
             options = sorted(CORE_KEYS | set(installed))
-            hint = did_you_mean(key, options) or "a top-level key is a core setting or the name of an installed plugin"
+            hint = (
+                did_you_mean(key, options)
+                or "a top-level key is a core setting or the name of an installed plugin"
+            )
             raise where.error(str(key), "unknown key", hint=hint)
     for name in core.plugins:
         schema = schemas(name)
         if schema is None:
             if data.get(name):
-                raise where.error(name, f"plugin {name!r} takes no settings", hint="remove this section")
+                raise where.error(
+                    name, f"plugin {name!r} takes no settings", hint="remove this section"
+                )
             sections[name] = None
             continue
         sections[name] = build(schema, data.get(name), where=where, path=name)
@@ -256,14 +300,18 @@ def _plugin_hint(name: str, installed: list[str]) -> str:
     return f"{hint + ' ' if hint else ''}installed plugins: {listing} (see `toyd plugins`)"
 
 
-def load_file(path: str | Path, schemas: SchemaLookup, known_plugins: Callable[[], list[str]] | None = None) -> Config:
+def load_file(
+    path: str | Path, schemas: SchemaLookup, known_plugins: Callable[[], list[str]] | None = None
+) -> Config:
     """Read, parse and validate a YAML config file."""
     file = Path(path)
     source = str(path)
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("file not found", source=source, hint="pass the config with -c FILE") from None
+        raise ConfigError(
+            "file not found", source=source, hint="pass the config with -c FILE"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError("file is not UTF-8 text", source=source) from None
     except OSError as exc:

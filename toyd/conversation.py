@@ -47,12 +47,16 @@ def _cause(event: ev.Event) -> str:
 class Conversation:
     """Owns the device's :class:`StateMachine`; run :meth:`run` as a service."""
 
-    def __init__(self, bus: EventBus, machine: StateMachine | None = None, *, turn_timeout: float = 20.0) -> None:
+    def __init__(
+        self, bus: EventBus, machine: StateMachine | None = None, *, turn_timeout: float = 20.0
+    ) -> None:
         self.bus = bus
         self.machine = machine or StateMachine()
         self.turn_timeout = turn_timeout
         self._deadline: asyncio.TimerHandle | None = None
-        self._sub = bus.subscribe("conversation", (*TRIGGER_OF, ev.CloudOnline, ev.CloudOffline), maxsize=1024)
+        self._sub = bus.subscribe(
+            "conversation", (*TRIGGER_OF, ev.CloudOnline, ev.CloudOffline), maxsize=1024
+        )
 
     @property
     def state(self) -> State:
@@ -64,7 +68,11 @@ class Conversation:
             offline = isinstance(event, ev.CloudOffline)
             if self.machine.set_offline(offline):
                 state = self.machine.state
-                self.bus.publish(ev.StateChanged(old=state, new=state, offline=offline, cause=type(event).__name__))
+                self.bus.publish(
+                    ev.StateChanged(
+                        old=state, new=state, offline=offline, cause=type(event).__name__
+                    )
+                )
             return
         trigger = TRIGGER_OF[type(event)](event)
         if trigger is None:
@@ -78,7 +86,9 @@ class Conversation:
         old, new = change
         log.info("state %s -> %s (%s)", old.value, new.value, cause)
         self._arm_deadline(new)
-        self.bus.publish(ev.StateChanged(old=old, new=new, offline=self.machine.offline, cause=cause))
+        self.bus.publish(
+            ev.StateChanged(old=old, new=new, offline=self.machine.offline, cause=cause)
+        )
 
     def _arm_deadline(self, state: State) -> None:
         """THINKING with nobody answering must not last forever."""
@@ -87,8 +97,11 @@ class Conversation:
             self._deadline = None
         if state is State.THINKING:
             loop = asyncio.get_running_loop()
-            self._deadline = loop.call_later(self.turn_timeout, self.handle,
-                                             ev.TurnFailed(reason=f"no reply within {self.turn_timeout:g} s"))
+            self._deadline = loop.call_later(
+                self.turn_timeout,
+                self.handle,
+                ev.TurnFailed(reason=f"no reply within {self.turn_timeout:g} s"),
+            )
 
     async def run(self) -> None:
         """Consume events until cancelled."""

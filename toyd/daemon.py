@@ -28,9 +28,16 @@ log = logging.getLogger(__name__)
 class Daemon:
     """Owns the plugin host, the bus, the supervisor and (device role) the conversation."""
 
-    def __init__(self, config: Config, *, registry: Registry | None = None, simulate: bool = False,
-                 state_dir: str | None = None, config_path: str | None = None,
-                 overrides: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: Registry | None = None,
+        simulate: bool = False,
+        state_dir: str | None = None,
+        config_path: str | None = None,
+        overrides: tuple[str, ...] = (),
+    ) -> None:
         self.config = config
         self.config_path = config_path
         self.role = config.core.role
@@ -50,13 +57,17 @@ class Daemon:
         core = self.config.core
         path = statedir.prepare(statedir.resolve(core.state_dir, self._state_dir_override))
         # a pushed overlay is in force before any plugin starts: settings that need a restart take effect
-        self.config = pushed_config.apply_saved(self.config, path, self.registry.schema, self.registry.names)
+        self.config = pushed_config.apply_saved(
+            self.config, path, self.registry.schema, self.registry.names
+        )
         bus = EventBus()
         bus.bind(asyncio.get_running_loop())
         host = PluginHost(self.role, self.registry)
         host.load(core.plugins)
         supervisor = Supervisor(bus)
-        conversation = Conversation(bus, turn_timeout=core.turn_timeout) if self.role == "device" else None
+        conversation = (
+            Conversation(bus, turn_timeout=core.turn_timeout) if self.role == "device" else None
+        )
         app = App(self.role, self.config, bus, supervisor, host, path, self.simulate, conversation)
         if self.config_path:
             app.reloader = self.reload
@@ -72,14 +83,21 @@ class Daemon:
             supervisor.spawn(_watchdog(interval), "core:watchdog")
         self.ready_at = time.monotonic()
         systemd.notify(f"READY=1\nSTATUS=toyd {self.role} running with {len(host.plugins)} plugins")
-        log.info("READY: toyd %s %s, plugins: %s (%.0f ms)", self.role, core.device_id,
-                 ", ".join(host.plugins) or "none", (self.ready_at - self.started_at) * 1000)
+        log.info(
+            "READY: toyd %s %s, plugins: %s (%.0f ms)",
+            self.role,
+            core.device_id,
+            ", ".join(host.plugins) or "none",
+            (self.ready_at - self.started_at) * 1000,
+        )
         return app
 
     async def _open_outbox(self, app: App) -> None:
         """The outbox takes parent events before any plugin runs; without it the toy still works."""
         try:
-            app.outbox = await Outbox(app.state_dir / "outbox.db", max_items=self.config.core.outbox_max_items).open()
+            app.outbox = await Outbox(
+                app.state_dir / "outbox.db", max_items=self.config.core.outbox_max_items
+            ).open()
         except OutboxError as exc:
             log.error("%s; parent events will not be kept", exc)
             return
@@ -139,7 +157,9 @@ class Daemon:
         try:
             app = await self.start()
             if self.config_path:
-                loop.add_signal_handler(signal.SIGHUP, lambda: app.spawn(app.reload_config(), "core:reload"))
+                loop.add_signal_handler(
+                    signal.SIGHUP, lambda: app.spawn(app.reload_config(), "core:reload")
+                )
             if on_ready:
                 on_ready(app)
             await self._stop.wait()

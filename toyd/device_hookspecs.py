@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 
 @hookspec(firstresult=True)
-def toyd_transcribe_local(turn: Turn) -> LocalTranscription | None | Awaitable[LocalTranscription | None]:
+def toyd_transcribe_local(
+    turn: Turn,
+) -> LocalTranscription | None | Awaitable[LocalTranscription | None]:
     """Recognise the child's last utterance on the device (link down or reply late).
 
     Contract: first result; return None to decline. The recogniser has been listening to

@@ -59,17 +59,20 @@ def _real_factory(device: Any, dev: Path = Path("/dev")) -> Any:
         try:
             from .gpio_cdev import CdevFactory
         except ImportError as exc:
-            raise GpioError(f"GPIO needs libgpiod's Python bindings ({exc}); "
-                            "install them with: pip install 'gpiod>=2.2'") from exc
+            raise GpioError(
+                f"GPIO needs libgpiod's Python bindings ({exc}); "
+                "install them with: pip install 'gpiod>=2.2'"
+            ) from exc
         factory = CdevFactory()
         log.info("GPIO through %s", factory.chip)
         return factory
     try:
         return device._default_pin_factory()
     except Exception as exc:  # noqa: BLE001 - gpiozero raises several kinds here
-        raise GpioError(f"no GPIO pin library works here ({type(exc).__name__}: {exc}); "
-                        "on a Raspberry Pi check /dev/gpiochip0, elsewhere run with --simulate"
-                        ) from exc
+        raise GpioError(
+            f"no GPIO pin library works here ({type(exc).__name__}: {exc}); "
+            "on a Raspberry Pi check /dev/gpiochip0, elsewhere run with --simulate"
+        ) from exc
 
 
 def release() -> None:

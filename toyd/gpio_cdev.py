@@ -25,8 +25,15 @@ from typing import Any
 
 import gpiod
 from gpiod.line import Bias, Direction, Edge, Value
-from gpiozero.exc import (PinFixedPull, PinInvalidBounce, PinInvalidFunction, PinInvalidPull,
-                          PinPWMFixedValue, PinSetInput, PinUnknownPi)
+from gpiozero.exc import (
+    PinFixedPull,
+    PinInvalidBounce,
+    PinInvalidFunction,
+    PinInvalidPull,
+    PinPWMFixedValue,
+    PinSetInput,
+    PinUnknownPi,
+)
 from gpiozero.pins.local import get_pi_revision
 from gpiozero.pins.pi import PiFactory, PiPin
 
@@ -66,8 +73,9 @@ def list_chips(dev: Path = Path("/dev")) -> list[ChipInfo]:
             with gpiod.Chip(str(path)) as chip:
                 info = chip.get_info()
         except OSError as exc:
-            raise GpioError(f"cannot open {path}: {exc.strerror} (is this user in the gpio group?)"
-                            ) from exc
+            raise GpioError(
+                f"cannot open {path}: {exc.strerror} (is this user in the gpio group?)"
+            ) from exc
         chips.append(ChipInfo(str(path), info.label, info.num_lines))
     return chips
 
@@ -75,8 +83,10 @@ def list_chips(dev: Path = Path("/dev")) -> list[ChipInfo]:
 def header_chip(chips: list[ChipInfo]) -> ChipInfo:
     """The chip behind the 40-pin header: the Pi's pin controller, else the first chip."""
     if not chips:
-        raise GpioError("no GPIO chip (/dev/gpiochip*) on this machine; not a Raspberry Pi? "
-                        "Run with --simulate to try toyd without hardware")
+        raise GpioError(
+            "no GPIO chip (/dev/gpiochip*) on this machine; not a Raspberry Pi? "
+            "Run with --simulate to try toyd without hardware"
+        )
     for chip in chips:
         if chip.label in HEADER_LABELS:
             return chip
@@ -136,8 +146,9 @@ class CdevPin(PiPin):
         if self._number >= self._chip.lines:
             raise GpioError(f"{self._where()}: no such line (the chip has {self._chip.lines})")
         try:
-            return gpiod.request_lines(self._chip.path, consumer=CONSUMER,
-                                       config={self._number: self._settings})
+            return gpiod.request_lines(
+                self._chip.path, consumer=CONSUMER, config={self._number: self._settings}
+            )
         except OSError as exc:
             raise GpioError(f"{self._where()}: {self._holder() or exc.strerror}") from exc
 
@@ -169,8 +180,12 @@ class CdevPin(PiPin):
             raise PinInvalidFunction(f'invalid function "{value}" for pin {self!r}')
         if value == "output":
             self.when_changed = None
-            self._apply(direction=Direction.OUTPUT, output_value=Value.INACTIVE, bias=Bias.AS_IS,
-                        edge_detection=Edge.NONE)
+            self._apply(
+                direction=Direction.OUTPUT,
+                output_value=Value.INACTIVE,
+                bias=Bias.AS_IS,
+                edge_detection=Edge.NONE,
+            )
         else:
             self._set_frequency(None)
             self._apply(direction=Direction.INPUT)

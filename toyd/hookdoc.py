@@ -12,7 +12,7 @@ from types import ModuleType
 
 from .host import spec_modules
 
-INTRO = '''# Writing toyd plugins: the hooks
+INTRO = """# Writing toyd plugins: the hooks
 
 A toyd plugin is a Python class whose methods are marked with `@hookimpl` (from
 `toyd`, defined in `toyd/markers.py`). The host creates one instance per daemon, calls
@@ -93,7 +93,7 @@ All of them live in one place, `toyd/host.py` (`PluginHost`):
   publish with `app.bus.publish_threadsafe(event)`.
 - Test helpers ship with toyd: `toyd.testing` (`running_daemon`, `start_mosquitto`,
   `espeak_pcm`, `next_event`) and the pytest fixtures `mosquitto` and `state_dir`.
-'''
+"""
 
 TITLES = {
     "toyd.hookspecs": "Lifecycle hooks (both roles)",
@@ -104,7 +104,9 @@ TITLES = {
 
 def hookspecs(module: ModuleType) -> list[tuple[str, object]]:
     """``(name, function)`` of every hookspec in ``module``, in source order."""
-    found = [(n, f) for n, f in vars(module).items() if n.startswith("toyd_") and inspect.isfunction(f)]
+    found = [
+        (n, f) for n, f in vars(module).items() if n.startswith("toyd_") and inspect.isfunction(f)
+    ]
     return sorted(found, key=lambda item: item[1].__code__.co_firstlineno)  # type: ignore[attr-defined]
 
 
@@ -113,15 +115,19 @@ def render() -> str:
     parts = [INTRO]
     for module in spec_modules():
         summary = (inspect.getdoc(module) or "").split("\n\n", 1)[0].replace("\n", " ")
-        parts.append(f"\n## {TITLES.get(module.__name__, module.__name__)}\n\n`{module.__name__}`: {summary}\n")
+        parts.append(
+            f"\n## {TITLES.get(module.__name__, module.__name__)}\n\n`{module.__name__}`: {summary}\n"
+        )
         for name, func in hookspecs(module):
             parts.append(_hook(name, func))
     return "".join(parts).rstrip() + "\n"
 
 
 def _hook(name: str, func: object) -> str:
-    params = ", ".join(f"{p.name}: {p.annotation}" if p.annotation is not p.empty else p.name
-                       for p in inspect.signature(func, eval_str=False).parameters.values())  # type: ignore[arg-type]
+    params = ", ".join(
+        f"{p.name}: {p.annotation}" if p.annotation is not p.empty else p.name
+        for p in inspect.signature(func, eval_str=False).parameters.values()
+    )  # type: ignore[arg-type]
     returns = func.__annotations__.get("return")  # type: ignore[attr-defined]
     opts = getattr(func, "toyd_spec", {}) or {}
     first = " (first result)" if opts.get("firstresult") else ""
@@ -130,7 +136,9 @@ def _hook(name: str, func: object) -> str:
     text, _, example = doc.partition("Example::")
     body = text.rstrip() + "\n"
     if example.strip():
-        body += "\nExample:\n\n```python\n" + textwrap.dedent(example.strip("\n")).rstrip() + "\n```\n"
+        body += (
+            "\nExample:\n\n```python\n" + textwrap.dedent(example.strip("\n")).rstrip() + "\n```\n"
+        )
     return f"\n{head}\n{body}"
 
 

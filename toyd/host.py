@@ -88,7 +88,11 @@ def declare(name: str, plugin: object) -> PluginDeclaration:
 
 def cli_commands(name: str, plugin: object) -> list[CliCommand]:
     """The sub-commands ``plugin`` adds to the ``toyd`` command line."""
-    return [command for commands in _call_alone(name, plugin, "toyd_cli_commands") for command in commands]
+    return [
+        command
+        for commands in _call_alone(name, plugin, "toyd_cli_commands")
+        for command in commands
+    ]
 
 
 def hook_names(name: str, plugin: object) -> list[str]:
@@ -107,7 +111,9 @@ class PluginHost:
         self.pm = new_manager()
         self.plugins: dict[str, Any] = {}
         self.infos: dict[str, PluginInfo] = {}
-        self._callers: dict[tuple[str, str], Any] = {}  # (hook, plugin) -> pluggy caller of that plugin alone
+        self._callers: dict[
+            tuple[str, str], Any
+        ] = {}  # (hook, plugin) -> pluggy caller of that plugin alone
 
     # --- loading ---------------------------------------------------------------------
 
@@ -118,7 +124,10 @@ class PluginHost:
             try:
                 info = self.registry.info(name)
                 if self.role not in info.declaration.roles:
-                    raise PluginError(name, f"serves {', '.join(info.declaration.roles)}, not the {self.role} role")
+                    raise PluginError(
+                        name,
+                        f"serves {', '.join(info.declaration.roles)}, not the {self.role} role",
+                    )
                 plugin = info.factory()
                 _register(self.pm, name, plugin)
             except PluginError as exc:
@@ -168,7 +177,9 @@ class PluginHost:
             self._callers[hook_name, name] = caller
         return caller
 
-    async def call_one(self, name: str, hook_name: str, timeout: float | None, **kwargs: Any) -> Any:
+    async def call_one(
+        self, name: str, hook_name: str, timeout: float | None, **kwargs: Any
+    ) -> Any:
         """Call plugin ``name``'s ``hook_name`` through pluggy, awaiting it if it is async."""
         caller = self._caller_of(hook_name, name)
         result = caller(**kwargs)
@@ -176,8 +187,9 @@ class PluginHost:
             result = result[0] if result else None  # pluggy leaves None out of the list
         return await asyncio.wait_for(await_me_maybe(result), timeout)
 
-    async def call_each(self, hook_name: str, *, timeout: float | None = None, reverse: bool = False,
-                        **kwargs: Any) -> dict[str, Any]:
+    async def call_each(
+        self, hook_name: str, *, timeout: float | None = None, reverse: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
         """Call ``hook_name`` on every plugin; returns results, or the exception per plugin."""
         results: dict[str, Any] = {}
         names = self.implementations(hook_name)
@@ -211,7 +223,9 @@ class PluginHost:
         """
         for name in self.implementations("toyd_startup"):
             try:
-                await self.call_one(name, "toyd_startup", timeout, app=app, settings=app.config.section(name))
+                await self.call_one(
+                    name, "toyd_startup", timeout, app=app, settings=app.config.section(name)
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the rule below decides
@@ -248,7 +262,9 @@ class PluginHost:
                 needs_restart.append(name)
                 continue
             try:
-                applied = await self.call_one(name, "toyd_reconfigure", timeout, app=app, settings=new.section(name))
+                applied = await self.call_one(
+                    name, "toyd_reconfigure", timeout, app=app, settings=new.section(name)
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the old settings stay in force

@@ -32,8 +32,15 @@ def check_base_url(url: str, key: str = "base_url") -> None:
 class Response:
     """Status, headers and a streamed body; always ``aclose()`` it (or use ``async with``)."""
 
-    def __init__(self, status: int, reason: str, headers: dict[str, str],
-                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter, url: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: dict[str, str],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        url: str,
+    ) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -60,7 +67,9 @@ class Response:
             data = await self._reader.read(size)
             if not data:
                 if remaining:
-                    raise BackendError(f"{self.url}: connection closed with {remaining} body bytes missing")
+                    raise BackendError(
+                        f"{self.url}: connection closed with {remaining} body bytes missing"
+                    )
                 return
             if remaining is not None:
                 remaining -= len(data)
@@ -80,7 +89,9 @@ class Response:
             try:
                 data = await self._reader.readexactly(size)
             except asyncio.IncompleteReadError as exc:
-                raise BackendError(f"{self.url}: connection closed in the middle of a chunk") from exc
+                raise BackendError(
+                    f"{self.url}: connection closed in the middle of a chunk"
+                ) from exc
             await self._reader.readline()  # CRLF after the chunk
             yield data
 
@@ -121,8 +132,14 @@ class Response:
             pass
 
 
-async def request(method: str, url: str, *, body: bytes = b"", headers: Mapping[str, str] | None = None,
-                  timeout: float = 10.0) -> Response:
+async def request(
+    method: str,
+    url: str,
+    *,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Response:
     """Send one request and return once the response headers arrived (bounded by ``timeout``)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -131,15 +148,28 @@ async def request(method: str, url: str, *, body: bytes = b"", headers: Mapping[
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, port, ssl=ssl.create_default_context() if parts.scheme == "https" else None,
-                                    limit=MAX_HEADER_BYTES),
-            timeout)
+            asyncio.open_connection(
+                parts.hostname,
+                port,
+                ssl=ssl.create_default_context() if parts.scheme == "https" else None,
+                limit=MAX_HEADER_BYTES,
+            ),
+            timeout,
+        )
     except (OSError, TimeoutError) as exc:
-        raise BackendError(f"cannot connect to {parts.scheme}://{parts.netloc}: {exc or 'timed out'}") from None
+        raise BackendError(
+            f"cannot connect to {parts.scheme}://{parts.netloc}: {exc or 'timed out'}"
+        ) from None
     try:
         host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-        head = {"Host": host, "User-Agent": "toyd", "Accept": "*/*", "Connection": "close",
-                "Content-Length": str(len(body)), **(headers or {})}
+        head = {
+            "Host": host,
+            "User-Agent": "toyd",
+            "Accept": "*/*",
+            "Connection": "close",
+            "Content-Length": str(len(body)),
+            **(headers or {}),
+        }
         lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in head.items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
@@ -147,7 +177,9 @@ async def request(method: str, url: str, *, body: bytes = b"", headers: Mapping[
     except BaseException as exc:
         writer.close()
         if isinstance(exc, (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError)):
-            raise BackendError(f"{url}: no valid response ({type(exc).__name__}: {exc or 'timed out'})") from None
+            raise BackendError(
+                f"{url}: no valid response ({type(exc).__name__}: {exc or 'timed out'})"
+            ) from None
         raise
     return Response(status, reason, resp_headers, reader, writer, url)
 
@@ -174,15 +206,19 @@ def json_body(data: Any) -> tuple[bytes, dict[str, str]]:
     return json.dumps(data).encode("utf-8"), {"Content-Type": "application/json"}
 
 
-def multipart_body(fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes, str]]) -> tuple[bytes, dict[str, str]]:
+def multipart_body(
+    fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes, str]]
+) -> tuple[bytes, dict[str, str]]:
     """A ``multipart/form-data`` body: text fields plus ``name -> (filename, data, type)`` files."""
     boundary = uuid.uuid4().hex
     out = bytearray()
     for name, value in fields.items():
         out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
     for name, (filename, data, ctype) in files.items():
-        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                f"Content-Type: {ctype}\r\n\r\n").encode()
+        out += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {ctype}\r\n\r\n"
+        ).encode()
         out += data + b"\r\n"
     out += f"--{boundary}--\r\n".encode()
     return bytes(out), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
@@ -200,4 +236,8 @@ async def error_text(response: Response, limit: int = 300) -> str:
     except (BackendError, TimeoutError):
         return f"HTTP {response.status}"
     text = body.decode("utf-8", errors="replace").strip().replace("\n", " ")
-    return f"HTTP {response.status}: {text[:limit]}" if text else f"HTTP {response.status} {response.reason}"
+    return (
+        f"HTTP {response.status}: {text[:limit]}"
+        if text
+        else f"HTTP {response.status} {response.reason}"
+    )

@@ -8,7 +8,13 @@ import sys
 from .systemd import under_systemd
 
 # sd-daemon(3) priority prefixes, which journald turns into log levels.
-_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
 
 
 class _JournalFormatter(logging.Formatter):
@@ -23,7 +29,11 @@ def setup(level: str = "info", *, journal: bool | None = None) -> None:
     if journal:
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"
+            )
+        )
     for name in ("toyd", "toyd_plugins"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]

@@ -52,7 +52,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     created REAL NOT NULL
 )
 """
-INSERT = "INSERT OR IGNORE INTO outbox (uid, kind, payload, critical, created) VALUES (?, ?, ?, ?, ?)"
+INSERT = (
+    "INSERT OR IGNORE INTO outbox (uid, kind, payload, critical, created) VALUES (?, ?, ?, ?, ?)"
+)
 SELECT = "SELECT id, uid, kind, payload, created, critical FROM outbox ORDER BY id LIMIT ?"
 
 Row = tuple[str, str, str, int, float]  # uid, kind, payload JSON, critical, created
@@ -120,7 +122,12 @@ class Outbox:
 
     def _move_aside(self, exc: Exception) -> None:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-        log.error("outbox %s is corrupt (%s); moved aside to %s, starting a new one", self.path, exc, aside)
+        log.error(
+            "outbox %s is corrupt (%s); moved aside to %s, starting a new one",
+            self.path,
+            exc,
+            aside,
+        )
         self.path.rename(aside)
         for suffix in ("-wal", "-shm"):
             side = self.path.with_name(self.path.name + suffix)
@@ -151,7 +158,13 @@ class Outbox:
     async def add(self, kind: str, payload: dict[str, Any], *, critical: bool = False) -> str:
         """Store one event; durable on disk when this returns (or held in memory if the disk refuses)."""
         uid = uuid.uuid4().hex
-        row = (uid, kind, json.dumps(payload, ensure_ascii=False, default=str), int(critical), time.time())
+        row = (
+            uid,
+            kind,
+            json.dumps(payload, ensure_ascii=False, default=str),
+            int(critical),
+            time.time(),
+        )
         self._spill[next(self._spill_ids)] = row
         self.changed.set()
         async with self._lock:
@@ -179,8 +192,12 @@ class Outbox:
         except sqlite3.Error as exc:
             if self._db.in_transaction:  # this thread's own connection: the check is exact here
                 self._db.execute("ROLLBACK")
-            log.error("outbox %s cannot be written (%s); %d events held in memory until it can",
-                      self.path, exc, len(self._spill))
+            log.error(
+                "outbox %s cannot be written (%s); %d events held in memory until it can",
+                self.path,
+                exc,
+                len(self._spill),
+            )
             return False
 
     def _trim_sync(self) -> None:
@@ -191,12 +208,20 @@ class Outbox:
             return
         dropped = self._db.execute(
             "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE critical = 0 ORDER BY id LIMIT ?)",
-            (excess,)).rowcount
+            (excess,),
+        ).rowcount
         if dropped:
-            log.warning("outbox full (%d items): dropped the %d oldest ordinary events", self.max_items, dropped)
+            log.warning(
+                "outbox full (%d items): dropped the %d oldest ordinary events",
+                self.max_items,
+                dropped,
+            )
         if dropped < excess:
-            log.warning("outbox holds %d critical events beyond its limit of %d; none are dropped",
-                        excess - dropped, self.max_items)
+            log.warning(
+                "outbox holds %d critical events beyond its limit of %d; none are dropped",
+                excess - dropped,
+                self.max_items,
+            )
 
     async def pending(self, limit: int = 100) -> list[OutboxItem]:
         """The oldest undelivered items, oldest first (memory-held ones last)."""
@@ -255,7 +280,9 @@ class Outbox:
                 await self._flush_spill()
             finally:
                 if self._spill:
-                    log.error("outbox closed with %d events that could not be written", len(self._spill))
+                    log.error(
+                        "outbox closed with %d events that could not be written", len(self._spill)
+                    )
                 await self._call(self._close_sync)
                 thread, self._thread = self._thread, None
                 thread.shutdown(wait=False)

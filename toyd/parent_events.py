@@ -41,7 +41,10 @@ class ParentEventWriter:
             parts.append(event.delta)
             if not event.final:
                 return None
-            data: dict[str, Any] = {"text": "".join(self._reply.pop(event.turn_id)).strip(), "turn_id": event.turn_id}
+            data: dict[str, Any] = {
+                "text": "".join(self._reply.pop(event.turn_id)).strip(),
+                "turn_id": event.turn_id,
+            }
         else:
             data = {k: v for k, v in dataclasses.asdict(event).items() if k != "at"}
             if isinstance(event, ev.ConfigRejected):

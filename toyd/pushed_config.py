@@ -57,8 +57,10 @@ def file_base(config: Config) -> dict[str, Any]:
 
 def save(state_dir: Path, push: SavedPush) -> None:
     """Persist the last good push (atomic), to be put in force at the next start."""
-    write_atomic(state_dir / SAVED_FILE, json.dumps({"source": push.source, "version": push.version,
-                                                     "config": push.overlay}))
+    write_atomic(
+        state_dir / SAVED_FILE,
+        json.dumps({"source": push.source, "version": push.version, "config": push.overlay}),
+    )
 
 
 def load(state_dir: Path) -> SavedPush | None:
@@ -77,7 +79,9 @@ def load(state_dir: Path) -> SavedPush | None:
     return None
 
 
-def apply_saved(config: Config, state_dir: Path, schemas: Any, known_plugins: Callable[[], Iterable[str]]) -> Config:
+def apply_saved(
+    config: Config, state_dir: Path, schemas: Any, known_plugins: Callable[[], Iterable[str]]
+) -> Config:
     """``config`` with the saved push in force (the daemon calls this before plugins start).
 
     A saved push that no longer fits the file (a plugin was removed, a key renamed) is
@@ -87,11 +91,18 @@ def apply_saved(config: Config, state_dir: Path, schemas: Any, known_plugins: Ca
     if saved is None:
         return config
     try:
-        merged = validate(merge(file_base(config), saved.overlay), schemas, source=saved.source,
-                          known_plugins=known_plugins)
+        merged = validate(
+            merge(file_base(config), saved.overlay),
+            schemas,
+            source=saved.source,
+            known_plugins=known_plugins,
+        )
     except ConfigError as exc:
-        log.warning("the saved config push version %d no longer fits this toy's config and is ignored: %s",
-                    saved.version, exc)
+        log.warning(
+            "the saved config push version %d no longer fits this toy's config and is ignored: %s",
+            saved.version,
+            exc,
+        )
         return config
     log.info("config push version %d from %s is in force", saved.version, saved.source)
     return dataclasses.replace(merged, raw=config.raw, source=config.source)

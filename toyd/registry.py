@@ -37,7 +37,9 @@ class PluginInfo:
 class Registry:
     """Installed plugins by name; ``extra`` adds factories directly (tests, embedding)."""
 
-    def __init__(self, extra: Mapping[str, Factory] | None = None, *, entry_points: bool = True) -> None:
+    def __init__(
+        self, extra: Mapping[str, Factory] | None = None, *, entry_points: bool = True
+    ) -> None:
         self._entry_points: dict[str, md.EntryPoint] = {}
         if entry_points:
             for ep in md.entry_points(group=GROUP):
@@ -63,7 +65,10 @@ class Registry:
             try:
                 factory = ep.load()
             except Exception as exc:  # noqa: BLE001 - any import error names the plugin
-                raise PluginError(name, f"cannot be imported from {ep.value} ({dist}): {type(exc).__name__}: {exc}") from exc
+                raise PluginError(
+                    name,
+                    f"cannot be imported from {ep.value} ({dist}): {type(exc).__name__}: {exc}",
+                ) from exc
         else:
             raise KeyError(name)
         try:

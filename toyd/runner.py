@@ -32,7 +32,10 @@ def run(main: Coroutine[Any, Any, Any], *, grace: float = 0.3) -> None:
         executor_done = loop.run_until_complete(_shutdown_executor(loop, grace))
         stuck = [t.get_name() for t in leftovers if not t.done()]
         if stuck or not executor_done:
-            log.warning("exiting with work still running: %s", ", ".join(stuck) or "a blocking call in a worker thread")
+            log.warning(
+                "exiting with work still running: %s",
+                ", ".join(stuck) or "a blocking call in a worker thread",
+            )
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()

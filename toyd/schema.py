@@ -31,8 +31,17 @@ class Secret(str):
 
 
 # a key whose name says it holds a credential: its value is never shown in an error
-SECRET_KEY = re.compile(r"token|password|passwd|passphrase|secret|api_?key|credential|psk", re.IGNORECASE)
-_KINDS = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list", dict: "a mapping"}
+SECRET_KEY = re.compile(
+    r"token|password|passwd|passphrase|secret|api_?key|credential|psk", re.IGNORECASE
+)
+_KINDS = {
+    bool: "true/false",
+    int: "a number",
+    float: "a number",
+    str: "text",
+    list: "a list",
+    dict: "a mapping",
+}
 
 
 class Hidden:
@@ -47,7 +56,9 @@ class Hidden:
 
 def is_secret(path: str, value: object = None) -> bool:
     """Whether the value at dotted ``path`` must never be printed (a ``$env``/``$file`` value or a credential key)."""
-    return isinstance(value, Secret) or any(SECRET_KEY.search(part) for part in re.split(r"[.\[\]]", path))
+    return isinstance(value, Secret) or any(
+        SECRET_KEY.search(part) for part in re.split(r"[.\[\]]", path)
+    )
 
 
 def setting(
@@ -77,7 +88,9 @@ class Where:
     source: str = "<config>"
     lines: LineLookup = staticmethod(lambda path: None)  # type: ignore[assignment]
 
-    def error(self, path: str, problem: str, *, value: object = _MISSING, hint: str = "") -> ConfigError:
+    def error(
+        self, path: str, problem: str, *, value: object = _MISSING, hint: str = ""
+    ) -> ConfigError:
         if value is not _MISSING and is_secret(path, value):
             value = Hidden(value)
         return ConfigError(
@@ -119,7 +132,9 @@ def _convert(tp: Any, value: object, where: Where, path: str) -> object:
             return tp(value)
         except ValueError:
             choices = [m.value for m in tp]
-            raise where.error(path, "not an allowed value", value=value, hint=f"one of {choices}") from None
+            raise where.error(
+                path, "not an allowed value", value=value, hint=f"one of {choices}"
+            ) from None
     if origin is tuple or tp is tuple:
         return _convert_tuple(tp, value, where, path)
     if origin in (dict, Mapping, typing.Mapping) or tp is dict:
@@ -157,14 +172,18 @@ def _build_dataclass(cls: type, value: object, where: Where, path: str) -> objec
     for key in value:
         if key not in fields:
             known = sorted(fields)
-            hint = did_you_mean(key, known) or ("known keys: " + ", ".join(known) if known else "this section takes no keys")
+            hint = did_you_mean(key, known) or (
+                "known keys: " + ", ".join(known) if known else "this section takes no keys"
+            )
             raise where.error(_join(path, key), "unknown key", hint=hint)
     kwargs: dict[str, object] = {}
     for name, field in fields.items():
         sub = _join(path, name)
         if name not in value:
             if field.default is _MISSING and field.default_factory is _MISSING:  # type: ignore[misc]
-                raise where.error(sub, "required key is missing", hint=field.metadata.get("doc", ""))
+                raise where.error(
+                    sub, "required key is missing", hint=field.metadata.get("doc", "")
+                )
             continue
         converted = _convert(hints[name], value[name], where, sub)
         _check_range(field, converted, where, sub)
@@ -180,7 +199,11 @@ def _check_range(field: dataclasses.Field, value: object, where: Where, path: st
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        bounds = f"between {lo} and {hi}" if lo is not None and hi is not None else (f"at least {lo}" if lo is not None else f"at most {hi}")
+        bounds = (
+            f"between {lo} and {hi}"
+            if lo is not None and hi is not None
+            else (f"at least {lo}" if lo is not None else f"at most {hi}")
+        )
         raise where.error(path, f"out of range: must be {bounds}", value=value)
 
 
@@ -212,7 +235,9 @@ def _convert_tuple(tp: Any, value: object, where: Where, path: str) -> tuple:
         raise where.error(path, f"expected a list of {len(args)} items", value=value)
     if not args:
         return tuple(value)
-    return tuple(_convert(a, item, where, f"{path}[{i}]") for i, (a, item) in enumerate(zip(args, value)))
+    return tuple(
+        _convert(a, item, where, f"{path}[{i}]") for i, (a, item) in enumerate(zip(args, value))
+    )
 
 
 def _convert_mapping(tp: Any, value: object, where: Where, path: str) -> Mapping:
@@ -245,7 +270,8 @@ def _type_name(tp: Any) -> str:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return " or ".join(repr(m.value) for m in tp)
     return {"str": "text", "int": "integer", "float": "number", "bool": "true/false"}.get(
-        getattr(tp, "__name__", ""), getattr(tp, "__name__", None) or str(tp))
+        getattr(tp, "__name__", ""), getattr(tp, "__name__", None) or str(tp)
+    )
 
 
 def did_you_mean(value: object, choices: typing.Iterable[object]) -> str:
@@ -266,5 +292,7 @@ def describe(cls: type) -> list[tuple[str, str, object, str]]:
             default = field.default_factory()  # type: ignore[misc]
         else:
             default = "(required)"
-        rows.append((field.name, _type_name(hints[field.name]), default, field.metadata.get("doc", "")))
+        rows.append(
+            (field.name, _type_name(hints[field.name]), default, field.metadata.get("doc", ""))
+        )
     return rows

@@ -23,18 +23,24 @@ async def synthesize(app: App, turn: Turn, text: str, *, timeout: float = 60.0) 
         async with asyncio.timeout(timeout):
             stream = await app.host.call_first("toyd_synthesize", turn=turn, text=text)
             if stream is None:
-                raise BackendError("no text-to-speech plugin is enabled (add tts_espeak to plugins)")
+                raise BackendError(
+                    "no text-to-speech plugin is enabled (add tts_espeak to plugins)"
+                )
             chunks, iterator = [], stream.__aiter__()
             try:
                 async for chunk in iterator:
                     if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                        raise BackendError(f"toyd_synthesize yielded {type(chunk).__name__}, not PCM bytes")
+                        raise BackendError(
+                            f"toyd_synthesize yielded {type(chunk).__name__}, not PCM bytes"
+                        )
                     chunks.append(bytes(chunk))
             finally:
                 if hasattr(iterator, "aclose"):  # stops the engine at once on timeout or cancel
                     await iterator.aclose()
     except TimeoutError:
-        raise BackendError(f"speaking {len(text)} characters took longer than {timeout:g} s") from None
+        raise BackendError(
+            f"speaking {len(text)} characters took longer than {timeout:g} s"
+        ) from None
     except (asyncio.CancelledError, BackendError):
         raise
     except Exception as exc:  # noqa: BLE001 - a faulty speech plugin costs the audio, not the caller

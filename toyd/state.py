@@ -51,7 +51,13 @@ TRANSITIONS: dict[State, dict[Trigger, State]] = {
     S.IDLE: {T.LISTEN: S.LISTENING, T.ANNOUNCE: S.SPEAKING, **_AWAKE},
     S.LISTENING: {T.END_OF_SPEECH: S.THINKING, T.CANCEL: S.IDLE, **_AWAKE},
     # LISTEN while THINKING or SPEAKING is barge-in.
-    S.THINKING: {T.REPLY_STARTED: S.SPEAKING, T.LISTEN: S.LISTENING, T.CANCEL: S.IDLE, T.REPLY_DONE: S.IDLE, **_AWAKE},
+    S.THINKING: {
+        T.REPLY_STARTED: S.SPEAKING,
+        T.LISTEN: S.LISTENING,
+        T.CANCEL: S.IDLE,
+        T.REPLY_DONE: S.IDLE,
+        **_AWAKE,
+    },
     S.SPEAKING: {T.REPLY_DONE: S.IDLE, T.LISTEN: S.LISTENING, T.CANCEL: S.IDLE, **_AWAKE},
     S.SLEEPING: {T.WAKE: S.IDLE, T.MUTE: S.MUTED, T.FAULT: S.ERROR},
     S.MUTED: {T.UNMUTE: S.IDLE, T.SLEEP: S.SLEEPING, T.FAULT: S.ERROR},
@@ -76,7 +82,9 @@ class StateMachine:
         """Apply ``trigger``; returns ``(old, new)`` or None (logged) when illegal."""
         new = self.next_state(trigger)
         if new is None:
-            log.info("ignored %s in state %s (%s)", trigger.value, self.state.value, cause or "no cause")
+            log.info(
+                "ignored %s in state %s (%s)", trigger.value, self.state.value, cause or "no cause"
+            )
             return None
         old, self.state = self.state, new
         return old, new

@@ -67,11 +67,22 @@ class Supervisor:
                 if time.monotonic() - started >= self.stable_after:
                     delay = self.backoff_initial
                 restart = service.restart
-                log.error("service %s failed: %s: %s%s", name, type(exc).__name__, exc,
-                          f"; restarting in {delay:.1f} s" if restart else "; not restarted")
+                log.error(
+                    "service %s failed: %s: %s%s",
+                    name,
+                    type(exc).__name__,
+                    exc,
+                    f"; restarting in {delay:.1f} s" if restart else "; not restarted",
+                )
                 log.debug("service %s traceback", name, exc_info=exc)
-                self.bus.publish(PluginFailed(plugin=plugin, service=service.name, error=f"{type(exc).__name__}: {exc}",
-                                              restart_in=delay if restart else None))
+                self.bus.publish(
+                    PluginFailed(
+                        plugin=plugin,
+                        service=service.name,
+                        error=f"{type(exc).__name__}: {exc}",
+                        restart_in=delay if restart else None,
+                    )
+                )
                 if not restart:
                     return
                 await asyncio.sleep(delay * random.uniform(0.9, 1.1))
@@ -91,7 +102,9 @@ class Supervisor:
         done, pending = await asyncio.wait(tasks, timeout=timeout)
         stuck = sorted(t.get_name() for t in pending)
         if stuck:
-            log.warning("tasks did not stop within %.1f s and were abandoned: %s", timeout, ", ".join(stuck))
+            log.warning(
+                "tasks did not stop within %.1f s and were abandoned: %s", timeout, ", ".join(stuck)
+            )
         return stuck
 
 

@@ -31,8 +31,18 @@ class Transcription:
 
 
 # The safety categories every filter and moderation plugin speaks of (makers may add more).
-SAFETY_CATEGORIES = ("sexual", "violence", "self_harm", "abuse", "dangerous_activities",
-                     "drugs_alcohol_gambling", "hate_bullying", "profanity", "personal_info", "grooming")
+SAFETY_CATEGORIES = (
+    "sexual",
+    "violence",
+    "self_harm",
+    "abuse",
+    "dangerous_activities",
+    "drugs_alcohol_gambling",
+    "hate_bullying",
+    "profanity",
+    "personal_info",
+    "grooming",
+)
 
 
 @dataclasses.dataclass(frozen=True)

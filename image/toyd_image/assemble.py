@@ -58,7 +58,9 @@ def plan(boot_dir: Path, root_dir: Path, boot_size_mb: int, root_free_mb: int) -
     """Partition sizes: the boot size as configured, root = content + 10 % + journal + free space."""
     boot_bytes, _ = tree_size(boot_dir)
     if boot_bytes > (boot_size_mb - 8) * MIB:
-        raise ImageBuildError(f"boot files need {boot_bytes // MIB} MiB but boot_size_mb is {boot_size_mb}; raise it")
+        raise ImageBuildError(
+            f"boot files need {boot_bytes // MIB} MiB but boot_size_mb is {boot_size_mb}; raise it"
+        )
     root_bytes, inodes = tree_size(root_dir)
     root_mb = int(root_bytes * 1.10 / MIB) + inodes * 256 // MIB + 32 + root_free_mb
     root_mb = -(-root_mb // ALIGN_MIB) * ALIGN_MIB
@@ -68,11 +70,17 @@ def plan(boot_dir: Path, root_dir: Path, boot_size_mb: int, root_free_mb: int) -
 def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
     env = dict(os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C")
     try:
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, env=env)
+        proc = subprocess.run(
+            cmd, input=stdin, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, env=env
+        )
     except FileNotFoundError:
-        raise ImageBuildError(f"{cmd[0]} is not installed (needed to {what}); see docs/image.md requirements") from None
+        raise ImageBuildError(
+            f"{cmd[0]} is not installed (needed to {what}); see docs/image.md requirements"
+        ) from None
     except subprocess.TimeoutExpired:
-        raise ImageBuildError(f"{what}: {cmd[0]} gave no result within {TOOL_TIMEOUT_S} s") from None
+        raise ImageBuildError(
+            f"{what}: {cmd[0]} gave no result within {TOOL_TIMEOUT_S} s"
+        ) from None
     if proc.returncode != 0:
         message = (proc.stderr or proc.stdout).strip()[-1500:]
         if "No space left" in message or "not enough space" in message.lower():
@@ -84,10 +92,16 @@ def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
 def make_fat(boot_dir: Path, size_mb: int, out: Path) -> None:
     """A FAT32 filesystem image labelled RASPIFIRM holding boot_dir's files."""
     out.unlink(missing_ok=True)
-    _run(["mkfs.vfat", "-C", "-F", "32", "-n", BOOT_LABEL, str(out), str(size_mb * 1024)], "create the FAT boot filesystem")
+    _run(
+        ["mkfs.vfat", "-C", "-F", "32", "-n", BOOT_LABEL, str(out), str(size_mb * 1024)],
+        "create the FAT boot filesystem",
+    )
     entries = sorted(str(p) for p in boot_dir.iterdir())
     if entries:
-        _run(["mcopy", "-s", "-p", "-m", "-i", str(out), *entries, "::"], "copy the boot files (mcopy)")
+        _run(
+            ["mcopy", "-s", "-p", "-m", "-i", str(out), *entries, "::"],
+            "copy the boot files (mcopy)",
+        )
 
 
 def make_ext4(root_dir: Path, size_mb: int, out: Path) -> None:
@@ -95,8 +109,28 @@ def make_ext4(root_dir: Path, size_mb: int, out: Path) -> None:
     out.unlink(missing_ok=True)
     with open(out, "wb") as f:
         f.truncate(size_mb * MIB)
-    _run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", ROOT_LABEL, "-J", "size=32", "-E", "lazy_itable_init=0,lazy_journal_init=0",
-          "-m", "1", "-d", str(root_dir), str(out), f"{size_mb}M"], "create the ext4 root filesystem (mke2fs -d)")
+    _run(
+        [
+            "mke2fs",
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-L",
+            ROOT_LABEL,
+            "-J",
+            "size=32",
+            "-E",
+            "lazy_itable_init=0,lazy_journal_init=0",
+            "-m",
+            "1",
+            "-d",
+            str(root_dir),
+            str(out),
+            f"{size_mb}M",
+        ],
+        "create the ext4 root filesystem (mke2fs -d)",
+    )
 
 
 def partition(image: Path, layout: Layout) -> None:
@@ -109,16 +143,32 @@ def partition(image: Path, layout: Layout) -> None:
         f"start={layout.boot_start * sectors}, size={layout.boot_size * sectors}, type=c, bootable\n"
         f"start={layout.root_start * sectors}, size={layout.root_size * sectors}, type=83\n"
     )
-    _run(["sfdisk", "--no-reread", "--no-tell-kernel", "--wipe", "always", str(image)], "write the partition table", stdin=script)
+    _run(
+        ["sfdisk", "--no-reread", "--no-tell-kernel", "--wipe", "always", str(image)],
+        "write the partition table",
+        stdin=script,
+    )
 
 
 def write_at(image: Path, fs: Path, start_mb: int) -> None:
     """Copy a filesystem image into the disk image at start_mb, keeping holes."""
-    _run(["dd", f"if={fs}", f"of={image}", "bs=1M", f"seek={start_mb}", "conv=notrunc,sparse", "status=none"],
-         "write a partition into the image (dd)")
+    _run(
+        [
+            "dd",
+            f"if={fs}",
+            f"of={image}",
+            "bs=1M",
+            f"seek={start_mb}",
+            "conv=notrunc,sparse",
+            "status=none",
+        ],
+        "write a partition into the image (dd)",
+    )
 
 
-def assemble(boot_dir: Path, root_dir: Path, image: Path, *, boot_size_mb: int, root_free_mb: int) -> Layout:
+def assemble(
+    boot_dir: Path, root_dir: Path, image: Path, *, boot_size_mb: int, root_free_mb: int
+) -> Layout:
     """Build the whole image file from the two folders; parts are removed on any failure."""
     layout = plan(boot_dir, root_dir, boot_size_mb, root_free_mb)
     fat, ext4 = image.with_name(image.name + ".boot"), image.with_name(image.name + ".root")

@@ -13,8 +13,20 @@ import yaml
 from toyd.errors import ToydError
 
 VARIANTS = {"release": (), "test": ("test",), "broken": ("test", "broken")}
-KEYS = {"name", "variant", "suite", "mirror", "security_mirror", "packages", "hooks", "toyd_config",
-        "boot_size_mb", "root_free_mb", "python", "models"}
+KEYS = {
+    "name",
+    "variant",
+    "suite",
+    "mirror",
+    "security_mirror",
+    "packages",
+    "hooks",
+    "toyd_config",
+    "boot_size_mb",
+    "root_free_mb",
+    "python",
+    "models",
+}
 IMAGE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -53,7 +65,9 @@ class BuildConfig:
     @property
     def overlays(self) -> list[Path]:
         """Overlay folders (each with rootfs/ and boot/) applied in order for this variant."""
-        return [IMAGE_DIR / "overlay"] + [IMAGE_DIR / "variants" / v for v in VARIANTS[self.variant]]
+        return [IMAGE_DIR / "overlay"] + [
+            IMAGE_DIR / "variants" / v for v in VARIANTS[self.variant]
+        ]
 
     def package_list(self) -> list[str]:
         """Debian packages from the package list file (comments and blank lines dropped)."""
@@ -73,7 +87,9 @@ def load(path: str | Path, **overrides: Any) -> BuildConfig:
     except OSError as exc:
         raise ImageBuildError(f"cannot read build config {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise ImageBuildError(f"cannot read build config {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise ImageBuildError(
+            f"cannot read build config {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.MarkedYAMLError as exc:
@@ -105,7 +121,11 @@ def load(path: str | Path, **overrides: Any) -> BuildConfig:
             values[key] = _existing(path, key, base / str(data[key]), kind)
     for key, low in (("boot_size_mb", 64), ("root_free_mb", 64)):
         if key in data:
-            if not isinstance(data[key], int) or isinstance(data[key], bool) or not low <= data[key] <= 65536:
+            if (
+                not isinstance(data[key], int)
+                or isinstance(data[key], bool)
+                or not low <= data[key] <= 65536
+            ):
                 raise _fail(path, key, f"must be a whole number of MiB, {low}..65536")
             values[key] = data[key]
     python = data.get("python") or {}
@@ -113,14 +133,20 @@ def load(path: str | Path, **overrides: Any) -> BuildConfig:
         raise _fail(path, "python", "may hold 'debian' and 'substitute' mappings only")
     for key, attr in (("debian", "debian_python"), ("substitute", "substitutes")):
         mapping = python.get(key) or {}
-        if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        if not isinstance(mapping, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+        ):
             raise _fail(path, f"python.{key}", "must map pip names to text")
         values[attr] = {_normalize(k): v for k, v in mapping.items()}
     values["models"] = tuple(_models(path, data.get("models") or []))
     config = BuildConfig(path=path, **values)
     missing = sorted(set(config.debian_python.values()) - set(config.package_list()))
     if missing:
-        raise _fail(path, "python.debian", f"{', '.join(missing)} not in {config.packages.name}; add it there")
+        raise _fail(
+            path,
+            "python.debian",
+            f"{', '.join(missing)} not in {config.packages.name}; add it there",
+        )
     return config
 
 
@@ -139,16 +165,27 @@ def _models(path: Path, items: Any) -> list[Model]:
     out: list[Model] = []
     for i, item in enumerate(items):
         where = f"models[{i}]"
-        if not isinstance(item, dict) or set(item) - {"source", "dest", "sha256"} or "source" not in item or "dest" not in item:
+        if (
+            not isinstance(item, dict)
+            or set(item) - {"source", "dest", "sha256"}
+            or "source" not in item
+            or "dest" not in item
+        ):
             raise _fail(path, where, "needs source and dest (and optional sha256)")
         dest = str(item["dest"])
         if dest.startswith("/") or ".." in Path(dest).parts:
-            raise _fail(path, f"{where}.dest", f"{dest!r} must be relative, inside /opt/toyd/models")
+            raise _fail(
+                path, f"{where}.dest", f"{dest!r} must be relative, inside /opt/toyd/models"
+            )
         sha = item.get("sha256")
         if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", str(sha)):
             raise _fail(path, f"{where}.sha256", "must be 64 lowercase hex digits")
         source = str(item["source"])
-        if "://" not in source and not source.startswith("package:") and not Path(source).is_absolute():
+        if (
+            "://" not in source
+            and not source.startswith("package:")
+            and not Path(source).is_absolute()
+        ):
             source = str((path.parent / source).resolve())
         out.append(Model(source=source, dest=dest, sha256=sha))
     return out

@@ -19,7 +19,13 @@ from .config import IMAGE_DIR, BuildConfig, ImageBuildError
 
 log = logging.getLogger(__name__)
 VENV = "/opt/toyd/venv"
-UNITS = ["toyd.service", "toyd-firstboot.service", "toyd-growroot.service", "systemd-networkd.service", "systemd-resolved.service"]
+UNITS = [
+    "toyd.service",
+    "toyd-firstboot.service",
+    "toyd-growroot.service",
+    "systemd-networkd.service",
+    "systemd-resolved.service",
+]
 # The test image's boot check drives toyd through a local MQTT broker (parent commands).
 TEST_UNITS = ["toyd-boot-check.service", "toyd-test-machine.service", "mosquitto.service"]
 # Device-tree overlays for the sound boards, compiled onto the boot partition's overlays/.
@@ -51,15 +57,28 @@ if bad:
 
 def chroot(rootfs: Path, *cmd: str, what: str) -> str:
     """Run a command inside the rootfs (arm64 through qemu-user); raise with its output."""
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root", "PIP_NO_INPUT": "1",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_CONFIG_FILE": "/dev/null"}
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": "/root",
+        "PIP_NO_INPUT": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_CONFIG_FILE": "/dev/null",
+    }
     try:
-        proc = subprocess.run(["chroot", str(rootfs), *cmd], capture_output=True, text=True, env=env,
-                              timeout=CHROOT_TIMEOUT_S)
+        proc = subprocess.run(
+            ["chroot", str(rootfs), *cmd],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=CHROOT_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
         raise ImageBuildError(f"{what}: no result after {CHROOT_TIMEOUT_S} s") from None
     if proc.returncode != 0:
-        raise ImageBuildError(f"{what} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr).strip()[-3000:]}")
+        raise ImageBuildError(
+            f"{what} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr).strip()[-3000:]}"
+        )
     return proc.stdout
 
 
@@ -87,15 +106,21 @@ def group_id(rootfs: Path, name: str) -> int:
 def check_unit(unit: Path) -> Path:
     """The repository's toyd.service, if it takes the image's TOYD_ARGS (device id, --simulate)."""
     if not unit.is_file():
-        raise ImageBuildError(f"{unit} is missing: the image installs the daemon's unit from the repository")
+        raise ImageBuildError(
+            f"{unit} is missing: the image installs the daemon's unit from the repository"
+        )
     text = unit.read_text()
     if "$TOYD_ARGS" not in text or "EnvironmentFile=-/etc/default/toyd" not in text:
-        raise ImageBuildError(f"{unit}: the image passes --device-id/--simulate through TOYD_ARGS; the unit needs "
-                              "EnvironmentFile=-/etc/default/toyd and $TOYD_ARGS at the end of ExecStart")
+        raise ImageBuildError(
+            f"{unit}: the image passes --device-id/--simulate through TOYD_ARGS; the unit needs "
+            "EnvironmentFile=-/etc/default/toyd and $TOYD_ARGS at the end of ExecStart"
+        )
     return unit
 
 
-def install(config: BuildConfig, repo: Path, rootfs: Path, wheelhouse: Path, models: Path, boot: Path) -> str:
+def install(
+    config: BuildConfig, repo: Path, rootfs: Path, wheelhouse: Path, models: Path, boot: Path
+) -> str:
     """Turn an unpacked base rootfs into the toyd rootfs; fill the boot staging folder."""
     for overlay in config.overlays:
         if (overlay / "rootfs").is_dir():
@@ -113,12 +138,20 @@ def install(config: BuildConfig, repo: Path, rootfs: Path, wheelhouse: Path, mod
         shutil.copytree(models, rootfs / "opt/toyd/models", dirs_exist_ok=True)
     result = _install_venv(rootfs, wheelhouse)
     units = UNITS + (TEST_UNITS if config.variant != "release" else [])
-    proc = subprocess.run(["systemctl", f"--root={rootfs}", "enable", *units], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["systemctl", f"--root={rootfs}", "enable", *units],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if proc.returncode != 0:
         raise ImageBuildError(f"cannot enable {', '.join(units)}: {proc.stderr.strip()}")
     # A toy must work offline: nothing may wait minutes for a network that is not there.
-    subprocess.run(["systemctl", f"--root={rootfs}", "disable", "systemd-networkd-wait-online.service"],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        ["systemctl", f"--root={rootfs}", "disable", "systemd-networkd-wait-online.service"],
+        capture_output=True,
+        timeout=120,
+    )
     resolv = rootfs / "etc/resolv.conf"
     if resolv.exists() or resolv.is_symlink():
         resolv.unlink()
@@ -126,7 +159,11 @@ def install(config: BuildConfig, repo: Path, rootfs: Path, wheelhouse: Path, mod
     # Empty machine-id: each toy gets its own on first boot, without systemd's first-boot
     # presets ("uninitialized" would run preset-all and enable SSH) or prompts.
     (rootfs / "etc/machine-id").write_text("")
-    subprocess.run(["systemctl", f"--root={rootfs}", "mask", "systemd-firstboot.service"], capture_output=True, timeout=120)
+    subprocess.run(
+        ["systemctl", f"--root={rootfs}", "mask", "systemd-firstboot.service"],
+        capture_output=True,
+        timeout=120,
+    )
     _stage_boot(config, rootfs, boot)
     return result
 
@@ -136,16 +173,39 @@ def _install_venv(rootfs: Path, wheelhouse: Path) -> str:
     inside = rootfs / "tmp/toyd-wheels"
     shutil.copytree(wheelhouse, inside)
     try:
-        chroot(rootfs, "python3", "-m", "venv", "--system-site-packages", VENV, what="create the venv")
+        chroot(
+            rootfs, "python3", "-m", "venv", "--system-site-packages", VENV, what="create the venv"
+        )
         wheels = sorted(f"/tmp/toyd-wheels/{w.name}" for w in wheelhouse.glob("*.whl"))
-        chroot(rootfs, f"{VENV}/bin/python", "-m", "pip", "install", "--no-index", "--no-deps", "--no-cache-dir",
-               *wheels, what="pip install (offline) in the image")
+        chroot(
+            rootfs,
+            f"{VENV}/bin/python",
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--no-deps",
+            "--no-cache-dir",
+            *wheels,
+            what="pip install (offline) in the image",
+        )
     finally:
         shutil.rmtree(inside, ignore_errors=True)
     site = f"{VENV}/lib/python3.11/site-packages"
     out = chroot(rootfs, f"{VENV}/bin/python", "-c", SMOKE_TEST, site, what="import smoke test")
-    chroot(rootfs, f"{VENV}/bin/toyd", "check-config", "/etc/toyd/toyd.yaml", what="toyd check-config in the image")
-    plugins = chroot(rootfs, f"{VENV}/bin/toyd", "plugins", what="toyd plugins in the image (a plugin failed to load)")
+    chroot(
+        rootfs,
+        f"{VENV}/bin/toyd",
+        "check-config",
+        "/etc/toyd/toyd.yaml",
+        what="toyd check-config in the image",
+    )
+    plugins = chroot(
+        rootfs,
+        f"{VENV}/bin/toyd",
+        "plugins",
+        what="toyd plugins in the image (a plugin failed to load)",
+    )
     return out.strip() + f"; {len(plugins.splitlines()) - 1} plugins load"
 
 
@@ -153,7 +213,9 @@ def _stage_boot(config: BuildConfig, rootfs: Path, boot: Path) -> None:
     """Boot partition content: raspi-firmware's files, then toyd's settings folder."""
     firmware = rootfs / "boot/firmware"
     if not (firmware / "config.txt").exists():
-        raise ImageBuildError("the base rootfs has no /boot/firmware/config.txt: raspi-firmware did not run")
+        raise ImageBuildError(
+            "the base rootfs has no /boot/firmware/config.txt: raspi-firmware did not run"
+        )
     shutil.copytree(firmware, boot, dirs_exist_ok=True)
     for item in firmware.iterdir():  # the FAT partition is mounted here on the toy
         if item.is_dir():
@@ -177,8 +239,11 @@ def toyd_config(config: BuildConfig) -> str:
     for path in overrides:
         _merge(data, yaml.safe_load(path.read_text()) or {})
     names = ", ".join(str(p.relative_to(IMAGE_DIR)) for p in overrides)
-    return (f"# {config.toyd_config.name} with the changes in image/{names} "
-            "(generated by the image build)\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return (
+        f"# {config.toyd_config.name} with the changes in image/{names} "
+        "(generated by the image build)\n"
+        + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    )
 
 
 def _merge(data: dict[str, Any], changes: dict[str, Any]) -> None:
@@ -199,7 +264,8 @@ def compile_overlays(sources: Path, dest: Path) -> list[Path]:
         cmd = ["dtc", "-@", "-q", "-I", "dts", "-O", "dtb", "-o", str(dtbo), str(dts)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
-            raise ImageBuildError(f"device-tree overlay {dts.name} does not compile: "
-                                  f"{proc.stderr.strip()}")
+            raise ImageBuildError(
+                f"device-tree overlay {dts.name} does not compile: {proc.stderr.strip()}"
+            )
         built.append(dtbo)
     return built

@@ -27,13 +27,17 @@ def resolve_local(source: str) -> Path | None:
         module, _, rel = source.removeprefix("package:").partition("/")
         spec = importlib.util.find_spec(module) if module else None
         if spec is None or not spec.submodule_search_locations:
-            raise ImageBuildError(f"model source {source!r}: Python package {module!r} is not installed on this machine")
+            raise ImageBuildError(
+                f"model source {source!r}: Python package {module!r} is not installed on this machine"
+            )
         return Path(list(spec.submodule_search_locations)[0]) / rel
     parsed = urllib.parse.urlparse(source)
     if parsed.scheme in ("http", "https", "file"):
         return None
     if parsed.scheme and len(parsed.scheme) > 1:
-        raise ImageBuildError(f"model source {source!r}: unsupported URL scheme {parsed.scheme!r} (use https, file or a path)")
+        raise ImageBuildError(
+            f"model source {source!r}: unsupported URL scheme {parsed.scheme!r} (use https, file or a path)"
+        )
     return Path(source)
 
 
@@ -44,7 +48,9 @@ def check_sources(models: tuple[Model, ...]) -> None:
         if path is None and model.source.startswith("file:"):
             path = Path(urllib.parse.unquote(urllib.parse.urlparse(model.source).path))
         if path is not None and not path.exists():
-            raise ImageBuildError(f"model {model.dest!r}: source {model.source!r} does not exist ({path})")
+            raise ImageBuildError(
+                f"model {model.dest!r}: source {model.source!r} does not exist ({path})"
+            )
 
 
 def fetch_all(models: tuple[Model, ...], dest_root: Path) -> int:
@@ -64,11 +70,15 @@ def fetch(model: Model, dest_root: Path) -> Path:
         if src is None:
             src = _download(model.source, Path(tmp))
         elif not src.exists():
-            raise ImageBuildError(f"model {model.dest!r}: source {model.source!r} does not exist ({src})")
+            raise ImageBuildError(
+                f"model {model.dest!r}: source {model.source!r} does not exist ({src})"
+            )
         if model.sha256 and src.is_file():
             digest = _sha256(src)
             if digest != model.sha256:
-                raise ImageBuildError(f"model {model.dest!r}: sha256 of {model.source} is {digest}, expected {model.sha256}")
+                raise ImageBuildError(
+                    f"model {model.dest!r}: sha256 of {model.source} is {digest}, expected {model.sha256}"
+                )
         if src.is_dir():
             shutil.copytree(src, dest, dirs_exist_ok=True)
         elif src.name.endswith(ARCHIVES):
@@ -82,7 +92,10 @@ def fetch(model: Model, dest_root: Path) -> Path:
 def _download(url: str, tmp: Path) -> Path:
     target = tmp / (Path(urllib.parse.urlparse(url).path).name or "download")
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(target, "wb") as out:
+        with (
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+            open(target, "wb") as out,
+        ):
             shutil.copyfileobj(response, out, 1 << 20)
     except (urllib.error.URLError, OSError) as exc:
         raise ImageBuildError(f"cannot download model {url}: {exc}") from None

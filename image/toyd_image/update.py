@@ -115,10 +115,15 @@ def dev_keys(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-COMPRESSION = {"xz": "-comp xz -Xdict-size 100%", "lz4": "-comp lz4"}  # lz4: quick to make and install
+COMPRESSION = {
+    "xz": "-comp xz -Xdict-size 100%",
+    "lz4": "-comp lz4",
+}  # lz4: quick to make and install
 
 
-def bundle(app_image: Path, version: str, cert: Path, key: Path, out: Path, compression: str = "xz") -> Path:
+def bundle(
+    app_image: Path, version: str, cert: Path, key: Path, out: Path, compression: str = "xz"
+) -> Path:
     """A signed RAUC bundle installing ``app_image`` into the toy's other slot."""
     with tempfile.TemporaryDirectory(prefix="toyd-bundle-") as tmp:
         content = Path(tmp) / "content"
@@ -134,8 +139,15 @@ def bundle(app_image: Path, version: str, cert: Path, key: Path, out: Path, comp
             shutil.copyfile(app_image, content / "toyd.ext4")
         partial = out.with_name(out.name + ".part")
         partial.unlink(missing_ok=True)
-        args = ["rauc", "bundle", f"--cert={cert}", f"--key={key}",
-                f"--mksquashfs-args={COMPRESSION[compression]}", str(content), str(partial)]
+        args = [
+            "rauc",
+            "bundle",
+            f"--cert={cert}",
+            f"--key={key}",
+            f"--mksquashfs-args={COMPRESSION[compression]}",
+            str(content),
+            str(partial),
+        ]
         _run(args, "create the RAUC update bundle (rauc bundle)")
         partial.replace(out)
     return out

@@ -24,15 +24,36 @@ from .config import BuildConfig, ImageBuildError, _normalize
 log = logging.getLogger(__name__)
 PYTHON_VERSION = "3.11"  # Debian bookworm
 # glibc 2.36 in bookworm: every manylinux level up to 2_36 runs there.
-PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{n}_aarch64" for n in range(17, 37)] + ["linux_aarch64"]
+PLATFORMS = (
+    ["manylinux2014_aarch64"]
+    + [f"manylinux_2_{n}_aarch64" for n in range(17, 37)]
+    + ["linux_aarch64"]
+)
 TARGET_ENV = {
-    "platform_machine": "aarch64", "platform_system": "Linux", "sys_platform": "linux", "os_name": "posix",
-    "python_version": PYTHON_VERSION, "python_full_version": f"{PYTHON_VERSION}.2",
-    "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": "device",
+    "platform_machine": "aarch64",
+    "platform_system": "Linux",
+    "sys_platform": "linux",
+    "os_name": "posix",
+    "python_version": PYTHON_VERSION,
+    "python_full_version": f"{PYTHON_VERSION}.2",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "extra": "device",
 }
 PIP_TIMEOUT_S = 900
-SOURCE_SKIP = (".git", ".venv", "image", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-               ".hypothesis", "tests", "bench")
+SOURCE_SKIP = (
+    ".git",
+    ".venv",
+    "image",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    "tests",
+    "bench",
+)
 
 
 def device_requirements(pyproject: Path) -> list[Requirement]:
@@ -46,7 +67,9 @@ def device_requirements(pyproject: Path) -> list[Requirement]:
     return [r for r in reqs if r.marker is None or r.marker.evaluate(TARGET_ENV)]
 
 
-def plan(config: BuildConfig, reqs: list[Requirement]) -> tuple[list[str], list[str], dict[str, str]]:
+def plan(
+    config: BuildConfig, reqs: list[Requirement]
+) -> tuple[list[str], list[str], dict[str, str]]:
     """Split requirements into (pip requirement strings, Debian packages, notes per name)."""
     pip_reqs: list[str] = []
     debian: list[str] = []
@@ -67,9 +90,32 @@ def plan(config: BuildConfig, reqs: list[Requirement]) -> tuple[list[str], list[
 
 def pip_download_cmd(dest: Path, reqs: list[str], local: Path) -> list[str]:
     """pip download for aarch64/cp311 binary wheels only, into dest; local holds host-built wheels."""
-    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off",
-           "--dest", str(dest), "--find-links", str(dest), "--find-links", str(local), "--only-binary=:all:",
-           "--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", "cp311", "--abi", "abi3", "--abi", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "--dest",
+        str(dest),
+        "--find-links",
+        str(dest),
+        "--find-links",
+        str(local),
+        "--only-binary=:all:",
+        "--python-version",
+        PYTHON_VERSION,
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+    ]
     for platform in PLATFORMS:
         cmd += ["--platform", platform]
     return cmd + reqs
@@ -88,24 +134,36 @@ def build_wheelhouse(config: BuildConfig, repo: Path, dest: Path, local: Path) -
     src = dest.parent / "toyd-src"
     shutil.copytree(repo, src, ignore=shutil.ignore_patterns(*SOURCE_SKIP))
     try:
-        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dest), str(src)],
-             "build toyd's wheel")
+        _run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dest), str(src)],
+            "build toyd's wheel",
+        )
     finally:
         shutil.rmtree(src, ignore_errors=True)
     built: set[str] = set()
     for _ in range(len(pip_reqs) + 1):
-        proc = subprocess.run(pip_download_cmd(dest, pip_reqs, local), capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        proc = subprocess.run(
+            pip_download_cmd(dest, pip_reqs, local),
+            capture_output=True,
+            text=True,
+            timeout=PIP_TIMEOUT_S,
+        )
         if proc.returncode == 0:
             for wheel in dest.glob("*.whl"):
                 if (local / wheel.name).exists():
-                    notes.setdefault(wheel.name.split("-")[0], "pure-Python wheel built on the host from its sdist")
+                    notes.setdefault(
+                        wheel.name.split("-")[0],
+                        "pure-Python wheel built on the host from its sdist",
+                    )
             return notes
         match = re.search(r"No matching distribution found for ([A-Za-z0-9_.\-]+)", proc.stderr)
         if not match:
             raise ImageBuildError(f"pip download for aarch64 failed:\n{_tail(proc.stderr)}")
         name = match.group(1)
         if name in built:
-            raise ImageBuildError(f"{name}: built a wheel on the host but pip still cannot use it:\n{_tail(proc.stderr)}")
+            raise ImageBuildError(
+                f"{name}: built a wheel on the host but pip still cannot use it:\n{_tail(proc.stderr)}"
+            )
         _build_pure_wheel(name, local)
         built.add(name)
     raise ImageBuildError("pip download did not converge")
@@ -114,18 +172,37 @@ def build_wheelhouse(config: BuildConfig, repo: Path, dest: Path, local: Path) -
 def _build_pure_wheel(name: str, dest: Path) -> None:
     """A requirement without an aarch64 wheel may still be pure Python: build it on the host."""
     before = set(dest.glob("*.whl"))
-    hint = (f"{name} has no aarch64 wheel for CPython {PYTHON_VERSION} on PyPI and no pure-Python sdist; "
-            f"map it in build.yaml: python.debian ({name}: python3-...) or python.substitute")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check",
-                           "--no-binary", name, "--wheel-dir", str(dest), name],
-                          capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    hint = (
+        f"{name} has no aarch64 wheel for CPython {PYTHON_VERSION} on PyPI and no pure-Python sdist; "
+        f"map it in build.yaml: python.debian ({name}: python3-...) or python.substitute"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--no-binary",
+            name,
+            "--wheel-dir",
+            str(dest),
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=PIP_TIMEOUT_S,
+    )
     new = set(dest.glob("*.whl")) - before
     if proc.returncode != 0 or not new:
         raise ImageBuildError(f"{hint}\n{_tail(proc.stderr)}")
     for wheel in new:
         if not wheel.name.endswith("-none-any.whl"):
             wheel.unlink()
-            raise ImageBuildError(f"{hint} (its sdist builds {wheel.name}, which is not pure Python)")
+            raise ImageBuildError(
+                f"{hint} (its sdist builds {wheel.name}, which is not pure Python)"
+            )
 
 
 def _run(cmd: list[str], what: str) -> None:

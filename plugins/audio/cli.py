@@ -43,9 +43,14 @@ def _rates(portaudio: Any, device: dict[str, Any], kind: str) -> list[int]:
             if channels > device[key]:
                 continue
             try:
-                ok = portaudio.pa.is_format_supported(rate, **{f"{kind}_device": device["index"],
-                                                               f"{kind}_channels": channels,
-                                                               f"{kind}_format": portaudio.pyaudio.paInt16})
+                ok = portaudio.pa.is_format_supported(
+                    rate,
+                    **{
+                        f"{kind}_device": device["index"],
+                        f"{kind}_channels": channels,
+                        f"{kind}_format": portaudio.pyaudio.paInt16,
+                    },
+                )
             except ValueError:
                 ok = False
             if ok:
@@ -61,19 +66,29 @@ def list_devices() -> list[dict[str, Any]]:
     portaudio = PortAudio()
     try:
         defaults = {}
-        for kind, getter in (("input", portaudio.pa.get_default_input_device_info),
-                             ("output", portaudio.pa.get_default_output_device_info)):
+        for kind, getter in (
+            ("input", portaudio.pa.get_default_input_device_info),
+            ("output", portaudio.pa.get_default_output_device_info),
+        ):
             try:
                 defaults[kind] = getter()["index"]
             except OSError:
                 defaults[kind] = None
         out = []
         for d in portaudio.devices():
-            out.append({"index": d["index"], "name": d["name"], "inputs": d["maxInputChannels"],
-                        "outputs": d["maxOutputChannels"], "default_rate": int(d["defaultSampleRate"]),
-                        "input_rates": _rates(portaudio, d, "input"), "output_rates": _rates(portaudio, d, "output"),
-                        "default_input": defaults["input"] == d["index"],
-                        "default_output": defaults["output"] == d["index"]})
+            out.append(
+                {
+                    "index": d["index"],
+                    "name": d["name"],
+                    "inputs": d["maxInputChannels"],
+                    "outputs": d["maxOutputChannels"],
+                    "default_rate": int(d["defaultSampleRate"]),
+                    "input_rates": _rates(portaudio, d, "input"),
+                    "output_rates": _rates(portaudio, d, "output"),
+                    "default_input": defaults["input"] == d["index"],
+                    "default_output": defaults["output"] == d["index"],
+                }
+            )
         return out
     finally:
         portaudio.pa.terminate()
@@ -85,20 +100,28 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(devices, indent=1))
         return 0
     if not devices:
-        print("no audio devices found (is the sound card's driver or overlay loaded? try `aplay -l`)")
+        print(
+            "no audio devices found (is the sound card's driver or overlay loaded? try `aplay -l`)"
+        )
         return 1
     print(f"{'INDEX':>5}  {'IN':>3} {'OUT':>3}  {'16-BIT RATES (Hz)':<40} NAME")
     for d in devices:
         rates = sorted(set(d["input_rates"]) | set(d["output_rates"]))
         marks = " (default input)" * d["default_input"] + " (default output)" * d["default_output"]
         note = "" if 16000 in rates or not rates else "  [toyd resamples]"
-        print(f"{d['index']:>5}  {d['inputs']:>3} {d['outputs']:>3}  {', '.join(map(str, rates)) or '-':<40} "
-              f"{d['name']}{marks}{note}")
+        print(
+            f"{d['index']:>5}  {d['inputs']:>3} {d['outputs']:>3}  {', '.join(map(str, rates)) or '-':<40} "
+            f"{d['name']}{marks}{note}"
+        )
     return 0
 
 
-COMMAND = CliCommand("audio-devices", "list sound devices and the rates they take (for audio.pyaudio)",
-                     add_arguments=_add_arguments, run=_run,
-                     description="List the sound devices PortAudio sees: index, channels, supported 16-bit "
-                                 "rates and name. Use part of a name, or the index, for "
-                                 "audio.pyaudio.input_device / output_device.")
+COMMAND = CliCommand(
+    "audio-devices",
+    "list sound devices and the rates they take (for audio.pyaudio)",
+    add_arguments=_add_arguments,
+    run=_run,
+    description="List the sound devices PortAudio sees: index, channels, supported 16-bit "
+    "rates and name. Use part of a name, or the index, for "
+    "audio.pyaudio.input_device / output_device.",
+)

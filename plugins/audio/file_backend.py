@@ -57,7 +57,9 @@ class FileMicrophone:
 
     name = "file"
 
-    def __init__(self, path: str = "", *, fmt: str = "auto", realtime: bool = True, loop: bool = False) -> None:
+    def __init__(
+        self, path: str = "", *, fmt: str = "auto", realtime: bool = True, loop: bool = False
+    ) -> None:
         self.path = path
         self.fmt = fmt
         self.realtime = realtime
@@ -199,7 +201,9 @@ class _PipeReader:
             log.error("microphone pipe %s: %s", self.path, exc.strerror)
             self.close()
             return
-        if len(self.buffer) < 10 * 16000 * 2:  # keep at most 10 s unplayed; a runaway writer must not eat memory
+        if (
+            len(self.buffer) < 10 * 16000 * 2
+        ):  # keep at most 10 s unplayed; a runaway writer must not eat memory
             self.buffer += data
         self._arrived.set()
 
@@ -257,7 +261,9 @@ class FileSpeaker:
         try:
             self._writer = WavWriter(self.path)
         except OSError as exc:
-            raise AudioFileError(str(self.path), f"cannot write the speaker file: {exc.strerror or exc}") from None
+            raise AudioFileError(
+                str(self.path), f"cannot write the speaker file: {exc.strerror or exc}"
+            ) from None
 
     def write(self, pcm: bytes, generation: int) -> bool:
         """Append one frame unless interrupted, then wait out its playing time."""

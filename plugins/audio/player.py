@@ -67,8 +67,17 @@ class PlayerStats:
 class Player:
     """Plays ReplyAudio responses in arrival order; stops at once on barge-in."""
 
-    def __init__(self, bus: EventBus, speaker: AudioOutput, executor: Executor, *, volume: int = 70,
-                 prebuffer_frames: int = 3, stall_timeout: float = 3.0, state: State = State.IDLE) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        speaker: AudioOutput,
+        executor: Executor,
+        *,
+        volume: int = 70,
+        prebuffer_frames: int = 3,
+        stall_timeout: float = 3.0,
+        state: State = State.IDLE,
+    ) -> None:
         self.bus = bus
         self.speaker = speaker
         self.executor = executor
@@ -92,7 +101,9 @@ class Player:
             return
         pcm = event.pcm
         if len(pcm) % 2:
-            log.warning("reply audio %s: dropped a frame of odd length %d", event.response_id, len(pcm))
+            log.warning(
+                "reply audio %s: dropped a frame of odd length %d", event.response_id, len(pcm)
+            )
             return
         resp.frames.append(pcm)
         resp.last_activity = time.monotonic()
@@ -164,7 +175,11 @@ class Player:
                 await self._wait(None)
                 continue
             if not resp.ended and time.monotonic() - resp.last_activity >= self.stall_timeout:
-                log.warning("reply %s: no audio for %.1f s and no end marker; finishing it", resp.rid, self.stall_timeout)
+                log.warning(
+                    "reply %s: no audio for %.1f s and no end marker; finishing it",
+                    resp.rid,
+                    self.stall_timeout,
+                )
                 resp.ended = True
             if not resp.frames and resp.ended:
                 self._finish(resp)
@@ -195,7 +210,9 @@ class Player:
     async def _wait(self, timeout: float | None) -> None:
         self._changed.clear()
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout if timeout is None else max(timeout, 0.001))
+            await asyncio.wait_for(
+                self._changed.wait(), timeout if timeout is None else max(timeout, 0.001)
+            )
         except TimeoutError:
             pass
 

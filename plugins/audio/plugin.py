@@ -37,8 +37,11 @@ class AudioPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("device",), settings=AudioSettings,
-                                 summary="Microphone and speaker (PyAudio, or file/pipe for --simulate)")
+        return PluginDeclaration(
+            roles=("device",),
+            settings=AudioSettings,
+            summary="Microphone and speaker (PyAudio, or file/pipe for --simulate)",
+        )
 
     @hookimpl
     def toyd_cli_commands(self) -> list[CliCommand]:
@@ -53,8 +56,12 @@ class AudioPlugin:
         speaker_thread = self._executor("toyd-speaker")
         if self.backend == "file":
             fs = settings.file
-            self.mic = FileMicrophone(fs.input, fmt=fs.input_format, realtime=fs.realtime, loop=fs.at_end == "loop")
-            self.speaker = FileSpeaker(_resolve(app.state_dir, fs.output), realtime=fs.output_realtime)
+            self.mic = FileMicrophone(
+                fs.input, fmt=fs.input_format, realtime=fs.realtime, loop=fs.at_end == "loop"
+            )
+            self.speaker = FileSpeaker(
+                _resolve(app.state_dir, fs.output), realtime=fs.output_realtime
+            )
         else:
             from .pyaudio_backend import PortAudio
 
@@ -63,14 +70,26 @@ class AudioPlugin:
             self.speaker = portaudio.speaker(settings.pyaudio)
         await self.mic.open()
         await asyncio.get_running_loop().run_in_executor(speaker_thread, self.speaker.open)
-        self.player = Player(app.bus, self.speaker, speaker_thread, volume=settings.volume,
-                             prebuffer_frames=settings.prebuffer_frames, stall_timeout=settings.stall_timeout,
-                             state=app.state or State.IDLE)
+        self.player = Player(
+            app.bus,
+            self.speaker,
+            speaker_thread,
+            volume=settings.volume,
+            prebuffer_frames=settings.prebuffer_frames,
+            stall_timeout=settings.stall_timeout,
+            state=app.state or State.IDLE,
+        )
         self._muted = app.state is State.MUTED
-        self._events = app.bus.subscribe("audio", (ReplyAudio, ReplyAudioEnd, StateChanged, VolumeSet, MicInput),
-                                         maxsize=8192)
-        log.info("audio: %s backend (microphone %s, speaker %s), volume %d", self.backend, self.mic.name,
-                 self.speaker.name, settings.volume)
+        self._events = app.bus.subscribe(
+            "audio", (ReplyAudio, ReplyAudioEnd, StateChanged, VolumeSet, MicInput), maxsize=8192
+        )
+        log.info(
+            "audio: %s backend (microphone %s, speaker %s), volume %d",
+            self.backend,
+            self.mic.name,
+            self.speaker.name,
+            settings.volume,
+        )
 
     def _executor(self, name: str) -> concurrent.futures.ThreadPoolExecutor:
         """A dedicated thread per device, so model inference on the shared pool never delays audio."""
@@ -81,8 +100,11 @@ class AudioPlugin:
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
         assert self.player is not None
-        return [Service("capture", self._capture), Service("playback", self.player.run),
-                Service("events", self._run_events)]
+        return [
+            Service("capture", self._capture),
+            Service("playback", self.player.run),
+            Service("events", self._run_events),
+        ]
 
     async def _capture(self) -> None:
         assert self.mic is not None
@@ -123,7 +145,9 @@ class AudioPlugin:
 
     async def _switch_input(self, event: MicInput) -> None:
         if not isinstance(self.mic, FileMicrophone):
-            log.warning("MicInput %s ignored: the %s microphone is a real device", event.path, self.backend)
+            log.warning(
+                "MicInput %s ignored: the %s microphone is a real device", event.path, self.backend
+            )
             return
         try:
             await self.mic.switch(event.path, event.format)

@@ -50,41 +50,63 @@ class PortAudio:
         listing = "; ".join(f"{d['index']}: {d['name']}" for d in candidates) or "none"
         if spec is None:
             try:
-                return (self.pa.get_default_input_device_info() if kind == "input"
-                        else self.pa.get_default_output_device_info())
+                return (
+                    self.pa.get_default_input_device_info()
+                    if kind == "input"
+                    else self.pa.get_default_output_device_info()
+                )
             except OSError:
-                raise AudioError(f"no default {kind} device; set audio.pyaudio.{kind}_device "
-                                 f"to one of: {listing}") from None
+                raise AudioError(
+                    f"no default {kind} device; set audio.pyaudio.{kind}_device "
+                    f"to one of: {listing}"
+                ) from None
         if isinstance(spec, int):
             for d in candidates:
                 if d["index"] == spec:
                     return d
-            raise AudioError(f"audio.pyaudio.{kind}_device: no {kind} device with index {spec}; "
-                             f"available: {listing}")
+            raise AudioError(
+                f"audio.pyaudio.{kind}_device: no {kind} device with index {spec}; "
+                f"available: {listing}"
+            )
         matches = [d for d in candidates if spec.lower() in d["name"].lower()]
         exact = [d for d in matches if d["name"].lower() == spec.lower()]
         if not matches:
-            raise AudioError(f"audio.pyaudio.{kind}_device: no {kind} device whose name contains "
-                             f"{spec!r}; available: {listing}")
+            raise AudioError(
+                f"audio.pyaudio.{kind}_device: no {kind} device whose name contains "
+                f"{spec!r}; available: {listing}"
+            )
         if len(matches) > 1 and not exact:
-            log.info("%s device %r matches %s; using %r", kind, spec, [d["name"] for d in matches], matches[0]["name"])
+            log.info(
+                "%s device %r matches %s; using %r",
+                kind,
+                spec,
+                [d["name"] for d in matches],
+                matches[0]["name"],
+            )
         return (exact or matches)[0]
 
-    def probe(self, device: dict[str, Any], kind: str, rate: int | None, channels: int | None) -> tuple[int, int]:
+    def probe(
+        self, device: dict[str, Any], kind: str, rate: int | None, channels: int | None
+    ) -> tuple[int, int]:
         """A (rate, channels) the device accepts for int16, preferring 16 kHz mono."""
         rates = (rate,) if rate else PROBE_RATES
         channel_options = (channels,) if channels else (1, 2)
         for ch in channel_options:
             for r in rates:
-                kwargs = {f"{kind}_device": device["index"], f"{kind}_channels": ch,
-                          f"{kind}_format": self.pyaudio.paInt16}
+                kwargs = {
+                    f"{kind}_device": device["index"],
+                    f"{kind}_channels": ch,
+                    f"{kind}_format": self.pyaudio.paInt16,
+                }
                 try:
                     if self.pa.is_format_supported(r, **kwargs):
                         return r, ch
                 except ValueError:
                     continue
-        raise AudioError(f"{kind} device {device['name']!r} takes none of the rates {list(rates)} "
-                         f"with {list(channel_options)} channels of 16-bit audio")
+        raise AudioError(
+            f"{kind} device {device['name']!r} takes none of the rates {list(rates)} "
+            f"with {list(channel_options)} channels of 16-bit audio"
+        )
 
     def microphone(self, settings: PyAudioSettings, executor: Executor) -> PyAudioMicrophone:
         """A microphone that reads on ``executor``'s thread."""
@@ -108,7 +130,9 @@ class PortAudio:
 
 def _suggested_latency(device: dict[str, Any], kind: str, which: str) -> float:
     side = "Input" if kind == "input" else "Output"
-    return float(device.get(f"default{'Low' if which == 'low' else 'High'}{side}Latency", 0.0)) or 0.05
+    return (
+        float(device.get(f"default{'Low' if which == 'low' else 'High'}{side}Latency", 0.0)) or 0.05
+    )
 
 
 class PyAudioMicrophone:
@@ -134,14 +158,24 @@ class PyAudioMicrophone:
         device = pa.find(s.input_device, "input")
         self.rate, self.channels = pa.probe(device, "input", s.input_rate, s.input_channels)
         if s.input_channel >= self.channels:
-            raise AudioError(f"audio.pyaudio.input_channel is {s.input_channel} but {device['name']!r} "
-                             f"is opened with {self.channels} channel(s)")
+            raise AudioError(
+                f"audio.pyaudio.input_channel is {s.input_channel} but {device['name']!r} "
+                f"is opened with {self.channels} channel(s)"
+            )
         self.block = self.rate * FRAME_MS // 1000
         try:
-            self._stream = pa.pa.open(rate=self.rate, channels=self.channels, format=pa.pyaudio.paInt16, input=True,
-                                      input_device_index=device["index"], frames_per_buffer=self.block)
+            self._stream = pa.pa.open(
+                rate=self.rate,
+                channels=self.channels,
+                format=pa.pyaudio.paInt16,
+                input=True,
+                input_device_index=device["index"],
+                frames_per_buffer=self.block,
+            )
         except OSError as exc:
-            raise AudioError(f"cannot open input device {device['name']!r} at {self.rate} Hz: {exc}") from None
+            raise AudioError(
+                f"cannot open input device {device['name']!r} at {self.rate} Hz: {exc}"
+            ) from None
         pa.acquire()
         if self.rate != SAMPLE_RATE:
             import soxr
@@ -207,11 +241,18 @@ class PyAudioSpeaker:
         device = pa.find(s.output_device, "output")
         self.rate, self.channels = pa.probe(device, "output", s.output_rate, s.output_channels)
         try:
-            self._stream = pa.pa.open(rate=self.rate, channels=self.channels, format=pa.pyaudio.paInt16, output=True,
-                                      output_device_index=device["index"],
-                                      frames_per_buffer=self.rate * FRAME_MS // 1000)
+            self._stream = pa.pa.open(
+                rate=self.rate,
+                channels=self.channels,
+                format=pa.pyaudio.paInt16,
+                output=True,
+                output_device_index=device["index"],
+                frames_per_buffer=self.rate * FRAME_MS // 1000,
+            )
         except OSError as exc:
-            raise AudioError(f"cannot open output device {device['name']!r} at {self.rate} Hz: {exc}") from None
+            raise AudioError(
+                f"cannot open output device {device['name']!r} at {self.rate} Hz: {exc}"
+            ) from None
         pa.acquire()
         self._new_resampler()
         self.name = f"pyaudio:{device['name']}@{self.rate}Hz/{self.channels}ch"
@@ -233,7 +274,9 @@ class PyAudioSpeaker:
         if self.channels > 1:
             samples = np.repeat(samples, self.channels)
         try:
-            self._stream.write(np.ascontiguousarray(samples, "<i2").tobytes(), exception_on_underflow=False)
+            self._stream.write(
+                np.ascontiguousarray(samples, "<i2").tobytes(), exception_on_underflow=False
+            )
         except OSError as exc:
             raise AudioError(f"speaker write failed: {exc}") from None
         self._dirty = True

@@ -16,7 +16,14 @@ import time
 from typing import Any, Literal
 
 from toyd import App, PluginDeclaration, Service, State, Trigger, gpio, hookimpl, setting
-from toyd.events import ButtonGesture, ButtonPressed, ButtonReleased, SpeechStarted, StateRequest, VolumeSet
+from toyd.events import (
+    ButtonGesture,
+    ButtonPressed,
+    ButtonReleased,
+    SpeechStarted,
+    StateRequest,
+    VolumeSet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +34,43 @@ Action = Literal["none", "sleep_toggle", "mute_toggle", "volume_up", "volume_dow
 class ButtonSettings:
     """Settings of the ``button`` section."""
 
-    pin: int = setting(17, min=0, max=53, doc="BCM number of the GPIO the button connects to ground (or 3.3 V).")
-    pull_up: bool = setting(True, doc="True: button between the pin and ground (internal pull-up); false: to 3.3 V.")
-    bounce_time: float | None = setting(0.02, min=0.0, max=1.0,
-                                        doc="Seconds of contact bounce to ignore after an edge; null to turn off.")
-    hold_time: float = setting(3.0, min=0.5, max=30.0,
-                               doc="Seconds held without speech before the hold gesture fires.")
-    hold_action: Action = setting("sleep_toggle", doc="What a hold does: none, sleep_toggle, mute_toggle, volume_up, volume_down.")
-    double_press_action: Action = setting("none", doc="What a double press does (same choices as hold_action).")
-    double_press_window: float = setting(0.4, min=0.1, max=2.0,
-                                         doc="Max seconds from the end of a short press to the next press to count as a double press.")
-    volume_step: int = setting(10, min=1, max=100, doc="Volume change per volume_up/volume_down gesture (0-100 scale).")
-    initial_volume: int = setting(70, min=0, max=100,
-                                  doc="Volume assumed until a VolumeSet is seen; match the speaker's start volume.")
+    pin: int = setting(
+        17, min=0, max=53, doc="BCM number of the GPIO the button connects to ground (or 3.3 V)."
+    )
+    pull_up: bool = setting(
+        True, doc="True: button between the pin and ground (internal pull-up); false: to 3.3 V."
+    )
+    bounce_time: float | None = setting(
+        0.02,
+        min=0.0,
+        max=1.0,
+        doc="Seconds of contact bounce to ignore after an edge; null to turn off.",
+    )
+    hold_time: float = setting(
+        3.0, min=0.5, max=30.0, doc="Seconds held without speech before the hold gesture fires."
+    )
+    hold_action: Action = setting(
+        "sleep_toggle",
+        doc="What a hold does: none, sleep_toggle, mute_toggle, volume_up, volume_down.",
+    )
+    double_press_action: Action = setting(
+        "none", doc="What a double press does (same choices as hold_action)."
+    )
+    double_press_window: float = setting(
+        0.4,
+        min=0.1,
+        max=2.0,
+        doc="Max seconds from the end of a short press to the next press to count as a double press.",
+    )
+    volume_step: int = setting(
+        10, min=1, max=100, doc="Volume change per volume_up/volume_down gesture (0-100 scale)."
+    )
+    initial_volume: int = setting(
+        70,
+        min=0,
+        max=100,
+        doc="Volume assumed until a VolumeSet is seen; match the speaker's start volume.",
+    )
 
 
 class ButtonPlugin:
@@ -61,8 +92,11 @@ class ButtonPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("device",), settings=ButtonSettings,
-                                 summary="Push-to-talk button (GPIO) with hold and double-press gestures")
+        return PluginDeclaration(
+            roles=("device",),
+            settings=ButtonSettings,
+            summary="Push-to-talk button (GPIO) with hold and double-press gestures",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: ButtonSettings) -> None:
@@ -78,14 +112,20 @@ class ButtonPlugin:
         from gpiozero import Button
 
         try:
-            button = Button(settings.pin, pull_up=settings.pull_up, bounce_time=settings.bounce_time,
-                            pin_factory=factory)
+            button = Button(
+                settings.pin,
+                pull_up=settings.pull_up,
+                bounce_time=settings.bounce_time,
+                pin_factory=factory,
+            )
         except Exception as exc:  # noqa: BLE001 - gpiozero raises many kinds; name the pin
             raise gpio.pin_error("button", settings.pin, exc) from exc
         # gpiozero thread → stamp now, handle on the loop
         button.when_pressed = lambda: self._from_thread(self._on_press)
         button.when_released = lambda: self._from_thread(self._on_release)
-        log.info("button on GPIO %s (%s)", settings.pin, "pull-up" if settings.pull_up else "pull-down")
+        log.info(
+            "button on GPIO %s (%s)", settings.pin, "pull-up" if settings.pull_up else "pull-down"
+        )
         return button
 
     def _from_thread(self, handler: Any) -> None:
@@ -162,7 +202,9 @@ class ButtonPlugin:
             trigger = Trigger.UNMUTE if state is State.MUTED else Trigger.MUTE
             bus.publish(StateRequest(trigger=trigger, cause=cause))
         elif action in ("volume_up", "volume_down"):
-            step = self.settings.volume_step if action == "volume_up" else -self.settings.volume_step
+            step = (
+                self.settings.volume_step if action == "volume_up" else -self.settings.volume_step
+            )
             self._volume = max(0, min(100, self._volume + step))
             bus.publish(VolumeSet(level=self._volume))
 
@@ -171,7 +213,11 @@ class ButtonPlugin:
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: ButtonSettings) -> bool:
         old = self.settings
-        if (old.pin, old.pull_up, old.bounce_time) != (settings.pin, settings.pull_up, settings.bounce_time):
+        if (old.pin, old.pull_up, old.bounce_time) != (
+            settings.pin,
+            settings.pull_up,
+            settings.bounce_time,
+        ):
             return False  # the pin is wired at start-up
         self.settings = settings
         return True

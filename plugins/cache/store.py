@@ -82,13 +82,19 @@ class ResponseStore:
         except sqlite3.DatabaseError as exc:
             await self._close_quietly()
             self.moved_aside = self._move_aside()
-            log.error("response cache %s is corrupt (%s); moved it to %s and started an empty cache",
-                      self.path, exc, self.moved_aside)
+            log.error(
+                "response cache %s is corrupt (%s); moved it to %s and started an empty cache",
+                self.path,
+                exc,
+                self.moved_aside,
+            )
             try:
                 await self._open_checked()
             except sqlite3.Error as exc2:
                 await self._close_quietly()
-                raise CacheStoreError(f"cannot create a new response cache at {self.path}: {exc2}") from None
+                raise CacheStoreError(
+                    f"cannot create a new response cache at {self.path}: {exc2}"
+                ) from None
         except OSError as exc:
             raise CacheStoreError(f"cannot open the response cache {self.path}: {exc}") from None
 
@@ -129,8 +135,11 @@ class ResponseStore:
 
     def _read_only(self, exc: BaseException) -> None:
         if self.writable:
-            log.error("response cache %s is read-only from now on (%s); it keeps answering from what it has",
-                      self.path, exc)
+            log.error(
+                "response cache %s is read-only from now on (%s); it keeps answering from what it has",
+                self.path,
+                exc,
+            )
         self.writable = False
 
     async def close(self) -> None:
@@ -142,33 +151,49 @@ class ResponseStore:
     async def keys(self) -> dict[str, str]:
         """Every live key → its phrase (the grammar and the fuzzy-match candidates)."""
         assert self.db is not None
-        rows = await (await self.db.execute(
-            "SELECT key, phrase FROM responses WHERE expires IS NULL OR expires > ?", (time.time(),))).fetchall()
+        rows = await (
+            await self.db.execute(
+                "SELECT key, phrase FROM responses WHERE expires IS NULL OR expires > ?",
+                (time.time(),),
+            )
+        ).fetchall()
         return {k: p for k, p in rows}
 
     async def get(self, key: str) -> Entry | None:
         """The live entry for ``key``; counts a hit (when writable)."""
         assert self.db is not None
-        row = await (await self.db.execute(
-            "SELECT key, phrase, reply, audio, codec, source, hits, language, persona FROM responses "
-            "WHERE key = ? AND (expires IS NULL OR expires > ?)", (key, time.time()))).fetchone()
+        row = await (
+            await self.db.execute(
+                "SELECT key, phrase, reply, audio, codec, source, hits, language, persona FROM responses "
+                "WHERE key = ? AND (expires IS NULL OR expires > ?)",
+                (key, time.time()),
+            )
+        ).fetchone()
         if row is None:
             return None
-        await self._write("UPDATE responses SET hits = hits + 1, last_used = ? WHERE key = ?", (time.time(), key))
+        await self._write(
+            "UPDATE responses SET hits = hits + 1, last_used = ? WHERE key = ?", (time.time(), key)
+        )
         return Entry(*row)
 
     async def entry_meta(self, key: str) -> tuple[str, bool] | None:
         """(reply, has_audio) of ``key`` — lets a config refill skip unchanged entries."""
         assert self.db is not None
-        row = await (await self.db.execute("SELECT reply, audio IS NOT NULL FROM responses WHERE key = ?",
-                                           (key,))).fetchone()
+        row = await (
+            await self.db.execute(
+                "SELECT reply, audio IS NOT NULL FROM responses WHERE key = ?", (key,)
+            )
+        ).fetchone()
         return (row[0], bool(row[1])) if row else None
 
     async def stats(self) -> dict[str, int]:
         """Entries and stored bytes per source."""
         assert self.db is not None
-        rows = await (await self.db.execute(
-            "SELECT source, COUNT(*), COALESCE(SUM(size), 0) FROM responses GROUP BY source")).fetchall()
+        rows = await (
+            await self.db.execute(
+                "SELECT source, COUNT(*), COALESCE(SUM(size), 0) FROM responses GROUP BY source"
+            )
+        ).fetchall()
         return {f"{s}_{k}": v for s, n, b in rows for k, v in (("entries", n), ("bytes", b))}
 
     # --- writes -------------------------------------------------------------------------
@@ -181,8 +206,23 @@ class ResponseStore:
             "INSERT OR REPLACE INTO responses (key, phrase, reply, audio, codec, language, persona, source, "
             "cache_key, hits, created, last_used, expires, size) VALUES (?,?,?,?,?,?,?,?,?, "
             "COALESCE((SELECT hits FROM responses WHERE key = ?), 0), ?, ?, ?, ?)",
-            (entry.key, entry.phrase, entry.reply, entry.audio, entry.codec, entry.language, entry.persona,
-             entry.source, cache_key, entry.key, now, now, now + ttl if ttl > 0 else None, size))
+            (
+                entry.key,
+                entry.phrase,
+                entry.reply,
+                entry.audio,
+                entry.codec,
+                entry.language,
+                entry.persona,
+                entry.source,
+                cache_key,
+                entry.key,
+                now,
+                now,
+                now + ttl if ttl > 0 else None,
+                size,
+            ),
+        )
         if ok:
             await self.evict()
         return ok
@@ -190,7 +230,9 @@ class ResponseStore:
     async def delete_config_except(self, keep: set[str]) -> int:
         """Drop config entries no longer in the config (the maker removed the phrase)."""
         assert self.db is not None
-        rows = await (await self.db.execute("SELECT key FROM responses WHERE source = 'config'")).fetchall()
+        rows = await (
+            await self.db.execute("SELECT key FROM responses WHERE source = 'config'")
+        ).fetchall()
         gone = [r[0] for r in rows if r[0] not in keep]
         for key in gone:
             await self._write("DELETE FROM responses WHERE key = ?", (key,), commit=False)
@@ -204,12 +246,19 @@ class ResponseStore:
         if not self.writable:
             return 0
         removed = 0
-        await self._write("DELETE FROM responses WHERE expires IS NOT NULL AND expires <= ?", (time.time(),))
-        (total,) = await (await self.db.execute("SELECT COALESCE(SUM(size), 0) FROM responses")).fetchone()
+        await self._write(
+            "DELETE FROM responses WHERE expires IS NOT NULL AND expires <= ?", (time.time(),)
+        )
+        (total,) = await (
+            await self.db.execute("SELECT COALESCE(SUM(size), 0) FROM responses")
+        ).fetchone()
         if total <= self.max_bytes:
             return 0
-        rows = await (await self.db.execute(
-            "SELECT key, size FROM responses WHERE source != 'config' ORDER BY last_used ASC")).fetchall()
+        rows = await (
+            await self.db.execute(
+                "SELECT key, size FROM responses WHERE source != 'config' ORDER BY last_used ASC"
+            )
+        ).fetchall()
         for key, size in rows:
             if total <= self.max_bytes:
                 break
@@ -218,7 +267,9 @@ class ResponseStore:
             removed += 1
         await self._commit()
         if total > self.max_bytes:
-            log.warning("response cache: the configured phrases alone (%d bytes) exceed max_bytes", total)
+            log.warning(
+                "response cache: the configured phrases alone (%d bytes) exceed max_bytes", total
+            )
         return removed
 
     async def _write(self, sql: str, params: tuple[object, ...], *, commit: bool = True) -> bool:

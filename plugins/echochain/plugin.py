@@ -25,8 +25,12 @@ class EchoChainSettings:
 
     transcript: str = setting("echo", doc="What speech-to-text 'hears'.")
     reply: str = setting("Echo.", doc="The reply text, streamed word by word.")
-    silence_ms: int = setting(0, min=0, max=10000, doc="Speak this much silence when the turn has no audio (say).")
-    repeat: int = setting(1, min=1, max=20, doc="Play the echo this many times (long replies for barge-in tests).")
+    silence_ms: int = setting(
+        0, min=0, max=10000, doc="Speak this much silence when the turn has no audio (say)."
+    )
+    repeat: int = setting(
+        1, min=1, max=20, doc="Play the echo this many times (long replies for barge-in tests)."
+    )
 
 
 class EchoChainPlugin:
@@ -38,8 +42,11 @@ class EchoChainPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("cloud",), settings=EchoChainSettings,
-                                 summary="Stand-in AI chain: the toy repeats what it heard")
+        return PluginDeclaration(
+            roles=("cloud",),
+            settings=EchoChainSettings,
+            summary="Stand-in AI chain: the toy repeats what it heard",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: EchoChainSettings) -> None:
@@ -61,6 +68,7 @@ class EchoChainPlugin:
         async def words() -> AsyncIterator[str]:
             for word in self.settings.reply.split(" "):
                 yield word + " "
+
         return words()
 
     @hookimpl
@@ -73,4 +81,5 @@ class EchoChainPlugin:
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(pcm), 3200):  # 100 ms pieces, like a streaming TTS
                 yield pcm[start : start + 3200]
+
         return chunks()

@@ -11,7 +11,9 @@ from toyd.text import compact
 from .meters import FrameTimer
 from .settings import GatewaySettings
 
-CallFirst = Callable[..., Awaitable[Any]]  # ``PluginHost.call_first``: (hook name, **kwargs) -> answer
+CallFirst = Callable[
+    ..., Awaitable[Any]
+]  # ``PluginHost.call_first``: (hook name, **kwargs) -> answer
 Publish = Callable[[Any], None]  # ``EventBus.publish``
 
 

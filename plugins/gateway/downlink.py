@@ -25,8 +25,16 @@ class Downlink:
     """Speaks one response (``response_id``) to one device."""
 
     def __init__(
-        self, send: Send, response_id: int, turn_id: str, *, lead: float, bitrate: int = 24000,
-        sample_rate: int = SAMPLE_RATE, frame_ms: int = FRAME_MS, raw: bool = False,
+        self,
+        send: Send,
+        response_id: int,
+        turn_id: str,
+        *,
+        lead: float,
+        bitrate: int = 24000,
+        sample_rate: int = SAMPLE_RATE,
+        frame_ms: int = FRAME_MS,
+        raw: bool = False,
     ) -> None:
         """``raw``: bare Opus (xiaozhi) at ``sample_rate``/``frame_ms``, else toyd's framing."""
         self._send = send
@@ -59,13 +67,27 @@ class Downlink:
         """``tts start``: the device accepts frames of this response from now on."""
         if not self.started:
             self.started = True
-            await self.message(Tts(state="start", response_id=self.response_id, turn_id=self.turn_id, kind=kind,
-                                   cache_key=cache_key))
+            await self.message(
+                Tts(
+                    state="start",
+                    response_id=self.response_id,
+                    turn_id=self.turn_id,
+                    kind=kind,
+                    cache_key=cache_key,
+                )
+            )
 
     async def sentence(self, text: str, cache_key: str | None = None) -> None:
         """``tts sentence_start``: the text of the audio that follows."""
-        await self.message(Tts(state="sentence_start", response_id=self.response_id, turn_id=self.turn_id,
-                               text=text[:MAX_TEXT_CHARS], cache_key=cache_key))
+        await self.message(
+            Tts(
+                state="sentence_start",
+                response_id=self.response_id,
+                turn_id=self.turn_id,
+                text=text[:MAX_TEXT_CHARS],
+                cache_key=cache_key,
+            )
+        )
 
     async def pcm(self, chunk: bytes) -> None:
         """Queue PCM of any length; whole 20 ms frames go out paced."""
@@ -87,11 +109,24 @@ class Downlink:
             frame, self._pending = self._pending + bytes(self.frame_bytes - len(self._pending)), b""
             await self._frame(frame)
 
-    async def stop(self, reason: str = "done", latency: dict[str, float] | None = None, *,
-                   cache_key: str | None = None) -> None:
+    async def stop(
+        self,
+        reason: str = "done",
+        latency: dict[str, float] | None = None,
+        *,
+        cache_key: str | None = None,
+    ) -> None:
         """``tts stop``: no more frames for this response (``cache_key`` confirms a cacheable reply)."""
-        await self.message(Tts(state="stop", response_id=self.response_id, turn_id=self.turn_id, reason=reason,
-                               latency=latency, cache_key=cache_key))
+        await self.message(
+            Tts(
+                state="stop",
+                response_id=self.response_id,
+                turn_id=self.turn_id,
+                reason=reason,
+                latency=latency,
+                cache_key=cache_key,
+            )
+        )
 
     async def _frame(self, pcm: bytes) -> None:
         # encoding a 20 ms frame takes well under a millisecond: cheaper inline than a thread hop

@@ -48,7 +48,9 @@ class LogSummary:
         now = loop.time()
         if now >= self._quiet_until.get(kind, 0.0):
             self._quiet_until[kind] = now + self.interval
-            self.logger.log(level, "%s (%s); more are summarised every %g s", kind, detail or "-", self.interval)
+            self.logger.log(
+                level, "%s (%s); more are summarised every %g s", kind, detail or "-", self.interval
+            )
             return
         self._counts[kind] += 1
         if len(self._details[kind]) < 5:
@@ -63,7 +65,9 @@ class LogSummary:
             self._flush = None
         for kind, count in self._counts.items():
             details = ", ".join(sorted(d for d in self._details[kind] if d)) or "-"
-            self.logger.warning("%s: %d more in the last %g s (from %s)", kind, count, self.interval, details)
+            self.logger.warning(
+                "%s: %d more in the last %g s (from %s)", kind, count, self.interval, details
+            )
         self._counts.clear()
         self._details.clear()
 
@@ -153,8 +157,11 @@ def accept_errors_summarised(summary: LogSummary) -> Any:
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message", "").startswith("socket.accept() out of system resource"):
-            summary.note("cannot accept connections: out of files (raise LimitNOFILE)", str(context.get("exception")),
-                         logging.ERROR)
+            summary.note(
+                "cannot accept connections: out of files (raise LimitNOFILE)",
+                str(context.get("exception")),
+                logging.ERROR,
+            )
             return
         if previous is not None:
             previous(loop, context)

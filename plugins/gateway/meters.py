@@ -33,7 +33,11 @@ def percentiles(samples: collections.deque[float]) -> dict[str, float]:
         return {"p50": 0.0, "p95": 0.0, "max": 0.0}
     ordered = sorted(samples)
     pick = lambda p: ordered[min(len(ordered) - 1, int(p * (len(ordered) - 1)))]  # noqa: E731
-    return {"p50": round(pick(0.5) * 1000, 2), "p95": round(pick(0.95) * 1000, 2), "max": round(ordered[-1] * 1000, 2)}
+    return {
+        "p50": round(pick(0.5) * 1000, 2),
+        "p95": round(pick(0.95) * 1000, 2),
+        "max": round(ordered[-1] * 1000, 2),
+    }
 
 
 class FrameTimer:
@@ -54,7 +58,9 @@ class LoopLag:
 
     def __init__(self, interval: float = 0.05, keep: int = 1200) -> None:
         self.interval = interval
-        self.samples: collections.deque[float] = collections.deque(maxlen=keep)  # one minute at 50 ms
+        self.samples: collections.deque[float] = collections.deque(
+            maxlen=keep
+        )  # one minute at 50 ms
 
     async def run(self) -> None:
         """Measure until cancelled."""

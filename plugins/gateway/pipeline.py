@@ -56,18 +56,29 @@ async def _aclose(stream: Any) -> None:
 class Pipeline:
     """Runs the hooks for one response and streams the result through a :class:`Downlink`."""
 
-    def __init__(self, context: SessionContext, turn: Turn, downlink: Downlink, *, on_alert: AlertSink,
-                 end_of_speech: float | None = None) -> None:
+    def __init__(
+        self,
+        context: SessionContext,
+        turn: Turn,
+        downlink: Downlink,
+        *,
+        on_alert: AlertSink,
+        end_of_speech: float | None = None,
+    ) -> None:
         self.call_first = context.call_first
         self.publish = context.publish
         self.turn = turn
         self.downlink = downlink
-        self.stage_timeout = context.settings.stage_timeout  # a reconfigure applies to the next turn
+        self.stage_timeout = (
+            context.settings.stage_timeout
+        )  # a reconfigure applies to the next turn
         self.on_alert = on_alert
         self.eos = end_of_speech if end_of_speech is not None else time.monotonic()
         self.times: dict[str, float] = {}  # stage -> seconds on the path to the first audio
         self._first_sentence = True
-        self.cacheable = context.cacheable  # compact() forms of the questions whose answers toys may cache
+        self.cacheable = (
+            context.cacheable
+        )  # compact() forms of the questions whose answers toys may cache
         self.reply_key: str | None = None  # set while this turn's reply may still be cached
 
     # --- entry points -----------------------------------------------------------------
@@ -81,14 +92,25 @@ class Pipeline:
             finally:
                 await _aclose(speech)
         else:
-            result = await self._hook("toyd_transcribe", turn=self.turn, pcm=pcm, sample_rate=SAMPLE_RATE)
+            result = await self._hook(
+                "toyd_transcribe", turn=self.turn, pcm=pcm, sample_rate=SAMPLE_RATE
+            )
         self.times["stt"] = time.monotonic() - started
         if not isinstance(result, Transcription):
-            raise BackendError("no speech-to-text plugin answered" if result is None else
-                               f"toyd_transcribe returned {type(result).__name__}, not Transcription")
+            raise BackendError(
+                "no speech-to-text plugin answered"
+                if result is None
+                else f"toyd_transcribe returned {type(result).__name__}, not Transcription"
+            )
         text = result.text.strip()
-        await self.downlink.message(Stt(text=text[:MAX_TEXT_CHARS], final=True, turn_id=self.turn.turn_id,
-                                        language=result.language))
+        await self.downlink.message(
+            Stt(
+                text=text[:MAX_TEXT_CHARS],
+                final=True,
+                turn_id=self.turn.turn_id,
+                language=result.language,
+            )
+        )
         if not text:
             await self.downlink.stop("no_speech", self.latency())
             return
@@ -99,7 +121,9 @@ class Pipeline:
             if verdict.alert:  # allowed but worth a parent's look (personal information, redacted)
                 await self.on_alert(self.turn, verdict, text)
             if compact(text) in self.cacheable:  # a known question, allowed: its answer may be kept
-                self.reply_key = reply_cache_key(text, self.turn.persona, self.turn.language or result.language)
+                self.reply_key = reply_cache_key(
+                    text, self.turn.persona, self.turn.language or result.language
+                )
             started = time.monotonic()
             stream = await self._hook("toyd_reply", turn=self.turn, text=verdict.text or text)
             if stream is None:
@@ -120,22 +144,40 @@ class Pipeline:
         """``toyd_check_text``; no filter means allowed, a failing filter means blocked (fail closed)."""
         started = time.monotonic()
         try:
-            verdict = await self._hook("toyd_check_text", turn=self.turn, text=text, speaker=speaker)
+            verdict = await self._hook(
+                "toyd_check_text", turn=self.turn, text=text, speaker=speaker
+            )
         except BackendError as exc:
             log.error("%s: safety check failed, text blocked: %s", self.turn.device_id, exc)
-            verdict = SafetyVerdict(safe=False, action="block", category="filter_error", severity="none")
+            verdict = SafetyVerdict(
+                safe=False, action="block", category="filter_error", severity="none"
+            )
         if stage:
             self.times[stage] = time.monotonic() - started
         filtered = verdict is not None
         if verdict is None:
             verdict = SafetyVerdict(safe=True, text=text)
         elif not isinstance(verdict, SafetyVerdict):
-            log.error("%s: toyd_check_text returned %s; text blocked", self.turn.device_id, type(verdict).__name__)
+            log.error(
+                "%s: toyd_check_text returned %s; text blocked",
+                self.turn.device_id,
+                type(verdict).__name__,
+            )
             verdict = SafetyVerdict(safe=False, action="block", category="filter_error")
-        self.publish(TextChecked(device_id=self.turn.device_id, turn_id=self.turn.turn_id, speaker=speaker,
-                                         text=verdict.text or ("" if not verdict.safe else text), safe=verdict.safe,
-                                         action=verdict.action, category=verdict.category, severity=verdict.severity,
-                                         replacement=verdict.replacement, filtered=filtered))
+        self.publish(
+            TextChecked(
+                device_id=self.turn.device_id,
+                turn_id=self.turn.turn_id,
+                speaker=speaker,
+                text=verdict.text or ("" if not verdict.safe else text),
+                safe=verdict.safe,
+                action=verdict.action,
+                category=verdict.category,
+                severity=verdict.severity,
+                replacement=verdict.replacement,
+                filtered=filtered,
+            )
+        )
         return verdict
 
     async def _refuse(self, verdict: SafetyVerdict, text: str) -> None:
@@ -148,7 +190,9 @@ class Pipeline:
 
     async def _speak_stream(self, stream: AsyncIterator[str], started: float) -> None:
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read_reply(stream, sentences, started), name=f"llm:{self.turn.turn_id}")
+        reader = asyncio.create_task(
+            self._read_reply(stream, sentences, started), name=f"llm:{self.turn.turn_id}"
+        )
         try:
             while (sentence := await sentences.get()) is not None:
                 first = self._first_sentence
@@ -165,7 +209,9 @@ class Pipeline:
         finally:
             reader.cancel()
             await asyncio.wait([reader])
-        await self.downlink.message(Llm(final=True, turn_id=self.turn.turn_id, response_id=self.downlink.response_id))
+        await self.downlink.message(
+            Llm(final=True, turn_id=self.turn.turn_id, response_id=self.downlink.response_id)
+        )
         error = None if reader.cancelled() else reader.exception()
         if error is not None:
             self.reply_key = None  # cut short: not the answer to keep
@@ -173,7 +219,9 @@ class Pipeline:
                 raise BackendError(str(error))
             log.error("%s: reply stream failed midway: %s", self.turn.device_id, error)
 
-    async def _read_reply(self, stream: AsyncIterator[str], out: asyncio.Queue[str | None], started: float) -> None:
+    async def _read_reply(
+        self, stream: AsyncIterator[str], out: asyncio.Queue[str | None], started: float
+    ) -> None:
         splitter = SentenceSplitter()
         iterator = stream.__aiter__()
         try:
@@ -186,9 +234,16 @@ class Pipeline:
                 if not isinstance(delta, str) or not delta:
                     continue
                 self.times.setdefault("llm_first_token", time.monotonic() - started)
-                for at in range(0, len(delta), MAX_TEXT_CHARS):  # a huge delta still fits the limits
-                    await self.downlink.message(Llm(text=delta[at : at + MAX_TEXT_CHARS], turn_id=self.turn.turn_id,
-                                                    response_id=self.downlink.response_id))
+                for at in range(
+                    0, len(delta), MAX_TEXT_CHARS
+                ):  # a huge delta still fits the limits
+                    await self.downlink.message(
+                        Llm(
+                            text=delta[at : at + MAX_TEXT_CHARS],
+                            turn_id=self.turn.turn_id,
+                            response_id=self.downlink.response_id,
+                        )
+                    )
                 for sentence in splitter.feed(delta):
                     self.times.setdefault("llm_first_sentence", time.monotonic() - started)
                     out.put_nowait(sentence)
@@ -219,9 +274,13 @@ class Pipeline:
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    raise BackendError(f"toyd_synthesize gave nothing for {self.stage_timeout:g} s") from None
+                    raise BackendError(
+                        f"toyd_synthesize gave nothing for {self.stage_timeout:g} s"
+                    ) from None
                 if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                    raise BackendError(f"toyd_synthesize yielded {type(chunk).__name__}, not PCM bytes")
+                    raise BackendError(
+                        f"toyd_synthesize yielded {type(chunk).__name__}, not PCM bytes"
+                    )
                 if first:
                     self.times.setdefault("tts_first_audio", time.monotonic() - started)
                 await self.downlink.pcm(bytes(chunk))
@@ -252,7 +311,10 @@ class Pipeline:
         ms = {k: round(v * 1000, 1) for k, v in self.times.items()}
         first = self.downlink.first_audio_at
         e2fa = round((first - self.eos) * 1000, 1) if first is not None else 0.0
-        hooks = sum(ms.get(k, 0.0) for k in ("stt", "check", "llm_first_sentence", "check_toy", "tts_first_audio"))
+        hooks = sum(
+            ms.get(k, 0.0)
+            for k in ("stt", "check", "llm_first_sentence", "check_toy", "tts_first_audio")
+        )
         return {
             "stt_ms": ms.get("stt", 0.0),
             "check_ms": ms.get("check", 0.0),

@@ -24,8 +24,11 @@ class GatewayPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("cloud",), settings=GatewaySettings,
-                                 summary="WebSocket gateway for toys (protocol v1), drives the AI chain")
+        return PluginDeclaration(
+            roles=("cloud",),
+            settings=GatewaySettings,
+            summary="WebSocket gateway for toys (protocol v1), drives the AI chain",
+        )
 
     @hookimpl
     async def toyd_startup(self, app: App, settings: GatewaySettings) -> None:
@@ -40,7 +43,10 @@ class GatewayPlugin:
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
         assert self.gateway is not None
-        services = [Service("loop-lag", self.gateway.loop_lag.run), Service("revocations", self._revocations)]
+        services = [
+            Service("loop-lag", self.gateway.loop_lag.run),
+            Service("revocations", self._revocations),
+        ]
         if self.alert_log is not None:
             services.append(Service("alert-log", lambda: self._log_alerts(app)))
         return services
@@ -63,8 +69,15 @@ class GatewayPlugin:
             while True:
                 event = await sub.get()
                 try:
-                    await self.alert_log.record_alert(Alert(event.device_id or "?", time.time(), event.category,
-                                                            event.severity, event.excerpt))
+                    await self.alert_log.record_alert(
+                        Alert(
+                            event.device_id or "?",
+                            time.time(),
+                            event.category,
+                            event.severity,
+                            event.excerpt,
+                        )
+                    )
                 except StoreError as exc:
                     log.error("gateway: safety alert of %s not logged: %s", event.device_id, exc)
         finally:
@@ -76,10 +89,17 @@ class GatewayPlugin:
         if gateway is None:
             return False
         old = gateway.settings
-        if (old.host, old.port, old.tls_cert, old.tls_key) != (settings.host, settings.port, settings.tls_cert, settings.tls_key):
+        if (old.host, old.port, old.tls_cert, old.tls_key) != (
+            settings.host,
+            settings.port,
+            settings.tls_cert,
+            settings.tls_key,
+        ):
             return False  # rebinding drops every toy: only on restart
         gateway.settings = settings  # tokens, limits, timeouts apply to new connections and turns
-        app.spawn(gateway.recheck_credentials(), "gateway:recheck-credentials")  # revoked tokens end their sessions
+        app.spawn(
+            gateway.recheck_credentials(), "gateway:recheck-credentials"
+        )  # revoked tokens end their sessions
         return True
 
     @hookimpl

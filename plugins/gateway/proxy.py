@@ -24,7 +24,9 @@ def client_address(conn: ServerConnection, trusted: tuple[Network, ...]) -> str:
     peer = conn.remote_address[0] if conn.remote_address else "?"
     if not trusted or conn.request is None or not _is_trusted(peer, trusted):
         return peer
-    hops = [hop.strip() for hop in ",".join(conn.request.headers.get_all("X-Forwarded-For")).split(",")]
+    hops = [
+        hop.strip() for hop in ",".join(conn.request.headers.get_all("X-Forwarded-For")).split(",")
+    ]
     for hop in reversed([h for h in hops if h]):
         if not _is_trusted(hop, trusted):
             return hop if _is_address(hop) else peer

@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 
 _END = re.compile(r"(?:[.!?…]+[\"')\]]*(?=\s)|[。！？]+|\n+)")
-_ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "st.", "e.g.", "i.e.", "etc.", "vs.", "no."})
+_ABBREVIATIONS = frozenset(
+    {"mr.", "mrs.", "ms.", "dr.", "st.", "e.g.", "i.e.", "etc.", "vs.", "no."}
+)
 
 
 class SentenceSplitter:
@@ -63,4 +65,6 @@ class SentenceSplitter:
         while start > 0 and not self._buf[start - 1].isspace():
             start -= 1
         word = self._buf[start : dot + 1].lower()
-        return word in _ABBREVIATIONS or (len(word) == 2 and word[0].isalpha() and word[0].isupper())
+        return word in _ABBREVIATIONS or (
+            len(word) == 2 and word[0].isalpha() and word[0].isupper()
+        )

@@ -18,7 +18,14 @@ from toyd import App
 from toyd.protocol import limits
 
 from .context import SessionContext
-from .flood import FD_RESERVE, LogSummary, Unauthenticated, accept_errors_summarised, connection_class, open_file_limit
+from .flood import (
+    FD_RESERVE,
+    LogSummary,
+    Unauthenticated,
+    accept_errors_summarised,
+    connection_class,
+    open_file_limit,
+)
 from .meters import LoopLag, percentiles
 from .proxy import client_address, networks
 from .session import Session
@@ -67,9 +74,13 @@ class Gateway:
         room = open_file_limit() - s.max_unauthenticated - FD_RESERVE
         self.session_limit = max(1, min(s.max_sessions, room))
         if self.session_limit < s.max_sessions:
-            log.warning("gateway: the open-file limit allows %d toys, not max_sessions %d; raise LimitNOFILE "
-                        "(systemd) to at least %d", self.session_limit, s.max_sessions,
-                        s.max_sessions + s.max_unauthenticated + FD_RESERVE)
+            log.warning(
+                "gateway: the open-file limit allows %d toys, not max_sessions %d; raise LimitNOFILE "
+                "(systemd) to at least %d",
+                self.session_limit,
+                s.max_sessions,
+                s.max_sessions + s.max_unauthenticated + FD_RESERVE,
+            )
 
     @property
     def port(self) -> int:
@@ -95,12 +106,22 @@ class Gateway:
         self._limit_sessions()
         self._previous_handler = accept_errors_summarised(self.summary)
         self.server = await serve(
-            self._handle, s.host, s.port, ssl=context, process_request=self._process_request,
-            create_connection=connection_class(self.waiting), open_timeout=s.handshake_timeout,
+            self._handle,
+            s.host,
+            s.port,
+            ssl=context,
+            process_request=self._process_request,
+            create_connection=connection_class(self.waiting),
+            open_timeout=s.handshake_timeout,
             backlog=1024,  # a toy's connect waits in the queue during a flood instead of its SYN being dropped
             compression=None,  # Opus does not compress; deflate would cost memory per toy
-            max_size=limits.MAX_WS_FRAME, max_queue=64, ping_interval=limits.KEEPALIVE_INTERVAL,
-            ping_timeout=limits.KEEPALIVE_TIMEOUT, close_timeout=2, server_header="toyd-gateway", logger=ws_log,
+            max_size=limits.MAX_WS_FRAME,
+            max_queue=64,
+            ping_interval=limits.KEEPALIVE_INTERVAL,
+            ping_timeout=limits.KEEPALIVE_TIMEOUT,
+            close_timeout=2,
+            server_header="toyd-gateway",
+            logger=ws_log,
         )
         log.info("gateway listening on %s://%s:%d", "wss" if context else "ws", s.host, self.port)
 
@@ -119,11 +140,21 @@ class Gateway:
 
     def health(self) -> dict[str, object]:
         """What ``GET /healthz`` returns."""
-        busy = sum(1 for s in self.sessions.values() if s.phase.value in ("listening", "responding"))
-        return {"status": "ok", "public_url": self.public_url, "sessions": len(self.sessions), "active": busy,
-                "uptime_s": round(time.monotonic() - self.started, 1), "refused": self.refused,
-                "protocol_version": limits.PROTOCOL_VERSION, "frames": self.context.frame_timer.count,
-                "frame_ms": percentiles(self.context.frame_timer.samples), "loop_lag_ms": percentiles(self.loop_lag.samples)}
+        busy = sum(
+            1 for s in self.sessions.values() if s.phase.value in ("listening", "responding")
+        )
+        return {
+            "status": "ok",
+            "public_url": self.public_url,
+            "sessions": len(self.sessions),
+            "active": busy,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "refused": self.refused,
+            "protocol_version": limits.PROTOCOL_VERSION,
+            "frames": self.context.frame_timer.count,
+            "frame_ms": percentiles(self.context.frame_timer.samples),
+            "loop_lag_ms": percentiles(self.loop_lag.samples),
+        }
 
     async def _authenticated(self, device_id: str, token: bytes) -> bool:
         """The configured token, else any plugin's ``toyd_authenticate`` (activated toys)."""
@@ -138,7 +169,9 @@ class Gateway:
         except UnicodeDecodeError:
             return False
         try:
-            return bool(await self.app.host.call_first("toyd_authenticate", device_id=device_id, token=text))
+            return bool(
+                await self.app.host.call_first("toyd_authenticate", device_id=device_id, token=text)
+            )
         except Exception as exc:  # noqa: BLE001 - a failing credential store refuses, it does not crash
             log.error("toyd_authenticate failed: %s: %s", type(exc).__name__, exc)
             return False
@@ -152,8 +185,13 @@ class Gateway:
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] == "/healthz":
             body = json.dumps(self.health()).encode()
-            headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                               ("Cache-Control", "no-store")])
+            headers = Headers(
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    ("Cache-Control", "no-store"),
+                ]
+            )
             return Response(200, "OK", headers, body)
         device_id = request.headers.get("Device-Id", "")
         token = bearer_token(request.headers)
@@ -163,10 +201,15 @@ class Gateway:
             return conn.respond(401, "Unauthorized\n")
         version = request.headers.get("Protocol-Version", str(limits.PROTOCOL_VERSION))
         if version != str(limits.PROTOCOL_VERSION):
-            return conn.respond(400, f"Protocol-Version {version[:10]} is not served; this server speaks {limits.PROTOCOL_VERSION}\n")
+            return conn.respond(
+                400,
+                f"Protocol-Version {version[:10]} is not served; this server speaks {limits.PROTOCOL_VERSION}\n",
+            )
         if device_id not in self.sessions and len(self.sessions) >= self.session_limit:
             busy = conn.respond(503, "Too many toys connected; retry later\n")
-            busy.headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)  # a real refusal, unlike a proxy's 503
+            busy.headers["Retry-After"] = str(
+                BUSY_RETRY_AFTER_S
+            )  # a real refusal, unlike a proxy's 503
             return busy
         return None
 
@@ -176,8 +219,11 @@ class Gateway:
             request = session.conn.request
             token = bearer_token(request.headers) if request else b""
             if not await self._authenticated(device_id, token):
-                log.info("%s: its token is no longer accepted after the reload; closing session %s",
-                         device_id, session.session_id)
+                log.info(
+                    "%s: its token is no longer accepted after the reload; closing session %s",
+                    device_id,
+                    session.session_id,
+                )
                 await session.revoke()
 
     async def _handle(self, conn: ServerConnection) -> None:

@@ -96,7 +96,9 @@ class Session:
         self._response_id = 0
         self._last_rate_error = 0.0
         self._cut_turn = ""  # the turn whose utterance was cut at max_listen_seconds
-        self._cut_until = 0.0  # until then, audio of the cut turn still in flight is dropped silently
+        self._cut_until = (
+            0.0  # until then, audio of the cut turn still in flight is dropped silently
+        )
         self.frames_after_cut = 0  # such frames (counted, not errors)
         self._stopping: set[asyncio.Task[None]] = set()  # cancelled responses still unwinding
         self.dialect: Dialect | None = None  # set for a xiaozhi client (plugins/gateway/xiaozhi.py)
@@ -130,7 +132,9 @@ class Session:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
                     frame = await self.conn.recv()
             except TimeoutError:
-                log.info("%s: no hello within %g s; closing", self.device_id, settings.hello_timeout)
+                log.info(
+                    "%s: no hello within %g s; closing", self.device_id, settings.hello_timeout
+                )
                 await self.conn.close(codes.CLOSE_POLICY, "hello timeout")
                 return False
             try:
@@ -142,19 +146,33 @@ class Session:
                 if not isinstance(msg, Hello):
                     raise ProtocolError(codes.NOT_READY, f"send hello before {msg.type}")
                 if msg.version != limits.PROTOCOL_VERSION:
-                    raise ProtocolError(codes.UNSUPPORTED_VERSION, f"this server speaks protocol {limits.PROTOCOL_VERSION}")
+                    raise ProtocolError(
+                        codes.UNSUPPORTED_VERSION,
+                        f"this server speaks protocol {limits.PROTOCOL_VERSION}",
+                    )
                 if msg.audio_params != SUPPORTED_AUDIO:
-                    raise ProtocolError(codes.UNSUPPORTED_AUDIO, "audio_params must be opus, 16000 Hz, 1 channel, 20 ms")
+                    raise ProtocolError(
+                        codes.UNSUPPORTED_AUDIO,
+                        "audio_params must be opus, 16000 Hz, 1 channel, 20 ms",
+                    )
             except ProtocolError as exc:
                 if not await self._error(exc):
                     return False
                 continue
             self.persona, self.language = msg.persona, msg.language
             self.phase = Phase.IDLE
-            await self.send(ServerHello(session_id=self.session_id, config_version=self.context.config_version(self.device_id),
-                                        audio_params=SUPPORTED_AUDIO, features={"say": True, "barge_in": True},
-                                        limits={**limits.as_dict(), "max_listen_seconds": settings.max_listen_seconds}))
-            log.info("%s: session %s (firmware %s)", self.device_id, self.session_id, msg.firmware or "?")
+            await self.send(
+                ServerHello(
+                    session_id=self.session_id,
+                    config_version=self.context.config_version(self.device_id),
+                    audio_params=SUPPORTED_AUDIO,
+                    features={"say": True, "barge_in": True},
+                    limits={**limits.as_dict(), "max_listen_seconds": settings.max_listen_seconds},
+                )
+            )
+            log.info(
+                "%s: session %s (firmware %s)", self.device_id, self.session_id, msg.firmware or "?"
+            )
             return True
 
     async def _xiaozhi_hello(self, frame: str) -> bool:
@@ -168,8 +186,13 @@ class Session:
             return False
         self.phase = Phase.IDLE
         await self.send(self.dialect.server_hello(self.session_id))
-        log.info("%s: xiaozhi session %s (opus %d Hz, %d ms)", self.device_id, self.session_id,
-                 self.dialect.sample_rate, self.dialect.frame_ms)
+        log.info(
+            "%s: xiaozhi session %s (opus %d Hz, %d ms)",
+            self.device_id,
+            self.session_id,
+            self.dialect.sample_rate,
+            self.dialect.frame_ms,
+        )
         return True
 
     async def replace(self) -> None:
@@ -224,7 +247,9 @@ class Session:
                 await self._on_audio(frame)
                 return
             if not self._messages.take():
-                raise ProtocolError(codes.RATE_LIMITED, "too many messages per second; message dropped")
+                raise ProtocolError(
+                    codes.RATE_LIMITED, "too many messages per second; message dropped"
+                )
             msg = parse(frame, "up") if self.dialect is None else self.dialect.parse(frame)
             if msg is None:
                 return
@@ -240,17 +265,29 @@ class Session:
             await self._error(exc, ref)
 
     async def _on_audio(self, frame: bytes) -> None:
-        if self.phase is not Phase.LISTENING and self._cut_turn and time.monotonic() < self._cut_until:
-            self.frames_after_cut += 1  # sent before the toy heard our listen stop: expected, not an error
+        if (
+            self.phase is not Phase.LISTENING
+            and self._cut_turn
+            and time.monotonic() < self._cut_until
+        ):
+            self.frames_after_cut += (
+                1  # sent before the toy heard our listen stop: expected, not an error
+            )
             return
         if self.phase is not Phase.LISTENING and self.dialect is not None:
             self.frames_ignored += 1  # a xiaozhi client streams on while the toy speaks (realtime)
             return
         if self.phase is not Phase.LISTENING:
-            raise ProtocolError(codes.UNEXPECTED_AUDIO, f"binary frame while {self.phase.value}; send listen start first")
+            raise ProtocolError(
+                codes.UNEXPECTED_AUDIO,
+                f"binary frame while {self.phase.value}; send listen start first",
+            )
         check_uplink(frame)
         if not self._audio.take():
-            raise ProtocolError(codes.RATE_LIMITED, f"more than {limits.UPLINK_FPS} audio frames per second; frame dropped")
+            raise ProtocolError(
+                codes.RATE_LIMITED,
+                f"more than {limits.UPLINK_FPS} audio frames per second; frame dropped",
+            )
         assert self._decoder is not None
         try:
             # decoding 20 ms takes tens of microseconds: inline beats a thread hop
@@ -264,18 +301,31 @@ class Session:
         if len(self._pcm) >= self.context.max_listen_bytes:
             await self._cut_utterance()
         elif self._endpoint is not None and self._endpoint.feed(pcm):
-            log.info("%s: end of speech heard by the gateway (%s)", self.device_id, self.xiaozhi_mode)
+            log.info(
+                "%s: end of speech heard by the gateway (%s)", self.device_id, self.xiaozhi_mode
+            )
             self._end_listening()
 
     async def _open_speech(self) -> None:
         """Ask for a transcription to feed while the child talks (none: the whole utterance at the end)."""
         await self._drop_speech()
-        turn = Turn(device_id=self.device_id, session_id=self.session_id, turn_id=self._turn_id,
-                    language=self.language, persona=self.persona)
+        turn = Turn(
+            device_id=self.device_id,
+            session_id=self.session_id,
+            turn_id=self._turn_id,
+            language=self.language,
+            persona=self.persona,
+        )
         try:
-            self._speech = await self.context.call_first("toyd_transcribe_stream", turn=turn, sample_rate=SAMPLE_RATE)
+            self._speech = await self.context.call_first(
+                "toyd_transcribe_stream", turn=turn, sample_rate=SAMPLE_RATE
+            )
         except Exception as exc:  # noqa: BLE001 - a faulty plugin costs the head start, not the turn
-            log.error("%s: toyd_transcribe_stream failed: %s; transcribing at the end instead", self.device_id, exc)
+            log.error(
+                "%s: toyd_transcribe_stream failed: %s; transcribing at the end instead",
+                self.device_id,
+                exc,
+            )
             self._speech = None
         self._stable = ""
 
@@ -285,7 +335,11 @@ class Session:
             self._speech.feed(pcm)
             stable = str(getattr(self._speech, "stable", "") or "")
         except Exception as exc:  # noqa: BLE001
-            log.error("%s: streaming transcription failed: %s; transcribing at the end instead", self.device_id, exc)
+            log.error(
+                "%s: streaming transcription failed: %s; transcribing at the end instead",
+                self.device_id,
+                exc,
+            )
             await self._drop_speech()
             return
         if len(stable) > len(self._stable):
@@ -305,8 +359,13 @@ class Session:
         self._cut_turn, self._cut_until = self._turn_id, time.monotonic() + limits.CUT_GRACE
         # listen stop ends the toy's turn; the error is for toys that predate it (not counted against the toy)
         await self.send(Listen(state="stop", turn_id=self._turn_id, reason="max_length"))
-        await self.send(Error(code=codes.AUDIO_TOO_LONG, message=f"utterance cut at {seconds:g} s and answered",
-                              ref="audio"))
+        await self.send(
+            Error(
+                code=codes.AUDIO_TOO_LONG,
+                message=f"utterance cut at {seconds:g} s and answered",
+                ref="audio",
+            )
+        )
         self._end_listening()
 
     async def _on_message(self, msg: Message) -> None:
@@ -320,11 +379,21 @@ class Session:
                 await self._drop_speech()
                 self.phase = Phase.IDLE
         elif isinstance(msg, Playback):
-            log.debug("%s: playback of %d done (interrupted=%s)", self.device_id, msg.response_id, msg.interrupted)
+            log.debug(
+                "%s: playback of %d done (interrupted=%s)",
+                self.device_id,
+                msg.response_id,
+                msg.interrupted,
+            )
         elif isinstance(msg, Say):
             if self.phase is not Phase.IDLE:
-                raise ProtocolError(codes.BUSY, f"cannot say while {self.phase.value}; retry when idle")
-            self._respond(lambda p: p.run_say(msg.text), turn_id=f"say-{msg.request_id or uuid.uuid4().hex[:8]}")
+                raise ProtocolError(
+                    codes.BUSY, f"cannot say while {self.phase.value}; retry when idle"
+                )
+            self._respond(
+                lambda p: p.run_say(msg.text),
+                turn_id=f"say-{msg.request_id or uuid.uuid4().hex[:8]}",
+            )
         elif isinstance(msg, Ping):
             await self.send(Pong(id=msg.id))
         elif isinstance(msg, Hello):
@@ -371,19 +440,35 @@ class Session:
     def _respond(self, work, *, turn_id: str, end_of_speech: float | None = None) -> None:  # type: ignore[no-untyped-def]
         response_id = self._next_response
         self._next_response += 1
-        turn = Turn(device_id=self.device_id, session_id=self.session_id, turn_id=turn_id,
-                    language=self.language, persona=self.persona)
+        turn = Turn(
+            device_id=self.device_id,
+            session_id=self.session_id,
+            turn_id=turn_id,
+            language=self.language,
+            persona=self.persona,
+        )
         lead = self.context.settings.downlink_lead_ms / 1000
         if self.dialect is not None:
-            downlink = Downlink(self.send, response_id, turn_id, lead=lead, raw=True,
-                                sample_rate=self.dialect.sample_rate, frame_ms=self.dialect.frame_ms)
+            downlink = Downlink(
+                self.send,
+                response_id,
+                turn_id,
+                lead=lead,
+                raw=True,
+                sample_rate=self.dialect.sample_rate,
+                frame_ms=self.dialect.frame_ms,
+            )
         else:
             downlink = Downlink(self.send, response_id, turn_id, lead=lead)
-        pipeline = Pipeline(self.context, turn, downlink, on_alert=self._alert, end_of_speech=end_of_speech)
+        pipeline = Pipeline(
+            self.context, turn, downlink, on_alert=self._alert, end_of_speech=end_of_speech
+        )
         self.phase = Phase.RESPONDING
         self._response_id = response_id
         self._downlink = downlink
-        self._task = asyncio.create_task(self._run_response(pipeline, work), name=f"gateway:{self.device_id}:{response_id}")
+        self._task = asyncio.create_task(
+            self._run_response(pipeline, work), name=f"gateway:{self.device_id}:{response_id}"
+        )
 
     async def _run_response(self, pipeline: Pipeline, work) -> None:  # type: ignore[no-untyped-def]
         downlink = pipeline.downlink
@@ -419,26 +504,63 @@ class Session:
         if self.phase is Phase.RESPONDING:
             self.phase = Phase.IDLE
         if reason:
-            await self.send(Tts(state="stop", response_id=self._response_id, turn_id=self._turn_id, reason=reason))
+            await self.send(
+                Tts(
+                    state="stop",
+                    response_id=self._response_id,
+                    turn_id=self._turn_id,
+                    reason=reason,
+                )
+            )
         # hooks get CancelledError and aclose(); one that ignores it must not stall the session
         done, _ = await asyncio.wait([task], timeout=CANCEL_GRACE)
         if not done:
-            log.warning("%s: response %d is slow to stop (a hook ignores cancellation)", self.device_id, self._response_id)
+            log.warning(
+                "%s: response %d is slow to stop (a hook ignores cancellation)",
+                self.device_id,
+                self._response_id,
+            )
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
 
     async def _alert(self, turn: Turn, verdict: SafetyVerdict, text: str) -> None:
         category, severity = verdict.category or "unsafe", verdict.severity
         excerpt = (verdict.text or "")[:200]
-        await self.send(Alert(category=category, severity=severity, message=excerpt, action=verdict.action,
-                              turn_id=turn.turn_id))
-        log.warning("%s: safety alert %s/%s (%s) in turn %s", turn.device_id, category, severity, verdict.action, turn.turn_id)
+        await self.send(
+            Alert(
+                category=category,
+                severity=severity,
+                message=excerpt,
+                action=verdict.action,
+                turn_id=turn.turn_id,
+            )
+        )
+        log.warning(
+            "%s: safety alert %s/%s (%s) in turn %s",
+            turn.device_id,
+            category,
+            severity,
+            verdict.action,
+            turn.turn_id,
+        )
         # the toy's own copy (via ``alert``) is the one its parents get; this one is for the cloud's side
-        self.context.publish(SafetyAlert(category=category, severity=severity, excerpt=excerpt,
-                                                 action=verdict.action, device_id=turn.device_id))
+        self.context.publish(
+            SafetyAlert(
+                category=category,
+                severity=severity,
+                excerpt=excerpt,
+                action=verdict.action,
+                device_id=turn.device_id,
+            )
+        )
 
     def _publish_latency(self, pipeline: Pipeline) -> None:
         lat = pipeline.latency()
-        self.context.publish(TurnLatency(
-            device_id=self.device_id, turn_id=pipeline.turn.turn_id, response_id=pipeline.downlink.response_id,
-            **{k: v for k, v in lat.items() if k in TurnLatency.__dataclass_fields__}))
+        self.context.publish(
+            TurnLatency(
+                device_id=self.device_id,
+                turn_id=pipeline.turn.turn_id,
+                response_id=pipeline.downlink.response_id,
+                **{k: v for k, v in lat.items() if k in TurnLatency.__dataclass_fields__},
+            )
+        )

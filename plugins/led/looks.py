@@ -25,7 +25,7 @@ def parse_color(value: str | tuple[int, int, int] | list[int]) -> Color:
         if len(text) != 6:
             raise ValueError(f"colour {value!r} is not #rrggbb")
         try:
-            rgb = tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
+            rgb = tuple(int(text[i : i + 2], 16) for i in (0, 2, 4))
         except ValueError:
             raise ValueError(f"colour {value!r} is not #rrggbb") from None
     else:
@@ -39,9 +39,19 @@ def parse_color(value: str | tuple[int, int, int] | list[int]) -> Color:
 class Look:
     """A colour and how it moves; a key left out (null) keeps the state's default."""
 
-    color: str | tuple[int, int, int] | None = setting(None, doc="'#rrggbb' or [r, g, b] with 0-255 values; null = the state's default.")
-    animation: Animation | None = setting(None, doc="solid, pulse (fades in and out), blink (on/off) or off; null = the state's default.")
-    period: float | None = setting(None, min=0.05, max=30.0, doc="Seconds per pulse or blink cycle; null = the state's default.")
+    color: str | tuple[int, int, int] | None = setting(
+        None, doc="'#rrggbb' or [r, g, b] with 0-255 values; null = the state's default."
+    )
+    animation: Animation | None = setting(
+        None,
+        doc="solid, pulse (fades in and out), blink (on/off) or off; null = the state's default.",
+    )
+    period: float | None = setting(
+        None,
+        min=0.05,
+        max=30.0,
+        doc="Seconds per pulse or blink cycle; null = the state's default.",
+    )
 
     def __post_init__(self) -> None:
         if self.color is not None:
@@ -71,9 +81,11 @@ DEFAULTS: dict[str, Shown] = {
 def resolve(look: Look, name: str) -> Shown:
     """``look`` with every missing key taken from the default look ``name``."""
     default = DEFAULTS[name]
-    return Shown(parse_color(look.color) if look.color is not None else default.rgb,
-                 look.animation or default.animation,
-                 look.period if look.period is not None else default.period)
+    return Shown(
+        parse_color(look.color) if look.color is not None else default.rgb,
+        look.animation or default.animation,
+        look.period if look.period is not None else default.period,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,11 +94,15 @@ class StateLooks:
 
     idle: Look = setting(Look(), doc="Awake and waiting. Default: dim white #101010, solid.")
     listening: Look = setting(Look(), doc="Hearing the child. Default: blue #0000ff, solid.")
-    thinking: Look = setting(Look(), doc="Waiting for the answer. Default: violet #8000ff, pulse, period 1.2.")
+    thinking: Look = setting(
+        Look(), doc="Waiting for the answer. Default: violet #8000ff, pulse, period 1.2."
+    )
     speaking: Look = setting(Look(), doc="Talking. Default: green #00ff00, solid.")
     sleeping: Look = setting(Look(), doc="Asleep. Default: off.")
     muted: Look = setting(Look(), doc="Microphone muted. Default: dim red #300000, solid.")
-    error: Look = setting(Look(), doc="Something is broken. Default: red #ff0000, blink, period 0.5.")
+    error: Look = setting(
+        Look(), doc="Something is broken. Default: red #ff0000, blink, period 0.5."
+    )
 
     def of(self, state: State) -> Shown:
         """The resolved look of ``state``."""

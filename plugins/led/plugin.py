@@ -27,13 +27,24 @@ log = logging.getLogger(__name__)
 class LedSettings:
     """Settings of the ``led`` section."""
 
-    pins: tuple[int, int, int] = setting((22, 23, 24), doc="BCM numbers of the red, green and blue legs.")
-    common_anode: bool = setting(False, doc="True for a common-anode LED (legs are driven low to light).")
-    brightness: float = setting(0.6, min=0.0, max=1.0, doc="Cap on every channel, 0-1 (PWM duty cycle).")
+    pins: tuple[int, int, int] = setting(
+        (22, 23, 24), doc="BCM numbers of the red, green and blue legs."
+    )
+    common_anode: bool = setting(
+        False, doc="True for a common-anode LED (legs are driven low to light)."
+    )
+    brightness: float = setting(
+        0.6, min=0.0, max=1.0, doc="Cap on every channel, 0-1 (PWM duty cycle)."
+    )
     fps: int = setting(30, min=1, max=100, doc="Updates per second while animating.")
-    states: StateLooks = setting(factory=StateLooks, doc="Look (color, animation, period) per state.")
-    offline: Look | None = setting(Look(), doc="Look shown instead of the idle look while the cloud is offline "
-                                               "(default: amber #ff8000, solid); null keeps the idle look.")
+    states: StateLooks = setting(
+        factory=StateLooks, doc="Look (color, animation, period) per state."
+    )
+    offline: Look | None = setting(
+        Look(),
+        doc="Look shown instead of the idle look while the cloud is offline "
+        "(default: amber #ff8000, solid); null keeps the idle look.",
+    )
 
     def __post_init__(self) -> None:
         if len(set(self.pins)) != 3:
@@ -58,8 +69,11 @@ class LedPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("device",), settings=LedSettings,
-                                 summary="RGB LED (PWM) showing the conversation state")
+        return PluginDeclaration(
+            roles=("device",),
+            settings=LedSettings,
+            summary="RGB LED (PWM) showing the conversation state",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: LedSettings) -> None:
@@ -76,7 +90,14 @@ class LedPlugin:
 
         red, green, blue = settings.pins
         try:
-            return RGBLED(red, green, blue, active_high=not settings.common_anode, pwm=True, pin_factory=factory)
+            return RGBLED(
+                red,
+                green,
+                blue,
+                active_high=not settings.common_anode,
+                pwm=True,
+                pin_factory=factory,
+            )
         except Exception as exc:  # noqa: BLE001 - name the pins, not gpiozero internals
             raise gpio.pin_error("led", f"{red}/{green}/{blue}", exc) from exc
 
@@ -98,8 +119,15 @@ class LedPlugin:
             self._animation = self._app.spawn(self._blink_code(self.code), "led:code")
             return
         look = self.look()
-        log.debug("led %s%s: %s %s", self.state.value, " (offline)" if self.offline else "", look.animation,
-                  "#%02x%02x%02x" % tuple(round(c * 255) for c in scaled(look.rgb, self.settings.brightness)))
+        log.debug(
+            "led %s%s: %s %s",
+            self.state.value,
+            " (offline)" if self.offline else "",
+            look.animation,
+            "#{:02x}{:02x}{:02x}".format(
+                *(round(c * 255) for c in scaled(look.rgb, self.settings.brightness))
+            ),
+        )
         if is_static(look):
             self._write(look, 0.0)
         else:
@@ -159,7 +187,10 @@ class LedPlugin:
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: LedSettings) -> bool:
-        if (settings.pins, settings.common_anode) != (self.settings.pins, self.settings.common_anode):
+        if (settings.pins, settings.common_anode) != (
+            self.settings.pins,
+            self.settings.common_anode,
+        ):
             return False  # wiring is fixed at start-up
         self.settings = settings
         self.show()

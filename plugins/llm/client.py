@@ -16,8 +16,16 @@ log = logging.getLogger(__name__)
 class ChatClient:
     """POSTs ``/chat/completions`` with ``stream: true`` and yields the content deltas."""
 
-    def __init__(self, base_url: str, api_key: str | None, model: str, *, temperature: float,
-                 max_tokens: int, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        *,
+        temperature: float,
+        max_tokens: int,
+        connect_timeout: float,
+    ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.api_key = api_key
         self.model = model
@@ -30,16 +38,25 @@ class ChatClient:
 
         Closing this generator closes the connection, so the server stops generating.
         """
-        body, headers = httpclient.json_body({
-            "model": self.model, "messages": messages, "stream": True,
-            "temperature": self.temperature, "max_tokens": self.max_tokens,
-        })
+        body, headers = httpclient.json_body(
+            {
+                "model": self.model,
+                "messages": messages,
+                "stream": True,
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+            }
+        )
         headers.update(httpclient.auth_headers(self.api_key))
         headers["Accept"] = "text/event-stream"
-        response = await httpclient.request("POST", self.url, body=body, headers=headers, timeout=self.connect_timeout)
+        response = await httpclient.request(
+            "POST", self.url, body=body, headers=headers, timeout=self.connect_timeout
+        )
         async with response:
             if response.status != 200:
-                raise BackendError(f"language model at {self.url} refused: {await httpclient.error_text(response)}")
+                raise BackendError(
+                    f"language model at {self.url} refused: {await httpclient.error_text(response)}"
+                )
             # SSE is UTF-8; a backend that sends broken bytes gets them replaced, never a crash
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             finished, bad = False, 0
@@ -60,8 +77,11 @@ class ChatClient:
                         yield delta
             finally:
                 if bad:
-                    log.warning("language model at %s sent %d undecodable (non-UTF-8) bytes; they were dropped",
-                                self.url, bad)
+                    log.warning(
+                        "language model at %s sent %d undecodable (non-UTF-8) bytes; they were dropped",
+                        self.url,
+                        bad,
+                    )
             if not finished:
                 raise BackendError(f"language model at {self.url}: the stream ended before [DONE]")
 
@@ -76,8 +96,10 @@ def _delta(data: str, url: str) -> str:
         return ""
     if "error" in event:
         error = event["error"]
-        raise BackendError(f"language model at {url} failed mid-reply: "
-                           f"{error.get('message', error) if isinstance(error, dict) else error}")
+        raise BackendError(
+            f"language model at {url} failed mid-reply: "
+            f"{error.get('message', error) if isinstance(error, dict) else error}"
+        )
     choices = event.get("choices") or [{}]
     delta = choices[0].get("delta") or {} if isinstance(choices[0], dict) else {}
     content = delta.get("content") if isinstance(delta, dict) else None

@@ -37,10 +37,12 @@ JOKES = (
     "What did one plate say to the other plate? Lunch is on me!",
 )
 
-STORY = ("Once upon a time, there was a little {thing} who lived at the edge of a sunny forest. "
-         "Every morning, the {thing} went looking for a new friend. "
-         "One day, the {thing} met a tiny snail who was lost, and helped it find the way home. "
-         "From then on, they had picnics together every week. The end! Shall I tell you another one?")
+STORY = (
+    "Once upon a time, there was a little {thing} who lived at the edge of a sunny forest. "
+    "Every morning, the {thing} went looking for a new friend. "
+    "One day, the {thing} met a tiny snail who was lost, and helped it find the way home. "
+    "From then on, they had picnics together every week. The end! Shall I tell you another one?"
+)
 
 _WORD = re.compile(r"[a-z']+")
 
@@ -57,7 +59,10 @@ class OfflineResponder:
         """A short, safe, voice-friendly answer to ``text`` in the persona's name."""
         lowered = text.lower()
         words = _WORD.findall(lowered)
-        story = re.search(r"\bstory (?:about|of|with) (?:a |an |the )?([a-z' ]{2,40}?)(?:[.!?,]|$| please)", lowered)
+        story = re.search(
+            r"\bstory (?:about|of|with) (?:a |an |the )?([a-z' ]{2,40}?)(?:[.!?,]|$| please)",
+            lowered,
+        )
         if story:
             return STORY.format(thing=story.group(1).strip())
         if "story" in words:
@@ -77,8 +82,10 @@ class OfflineResponder:
         if {"hello", "hi", "hey", "morning"} & set(words):
             return f"Hello there! I am {persona.name}. Do you want to hear a story or a joke?"
         if {"sad", "scared", "lonely", "afraid"} & set(words):
-            return ("I am sorry you feel that way. A big hug from me! "
-                    "It helps to tell a grown-up you trust how you feel.")
+            return (
+                "I am sorry you feel that way. A big hug from me! "
+                "It helps to tell a grown-up you trust how you feel."
+            )
         if not words:
             return "I did not quite hear you. Can you say that again?"
         return "That is a great question! I am not sure, but we can find out together. Do you want to hear a story?"

@@ -37,30 +37,46 @@ class LlmPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("cloud",), settings=LlmSettings,
-                                 summary="Replies from an OpenAI-compatible chat model (or the offline responder)")
+        return PluginDeclaration(
+            roles=("cloud",),
+            settings=LlmSettings,
+            summary="Replies from an OpenAI-compatible chat model (or the offline responder)",
+        )
 
     @hookimpl
     async def toyd_startup(self, app: App, settings: LlmSettings) -> None:
         self.app = app
         self._configure(settings)
-        app.spawn(self._warm_up(), "llm-warm-up")  # a turn that comes first waits for the model anyway
+        app.spawn(
+            self._warm_up(), "llm-warm-up"
+        )  # a turn that comes first waits for the model anyway
         if settings.memory:
-            self.memory = open_store(settings.memory_db, app.state_dir, turns=settings.memory_turns,
-                                     summary_chars=settings.summary_chars)
+            self.memory = open_store(
+                settings.memory_db,
+                app.state_dir,
+                turns=settings.memory_turns,
+                summary_chars=settings.summary_chars,
+            )
             await self.memory.open()
 
     def _configure(self, settings: LlmSettings) -> None:
         self.settings = settings
         if settings.base_url:
-            self.client = ChatClient(settings.base_url, settings.api_key, settings.model,
-                                     temperature=settings.temperature, max_tokens=settings.max_tokens,
-                                     connect_timeout=settings.connect_timeout)
+            self.client = ChatClient(
+                settings.base_url,
+                settings.api_key,
+                settings.model,
+                temperature=settings.temperature,
+                max_tokens=settings.max_tokens,
+                connect_timeout=settings.connect_timeout,
+            )
             log.info("llm: model %r at %s", settings.model or "(server default)", settings.base_url)
         else:
             self.client = None
-            log.info("llm: no base_url: replies come from a local model (llm_local) when one is loaded, "
-                     "else from the OFFLINE RESPONDER (rule-based, not a language model)")
+            log.info(
+                "llm: no base_url: replies come from a local model (llm_local) when one is loaded, "
+                "else from the OFFLINE RESPONDER (rule-based, not a language model)"
+            )
 
     async def _warm_up(self) -> None:
         """Put the default persona's system prompt into a local model's cache before the first child asks.
@@ -71,28 +87,45 @@ class LlmPlugin:
         if self.client is not None or self.app is None:
             return
         persona = self.settings.personas[self.settings.default_persona]
-        turn = Turn(device_id="", session_id="", turn_id="warm-up", persona=self.settings.default_persona)
-        messages = [{"role": "system", "content": system_prompt(persona)}, {"role": "user", "content": "Hi!"}]
+        turn = Turn(
+            device_id="", session_id="", turn_id="warm-up", persona=self.settings.default_persona
+        )
+        messages = [
+            {"role": "system", "content": system_prompt(persona)},
+            {"role": "user", "content": "Hi!"},
+        ]
         started = time.monotonic()
         try:
-            stream = await self.app.host.call_first("toyd_chat", turn=turn, messages=messages, max_tokens=1)
+            stream = await self.app.host.call_first(
+                "toyd_chat", turn=turn, messages=messages, max_tokens=1
+            )
             if stream is None:
-                log.warning("llm: no local model (llm_local, listed before llm) and no base_url: replies come "
-                            "from the OFFLINE RESPONDER (rule-based, not a language model)")
+                log.warning(
+                    "llm: no local model (llm_local, listed before llm) and no base_url: replies come "
+                    "from the OFFLINE RESPONDER (rule-based, not a language model)"
+                )
                 return
             async for _delta in stream:
                 pass
         except BackendError as exc:
             log.warning("llm: warming up the local model failed: %s", exc)
             return
-        log.info("llm: persona %r cached in the local model in %.2f s", persona.name, time.monotonic() - started)
+        log.info(
+            "llm: persona %r cached in the local model in %.2f s",
+            persona.name,
+            time.monotonic() - started,
+        )
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: LlmSettings) -> bool:
         old = self.settings
         self._configure(settings)
         return (old.memory, old.memory_db, old.memory_turns, old.summary_chars) == (
-            settings.memory, settings.memory_db, settings.memory_turns, settings.summary_chars)
+            settings.memory,
+            settings.memory_db,
+            settings.memory_turns,
+            settings.summary_chars,
+        )
 
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
@@ -108,8 +141,12 @@ class LlmPlugin:
         if turn.persona and turn.persona in self.settings.personas:
             return self.settings.personas[turn.persona]
         if turn.persona:
-            log.warning("llm: toy %s asked for unknown persona %r; using %r", turn.device_id, turn.persona,
-                        self.settings.default_persona)
+            log.warning(
+                "llm: toy %s asked for unknown persona %r; using %r",
+                turn.device_id,
+                turn.persona,
+                self.settings.default_persona,
+            )
         return self.settings.personas[self.settings.default_persona]
 
     async def _reply(self, turn: Turn, text: str) -> AsyncIterator[str]:
@@ -142,10 +179,13 @@ class LlmPlugin:
         if self.memory is not None and limiter.text.strip():
             await self.memory.remember(turn.device_id, text, limiter.text.strip())
 
-    async def _source(self, turn: Turn, text: str, persona: Persona, summary: str,
-                      recent: list[tuple[str, str]]) -> AsyncIterator[str]:
+    async def _source(
+        self, turn: Turn, text: str, persona: Persona, summary: str, recent: list[tuple[str, str]]
+    ) -> AsyncIterator[str]:
         """The brain's raw stream: the endpoint, a local model, or the offline responder (announced)."""
-        messages = [{"role": "system", "content": system_prompt(persona, summary.replace("\n", "; "))}]
+        messages = [
+            {"role": "system", "content": system_prompt(persona, summary.replace("\n", "; "))}
+        ]
         for child, toy in recent:
             messages += [{"role": "user", "content": child}, {"role": "assistant", "content": toy}]
         messages.append({"role": "user", "content": text})
@@ -153,8 +193,9 @@ class LlmPlugin:
             self._announce(turn, "remote", self.client.model or self.client.url)
             return self.client.stream(messages)
         assert self.app is not None, "llm was not started"
-        stream = await self.app.host.call_first("toyd_chat", turn=turn, messages=messages,
-                                                max_tokens=self.settings.max_tokens)
+        stream = await self.app.host.call_first(
+            "toyd_chat", turn=turn, messages=messages, max_tokens=self.settings.max_tokens
+        )
         if stream is not None:
             self._announce(turn, "local", getattr(stream, "model", "local model"))
             return stream
@@ -164,7 +205,9 @@ class LlmPlugin:
     def _announce(self, turn: Turn, kind: str, name: str) -> None:
         log.info("llm: turn %s of %s answered by %s (%s)", turn.turn_id, turn.device_id, name, kind)
         if self.app is not None:
-            self.app.bus.publish(ReplySource(device_id=turn.device_id, turn_id=turn.turn_id, kind=kind, name=name))
+            self.app.bus.publish(
+                ReplySource(device_id=turn.device_id, turn_id=turn.turn_id, kind=kind, name=name)
+            )
 
     async def _offline_stream(self, text: str, persona: Persona) -> AsyncGenerator[str, None]:
         """The rule-based answer, word by word, so it streams like a model would."""
@@ -173,12 +216,17 @@ class LlmPlugin:
             yield word if i == 0 else " " + word
             await asyncio.sleep(0)
 
-    async def _guarded(self, source: AsyncIterator[str], started: float) -> AsyncGenerator[str, None]:
+    async def _guarded(
+        self, source: AsyncIterator[str], started: float
+    ) -> AsyncGenerator[str, None]:
         """Deltas from ``source``; a missed first-token or idle deadline raises BackendError."""
         first = True
         while True:
-            timeout = (self.settings.first_token_timeout - (time.monotonic() - started)) if first \
+            timeout = (
+                (self.settings.first_token_timeout - (time.monotonic() - started))
+                if first
                 else self.settings.idle_timeout
+            )
             try:
                 delta = await asyncio.wait_for(anext(source), max(timeout, 0.001))
             except StopAsyncIteration:
@@ -194,11 +242,21 @@ class LlmPlugin:
     def _ending(self, limiter: ReplyLimiter, persona: Persona, turn: Turn, problem: str) -> str:
         """The fallback line (nothing said yet) or a graceful ending (cut mid-reply); logged."""
         if not limiter.text.strip():
-            log.warning("llm: turn %s of %s: %s; saying the fallback line", turn.turn_id, turn.device_id, problem)
+            log.warning(
+                "llm: turn %s of %s: %s; saying the fallback line",
+                turn.turn_id,
+                turn.device_id,
+                problem,
+            )
             limiter.text = persona.fallback
             return persona.fallback
-        log.warning("llm: turn %s of %s: reply cut after %d characters: %s; ending it gracefully",
-                    turn.turn_id, turn.device_id, len(limiter.text), problem)
+        log.warning(
+            "llm: turn %s of %s: reply cut after %d characters: %s; ending it gracefully",
+            turn.turn_id,
+            turn.device_id,
+            len(limiter.text),
+            problem,
+        )
         ending = (" " if limiter.ends_sentence else "... ") + persona.cut_ending
         limiter.text += ending
         return ending

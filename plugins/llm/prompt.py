@@ -25,10 +25,14 @@ Your words are spoken aloud by a toy, so:
 
 def system_prompt(persona: Persona, summary: str = "") -> str:
     """The system message for one reply: persona, safety and voice rules, memory summary."""
-    text = (f"You are {persona.name}, a talking toy. Your personality: {persona.personality}. "
-            f"Your speaking style: {persona.speaking_style}.\n"
-            + SAFETY_RULES.format(age_min=persona.age_min, age_max=persona.age_max)
-            + VOICE_RULES.format(max_sentences=persona.max_sentences, language=_language_name(persona.language)))
+    text = (
+        f"You are {persona.name}, a talking toy. Your personality: {persona.personality}. "
+        f"Your speaking style: {persona.speaking_style}.\n"
+        + SAFETY_RULES.format(age_min=persona.age_min, age_max=persona.age_max)
+        + VOICE_RULES.format(
+            max_sentences=persona.max_sentences, language=_language_name(persona.language)
+        )
+    )
     if persona.extra_instructions:
         text += persona.extra_instructions.strip() + "\n"
     if summary:
@@ -37,13 +41,25 @@ def system_prompt(persona: Persona, summary: str = "") -> str:
 
 
 def _language_name(code: str) -> str:
-    names = {"en": "English", "ko": "Korean", "de": "German", "fr": "French", "es": "Spanish", "ja": "Japanese",
-             "zh": "Chinese", "it": "Italian", "nl": "Dutch", "pt": "Portuguese"}
+    names = {
+        "en": "English",
+        "ko": "Korean",
+        "de": "German",
+        "fr": "French",
+        "es": "Spanish",
+        "ja": "Japanese",
+        "zh": "Chinese",
+        "it": "Italian",
+        "nl": "Dutch",
+        "pt": "Portuguese",
+    }
     return names.get(code.split("-")[0].lower(), code)
 
 
 # Pictographs, dingbats, flags, variation selectors, zero-width joiners: nothing a TTS can say.
-_EMOJI = re.compile("[\U0001F000-\U0001FAFF\U00002600-\U000027BF\U0001F1E6-\U0001F1FF\uFE0F\u200D\u2B50\u2B55\u2300-\u23FF]")
+_EMOJI = re.compile(
+    "[\U0001f000-\U0001faff\U00002600-\U000027bf\U0001f1e6-\U0001f1ff\ufe0f\u200d\u2b50\u2b55\u2300-\u23ff]"
+)
 _INLINE = re.compile(r"\*\*|__|[*_`~]|^#+|\[|\]\([^)]*\)|\]")
 _LIST_MARK = re.compile(r"^(?:[-*+•]|\d{1,2}[.)])$")
 _URL = re.compile(r"https?://\S+")
@@ -67,7 +83,7 @@ class VoiceCleaner:
         match = re.search(r"\s(?=\S*$)", self._pending)
         if not match:
             return ""
-        ready, self._pending = self._pending[:match.end()], self._pending[match.end():]
+        ready, self._pending = self._pending[: match.end()], self._pending[match.end() :]
         return self._clean(ready)
 
     def flush(self) -> str:

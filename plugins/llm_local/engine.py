@@ -61,7 +61,9 @@ class Sampling:
 class LocalModel:
     """``load()`` once (blocking), then ``stream(messages)`` from the event loop."""
 
-    def __init__(self, path: Path, *, context: int, threads: int, parallel: int, sampling: Sampling) -> None:
+    def __init__(
+        self, path: Path, *, context: int, threads: int, parallel: int, sampling: Sampling
+    ) -> None:
         self.path = path
         self.context = context
         self.threads = threads or default_threads()
@@ -94,9 +96,13 @@ class LocalModel:
         try:
             self._server = xllamacpp.Server(params)
         except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear sentence
-            raise BackendError(f"llm_local: cannot load {self.path}: {type(exc).__name__}: {exc}") from None
+            raise BackendError(
+                f"llm_local: cannot load {self.path}: {type(exc).__name__}: {exc}"
+            ) from None
 
-    async def stream(self, messages: list[dict[str, str]], *, max_tokens: int) -> AsyncGenerator[str, None]:
+    async def stream(
+        self, messages: list[dict[str, str]], *, max_tokens: int
+    ) -> AsyncGenerator[str, None]:
         """Text deltas of the reply; closing the generator stops the model at the next token."""
         if self._server is None:
             raise BackendError("llm_local: the model is not loaded")
@@ -116,13 +122,22 @@ class LocalModel:
         finally:
             cancel.set()  # the thread stops at the next token; a barge-in does not wait for it
 
-    def _generate(self, messages: list[dict[str, str]], max_tokens: int, cancel: threading.Event,
-                  put: Any) -> None:
+    def _generate(
+        self, messages: list[dict[str, str]], max_tokens: int, cancel: threading.Event, put: Any
+    ) -> None:
         """Blocking generation in a pool thread; every delta, then None, goes to ``put``."""
         s = self.sampling
-        request = {"messages": messages, "stream": True, "max_tokens": max_tokens, "cache_prompt": True,
-                   "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
-                   "repeat_penalty": s.repeat_penalty, "seed": s.seed}
+        request = {
+            "messages": messages,
+            "stream": True,
+            "max_tokens": max_tokens,
+            "cache_prompt": True,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "top_k": s.top_k,
+            "repeat_penalty": s.repeat_penalty,
+            "seed": s.seed,
+        }
 
         def on_chunk(chunk: Any) -> bool:
             if cancel.is_set():

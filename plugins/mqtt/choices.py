@@ -28,7 +28,10 @@ def load(state_dir: Path) -> Choices | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         volume = data.get("volume")
-        return Choices(volume=volume if isinstance(volume, int) else None, persona=str(data.get("persona") or ""))
+        return Choices(
+            volume=volume if isinstance(volume, int) else None,
+            persona=str(data.get("persona") or ""),
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, AttributeError) as exc:

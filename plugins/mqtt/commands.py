@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 from toyd import ToydError
-
 from toyd.quiet_hours import check_hhmm, check_tz
 
 
@@ -35,17 +34,23 @@ class Field:
     def check(self, value: Any) -> str | None:
         """The problem with ``value``, or None when it is fine."""
         if self.kind is bool:
-            return None if isinstance(value, bool) else f"expected true or false (got {_short(value)})"
+            return (
+                None if isinstance(value, bool) else f"expected true or false (got {_short(value)})"
+            )
         if self.kind is int:
             if isinstance(value, bool) or not isinstance(value, int):
                 return f"expected a whole number (got {_short(value)})"
-            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            if (self.min is not None and value < self.min) or (
+                self.max is not None and value > self.max
+            ):
                 return f"out of range: must be between {self.min} and {self.max} (got {value})"
             return None
         if not isinstance(value, str):
             return f"expected text (got {_short(value)})"
         if self.min is not None and len(value.strip()) < self.min:
-            return "must not be empty" if self.min == 1 else f"must be at least {self.min} characters"
+            return (
+                "must not be empty" if self.min == 1 else f"must be at least {self.min} characters"
+            )
         if self.max is not None and len(value) > self.max:
             return f"too long: at most {self.max} characters (got {len(value)})"
         return None
@@ -59,14 +64,21 @@ COMMANDS: dict[str, dict[str, Field]] = {
     "mute": {"on": Field(bool)},
     "sleep": {"on": Field(bool)},
     "wake": {},
-    "quiet_hours": {"start": Field(str, required=False, max=5), "end": Field(str, required=False, max=5),
-                    "tz": Field(str, required=False, max=64), "off": Field(bool, required=False)},
+    "quiet_hours": {
+        "start": Field(str, required=False, max=5),
+        "end": Field(str, required=False, max=5),
+        "tz": Field(str, required=False, max=64),
+        "off": Field(bool, required=False),
+    },
     "usage_limit": {"minutes": Field(int, min=0, max=1440)},
     "say": {"text": Field(str, min=1, max=SAY_MAX_CHARS)},
     "persona": {"id": Field(str, min=1, max=64)},
     "reload_config": {},
-    "update": {"url": Field(str, min=8, max=2048), "sha256": Field(str, min=64, max=64),
-               "version": Field(str, required=False, max=64)},
+    "update": {
+        "url": Field(str, min=8, max=2048),
+        "sha256": Field(str, min=64, max=64),
+        "version": Field(str, required=False, max=64),
+    },
     "status": {},
 }
 
@@ -93,14 +105,21 @@ def parse(name: str, payload: bytes, *, max_bytes: int) -> ParsedCommand:
         problem = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
         raise CommandError(f"{where}: malformed JSON: {problem}") from None
     if not isinstance(data, dict):
-        raise CommandError(f"{where}: payload must be a JSON object, like {{\"request_id\": \"1\"}}")
+        raise CommandError(f'{where}: payload must be a JSON object, like {{"request_id": "1"}}')
     request_id = data.pop("request_id", None)
-    if request_id is not None and (isinstance(request_id, bool) or not isinstance(request_id, (str, int))
-                                   or len(str(request_id)) > 128):
-        raise CommandError(f"{where}: request_id: expected text or a whole number, at most 128 characters")
+    if request_id is not None and (
+        isinstance(request_id, bool)
+        or not isinstance(request_id, (str, int))
+        or len(str(request_id)) > 128
+    ):
+        raise CommandError(
+            f"{where}: request_id: expected text or a whole number, at most 128 characters"
+        )
     spec = COMMANDS.get(name)
     if spec is None:
-        raise CommandError(f"{where}: unknown command; known: {', '.join(sorted(COMMANDS))}", request_id)
+        raise CommandError(
+            f"{where}: unknown command; known: {', '.join(sorted(COMMANDS))}", request_id
+        )
     for key in data:
         if key not in spec:
             known = ", ".join(sorted(spec)) or "none besides request_id"
@@ -127,11 +146,13 @@ def _check_quiet_hours(where: str, data: dict[str, Any], request_id: Any) -> Non
     if data.get("off"):
         extra = sorted(set(data) - {"off"})
         if extra:
-            raise CommandError(f"{where}: {extra[0]}: not allowed with \"off\": true", request_id)
+            raise CommandError(f'{where}: {extra[0]}: not allowed with "off": true', request_id)
         return
     for key in ("start", "end"):
         if key not in data:
-            raise CommandError(f"{where}: {key}: required field is missing (or send {{\"off\": true}})", request_id)
+            raise CommandError(
+                f'{where}: {key}: required field is missing (or send {{"off": true}})', request_id
+            )
         try:
             check_hhmm(data[key], key)
         except ValueError as exc:
@@ -144,7 +165,13 @@ def _check_quiet_hours(where: str, data: dict[str, Any], request_id: Any) -> Non
         raise CommandError(f"{where}: tz: {exc}", request_id) from None
 
 
-def result(ok: bool, *, error: str | None = None, request_id: Any = None, data: dict[str, Any] | None = None) -> str:
+def result(
+    ok: bool,
+    *,
+    error: str | None = None,
+    request_id: Any = None,
+    data: dict[str, Any] | None = None,
+) -> str:
     """The JSON answer published on ``cmd/<name>/result``."""
     out: dict[str, Any] = {"ok": ok, "error": error, "request_id": request_id}
     if data is not None:

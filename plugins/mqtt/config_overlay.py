@@ -26,7 +26,7 @@ MAX_DEPTH = 32  # far beyond any real config; bounds every recursive walk of a p
 NOT_PUSHABLE: Mapping[str, frozenset[str]] = {
     "cloudlink": frozenset({"url", "token", "ca_file"}),
 }
-CONNECTION_HINT = "connection settings are set in the toy's config file only (docs/mqtt.md, \"What a push may change\")"
+CONNECTION_HINT = 'connection settings are set in the toy\'s config file only (docs/mqtt.md, "What a push may change")'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,27 +40,46 @@ class Push:
 def parse(payload: bytes, source: str, max_bytes: int) -> Push:
     """Decode and shape-check a push; ConfigError names the topic and the key."""
     if len(payload) > max_bytes:
-        raise ConfigError(f"config push too large ({len(payload)} bytes, limit {max_bytes})", source=source)
+        raise ConfigError(
+            f"config push too large ({len(payload)} bytes, limit {max_bytes})", source=source
+        )
     try:
         data = parse_json(payload, source)  # a duplicate key is a ConfigError naming its path
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ConfigError(f"malformed JSON: {exc}", source=source) from None
     if depth(data) > MAX_DEPTH:
-        raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", source=source,
-                          hint="a config push is a few levels of sections and keys")
+        raise ConfigError(
+            f"nested more than {MAX_DEPTH} levels deep",
+            source=source,
+            hint="a config push is a few levels of sections and keys",
+        )
     if not isinstance(data, dict):
-        raise ConfigError('a config push must be a JSON object {"version": N, "config": {...}}', source=source)
+        raise ConfigError(
+            'a config push must be a JSON object {"version": N, "config": {...}}', source=source
+        )
     unknown = sorted(set(data) - {"version", "config"})
     if unknown:
-        raise ConfigError("unknown key", source=source, path=unknown[0], hint="a push has only version and config")
+        raise ConfigError(
+            "unknown key", source=source, path=unknown[0], hint="a push has only version and config"
+        )
     version = data.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ConfigError("expected a whole number of at least 1", source=source, path="version",
-                          value=version, has_value=True)
+        raise ConfigError(
+            "expected a whole number of at least 1",
+            source=source,
+            path="version",
+            value=version,
+            has_value=True,
+        )
     overlay = data.get("config", {})
     if not isinstance(overlay, dict):
-        raise ConfigError("expected a mapping of plugin sections", source=source, path="config",
-                          value=overlay, has_value=True)
+        raise ConfigError(
+            "expected a mapping of plugin sections",
+            source=source,
+            path="config",
+            value=overlay,
+            has_value=True,
+        )
     return Push(version, overlay)
 
 
@@ -87,19 +106,34 @@ def check_allowed(overlay: Mapping[str, Any], enabled: tuple[str, ...], source: 
     _no_secret_refs(overlay, "config", source)
     for key, value in overlay.items():
         if key in CORE_KEYS:
-            raise ConfigError("core settings cannot be pushed (they need a restart and could strand the toy)",
-                              source=source, path=f"config.{key}", hint="edit the toy's config file")
+            raise ConfigError(
+                "core settings cannot be pushed (they need a restart and could strand the toy)",
+                source=source,
+                path=f"config.{key}",
+                hint="edit the toy's config file",
+            )
         for sub in value if isinstance(value, Mapping) else ():
             if key == "mqtt" and sub not in PUSHABLE_KEYS:
-                raise ConfigError("this key cannot be pushed: it decides how the toy reaches the broker",
-                                  source=source, path=f"config.mqtt.{sub}",
-                                  hint="pushable: " + ", ".join(sorted(PUSHABLE_KEYS)))
+                raise ConfigError(
+                    "this key cannot be pushed: it decides how the toy reaches the broker",
+                    source=source,
+                    path=f"config.mqtt.{sub}",
+                    hint="pushable: " + ", ".join(sorted(PUSHABLE_KEYS)),
+                )
             if sub in NOT_PUSHABLE.get(key, ()):
-                raise ConfigError("this key cannot be pushed: it decides how the toy reaches the cloud",
-                                  source=source, path=f"config.{key}.{sub}", hint=CONNECTION_HINT)
+                raise ConfigError(
+                    "this key cannot be pushed: it decides how the toy reaches the cloud",
+                    source=source,
+                    path=f"config.{key}.{sub}",
+                    hint=CONNECTION_HINT,
+                )
         if key not in enabled:
-            raise ConfigError(f"plugin {key!r} is not enabled on this toy", source=source, path=f"config.{key}",
-                              hint="enabled plugins: " + ", ".join(enabled))
+            raise ConfigError(
+                f"plugin {key!r} is not enabled on this toy",
+                source=source,
+                path=f"config.{key}",
+                hint="enabled plugins: " + ", ".join(enabled),
+            )
 
 
 def _no_secret_refs(data: Any, path: str, source: str) -> None:
@@ -107,7 +141,9 @@ def _no_secret_refs(data: Any, path: str, source: str) -> None:
     if isinstance(data, Mapping):
         for key, value in data.items():
             if key in ("$env", "$file"):
-                raise ConfigError(f"{key} references are not allowed in a push", source=source, path=path)
+                raise ConfigError(
+                    f"{key} references are not allowed in a push", source=source, path=path
+                )
             _no_secret_refs(value, f"{path}.{key}", source)
     elif isinstance(data, list):
         for i, value in enumerate(data):
@@ -120,9 +156,17 @@ def build(app: App, base: Mapping[str, Any], push: Push, source: str) -> Config:
     registry = app.host.registry
     # errors name the push's own key paths ("config.mqtt.max_volume"), not the merged ones
     try:
-        return validate(merge(base, push.overlay), registry.schema, source=source, known_plugins=registry.names)
+        return validate(
+            merge(base, push.overlay), registry.schema, source=source, known_plugins=registry.names
+        )
     except ConfigError as exc:
         if exc.path and exc.path.split(".")[0] in push.overlay:
-            exc = ConfigError(exc.problem, source=source, path=f"config.{exc.path}", value=exc.value,
-                              has_value=exc.has_value, hint=exc.hint)
+            exc = ConfigError(
+                exc.problem,
+                source=source,
+                path=f"config.{exc.path}",
+                value=exc.value,
+                has_value=exc.has_value,
+                hint=exc.hint,
+            )
         raise exc from None

@@ -14,7 +14,6 @@ import logging
 from typing import Any
 
 from toyd import App
-
 from toyd.mqtt.bridge import MqttBridge, NotConnected
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,9 @@ class OutboxDrain:
 
     def body(self, item: Any) -> str:
         """The JSON message of one outbox item, with its uid for dedup."""
-        return json.dumps({**item.payload, "uid": item.uid, "created": item.created}, separators=(",", ":"))
+        return json.dumps(
+            {**item.payload, "uid": item.uid, "created": item.created}, separators=(",", ":")
+        )
 
     async def run(self) -> None:
         """Drain until cancelled: publish a batch, ack what the broker acknowledged, repeat."""

@@ -16,9 +16,20 @@ import uuid
 from typing import Any
 
 from toyd import App, PluginDeclaration, Service, State, Trigger, __version__, hookimpl
-from toyd.events import (ConfigApplied, ConfigRejected, ParentalStatus, PersonaSet, QuietHoursSet, SayRequested,
-                         StateChanged, StateRequest, UpdateProgress, UpdateRequested, UsageLimitSet,
-                         VolumeSet)
+from toyd.events import (
+    ConfigApplied,
+    ConfigRejected,
+    ParentalStatus,
+    PersonaSet,
+    QuietHoursSet,
+    SayRequested,
+    StateChanged,
+    StateRequest,
+    UpdateProgress,
+    UpdateRequested,
+    UsageLimitSet,
+    VolumeSet,
+)
 from toyd.mqtt.bridge import MqttBridge, wait_event
 from toyd.quiet_hours import QuietHours
 
@@ -45,8 +56,11 @@ class MqttPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("device",), settings=MqttSettings,
-                                 summary="Parent remote control over MQTT, Home Assistant discovery, config push")
+        return PluginDeclaration(
+            roles=("device",),
+            settings=MqttSettings,
+            summary="Parent remote control over MQTT, Home Assistant discovery, config push",
+        )
 
     # --- startup ------------------------------------------------------------------------
 
@@ -54,18 +68,41 @@ class MqttPlugin:
     async def toyd_startup(self, app: App, settings: MqttSettings) -> None:
         self.app, self.settings = app, settings
         self.base = f"{settings.topic_prefix}/{app.device_id}"
-        self.choices = await app.run_blocking(choices.load, app.state_dir) or choices.Choices(persona=settings.persona)
-        self.config_push = ConfigPushHandler(app, f"{self.base}/config", lambda: self.settings.max_config_bytes,
-                                          on_applied=self._dirty, on_rejected=self._report_rejection,
-                                          on_result=self._publish_push_result)
+        self.choices = await app.run_blocking(choices.load, app.state_dir) or choices.Choices(
+            persona=settings.persona
+        )
+        self.config_push = ConfigPushHandler(
+            app,
+            f"{self.base}/config",
+            lambda: self.settings.max_config_bytes,
+            on_applied=self._dirty,
+            on_rejected=self._report_rejection,
+            on_result=self._publish_push_result,
+        )
         self._state_dirty = asyncio.Event()
         self._choices_dirty = asyncio.Event()
         self._inbox: asyncio.Queue[tuple[str, str, bytes, bool]] = asyncio.Queue(INBOX_SIZE)
-        self._events = app.bus.subscribe("mqtt", (StateChanged, ConfigApplied, ConfigRejected, VolumeSet, PersonaSet,
-                                                  ParentalStatus, UpdateProgress), maxsize=512)
-        self.bridge = MqttBridge(settings, client_id=settings.client_id or f"toyd-{app.device_id}",
-                                 will_topic=f"{self.base}/status", subscriptions=self._topics,
-                                 on_message=self._on_message, on_connected=self._on_connected)
+        self._events = app.bus.subscribe(
+            "mqtt",
+            (
+                StateChanged,
+                ConfigApplied,
+                ConfigRejected,
+                VolumeSet,
+                PersonaSet,
+                ParentalStatus,
+                UpdateProgress,
+            ),
+            maxsize=512,
+        )
+        self.bridge = MqttBridge(
+            settings,
+            client_id=settings.client_id or f"toyd-{app.device_id}",
+            will_topic=f"{self.base}/status",
+            subscriptions=self._topics,
+            on_message=self._on_message,
+            on_connected=self._on_connected,
+        )
         await app.run_blocking(self.bridge.configure_tls)
         self.outbox = OutboxDrain(app, self.bridge, self.base)
         self.bridge.start(asyncio.get_running_loop())
@@ -78,8 +115,12 @@ class MqttPlugin:
             app.bus.publish(VolumeSet(level=min(c.volume, self.settings.max_volume)))
         if c.persona:
             app.bus.publish(PersonaSet(persona=c.persona))
-        services = [Service("events", self._run_events), Service("commands", self._run_commands),
-                    Service("state", self._run_state), Service("save", self._run_saver)]
+        services = [
+            Service("events", self._run_events),
+            Service("commands", self._run_commands),
+            Service("state", self._run_state),
+            Service("save", self._run_saver),
+        ]
         if self.outbox.enabled:
             services.append(Service("outbox", self.outbox.run))
         return services
@@ -94,7 +135,11 @@ class MqttPlugin:
             app.bus.publish(VolumeSet(level=settings.max_volume))
         self._publish_discovery()
         self._dirty()
-        broker = [f.name for f in dataclasses.fields(BrokerSettings) if getattr(old, f.name) != getattr(settings, f.name)]
+        broker = [
+            f.name
+            for f in dataclasses.fields(BrokerSettings)
+            if getattr(old, f.name) != getattr(settings, f.name)
+        ]
         if broker:
             log.warning("mqtt: %s changed; takes effect after a restart", ", ".join(broker))
         return not broker
@@ -136,22 +181,37 @@ class MqttPlugin:
             self._inbox.put_nowait((kind, name, payload, retain))
         except asyncio.QueueFull:
             if kind == "cmd":
-                self._answer(name, commands.result(False, error=f"cmd/{name}: too many commands at once; retry"))
+                self._answer(
+                    name,
+                    commands.result(False, error=f"cmd/{name}: too many commands at once; retry"),
+                )
 
     def _publish_discovery(self) -> None:
         if not self.settings.discovery:
             return
         s = self.settings
         personas = list(s.personas) or ([self.choices.persona] if self.choices.persona else [])
-        payload = discovery.discovery_payload(device_id=self.app.device_id, base=self.base,  # type: ignore[union-attr]
-                                              name=s.name or f"Toy {self.app.device_id}", personas=personas)  # type: ignore[union-attr]
-        self.bridge.publish_nowait(discovery.discovery_topic(s.discovery_prefix, self.app.device_id),  # type: ignore[union-attr]
-                                   discovery.encode(payload), qos=1, retain=True)
+        payload = discovery.discovery_payload(
+            device_id=self.app.device_id,
+            base=self.base,  # type: ignore[union-attr]
+            name=s.name or f"Toy {self.app.device_id}",
+            personas=personas,
+        )  # type: ignore[union-attr]
+        self.bridge.publish_nowait(
+            discovery.discovery_topic(s.discovery_prefix, self.app.device_id),  # type: ignore[union-attr]
+            discovery.encode(payload),
+            qos=1,
+            retain=True,
+        )
 
     def _publish_push_result(self, result: dict[str, Any]) -> None:
         """The answer to a config push, retained so the cloud sees it even if it starts later."""
-        self.bridge.publish_nowait(f"{self.base}/config/result", json.dumps(result, separators=(",", ":")),
-                                   qos=1, retain=True)
+        self.bridge.publish_nowait(
+            f"{self.base}/config/result",
+            json.dumps(result, separators=(",", ":")),
+            qos=1,
+            retain=True,
+        )
 
     def _answer(self, name: str, text: str) -> None:
         self.bridge.publish_nowait(f"{self.base}/cmd/{name}/result", text, qos=1)
@@ -161,7 +221,9 @@ class MqttPlugin:
     @property
     def applied_version(self) -> int:
         """Version of the config push in force (0 = none)."""
-        config_push = getattr(self, "config_push", None)  # pluggy inspects attributes before start-up
+        config_push = getattr(
+            self, "config_push", None
+        )  # pluggy inspects attributes before start-up
         return config_push.applied_version if config_push else 0
 
     def _dirty(self) -> None:
@@ -173,9 +235,14 @@ class MqttPlugin:
         assert app is not None
         state = app.state or State.IDLE
         return {
-            "state": state.value, "offline": app.offline, "cloud": "offline" if app.offline else "online",
-            "volume": c.volume, "muted": state is State.MUTED, "sleeping": state is State.SLEEPING,
-            "sleep_reason": p.sleep_reason or None, "persona": c.persona or None,
+            "state": state.value,
+            "offline": app.offline,
+            "cloud": "offline" if app.offline else "online",
+            "volume": c.volume,
+            "muted": state is State.MUTED,
+            "sleeping": state is State.SLEEPING,
+            "sleep_reason": p.sleep_reason or None,
+            "persona": c.persona or None,
             "config_version": self.applied_version,
             "quiet_hours": dataclasses.asdict(p.quiet_hours) if p.quiet_hours else None,
             "usage_limit_minutes": p.usage_limit_minutes,
@@ -196,7 +263,9 @@ class MqttPlugin:
                     break
             self._state_dirty.clear()
             text = json.dumps(self.snapshot(), separators=(",", ":"))
-            if text != self._last_state and self.bridge.publish_nowait(f"{self.base}/state", text, qos=1, retain=True):
+            if text != self._last_state and self.bridge.publish_nowait(
+                f"{self.base}/state", text, qos=1, retain=True
+            ):
                 self._last_state = text
 
     async def _run_events(self) -> None:
@@ -215,15 +284,42 @@ class MqttPlugin:
                     self.choices.persona = event.persona
                 self._choices_dirty.set()
             elif isinstance(event, UpdateProgress):
-                self.bridge.publish_nowait(f"{self.base}/event/update", json.dumps(
-                    {"stage": event.stage, "percent": event.percent, "version": event.version, "error": event.error,
-                     "request_id": event.request_id, "device_id": app.device_id, "time": time.time()}), qos=1)
+                self.bridge.publish_nowait(
+                    f"{self.base}/event/update",
+                    json.dumps(
+                        {
+                            "stage": event.stage,
+                            "percent": event.percent,
+                            "version": event.version,
+                            "error": event.error,
+                            "request_id": event.request_id,
+                            "device_id": app.device_id,
+                            "time": time.time(),
+                        }
+                    ),
+                    qos=1,
+                )
             elif isinstance(event, ConfigApplied) and not event.source.startswith("mqtt:"):
                 await self.config_push.rebase()
-            elif isinstance(event, ConfigRejected) and not event.source.startswith("mqtt:") and not self.outbox.enabled:
-                self.bridge.publish_nowait(f"{self.base}/event/error", json.dumps(
-                    {"source": event.source, "error": event.error, "kind": "config_rejected",
-                     "device_id": app.device_id, "time": time.time(), "uid": uuid.uuid4().hex}), qos=1)
+            elif (
+                isinstance(event, ConfigRejected)
+                and not event.source.startswith("mqtt:")
+                and not self.outbox.enabled
+            ):
+                self.bridge.publish_nowait(
+                    f"{self.base}/event/error",
+                    json.dumps(
+                        {
+                            "source": event.source,
+                            "error": event.error,
+                            "kind": "config_rejected",
+                            "device_id": app.device_id,
+                            "time": time.time(),
+                            "uid": uuid.uuid4().hex,
+                        }
+                    ),
+                    qos=1,
+                )
             self._dirty()
 
     async def _run_saver(self) -> None:
@@ -248,15 +344,21 @@ class MqttPlugin:
                 continue
             try:
                 if retain:
-                    raise CommandError(f"cmd/{name}: retained commands are ignored; publish without the retain flag")
+                    raise CommandError(
+                        f"cmd/{name}: retained commands are ignored; publish without the retain flag"
+                    )
                 cmd = commands.parse(name, payload, max_bytes=self.settings.max_payload)
-                text = commands.result(True, request_id=cmd.request_id, data=await self._execute(cmd))
+                text = commands.result(
+                    True, request_id=cmd.request_id, data=await self._execute(cmd)
+                )
             except CommandError as exc:
                 log.info("rejected command: %s", exc)
                 text = commands.result(False, error=str(exc), request_id=exc.request_id)
             except Exception as exc:  # noqa: BLE001 - one bad command must not stop the others
                 log.exception("command %s failed", name)
-                text = commands.result(False, error=f"cmd/{name}: internal error: {type(exc).__name__}")
+                text = commands.result(
+                    False, error=f"cmd/{name}: internal error: {type(exc).__name__}"
+                )
             self._answer(name, text)
 
     async def _execute(self, cmd: ParsedCommand) -> dict[str, Any] | None:
@@ -264,7 +366,10 @@ class MqttPlugin:
         assert app is not None
         if cmd.name == "volume":
             if a["level"] > self.settings.max_volume:
-                raise CommandError(f"cmd/volume: level: above this toy's max_volume {self.settings.max_volume}", rid)
+                raise CommandError(
+                    f"cmd/volume: level: above this toy's max_volume {self.settings.max_volume}",
+                    rid,
+                )
             app.bus.publish(VolumeSet(level=a["level"]))
         elif cmd.name == "mute":
             self._request(cmd, Trigger.MUTE if a["on"] else Trigger.UNMUTE)
@@ -272,8 +377,13 @@ class MqttPlugin:
             self._request(cmd, Trigger.SLEEP if a.get("on", False) else Trigger.WAKE)
         elif cmd.name == "quiet_hours":
             self._need_parental(cmd)
-            app.bus.publish(QuietHoursSet(window=None if a.get("off") else QuietHours(a["start"], a["end"],
-                                                                                     a.get("tz", ""))))
+            app.bus.publish(
+                QuietHoursSet(
+                    window=None
+                    if a.get("off")
+                    else QuietHours(a["start"], a["end"], a.get("tz", ""))
+                )
+            )
         elif cmd.name == "usage_limit":
             self._need_parental(cmd)
             app.bus.publish(UsageLimitSet(minutes=a["minutes"]))
@@ -281,8 +391,11 @@ class MqttPlugin:
             return self._say(a["text"], rid)
         elif cmd.name == "persona":
             if self.settings.personas and a["id"] not in self.settings.personas:
-                raise CommandError(f"cmd/persona: id: unknown persona {a['id']!r}; one of: "
-                                   + ", ".join(self.settings.personas), rid)
+                raise CommandError(
+                    f"cmd/persona: id: unknown persona {a['id']!r}; one of: "
+                    + ", ".join(self.settings.personas),
+                    rid,
+                )
             app.bus.publish(PersonaSet(persona=a["id"]))
         elif cmd.name == "reload_config":
             error = await app.reload_config()
@@ -291,8 +404,14 @@ class MqttPlugin:
         elif cmd.name == "status":
             return self.snapshot()
         elif cmd.name == "update":  # the updater plugin reports on event/update
-            app.bus.publish(UpdateRequested(url=a["url"], sha256=a["sha256"].lower(), version=a.get("version", ""),
-                                            request_id=str(rid) if rid is not None else None))
+            app.bus.publish(
+                UpdateRequested(
+                    url=a["url"],
+                    sha256=a["sha256"].lower(),
+                    version=a.get("version", ""),
+                    request_id=str(rid) if rid is not None else None,
+                )
+            )
             return {"accepted": True}
         return None
 
@@ -302,31 +421,47 @@ class MqttPlugin:
         assert app is not None and app.conversation is not None
         state = app.state
         if app.conversation.machine.next_state(trigger) is None:
-            already = {Trigger.SLEEP: state is State.SLEEPING, Trigger.WAKE: state is not State.SLEEPING,
-                       Trigger.MUTE: state is State.MUTED, Trigger.UNMUTE: state is not State.MUTED}
+            already = {
+                Trigger.SLEEP: state is State.SLEEPING,
+                Trigger.WAKE: state is not State.SLEEPING,
+                Trigger.MUTE: state is State.MUTED,
+                Trigger.UNMUTE: state is not State.MUTED,
+            }
             if already.get(trigger):
                 return
-            raise CommandError(f"cmd/{cmd.name}: cannot {trigger.value} while {state.value}", cmd.request_id)  # type: ignore[union-attr]
+            raise CommandError(
+                f"cmd/{cmd.name}: cannot {trigger.value} while {state.value}", cmd.request_id
+            )  # type: ignore[union-attr]
         app.bus.publish(StateRequest(trigger=trigger, cause="parent"))
 
     def _need_parental(self, cmd: ParsedCommand) -> None:
         """Quiet hours and limits are enforced by the parental plugin; without it, say so."""
         assert self.app is not None
         if "parental" not in self.app.host.plugins:
-            raise CommandError(f"cmd/{cmd.name}: parental controls are not enabled on this toy "
-                               "(add parental to plugins)", cmd.request_id)
+            raise CommandError(
+                f"cmd/{cmd.name}: parental controls are not enabled on this toy "
+                "(add parental to plugins)",
+                cmd.request_id,
+            )
 
     def _say(self, text: str, request_id: Any) -> dict[str, Any]:
         """Speak now if idle; mid-conversation, wait politely for the next IDLE."""
         app = self.app
         assert app is not None
         if app.state is State.IDLE:
-            app.bus.publish(SayRequested(text=text, request_id=str(request_id) if request_id is not None else None))
+            app.bus.publish(
+                SayRequested(
+                    text=text, request_id=str(request_id) if request_id is not None else None
+                )
+            )
             return {"queued": False}
         if app.state not in (State.LISTENING, State.THINKING, State.SPEAKING):
             raise CommandError(f"cmd/say: the toy is {app.state.value}; wake it first", request_id)  # type: ignore[union-attr]
         if len(self._say_queue) >= self.settings.say_queue:
-            raise CommandError(f"cmd/say: {len(self._say_queue)} messages are already waiting; try later", request_id)
+            raise CommandError(
+                f"cmd/say: {len(self._say_queue)} messages are already waiting; try later",
+                request_id,
+            )
         self._say_queue.append((text, request_id, time.monotonic() + self.settings.say_max_wait))
         return {"queued": True}
 
@@ -335,13 +470,22 @@ class MqttPlugin:
         while self._say_queue and self.app is not None:
             text, request_id, deadline = self._say_queue.popleft()
             if now > deadline:
-                log.info("dropped a parent message that waited more than %.0f s", self.settings.say_max_wait)
+                log.info(
+                    "dropped a parent message that waited more than %.0f s",
+                    self.settings.say_max_wait,
+                )
                 continue
-            self.app.bus.publish(SayRequested(text=text, request_id=str(request_id) if request_id is not None else None))
+            self.app.bus.publish(
+                SayRequested(
+                    text=text, request_id=str(request_id) if request_id is not None else None
+                )
+            )
 
     # --- events out ---------------------------------------------------------------------
 
-    def _report_rejection(self, source: str, error: str, details: dict[str, Any] | None = None) -> None:
+    def _report_rejection(
+        self, source: str, error: str, details: dict[str, Any] | None = None
+    ) -> None:
         """ConfigRejected on the bus; the core's recorder puts it in the outbox for ``event/error``.
 
         Without an outbox (it could not be opened) the error is published directly, in the
@@ -351,6 +495,15 @@ class MqttPlugin:
         self.app.bus.publish(ConfigRejected(source=source, error=error))
         if self.outbox.enabled:
             return
-        body = {"source": source, "error": error, "kind": "config_rejected", "device_id": self.app.device_id,
-                "time": time.time(), **(details or {}), "uid": uuid.uuid4().hex}
-        self.bridge.publish_nowait(f"{self.base}/event/error", json.dumps(body, separators=(",", ":")), qos=1)
+        body = {
+            "source": source,
+            "error": error,
+            "kind": "config_rejected",
+            "device_id": self.app.device_id,
+            "time": time.time(),
+            **(details or {}),
+            "uid": uuid.uuid4().hex,
+        }
+        self.bridge.publish_nowait(
+            f"{self.base}/event/error", json.dumps(body, separators=(",", ":")), qos=1
+        )

@@ -34,7 +34,9 @@ class Controls:
 
     def today(self, now: dt.datetime) -> str:
         """Today's date in the parent's time zone (the usage day)."""
-        return now.astimezone(zone(self.quiet_hours.tz if self.quiet_hours else "")).date().isoformat()
+        return (
+            now.astimezone(zone(self.quiet_hours.tz if self.quiet_hours else "")).date().isoformat()
+        )
 
     def roll_day(self, now: dt.datetime) -> bool:
         """Start a new usage day if the date changed; True when it did."""
@@ -46,7 +48,10 @@ class Controls:
 
     def limit_reached(self, extra: float = 0.0) -> bool:
         """True when today's talking time is at or over the daily limit."""
-        return bool(self.usage_limit_minutes) and self.usage_seconds + extra >= self.usage_limit_minutes * 60
+        return (
+            bool(self.usage_limit_minutes)
+            and self.usage_seconds + extra >= self.usage_limit_minutes * 60
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-friendly snapshot for the state file."""
@@ -62,7 +67,9 @@ def load(state_dir: Path) -> Controls | None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             quiet = data.pop("quiet_hours", None)
-            controls = Controls(**{k: v for k, v in data.items() if k in Controls.__dataclass_fields__})
+            controls = Controls(
+                **{k: v for k, v in data.items() if k in Controls.__dataclass_fields__}
+            )
             controls.quiet_hours = QuietHours(**quiet) if quiet else None
             return controls
         except FileNotFoundError:

@@ -15,7 +15,14 @@ import time
 from collections.abc import Callable
 
 from toyd import App, PluginDeclaration, Service, State, hookimpl, setting
-from toyd.events import ButtonPressed, ParentalStatus, QuietHoursSet, SayRequested, StateChanged, UsageLimitSet
+from toyd.events import (
+    ButtonPressed,
+    ParentalStatus,
+    QuietHoursSet,
+    SayRequested,
+    StateChanged,
+    UsageLimitSet,
+)
 from toyd.quiet_hours import QuietHours
 
 from . import controls
@@ -30,13 +37,20 @@ SLEEP_LINE_EVERY = 5.0  # seconds between two "it's sleep time" lines
 class ParentalSettings:
     """Settings of the ``parental`` section."""
 
-    quiet_hours: QuietHours | None = setting(None, doc="Daily sleep window, e.g. {start: '19:30', end: '07:00', "
-                                                       "tz: Europe/Paris}.")
-    usage_limit_minutes: int = setting(0, min=0, max=1440, doc="Minutes of talking per day before the toy sleeps "
-                                                               "until tomorrow; 0 = no limit.")
-    sleep_line: str = setting("It's sleep time. Let's talk again later!",
-                              doc="Said when the button is pressed while sleeping (needs a speaker plugin); "
-                                  "empty = silent.")
+    quiet_hours: QuietHours | None = setting(
+        None, doc="Daily sleep window, e.g. {start: '19:30', end: '07:00', tz: Europe/Paris}."
+    )
+    usage_limit_minutes: int = setting(
+        0,
+        min=0,
+        max=1440,
+        doc="Minutes of talking per day before the toy sleeps until tomorrow; 0 = no limit.",
+    )
+    sleep_line: str = setting(
+        "It's sleep time. Let's talk again later!",
+        doc="Said when the button is pressed while sleeping (needs a speaker plugin); "
+        "empty = silent.",
+    )
 
 
 class ParentalPlugin:
@@ -49,25 +63,33 @@ class ParentalPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("device",), settings=ParentalSettings,
-                                 summary="Quiet hours, a daily usage limit and the sleep line (works without MQTT)")
+        return PluginDeclaration(
+            roles=("device",),
+            settings=ParentalSettings,
+            summary="Quiet hours, a daily usage limit and the sleep line (works without MQTT)",
+        )
 
     @hookimpl
     async def toyd_startup(self, app: App, settings: ParentalSettings) -> None:
         self.app, self.settings = app, settings
         saved = await app.run_blocking(controls.load, app.state_dir)
-        state = saved or controls.Controls(quiet_hours=settings.quiet_hours,
-                                           usage_limit_minutes=settings.usage_limit_minutes)
+        state = saved or controls.Controls(
+            quiet_hours=settings.quiet_hours, usage_limit_minutes=settings.usage_limit_minutes
+        )
         extra = {"clock": self._clock} if self._clock else {}
         self.parental = Parental(app, state, self._publish_status, **extra)
-        self._events = app.bus.subscribe("parental", (StateChanged, ButtonPressed, QuietHoursSet, UsageLimitSet),
-                                         maxsize=512)
+        self._events = app.bus.subscribe(
+            "parental", (StateChanged, ButtonPressed, QuietHoursSet, UsageLimitSet), maxsize=512
+        )
 
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
         self._publish_status()
-        return [Service("events", self._run), Service("schedule", self.parental.run),
-                Service("save", self.parental.run_saver)]
+        return [
+            Service("events", self._run),
+            Service("schedule", self.parental.run),
+            Service("save", self.parental.run_saver),
+        ]
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: ParentalSettings) -> bool:
@@ -93,9 +115,14 @@ class ParentalPlugin:
 
     def _publish_status(self) -> None:
         c = self.parental.controls
-        self.app.bus.publish(ParentalStatus(quiet_hours=c.quiet_hours, usage_limit_minutes=c.usage_limit_minutes,
-                                            usage_today_minutes=round(self.parental.usage_seconds() / 60, 1),
-                                            sleep_reason=c.sleep_reason))
+        self.app.bus.publish(
+            ParentalStatus(
+                quiet_hours=c.quiet_hours,
+                usage_limit_minutes=c.usage_limit_minutes,
+                usage_today_minutes=round(self.parental.usage_seconds() / 60, 1),
+                sleep_reason=c.sleep_reason,
+            )
+        )
 
     async def _run(self) -> None:
         async for event in self._events:
@@ -114,7 +141,12 @@ class ParentalPlugin:
     def _sleep_line(self) -> None:
         # the state machine ignores the press; the child still deserves an answer
         now = time.monotonic()
-        if self.app.state is State.SLEEPING and self.settings.sleep_line \
-                and now - self._last_sleep_line >= SLEEP_LINE_EVERY:
+        if (
+            self.app.state is State.SLEEPING
+            and self.settings.sleep_line
+            and now - self._last_sleep_line >= SLEEP_LINE_EVERY
+        ):
             self._last_sleep_line = now
-            self.app.bus.publish(SayRequested(text=self.settings.sleep_line, request_id="sleep_line"))
+            self.app.bus.publish(
+                SayRequested(text=self.settings.sleep_line, request_id="sleep_line")
+            )

@@ -33,8 +33,13 @@ SAVE_EVERY = 0.5  # seconds
 class Parental:
     """Owns :class:`Controls`: counts usage, runs the quiet-hours / limit scheduler, saves."""
 
-    def __init__(self, app: App, controls: Controls, on_change: Callable[[], None],
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> None:
+    def __init__(
+        self,
+        app: App,
+        controls: Controls,
+        on_change: Callable[[], None],
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self.app = app
         self.controls = controls
         self.on_change = on_change
@@ -63,7 +68,9 @@ class Parental:
             c.usage_seconds += time.monotonic() - self._active_since
             self._active_since = None
         if event.new is State.SLEEPING and event.old is not State.SLEEPING:
-            c.sleep_reason = event.cause if event.cause in ("quiet_hours", "usage_limit") else "parent"
+            c.sleep_reason = (
+                event.cause if event.cause in ("quiet_hours", "usage_limit") else "parent"
+            )
         elif event.new is not State.SLEEPING:
             c.sleep_reason = ""
         self.check_limit()
@@ -73,7 +80,10 @@ class Parental:
         """Sleep at the end of a turn once the limit is reached; wake if it was lifted."""
         state, c = self.app.state, self.controls
         if c.limit_reached() and state is State.IDLE:
-            log.info("daily usage limit of %d minutes reached; sleeping until tomorrow", c.usage_limit_minutes)
+            log.info(
+                "daily usage limit of %d minutes reached; sleeping until tomorrow",
+                c.usage_limit_minutes,
+            )
             self.request(Trigger.SLEEP, "usage_limit")
         elif not c.limit_reached() and state is State.SLEEPING and c.sleep_reason == "usage_limit":
             self.request(Trigger.WAKE, "usage_limit_lifted")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from toyd import PluginDeclaration, hookimpl, setting
 from toyd.errors import ToydError
-from toyd.plugin import CliCommand
-from toyd.mqtt.bridge import MqttBridge
 from toyd.mqtt import BrokerSettings
+from toyd.mqtt.bridge import MqttBridge
+from toyd.plugin import CliCommand
 
 log = logging.getLogger(__name__)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -87,7 +87,7 @@ async def run(args: argparse.Namespace) -> int:
     elif settings.toys_file:
         fleet = [
             line.strip()
-            for line in Path(settings.toys_file).read_text().splitlines()
+            for line in Path(settings.toys_file).read_text().splitlines()  # noqa: ASYNC240 - once, at start
             if line.strip()
         ]
     else:

@@ -31,8 +31,11 @@ class StatusFilePlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("device", "cloud"), settings=StatusFileSettings,
-                                 summary="JSON status file in the state directory")
+        return PluginDeclaration(
+            roles=("device", "cloud"),
+            settings=StatusFileSettings,
+            summary="JSON status file in the state directory",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: StatusFileSettings) -> None:

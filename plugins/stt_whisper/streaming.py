@@ -37,7 +37,9 @@ Decode = Callable[[np.ndarray], Awaitable[Transcription]]
 class GrowingUtterance:
     """``feed`` audio as it comes; ``result()`` at the end of speech; ``aclose()`` on abort."""
 
-    def __init__(self, decode: Decode, *, step_seconds: float, min_seconds: float, tail_db: float) -> None:
+    def __init__(
+        self, decode: Decode, *, step_seconds: float, min_seconds: float, tail_db: float
+    ) -> None:
         self._decode = decode
         self.step = int(step_seconds * RATE)
         self.min_samples = int(min_seconds * RATE)
@@ -45,7 +47,9 @@ class GrowingUtterance:
         self._chunks: list[np.ndarray] = []
         self._length = 0
         self._task: asyncio.Task[None] | None = None
-        self._last: tuple[int, Transcription] | None = None  # samples covered, result of the latest decode
+        self._last: tuple[int, Transcription] | None = (
+            None  # samples covered, result of the latest decode
+        )
         self._previous_words: list[str] = []
         self.stable = ""
         self.decodes = 0  # background decodes that finished (for logs and the benchmark)
@@ -68,7 +72,9 @@ class GrowingUtterance:
         self._length += len(samples)
         if self._task is None and self._length >= self.min_samples:
             if self._last is None or self._length - self._last[0] >= self.step:
-                self._task = asyncio.get_running_loop().create_task(self._background(self.audio()[: self._length]))
+                self._task = asyncio.get_running_loop().create_task(
+                    self._background(self.audio()[: self._length])
+                )
 
     async def _background(self, audio: np.ndarray) -> None:
         try:
@@ -94,7 +100,9 @@ class GrowingUtterance:
             agreed += 1
         self._previous_words = words
         held = self.stable.split()
-        if agreed > len(held) and [w.lower() for w in words[: len(held)]] == [w.lower() for w in held]:
+        if agreed > len(held) and [w.lower() for w in words[: len(held)]] == [
+            w.lower() for w in held
+        ]:
             self.stable = " ".join(words[:agreed])  # extended, never rewritten
 
     async def result(self) -> Transcription:
@@ -104,8 +112,11 @@ class GrowingUtterance:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._last is not None and self._tail_is_silent(audio, self._last[0]):
-            log.debug("final transcript from the background decode (%.2f of %.2f s)", self._last[0] / RATE,
-                      len(audio) / RATE)
+            log.debug(
+                "final transcript from the background decode (%.2f of %.2f s)",
+                self._last[0] / RATE,
+                len(audio) / RATE,
+            )
             self.from_background = True
             return self._last[1]
         return await self._decode(audio)

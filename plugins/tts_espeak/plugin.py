@@ -23,28 +23,52 @@ OUT_RATE = 16000
 class EspeakVoice:
     """A persona's voice; unset fields fall back to the section defaults."""
 
-    voice: str | None = setting(None, doc="espeak-ng voice (en-us, en-gb+f3, ko, de...; `espeak-ng --voices`).")
+    voice: str | None = setting(
+        None, doc="espeak-ng voice (en-us, en-gb+f3, ko, de...; `espeak-ng --voices`)."
+    )
     rate: int | None = setting(None, min=80, max=450, doc="Words per minute.")
     pitch: int | None = setting(None, min=0, max=99, doc="Base pitch, 0-99.")
 
 
 def _default_languages() -> dict[str, str]:
-    return {"en": "en-us", "ko": "ko", "de": "de", "fr": "fr-fr", "es": "es", "ja": "ja", "zh": "cmn"}
+    return {
+        "en": "en-us",
+        "ko": "ko",
+        "de": "de",
+        "fr": "fr-fr",
+        "es": "es",
+        "ja": "ja",
+        "zh": "cmn",
+    }
 
 
 @dataclasses.dataclass(frozen=True)
 class EspeakSettings:
     """Settings of the ``tts_espeak`` section."""
 
-    voice: str = setting("en-us+f3", doc="Default espeak-ng voice (a variant after '+', e.g. +f3, sounds friendlier).")
+    voice: str = setting(
+        "en-us+f3",
+        doc="Default espeak-ng voice (a variant after '+', e.g. +f3, sounds friendlier).",
+    )
     rate: int = setting(165, min=80, max=450, doc="Default words per minute.")
     pitch: int = setting(60, min=0, max=99, doc="Default base pitch, 0-99.")
     amplitude: int = setting(100, min=0, max=200, doc="Loudness, 0-200.")
-    languages: dict[str, str] = setting(factory=_default_languages,
-                                        doc="Voice per language code, used when the toy's language is known.")
-    personas: dict[str, EspeakVoice] = setting(factory=dict, doc="Voice per persona id (from the llm personas).")
-    max_chars: int = setting(1000, min=10, max=20000, doc="Longer sentences are cut (logged) so one reply cannot hog the CPU.")
-    timeout: float = setting(15.0, min=0.5, max=120, doc="Seconds one sentence may take before espeak-ng is stopped.")
+    languages: dict[str, str] = setting(
+        factory=_default_languages,
+        doc="Voice per language code, used when the toy's language is known.",
+    )
+    personas: dict[str, EspeakVoice] = setting(
+        factory=dict, doc="Voice per persona id (from the llm personas)."
+    )
+    max_chars: int = setting(
+        1000,
+        min=10,
+        max=20000,
+        doc="Longer sentences are cut (logged) so one reply cannot hog the CPU.",
+    )
+    timeout: float = setting(
+        15.0, min=0.5, max=120, doc="Seconds one sentence may take before espeak-ng is stopped."
+    )
     binary: str = setting("espeak-ng", doc="The espeak-ng program (name on PATH or absolute path).")
 
 
@@ -57,9 +81,12 @@ class EspeakPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("cloud", "device"), settings=EspeakSettings,
-                                 summary="Local text-to-speech with espeak-ng (streamed, 16 kHz); "
-                                         "on a toy it speaks cached and offline replies")
+        return PluginDeclaration(
+            roles=("cloud", "device"),
+            settings=EspeakSettings,
+            summary="Local text-to-speech with espeak-ng (streamed, 16 kHz); "
+            "on a toy it speaks cached and offline replies",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: EspeakSettings) -> None:
@@ -97,14 +124,20 @@ class EspeakPlugin:
         if not text:
             return
         if len(text) > s.max_chars:
-            log.warning("tts_espeak: turn %s: sentence of %d characters cut to %d", turn.turn_id, len(text), s.max_chars)
+            log.warning(
+                "tts_espeak: turn %s: sentence of %d characters cut to %d",
+                turn.turn_id,
+                len(text),
+                s.max_chars,
+            )
             text = text[: s.max_chars]
         name, rate, pitch = self.voice_for(turn)
         voice = espeak.Voice(name=name, rate=rate, pitch=pitch, amplitude=s.amplitude)
         self.running += 1
         try:  # aclosing: a barge-in that closes this generator kills espeak-ng now, not at GC
-            async with contextlib.aclosing(espeak.stream(text, voice, binary=s.binary, timeout=s.timeout,
-                                                         sample_rate=OUT_RATE)) as chunks:
+            async with contextlib.aclosing(
+                espeak.stream(text, voice, binary=s.binary, timeout=s.timeout, sample_rate=OUT_RATE)
+            ) as chunks:
                 async for chunk in chunks:
                     yield chunk
         finally:

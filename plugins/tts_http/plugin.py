@@ -27,16 +27,31 @@ OUT_RATE = 16000
 class HttpTtsSettings:
     """Settings of the ``tts_http`` section."""
 
-    base_url: str = setting(doc="API root, e.g. https://api.openai.com/v1 or https://api.elevenlabs.io/v1.")
-    api: Literal["openai", "elevenlabs"] = setting("openai", doc="Which wire format the server speaks.")
+    base_url: str = setting(
+        doc="API root, e.g. https://api.openai.com/v1 or https://api.elevenlabs.io/v1."
+    )
+    api: Literal["openai", "elevenlabs"] = setting(
+        "openai", doc="Which wire format the server speaks."
+    )
     api_key: str | None = setting(None, doc="The key; use {$env: NAME}, never plain text.")
-    model: str = setting("tts-1", doc="Model name (openai: tts-1, gpt-4o-mini-tts; elevenlabs: eleven_flash_v2_5).")
+    model: str = setting(
+        "tts-1", doc="Model name (openai: tts-1, gpt-4o-mini-tts; elevenlabs: eleven_flash_v2_5)."
+    )
     voice: str = setting("alloy", doc="Voice name (openai) or voice id (elevenlabs).")
-    personas: dict[str, str] = setting(factory=dict, doc="Voice per persona id, overriding 'voice'.")
-    sample_rate: int = setting(0, min=0, max=48000, doc="Rate of the PCM the server sends; 0 = the API's default "
-                                                         "(openai 24000, elevenlabs 16000).")
+    personas: dict[str, str] = setting(
+        factory=dict, doc="Voice per persona id, overriding 'voice'."
+    )
+    sample_rate: int = setting(
+        0,
+        min=0,
+        max=48000,
+        doc="Rate of the PCM the server sends; 0 = the API's default "
+        "(openai 24000, elevenlabs 16000).",
+    )
     speed: float = setting(1.0, min=0.25, max=4.0, doc="Speaking speed (openai only).")
-    timeout: float = setting(10.0, min=0.5, max=120, doc="Seconds to the response headers and between chunks.")
+    timeout: float = setting(
+        10.0, min=0.5, max=120, doc="Seconds to the response headers and between chunks."
+    )
 
     def __post_init__(self) -> None:
         httpclient.check_base_url(self.base_url)
@@ -50,13 +65,18 @@ class HttpTtsPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("cloud",), settings=HttpTtsSettings,
-                                 summary="Hosted text-to-speech (OpenAI /audio/speech or ElevenLabs streaming)")
+        return PluginDeclaration(
+            roles=("cloud",),
+            settings=HttpTtsSettings,
+            summary="Hosted text-to-speech (OpenAI /audio/speech or ElevenLabs streaming)",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: HttpTtsSettings) -> None:
         self.settings = settings
-        log.info("tts_http: %s API at %s, voice %r", settings.api, settings.base_url, settings.voice)
+        log.info(
+            "tts_http: %s API at %s, voice %r", settings.api, settings.base_url, settings.voice
+        )
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: HttpTtsSettings) -> bool:
@@ -73,8 +93,15 @@ class HttpTtsPlugin:
         voice = s.personas.get(turn.persona or "", s.voice)
         root = s.base_url.rstrip("/")
         if s.api == "openai":
-            body, headers = httpclient.json_body({"model": s.model, "input": text, "voice": voice,
-                                                  "response_format": "pcm", "speed": s.speed})
+            body, headers = httpclient.json_body(
+                {
+                    "model": s.model,
+                    "input": text,
+                    "voice": voice,
+                    "response_format": "pcm",
+                    "speed": s.speed,
+                }
+            )
             headers.update(httpclient.auth_headers(s.api_key))
             return root + "/audio/speech", body, headers, s.sample_rate or 24000
         rate = s.sample_rate or 16000
@@ -97,11 +124,17 @@ class HttpTtsPlugin:
         url, body, headers, rate = self._request(turn, text)
         assert self.settings is not None
         timeout = self.settings.timeout
-        response = await httpclient.request("POST", url, body=body, headers=headers, timeout=timeout)
+        response = await httpclient.request(
+            "POST", url, body=body, headers=headers, timeout=timeout
+        )
         async with response:
             if response.status != 200:
-                raise BackendError(f"speech synthesis at {url} refused: {await httpclient.error_text(response)}")
-            resampler = soxr.ResampleStream(rate, OUT_RATE, 1, dtype="int16") if rate != OUT_RATE else None
+                raise BackendError(
+                    f"speech synthesis at {url} refused: {await httpclient.error_text(response)}"
+                )
+            resampler = (
+                soxr.ResampleStream(rate, OUT_RATE, 1, dtype="int16") if rate != OUT_RATE else None
+            )
             carry = b""
             chunks = response.iter_bytes()
             while True:
@@ -110,9 +143,11 @@ class HttpTtsPlugin:
                 except StopAsyncIteration:
                     chunk = b""
                 except TimeoutError:
-                    raise BackendError(f"speech synthesis at {url} sent nothing for {timeout:g} s") from None
+                    raise BackendError(
+                        f"speech synthesis at {url} sent nothing for {timeout:g} s"
+                    ) from None
                 data = carry + chunk
-                carry = data[len(data) // 2 * 2:]
+                carry = data[len(data) // 2 * 2 :]
                 samples = np.frombuffer(data[: len(data) // 2 * 2], dtype=np.int16)
                 out = resampler.resample_chunk(samples, last=not chunk) if resampler else samples
                 if len(out):

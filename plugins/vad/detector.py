@@ -105,7 +105,9 @@ class EndpointDetector:
         if level < self._gate:
             return False
         # track the talker's level (slow average of voiced frames) so the gate follows quiet and loud voices
-        self._speech_level = level if self._speech_level == 0 else 0.95 * self._speech_level + 0.05 * level
+        self._speech_level = (
+            level if self._speech_level == 0 else 0.95 * self._speech_level + 0.05 * level
+        )
         self._gate = self._speech_level * self._gate_ratio
         return True
 

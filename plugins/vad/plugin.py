@@ -5,9 +5,15 @@ from __future__ import annotations
 import logging
 
 from toyd import App, PluginDeclaration, Service, State, Subscription, hookimpl
-from toyd.events import AudioFrame, ButtonPressed, ButtonReleased, SpeechEnded, SpeechStarted, StateChanged
-
 from toyd.audio.pcm import FRAME_BYTES, SAMPLE_RATE
+from toyd.events import (
+    AudioFrame,
+    ButtonPressed,
+    ButtonReleased,
+    SpeechEnded,
+    SpeechStarted,
+    StateChanged,
+)
 
 from .detector import Decision, EndpointDetector, Mode, new_vad
 from .settings import VadSettings
@@ -27,8 +33,11 @@ class VadPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("device",), settings=VadSettings,
-                                 summary="End of speech: silence, max length, push-to-talk release (webrtcvad)")
+        return PluginDeclaration(
+            roles=("device",),
+            settings=VadSettings,
+            summary="End of speech: silence, max length, push-to-talk release (webrtcvad)",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: VadSettings) -> None:
@@ -36,8 +45,9 @@ class VadPlugin:
         # one classifier hears the room all the time, so its noise model is settled when listening starts
         self._vad = new_vad(settings.aggressiveness)
         # audio frames are droppable: if the loop stalls, old frames go first (seq gaps still count as time)
-        self._events = app.bus.subscribe("vad", (StateChanged, AudioFrame, ButtonPressed, ButtonReleased),
-                                         maxsize=500)
+        self._events = app.bus.subscribe(
+            "vad", (StateChanged, AudioFrame, ButtonPressed, ButtonReleased), maxsize=500
+        )
 
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:

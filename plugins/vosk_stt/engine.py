@@ -51,8 +51,14 @@ def check_model_dir(path: Path) -> None:
 class VoskEngine:
     """The loaded model, the current grammar and the utterance being decoded."""
 
-    def __init__(self, model_path: Path, *, sample_rate: int = 16000, unk: str = "<UNK>",
-                 min_word_conf: float = 0.9) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        sample_rate: int = 16000,
+        unk: str = "<UNK>",
+        min_word_conf: float = 0.9,
+    ) -> None:
         self.model_path = model_path
         self.min_word_conf = min_word_conf
         self.sample_rate = sample_rate
@@ -75,7 +81,9 @@ class VoskEngine:
         try:
             import vosk
         except ImportError:
-            raise VoskModelError("the vosk package is not installed (pip install 'toyd[device]')") from None
+            raise VoskModelError(
+                "the vosk package is not installed (pip install 'toyd[device]')"
+            ) from None
 
         vosk.SetLogLevel(-1)
         start = time.monotonic()
@@ -113,8 +121,10 @@ class VoskEngine:
         spoken = sorted({segment(p, self.vocab) or "" for p in grammar.values()} - {""})
         self._grammar_json = json.dumps(spoken + [self.unk], ensure_ascii=False) if spoken else None
         if missing:
-            log.warning("the Vosk model cannot say these cached phrases, left out of the grammar: %s",
-                        ", ".join(missing))
+            log.warning(
+                "the Vosk model cannot say these cached phrases, left out of the grammar: %s",
+                ", ".join(missing),
+            )
         return missing
 
     @property
@@ -155,8 +165,14 @@ class VoskEngine:
             clean = " ".join(w for w in text.split() if w not in UNK_TOKENS)
             return Recognition(text=clean, words=words, finish_ms=finish_ms)
         phrase, why = self._judge(text, words)
-        return Recognition(text=text, phrase=phrase, grammar=True, words=words, finish_ms=finish_ms,
-                           rejected_because=why)
+        return Recognition(
+            text=text,
+            phrase=phrase,
+            grammar=True,
+            words=words,
+            finish_ms=finish_ms,
+            rejected_because=why,
+        )
 
     def _judge(self, text: str, words: tuple[tuple[str, float], ...]) -> tuple[str, str]:
         """Grammar mode forces any speech onto phrase words, so: only a result that is

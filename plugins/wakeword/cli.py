@@ -47,15 +47,31 @@ DESCRIPTION = textwrap.dedent(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``toyd wakeword``."""
-    parser.add_argument("--wav", required=True, metavar="FILE", help="16 kHz mono 16-bit WAV file to score")
-    parser.add_argument("-c", "--config", metavar="FILE",
-                        help="config whose wakeword section to use (default: the example config)")
-    parser.add_argument("--json", action="store_true",
-                        help='print one JSON object: {"<model>": {"max_score": float, "triggers": [seconds, ...]}}')
-    parser.add_argument("--threshold", type=float, metavar="T",
-                        help="use this threshold (0-1) for every model instead of the configured ones")
-    parser.add_argument("--resample", action="store_true",
-                        help="accept other rates, stereo and 8/24/32-bit WAVs by converting them first")
+    parser.add_argument(
+        "--wav", required=True, metavar="FILE", help="16 kHz mono 16-bit WAV file to score"
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="config whose wakeword section to use (default: the example config)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object: {"<model>": {"max_score": float, "triggers": [seconds, ...]}}',
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        metavar="T",
+        help="use this threshold (0-1) for every model instead of the configured ones",
+    )
+    parser.add_argument(
+        "--resample",
+        action="store_true",
+        help="accept other rates, stereo and 8/24/32-bit WAVs by converting them first",
+    )
 
 
 def example_config() -> Path | None:
@@ -85,11 +101,15 @@ def load_settings(path: str | Path | None) -> tuple[Any, Path]:
         raise ConfigError(f"cannot read file: {exc}", source=str(file)) from None
     parsed = parse_yaml(text, str(file))
     section = parsed.data.get("wakeword") if isinstance(parsed.data, dict) else None
-    settings = build(WakeWordSettings, section, where=Where(str(file), parsed.line), path="wakeword")
+    settings = build(
+        WakeWordSettings, section, where=Where(str(file), parsed.line), path="wakeword"
+    )
     return settings, file.parent
 
 
-def analyse(pcm: bytes, settings: Any, base: Path, threshold: float | None = None) -> dict[str, dict[str, Any]]:
+def analyse(
+    pcm: bytes, settings: Any, base: Path, threshold: float | None = None
+) -> dict[str, dict[str, Any]]:
     """Max score and trigger times per model for ``pcm`` (16 kHz mono int16)."""
     from .detector import WakeWordDetector
     from .settings import model_paths
@@ -99,7 +119,9 @@ def analyse(pcm: bytes, settings: Any, base: Path, threshold: float | None = Non
         specs = [dataclasses.replace(s, threshold=threshold) for s in specs]
     detector = WakeWordDetector(melspec, embedding, specs, threads=settings.threads)
     scores, detections = detector.process(pcm + bytes(32000))  # +1 s so the end is scored
-    result: dict[str, dict[str, Any]] = {name: {"max_score": round(score, 4), "triggers": []} for name, score in scores.items()}
+    result: dict[str, dict[str, Any]] = {
+        name: {"max_score": round(score, 4), "triggers": []} for name, score in scores.items()
+    }
     for hit in detections:
         result[hit.model]["triggers"].append(round(hit.time, 2))
     result = {name: result[name] for name in detector.names}
@@ -110,9 +132,8 @@ def analyse(pcm: bytes, settings: Any, base: Path, threshold: float | None = Non
 
 def run(args: argparse.Namespace) -> int:
     """Score the file and print the table (or JSON)."""
-    from toyd.errors import ToydError
-
     from toyd.audio.wav import read_wav
+    from toyd.errors import ToydError
 
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise ToydError(f"--threshold must be between 0 and 1 (got {args.threshold})")
@@ -120,7 +141,14 @@ def run(args: argparse.Namespace) -> int:
     settings, base = load_settings(args.config)
     result = analyse(pcm, settings, base, args.threshold)
     if args.json:
-        print(json.dumps({name: {"max_score": r["max_score"], "triggers": r["triggers"]} for name, r in result.items()}))
+        print(
+            json.dumps(
+                {
+                    name: {"max_score": r["max_score"], "triggers": r["triggers"]}
+                    for name, r in result.items()
+                }
+            )
+        )
         return 0
     print(f"{args.wav}: {len(pcm) / 32000:.2f} s of audio")
     width = max(len("MODEL"), *(len(n) for n in result))

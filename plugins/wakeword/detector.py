@@ -52,7 +52,9 @@ def load_interpreter(path: str | Path, threads: int = 1) -> Any:
         try:
             from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
         except ImportError as exc:
-            raise WakeWordModelError("no tflite interpreter installed: pip install ai-edge-litert") from exc
+            raise WakeWordModelError(
+                "no tflite interpreter installed: pip install ai-edge-litert"
+            ) from exc
     try:
         return Interpreter(model_path=str(path), num_threads=threads)
     except (ValueError, RuntimeError) as exc:
@@ -110,7 +112,9 @@ class _Word:
         self.model = _Model(spec.path, None, threads)
         shape = self.model.input_shape
         if len(shape) != 3 or shape[2] != EMBEDDING_SIZE:
-            raise WakeWordModelError(f"{spec.path}: not an openWakeWord classifier (input shape {shape})")
+            raise WakeWordModelError(
+                f"{spec.path}: not an openWakeWord classifier (input shape {shape})"
+            )
         self.windows = shape[1]
         self.above = 0
         self.quiet_until = -1.0
@@ -123,8 +127,14 @@ class _Word:
 class WakeWordDetector:
     """Streaming scorer: feed 16 kHz int16 PCM, get scores per 80 ms and detections."""
 
-    def __init__(self, melspec_path: str | Path, embedding_path: str | Path,
-                 words: Sequence[WakeWordSpec], *, threads: int = 1) -> None:
+    def __init__(
+        self,
+        melspec_path: str | Path,
+        embedding_path: str | Path,
+        words: Sequence[WakeWordSpec],
+        *,
+        threads: int = 1,
+    ) -> None:
         if not words:
             raise WakeWordModelError("no wake word models configured")
         self.melspec = _Model(melspec_path, (1, CHUNK_SAMPLES + MEL_CONTEXT), threads)
@@ -147,7 +157,9 @@ class WakeWordDetector:
         mels = self.melspec(np.zeros((1, CHUNK_SAMPLES + MEL_CONTEXT), dtype=np.float32))
         mel = mels[0, 0, 0, :] / 10 + 2
         window = np.broadcast_to(mel, (MEL_FRAMES, MEL_BINS)).reshape(1, MEL_FRAMES, MEL_BINS, 1)
-        feature = self.embedding(np.ascontiguousarray(window, dtype=np.float32)).reshape(EMBEDDING_SIZE)
+        feature = self.embedding(np.ascontiguousarray(window, dtype=np.float32)).reshape(
+            EMBEDDING_SIZE
+        )
         return mel.copy(), feature.copy()
 
     def update_specs(self, specs: Sequence[WakeWordSpec]) -> bool:
@@ -175,7 +187,9 @@ class WakeWordDetector:
         scores = {name: 0.0 for name in self.names}
         detections: list[Detection] = []
         while len(self._pending) >= CHUNK_BYTES:
-            chunk = np.frombuffer(bytes(self._pending[:CHUNK_BYTES]), dtype="<i2").astype(np.float32)
+            chunk = np.frombuffer(bytes(self._pending[:CHUNK_BYTES]), dtype="<i2").astype(
+                np.float32
+            )
             del self._pending[:CHUNK_BYTES]
             for name, score, hit in self._score_chunk(chunk):
                 scores[name] = max(scores[name], score)
@@ -186,7 +200,9 @@ class WakeWordDetector:
     def _score_chunk(self, chunk: np.ndarray) -> list[tuple[str, float, bool]]:
         self._audio[:MEL_CONTEXT] = self._audio[-MEL_CONTEXT:]
         self._audio[MEL_CONTEXT:] = chunk
-        mels = self.melspec(self._audio.reshape(1, -1))[0, 0] / 10 + 2  # scaling openWakeWord trained with
+        mels = (
+            self.melspec(self._audio.reshape(1, -1))[0, 0] / 10 + 2
+        )  # scaling openWakeWord trained with
         self._mels[:-MEL_PER_CHUNK] = self._mels[MEL_PER_CHUNK:]
         self._mels[-MEL_PER_CHUNK:] = mels[-MEL_PER_CHUNK:]
         feature = self.embedding(self._mels.reshape(1, MEL_FRAMES, MEL_BINS, 1))
@@ -195,7 +211,7 @@ class WakeWordDetector:
         self.position += CHUNK_SECONDS
         out = []
         for word in self.words:
-            x = self._features[-word.windows:].reshape(1, word.windows, EMBEDDING_SIZE)
+            x = self._features[-word.windows :].reshape(1, word.windows, EMBEDDING_SIZE)
             score = float(word.model(x).reshape(-1)[0])
             out.append((word.spec.name, score, self._trigger(word, score)))
         return out

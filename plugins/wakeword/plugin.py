@@ -55,8 +55,11 @@ class WakeWordPlugin:
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
-        return PluginDeclaration(roles=("device",), settings=WakeWordSettings,
-                                 summary="Wake word detection (openWakeWord models, tflite)")
+        return PluginDeclaration(
+            roles=("device",),
+            settings=WakeWordSettings,
+            summary="Wake word detection (openWakeWord models, tflite)",
+        )
 
     @hookimpl
     def toyd_cli_commands(self) -> list[CliCommand]:
@@ -75,9 +78,16 @@ class WakeWordPlugin:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
-        self._events = app.bus.subscribe("wakeword", (AudioFrame, StateChanged), maxsize=QUEUE_FRAMES)
-        self.state = app.state or State.IDLE  # as of the subscription: later changes arrive as events
-        log.info("wake word listening for %s", ", ".join(f"{m.name} (threshold {m.threshold:g})" for m in settings.models))
+        self._events = app.bus.subscribe(
+            "wakeword", (AudioFrame, StateChanged), maxsize=QUEUE_FRAMES
+        )
+        self.state = (
+            app.state or State.IDLE
+        )  # as of the subscription: later changes arrive as events
+        log.info(
+            "wake word listening for %s",
+            ", ".join(f"{m.name} (threshold {m.threshold:g})" for m in settings.models),
+        )
 
     @staticmethod
     def _load(settings: WakeWordSettings, base: Path) -> Any:
@@ -111,8 +121,11 @@ class WakeWordPlugin:
             if not self.active:
                 continue
             if len(event.pcm) % 2:  # half a sample would misalign every later sample
-                log.warning("dropped a malformed audio frame (seq %d, %d bytes: not whole 16-bit samples)",
-                            event.seq, len(event.pcm))
+                log.warning(
+                    "dropped a malformed audio frame (seq %d, %d bytes: not whole 16-bit samples)",
+                    event.seq,
+                    len(event.pcm),
+                )
                 continue
             self._buffer += event.pcm
             if len(self._buffer) >= CHUNK_BYTES:
@@ -140,7 +153,11 @@ class WakeWordPlugin:
     async def toyd_reconfigure(self, app: App, settings: WakeWordSettings) -> bool:
         melspec, embedding, specs = model_paths(settings, config_dir(app))
         old_melspec, old_embedding, _ = model_paths(self.settings, config_dir(app))
-        if (melspec, embedding, settings.threads) != (old_melspec, old_embedding, self.settings.threads):
+        if (melspec, embedding, settings.threads) != (
+            old_melspec,
+            old_embedding,
+            self.settings.threads,
+        ):
             return False
         if not await self._in_worker(self.detector.update_specs, specs):
             return False  # other model files: loaded at the next start

@@ -33,8 +33,18 @@ class Voice:
 
 def command(voice: Voice, binary: str = BINARY) -> list[str]:
     """The argv that reads text from stdin and writes a WAV stream to stdout."""
-    return [binary, "--stdout", "-v", voice.name, "-s", str(voice.rate), "-p", str(voice.pitch),
-            "-a", str(voice.amplitude)]
+    return [
+        binary,
+        "--stdout",
+        "-v",
+        voice.name,
+        "-s",
+        str(voice.rate),
+        "-p",
+        str(voice.pitch),
+        "-a",
+        str(voice.amplitude),
+    ]
 
 
 def find(binary: str = BINARY) -> str:
@@ -49,31 +59,48 @@ def speak_wav(text: str, voice: Voice, *, binary: str = BINARY, timeout: float =
     """The WAV espeak-ng writes for ``text`` (its own rate, blocking)."""
     argv = command(voice, find(binary))
     try:
-        done = subprocess.run(argv, input=text.encode("utf-8") + b"\n", capture_output=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            argv,
+            input=text.encode("utf-8") + b"\n",
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise BackendError(f"espeak-ng took longer than {timeout:g} s") from None
     except OSError as exc:
         raise BackendError(f"cannot run {binary}: {exc.strerror or exc}") from None
     if done.returncode != 0:
-        raise BackendError(f"espeak-ng exited with {done.returncode} for voice {voice.name!r}: "
-                           f"{done.stderr.decode(errors='replace').strip()[:200]}")
+        raise BackendError(
+            f"espeak-ng exited with {done.returncode} for voice {voice.name!r}: "
+            f"{done.stderr.decode(errors='replace').strip()[:200]}"
+        )
     return done.stdout
 
 
 def speak(text: str, voice: Voice, *, binary: str = BINARY, timeout: float = 30.0) -> bytes:
     """``text`` as 16 kHz mono int16 PCM (blocking; run it in an executor)."""
-    from .wav import read_wav_bytes
     from ..errors import AudioFileError
+    from .wav import read_wav_bytes
 
     try:
-        return read_wav_bytes(speak_wav(text, voice, binary=binary, timeout=timeout), source="espeak-ng")
+        return read_wav_bytes(
+            speak_wav(text, voice, binary=binary, timeout=timeout), source="espeak-ng"
+        )
     except AudioFileError as exc:
-        raise BackendError(f"espeak-ng wrote no usable audio for voice {voice.name!r}: {exc}") from None
+        raise BackendError(
+            f"espeak-ng wrote no usable audio for voice {voice.name!r}: {exc}"
+        ) from None
 
 
-async def stream(text: str, voice: Voice, *, binary: str = BINARY, timeout: float = 15.0,
-                 sample_rate: int = SAMPLE_RATE) -> AsyncGenerator[bytes, None]:
+async def stream(
+    text: str,
+    voice: Voice,
+    *,
+    binary: str = BINARY,
+    timeout: float = 15.0,
+    sample_rate: int = SAMPLE_RATE,
+) -> AsyncGenerator[bytes, None]:
     """``text`` as mono int16 chunks at ``sample_rate`` while espeak-ng writes them.
 
     Closing the generator (barge-in) kills the process; ``timeout`` bounds the whole sentence.
@@ -83,8 +110,11 @@ async def stream(text: str, voice: Voice, *, binary: str = BINARY, timeout: floa
 
     try:
         proc = await asyncio.create_subprocess_exec(
-            *command(voice, binary), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            *command(voice, binary),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
     except OSError as exc:
         raise BackendError(f"cannot run {binary}: {exc.strerror or exc}") from None
     assert proc.stdin and proc.stdout
@@ -96,15 +126,21 @@ async def stream(text: str, voice: Voice, *, binary: str = BINARY, timeout: floa
         except (BrokenPipeError, ConnectionResetError):
             pass  # it died at once: the missing header below says so
         in_rate = await asyncio.wait_for(_read_wav_header(proc.stdout), timeout)
-        resampler = soxr.ResampleStream(in_rate, sample_rate, 1, dtype="int16") if in_rate != sample_rate else None
+        resampler = (
+            soxr.ResampleStream(in_rate, sample_rate, 1, dtype="int16")
+            if in_rate != sample_rate
+            else None
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         carry = b""
         while True:
-            chunk = await asyncio.wait_for(proc.stdout.read(8192), max(deadline - loop.time(), 0.01))
+            chunk = await asyncio.wait_for(
+                proc.stdout.read(8192), max(deadline - loop.time(), 0.01)
+            )
             last = not chunk
             data = carry + chunk
-            carry = data[len(data) // 2 * 2:]
+            carry = data[len(data) // 2 * 2 :]
             samples = np.frombuffer(data[: len(data) // 2 * 2], dtype=np.int16)
             out = resampler.resample_chunk(samples, last=last) if resampler else samples
             if len(out):
@@ -114,7 +150,9 @@ async def stream(text: str, voice: Voice, *, binary: str = BINARY, timeout: floa
         code = await asyncio.wait_for(proc.wait(), 2)
         if code != 0:
             err = (await proc.stderr.read()).decode(errors="replace").strip() if proc.stderr else ""
-            raise BackendError(f"espeak-ng exited with {code} for voice {voice.name!r}: {err[:200]}")
+            raise BackendError(
+                f"espeak-ng exited with {code} for voice {voice.name!r}: {err[:200]}"
+            )
     except TimeoutError:
         raise BackendError(f"espeak-ng took longer than {timeout:g} s for one sentence") from None
     finally:

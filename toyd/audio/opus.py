@@ -18,8 +18,13 @@ class OpusError(ValueError):
 class OpusEncoder:
     """PCM frames in, one Opus packet per frame out."""
 
-    def __init__(self, sample_rate: int = SAMPLE_RATE, bitrate: int = DEFAULT_BITRATE, frame_ms: int = FRAME_MS,
-                 complexity: int = 5) -> None:
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        bitrate: int = DEFAULT_BITRATE,
+        frame_ms: int = FRAME_MS,
+        complexity: int = 5,
+    ) -> None:
         import opuslib
 
         self.frame_samples = sample_rate * frame_ms // 1000

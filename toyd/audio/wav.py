@@ -22,8 +22,13 @@ from .pcm import SAMPLE_RATE, SAMPLE_WIDTH
 RAW_SUFFIXES = (".raw", ".pcm", ".s16", ".s16le")
 
 
-def read_wav(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE, *, convert: bool = True,
-             needed_by: str = "") -> bytes:
+def read_wav(
+    path: str | os.PathLike[str],
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    convert: bool = True,
+    needed_by: str = "",
+) -> bytes:
     """The whole WAV at ``path`` as mono int16 PCM at ``sample_rate`` (blocking).
 
     With ``convert=False`` a file of another shape is an error that says what
@@ -38,8 +43,9 @@ def read_wav_bytes(data: bytes, *, source: str = "<wav>", sample_rate: int = SAM
     return _decode(io.BytesIO(data), source, sample_rate)
 
 
-def _check_shape(name: str, data: bytes, rate: int, width: int, channels: int, sample_rate: int,
-                 needed_by: str) -> None:
+def _check_shape(
+    name: str, data: bytes, rate: int, width: int, channels: int, sample_rate: int, needed_by: str
+) -> None:
     if not data:
         raise AudioFileError(name, "contains no audio")
     if len(data) % (channels * width):
@@ -48,12 +54,17 @@ def _check_shape(name: str, data: bytes, rate: int, width: int, channels: int, s
     problems += [f"{channels} channels"] if channels != 1 else []
     problems += [f"{rate} Hz"] if rate != sample_rate else []
     if problems:
-        raise AudioFileError(name, f"{', '.join(problems)}; {needed_by} needs {sample_rate} Hz mono 16-bit; "
-                                   f"convert it with `sox IN.wav -r {sample_rate} -c 1 -b 16 OUT.wav`, "
-                                   "or pass --resample")
+        raise AudioFileError(
+            name,
+            f"{', '.join(problems)}; {needed_by} needs {sample_rate} Hz mono 16-bit; "
+            f"convert it with `sox IN.wav -r {sample_rate} -c 1 -b 16 OUT.wav`, "
+            "or pass --resample",
+        )
 
 
-def _decode(what: str | io.BytesIO, name: str, sample_rate: int, strict_for: str | None = None) -> bytes:
+def _decode(
+    what: str | io.BytesIO, name: str, sample_rate: int, strict_for: str | None = None
+) -> bytes:
     try:
         with wave.open(what, "rb") as wav:
             channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
@@ -66,19 +77,31 @@ def _decode(what: str | io.BytesIO, name: str, sample_rate: int, strict_for: str
         raise AudioFileError(name, "permission denied") from None
     except (wave.Error, EOFError, RuntimeError, ValueError, struct.error) as exc:
         # the wave module signals broken chunks with several exception types
-        raise AudioFileError(name, f"not a readable PCM WAV file ({str(exc) or 'broken or truncated chunks'}); "
-                                   "convert it with: sox IN -r 16000 -c 1 -b 16 OUT.wav") from None
+        raise AudioFileError(
+            name,
+            f"not a readable PCM WAV file ({str(exc) or 'broken or truncated chunks'}); "
+            "convert it with: sox IN -r 16000 -c 1 -b 16 OUT.wav",
+        ) from None
     except OSError as exc:
         raise AudioFileError(name, exc.strerror or str(exc)) from None
     if rate <= 0 or channels <= 0:
         raise AudioFileError(name, f"bad WAV header (rate {rate}, {channels} channels)")
     if strict_for is not None:
         _check_shape(name, data, rate, width, channels, sample_rate, strict_for)
-    return convert(data, rate=rate, width=width, channels=channels, sample_rate=sample_rate, source=name)
+    return convert(
+        data, rate=rate, width=width, channels=channels, sample_rate=sample_rate, source=name
+    )
 
 
-def convert(data: bytes, *, rate: int, width: int, channels: int, sample_rate: int = SAMPLE_RATE,
-            source: str = "<pcm>") -> bytes:
+def convert(
+    data: bytes,
+    *,
+    rate: int,
+    width: int,
+    channels: int,
+    sample_rate: int = SAMPLE_RATE,
+    source: str = "<pcm>",
+) -> bytes:
     """Integer PCM of any width/channels/rate → mono int16 at ``sample_rate``."""
     frame = width * channels
     data = data[: len(data) - len(data) % frame] if frame else b""
@@ -88,8 +111,14 @@ def convert(data: bytes, *, rate: int, width: int, channels: int, sample_rate: i
         samples = np.frombuffer(data, "<i2")
     elif width == 3:
         raw = np.frombuffer(data, np.uint8).reshape(-1, 3)
-        as32 = (raw[:, 0].astype(np.int32) | (raw[:, 1].astype(np.int32) << 8) | (raw[:, 2].astype(np.int32) << 16))
-        samples = ((as32 << 8) >> 16).astype(np.int16)  # sign-extend the 24-bit value, keep the top 16 bits
+        as32 = (
+            raw[:, 0].astype(np.int32)
+            | (raw[:, 1].astype(np.int32) << 8)
+            | (raw[:, 2].astype(np.int32) << 16)
+        )
+        samples = ((as32 << 8) >> 16).astype(
+            np.int16
+        )  # sign-extend the 24-bit value, keep the top 16 bits
     elif width == 4:
         samples = (np.frombuffer(data, "<i4") >> 16).astype(np.int16)
     else:

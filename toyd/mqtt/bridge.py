@@ -48,11 +48,17 @@ class NotConnected(ToydError):
 class MqttBridge:
     """One MQTT client: connect in the background, publish with ``await``, messages as calls."""
 
-    def __init__(self, settings: BrokerSettings, *, client_id: str, will_topic: str | None,
-                 subscriptions: Callable[[], list[str]],
-                 on_message: Callable[[str, bytes, bool], None],
-                 on_connected: Callable[[], None] = lambda: None,
-                 on_disconnected: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        client_id: str,
+        will_topic: str | None,
+        subscriptions: Callable[[], list[str]],
+        on_message: Callable[[str, bytes, bool], None],
+        on_connected: Callable[[], None] = lambda: None,
+        on_disconnected: Callable[[], None] = lambda: None,
+    ) -> None:
         self.settings = settings
         self.client_id = client_id
         self.connected = False
@@ -65,8 +71,12 @@ class MqttBridge:
         self._failures = 0
         self._stopping = False
         self.connects = 0
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311,
-                             clean_session=True)
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv311,
+            clean_session=True,
+        )
         if settings.username:
             client.username_pw_set(settings.username, settings.password or None)
         if will_topic:
@@ -87,8 +97,13 @@ class MqttBridge:
         if not tls.enabled:
             return
         try:
-            self.client.tls_set(ca_certs=tls.ca or None, certfile=tls.cert or None, keyfile=tls.key or None,
-                                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            self.client.tls_set(
+                ca_certs=tls.ca or None,
+                certfile=tls.cert or None,
+                keyfile=tls.key or None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise ToydError(f"mqtt.tls: cannot load certificates: {exc}") from None
         self.client.tls_insecure_set(tls.insecure)
@@ -113,7 +128,9 @@ class MqttBridge:
 
     # --- API for the event loop -------------------------------------------------------
 
-    async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1, retain: bool = False) -> None:
+    async def publish(
+        self, topic: str, payload: str | bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
         """Publish and, for QoS 1, wait for the broker's PUBACK; NotConnected if it is away."""
         if not self.connected:
             raise NotConnected(f"not connected to {self.settings.host}:{self.settings.port}")
@@ -131,11 +148,16 @@ class MqttBridge:
         finally:
             self._pending.pop(info.mid, None)
 
-    def publish_nowait(self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False) -> bool:
+    def publish_nowait(
+        self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False
+    ) -> bool:
         """Fire and forget; False when not connected."""
         if not self.connected:
             return False
-        return self.client.publish(topic, payload, qos=qos, retain=retain).rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+        return (
+            self.client.publish(topic, payload, qos=qos, retain=retain).rc
+            == MQTTErrorCode.MQTT_ERR_SUCCESS
+        )
 
     # --- paho's thread: hand everything to the loop -------------------------------------
 
@@ -148,7 +170,9 @@ class MqttBridge:
         except RuntimeError:  # the loop closed between the check and the call
             pass
 
-    def _cb_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _cb_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             self._call(self._failed, f"refused: {reason}")
             return
@@ -160,13 +184,17 @@ class MqttBridge:
     def _cb_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._call(self._failed, "unreachable")
 
-    def _cb_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _cb_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         self._call(self._down, str(reason))
 
     def _cb_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self._call(self._on_message, message.topic, bytes(message.payload), bool(message.retain))
 
-    def _cb_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+    def _cb_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
         self._call(self._acked, mid)
 
     # --- back on the loop ---------------------------------------------------------------
@@ -186,8 +214,13 @@ class MqttBridge:
         self._failures += 1
         # one line per outage, not one per retry: the toy works without the broker
         level = logging.WARNING if self._failures == 1 else logging.DEBUG
-        log.log(level, "MQTT broker %s:%s %s; the toy works without it, retrying in the background",
-                self.settings.host, self.settings.port, why)
+        log.log(
+            level,
+            "MQTT broker %s:%s %s; the toy works without it, retrying in the background",
+            self.settings.host,
+            self.settings.port,
+            why,
+        )
 
     def _down(self, why: str) -> None:
         was = self.connected

@@ -20,8 +20,21 @@ RATE_LIMITED = "rate_limited"  # too many frames or messages per second; excess 
 BUSY = "busy"  # e.g. ``say`` while a turn is running
 BACKEND = "backend"  # the AI chain failed for this turn (the toy may answer locally)
 
-ALL = (BAD_JSON, UNKNOWN_TYPE, BAD_MESSAGE, TOO_LARGE, NOT_READY, UNSUPPORTED_VERSION, UNSUPPORTED_AUDIO,
-       UNEXPECTED_AUDIO, BAD_AUDIO, AUDIO_TOO_LONG, RATE_LIMITED, BUSY, BACKEND)
+ALL = (
+    BAD_JSON,
+    UNKNOWN_TYPE,
+    BAD_MESSAGE,
+    TOO_LARGE,
+    NOT_READY,
+    UNSUPPORTED_VERSION,
+    UNSUPPORTED_AUDIO,
+    UNEXPECTED_AUDIO,
+    BAD_AUDIO,
+    AUDIO_TOO_LONG,
+    RATE_LIMITED,
+    BUSY,
+    BACKEND,
+)
 
 # --- WebSocket close codes ----------------------------------------------------------------
 CLOSE_GOING_AWAY = 1001  # server shutting down: reconnect with backoff

@@ -41,18 +41,27 @@ class AudioPacket:
 
 def pack_audio(response_id: int, seq: int, payload: bytes) -> bytes:
     """A downlink binary frame."""
-    return HEADER.pack(FRAME_VERSION, KIND_OPUS, 0, response_id & 0xFFFFFFFF, seq & 0xFFFFFFFF) + payload
+    return (
+        HEADER.pack(FRAME_VERSION, KIND_OPUS, 0, response_id & 0xFFFFFFFF, seq & 0xFFFFFFFF)
+        + payload
+    )
 
 
 def unpack_audio(frame: bytes) -> AudioPacket:
     """Split a downlink binary frame; raises ProtocolError when it is malformed."""
     if len(frame) <= HEADER_SIZE:
-        raise ProtocolError(codes.BAD_AUDIO, f"binary frame of {len(frame)} bytes is shorter than its header")
+        raise ProtocolError(
+            codes.BAD_AUDIO, f"binary frame of {len(frame)} bytes is shorter than its header"
+        )
     if len(frame) > HEADER_SIZE + MAX_AUDIO_FRAME:
-        raise ProtocolError(codes.TOO_LARGE, f"binary frame of {len(frame)} bytes exceeds the limit")
+        raise ProtocolError(
+            codes.TOO_LARGE, f"binary frame of {len(frame)} bytes exceeds the limit"
+        )
     version, kind, _flags, response_id, seq = HEADER.unpack_from(frame)
     if version != FRAME_VERSION or kind != KIND_OPUS:
-        raise ProtocolError(codes.BAD_AUDIO, f"unknown binary frame version {version} / kind {kind}")
+        raise ProtocolError(
+            codes.BAD_AUDIO, f"unknown binary frame version {version} / kind {kind}"
+        )
     return AudioPacket(response_id, seq, bytes(frame[HEADER_SIZE:]))
 
 
@@ -61,5 +70,7 @@ def check_uplink(frame: bytes) -> bytes:
     if not frame:
         raise ProtocolError(codes.BAD_AUDIO, "empty binary frame")
     if len(frame) > MAX_AUDIO_FRAME:
-        raise ProtocolError(codes.TOO_LARGE, f"binary frame of {len(frame)} bytes exceeds {MAX_AUDIO_FRAME}")
+        raise ProtocolError(
+            codes.TOO_LARGE, f"binary frame of {len(frame)} bytes exceeds {MAX_AUDIO_FRAME}"
+        )
     return frame

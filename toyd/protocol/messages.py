@@ -17,8 +17,8 @@ from ..errors import ConfigError, ProtocolError
 from ..schema import Where, build
 from . import codes
 from .limits import MAX_TEXT_CHARS, MAX_TEXT_FRAME
-
 from .limits import PROTOCOL_VERSION as VERSION
+
 Mode = Literal["push_to_talk", "wake_word", "auto"]
 
 
@@ -198,14 +198,18 @@ class Pong(Message):
 
 
 UPLINK: dict[str, type[Message]] = {m.type: m for m in (Hello, Listen, Abort, Playback, Say, Ping)}
-DOWNLINK: dict[str, type[Message]] = {m.type: m for m in (ServerHello, Listen, Stt, Llm, Tts, Alert, Error, Pong, Ping)}
+DOWNLINK: dict[str, type[Message]] = {
+    m.type: m for m in (ServerHello, Listen, Stt, Llm, Tts, Alert, Error, Pong, Ping)
+}
 _TEXT_FIELDS = ("text", "message")
 
 
 def parse(frame: str | bytes, direction: Literal["up", "down"]) -> Message:
     """Decode one text frame sent ``up`` (device → cloud) or ``down``; raises ProtocolError."""
     if len(frame) > MAX_TEXT_FRAME:
-        raise ProtocolError(codes.TOO_LARGE, f"text frame of {len(frame)} bytes exceeds {MAX_TEXT_FRAME}")
+        raise ProtocolError(
+            codes.TOO_LARGE, f"text frame of {len(frame)} bytes exceeds {MAX_TEXT_FRAME}"
+        )
     try:
         data = json.loads(frame)
     except (ValueError, RecursionError) as exc:
@@ -216,7 +220,9 @@ def parse(frame: str | bytes, direction: Literal["up", "down"]) -> Message:
     table = UPLINK if direction == "up" else DOWNLINK
     if not isinstance(kind, str) or kind not in table:
         known = ", ".join(sorted(table))
-        raise ProtocolError(codes.UNKNOWN_TYPE, f"unknown message type {str(kind)[:40]!r}; known: {known}")
+        raise ProtocolError(
+            codes.UNKNOWN_TYPE, f"unknown message type {str(kind)[:40]!r}; known: {known}"
+        )
     cls = table[kind]
     names = {f.name for f in dataclasses.fields(cls)}
     fields = {k: v for k, v in data.items() if k in names}
@@ -227,7 +233,9 @@ def parse(frame: str | bytes, direction: Literal["up", "down"]) -> Message:
     for name in _TEXT_FIELDS:
         value = getattr(msg, name, None)
         if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
-            raise ProtocolError(codes.TOO_LARGE, f"{kind}.{name} exceeds {MAX_TEXT_CHARS} characters")
+            raise ProtocolError(
+                codes.TOO_LARGE, f"{kind}.{name} exceeds {MAX_TEXT_CHARS} characters"
+            )
     return msg
 
 

@@ -28,4 +28,6 @@ def open_store(url: str, state_dir: Path, *, turns: int = 6, summary_chars: int 
     from .sqlite import SqliteStore
 
     path = Path(url.removeprefix("sqlite:"))
-    return SqliteStore(path if path.is_absolute() else state_dir / path, turns=turns, summary_chars=summary_chars)
+    return SqliteStore(
+        path if path.is_absolute() else state_dir / path, turns=turns, summary_chars=summary_chars
+    )

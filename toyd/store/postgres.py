@@ -59,7 +59,9 @@ KNOWN_TOYS = 5000  # toys whose last memory this process keeps for outages
 class PostgresStore(Store):
     """Memory and alerts in PostgreSQL; every gateway process opens the same URL."""
 
-    def __init__(self, url: str, *, turns: int = 6, summary_chars: int = 600, pool_size: int = 4) -> None:
+    def __init__(
+        self, url: str, *, turns: int = 6, summary_chars: int = 600, pool_size: int = 4
+    ) -> None:
         super().__init__(turns, summary_chars)
         self.url = url
         self.pool_size = pool_size
@@ -71,17 +73,26 @@ class PostgresStore(Store):
         self._flusher: asyncio.Task[None] | None = None
         self.retried = 0  # writes that needed more than one attempt (for benchmarks and tests)
         # what this process last knew of each toy's memory, so an outage does not make it forget
-        self._known: collections.OrderedDict[str, tuple[str, list[tuple[str, str]]]] = collections.OrderedDict()
+        self._known: collections.OrderedDict[str, tuple[str, list[tuple[str, str]]]] = (
+            collections.OrderedDict()
+        )
 
     async def open(self) -> None:
         """Create the pool; an unreachable server is not fatal, the store catches up later."""
         try:
             import asyncpg
         except ImportError as exc:
-            raise StoreError("a postgresql:// store needs asyncpg: pip install 'toyd[postgres]'") from exc
+            raise StoreError(
+                "a postgresql:// store needs asyncpg: pip install 'toyd[postgres]'"
+            ) from exc
         # min_size=0: no connection is needed to start, and dead ones are replaced on demand.
-        self._pool = asyncpg.create_pool(self.url, min_size=0, max_size=self.pool_size,
-                                         command_timeout=QUERY_TIMEOUT, timeout=QUERY_TIMEOUT)
+        self._pool = asyncpg.create_pool(
+            self.url,
+            min_size=0,
+            max_size=self.pool_size,
+            command_timeout=QUERY_TIMEOUT,
+            timeout=QUERY_TIMEOUT,
+        )
         try:
             await self._pool
         except Exception as exc:  # noqa: BLE001 - asyncpg raises many kinds for a bad URL
@@ -91,9 +102,14 @@ class PostgresStore(Store):
         except Exception as exc:  # noqa: BLE001 - the server may simply not be up yet
             if not _unreachable(exc):  # a wrong URL, user, password or database: say so now
                 await self.close()
-                raise StoreError(f"cannot use the store {redact(self.url)}: {describe(exc)}") from exc
-            log.warning("store: %s not reachable yet (%s); memory and alerts wait for it", redact(self.url),
-                        describe(exc))
+                raise StoreError(
+                    f"cannot use the store {redact(self.url)}: {describe(exc)}"
+                ) from exc
+            log.warning(
+                "store: %s not reachable yet (%s); memory and alerts wait for it",
+                redact(self.url),
+                describe(exc),
+            )
         self._flusher = asyncio.create_task(self._flush_forever(), name="store-flush")
 
     async def close(self) -> None:
@@ -110,7 +126,11 @@ class PostgresStore(Store):
             try:
                 await asyncio.wait_for(self._flush_once(), CLOSE_FLUSH_S)
             except Exception as exc:  # noqa: BLE001 - report what is lost, then go on closing
-                log.error("store: %d write(s) not saved at shutdown: %s", len(self._pending), describe(exc))
+                log.error(
+                    "store: %d write(s) not saved at shutdown: %s",
+                    len(self._pending),
+                    describe(exc),
+                )
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), CLOSE_FLUSH_S)
@@ -129,11 +149,18 @@ class PostgresStore(Store):
         try:
             summary, recent = await self._run(lambda c: self._recall(c, device_id))
         except Exception as exc:  # noqa: BLE001 - a turn goes on without the server
-            log.warning("store: memory of %s not read (%s); the turn goes on with what this gateway knows",
-                        device_id, describe(exc))
+            log.warning(
+                "store: memory of %s not read (%s); the turn goes on with what this gateway knows",
+                device_id,
+                describe(exc),
+            )
             return self._known.get(device_id, ("", []))
-        held = [(item[4], item[5]) for item in self._pending if item[0] == "exchange" and item[2] == device_id]
-        known = summary, (recent + held)[-self.turns:] if self.turns else []
+        held = [
+            (item[4], item[5])
+            for item in self._pending
+            if item[0] == "exchange" and item[2] == device_id
+        ]
+        known = summary, (recent + held)[-self.turns :] if self.turns else []
         self._learn(device_id, known)
         return known
 
@@ -144,22 +171,37 @@ class PostgresStore(Store):
             self._known.popitem(last=False)
 
     async def _recall(self, conn: Any, device_id: str) -> tuple[str, list[tuple[str, str]]]:
-        row = await conn.fetchrow("SELECT summary FROM toyd_summaries WHERE device_id = $1", device_id)
-        rows = await conn.fetch("SELECT child, toy FROM toyd_exchanges WHERE device_id = $1 "
-                                "ORDER BY id DESC LIMIT $2", device_id, self.turns)
+        row = await conn.fetchrow(
+            "SELECT summary FROM toyd_summaries WHERE device_id = $1", device_id
+        )
+        rows = await conn.fetch(
+            "SELECT child, toy FROM toyd_exchanges WHERE device_id = $1 ORDER BY id DESC LIMIT $2",
+            device_id,
+            self.turns,
+        )
         return (row["summary"] if row else ""), [(r["child"], r["toy"]) for r in reversed(rows)]
 
     async def alerts(self, device_id: str, limit: int = 50) -> list[Alert]:
-        rows = await self._run(lambda c: c.fetch(
-            "SELECT device_id, at, category, severity, excerpt FROM toyd_alerts WHERE device_id = $1 "
-            "ORDER BY id DESC LIMIT $2", device_id, limit))
-        return [Alert(r["device_id"], r["at"], r["category"], r["severity"], r["excerpt"]) for r in reversed(rows)]
+        rows = await self._run(
+            lambda c: c.fetch(
+                "SELECT device_id, at, category, severity, excerpt FROM toyd_alerts WHERE device_id = $1 "
+                "ORDER BY id DESC LIMIT $2",
+                device_id,
+                limit,
+            )
+        )
+        return [
+            Alert(r["device_id"], r["at"], r["category"], r["severity"], r["excerpt"])
+            for r in reversed(rows)
+        ]
 
     # -- writes -----------------------------------------------------------------------
 
     async def remember(self, device_id: str, child: str, toy: str) -> None:
         summary, recent = self._known.get(device_id, ("", []))
-        self._learn(device_id, (summary, (recent + [(child, toy)])[-self.turns:] if self.turns else []))
+        self._learn(
+            device_id, (summary, (recent + [(child, toy)])[-self.turns :] if self.turns else [])
+        )
         await self._write(("exchange", uuid.uuid4().hex, device_id, time.time(), child, toy))
 
     async def record_alert(self, alert: Alert) -> None:
@@ -184,36 +226,66 @@ class PostgresStore(Store):
     async def _apply(self, conn: Any, item: tuple[Any, ...]) -> None:
         if item[0] == "alert":
             _, uid, alert = item
-            await conn.execute("INSERT INTO toyd_alerts (uid, device_id, at, category, severity, excerpt) "
-                               "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (uid) DO NOTHING",
-                               uid, alert.device_id, alert.at, alert.category, alert.severity, alert.excerpt)
+            await conn.execute(
+                "INSERT INTO toyd_alerts (uid, device_id, at, category, severity, excerpt) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (uid) DO NOTHING",
+                uid,
+                alert.device_id,
+                alert.at,
+                alert.category,
+                alert.severity,
+                alert.excerpt,
+            )
             return
         _, uid, device_id, at, child, toy = item
         async with conn.transaction():
             # one writer per toy at a time, whichever gateway it is on
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", device_id)
-            await conn.execute("INSERT INTO toyd_exchanges (uid, device_id, at, child, toy) "
-                               "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (uid) DO NOTHING",
-                               uid, device_id, at, child, toy)
-            old = await conn.fetch("SELECT id, child, toy FROM toyd_exchanges WHERE device_id = $1 "
-                                   "ORDER BY id DESC OFFSET $2", device_id, self.turns)
+            await conn.execute(
+                "INSERT INTO toyd_exchanges (uid, device_id, at, child, toy) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (uid) DO NOTHING",
+                uid,
+                device_id,
+                at,
+                child,
+                toy,
+            )
+            old = await conn.fetch(
+                "SELECT id, child, toy FROM toyd_exchanges WHERE device_id = $1 "
+                "ORDER BY id DESC OFFSET $2",
+                device_id,
+                self.turns,
+            )
             if not old:
                 return
             old = list(reversed(old))
-            row = await conn.fetchrow("SELECT summary FROM toyd_summaries WHERE device_id = $1", device_id)
-            summary = fold(row["summary"] if row else "", [(r["child"], r["toy"]) for r in old],
-                           self.summary_chars)
-            await conn.execute("INSERT INTO toyd_summaries (device_id, summary, updated) VALUES ($1, $2, $3) "
-                               "ON CONFLICT (device_id) DO UPDATE SET summary = EXCLUDED.summary, "
-                               "updated = EXCLUDED.updated", device_id, summary, time.time())
-            await conn.execute("DELETE FROM toyd_exchanges WHERE device_id = $1 AND id <= $2",
-                               device_id, old[-1]["id"])
+            row = await conn.fetchrow(
+                "SELECT summary FROM toyd_summaries WHERE device_id = $1", device_id
+            )
+            summary = fold(
+                row["summary"] if row else "",
+                [(r["child"], r["toy"]) for r in old],
+                self.summary_chars,
+            )
+            await conn.execute(
+                "INSERT INTO toyd_summaries (device_id, summary, updated) VALUES ($1, $2, $3) "
+                "ON CONFLICT (device_id) DO UPDATE SET summary = EXCLUDED.summary, "
+                "updated = EXCLUDED.updated",
+                device_id,
+                summary,
+                time.time(),
+            )
+            await conn.execute(
+                "DELETE FROM toyd_exchanges WHERE device_id = $1 AND id <= $2",
+                device_id,
+                old[-1]["id"],
+            )
 
     async def _flush_once(self) -> None:
         """Write the queue in order; stops at the first failure (raised)."""
         while self._pending:
             item = self._pending[0]
-            await self._run(lambda c: self._apply(c, item))
+            await self._run(lambda c, item=item: self._apply(c, item))
             self._pending.popleft()
             self.retried += 1
         log.info("store: caught up with %s", redact(self.url))
@@ -228,7 +300,11 @@ class PostgresStore(Store):
             try:
                 await self._flush_once()
             except Exception as exc:  # noqa: BLE001 - the server is still away
-                log.debug("store: still unavailable (%s); %d write(s) pending", describe(exc), len(self._pending))
+                log.debug(
+                    "store: still unavailable (%s); %d write(s) pending",
+                    describe(exc),
+                    len(self._pending),
+                )
                 await asyncio.sleep(delay * random.uniform(0.75, 1.25))
                 delay = min(delay * 2, RETRY_MAX)
 
@@ -244,7 +320,7 @@ class PostgresStore(Store):
                     await self._ensure_schema()
                 async with self._pool.acquire(timeout=QUERY_TIMEOUT) as conn:
                     return await work(conn)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 raise StoreError(describe(exc)) from exc
             except Exception as exc:
                 if attempt == 2 or not _connection_lost(exc):
@@ -254,7 +330,9 @@ class PostgresStore(Store):
     async def _ensure_schema(self) -> None:
         async with self._pool.acquire(timeout=QUERY_TIMEOUT) as conn:
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(7336741)")  # gateways start together
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(7336741)"
+                )  # gateways start together
                 await conn.execute(SCHEMA)
         self._schema_ready = True
 
@@ -265,17 +343,25 @@ def _unreachable(exc: BaseException) -> bool:
 
     if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
         return False
-    return isinstance(exc, (OSError, asyncio.TimeoutError, StoreError)) or _connection_lost(exc) or isinstance(
-        exc, (asyncpg.exceptions.TooManyConnectionsError,))
+    return (
+        isinstance(exc, (OSError, asyncio.TimeoutError, StoreError))
+        or _connection_lost(exc)
+        or isinstance(exc, (asyncpg.exceptions.TooManyConnectionsError,))
+    )
 
 
 def _connection_lost(exc: BaseException) -> bool:
     import asyncpg
 
-    return isinstance(exc, (asyncpg.exceptions.ConnectionDoesNotExistError,
-                            asyncpg.exceptions.InterfaceError,
-                            asyncpg.exceptions.CannotConnectNowError,
-                            asyncpg.exceptions.AdminShutdownError))
+    return isinstance(
+        exc,
+        (
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.InterfaceError,
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.AdminShutdownError,
+        ),
+    )
 
 
 def describe(exc: BaseException) -> str:

@@ -49,7 +49,9 @@ class SqliteStore(Store):
     async def open(self) -> None:
         """Open (and create) the database; WAL so a power cut never corrupts it."""
         if not self.path.parent.is_dir():
-            raise StoreError(f"cannot open the store {self.path}: the folder {self.path.parent} does not exist")
+            raise StoreError(
+                f"cannot open the store {self.path}: the folder {self.path.parent} does not exist"
+            )
         try:
             self._db = await aiosqlite.connect(self.path)
             await self._db.execute("PRAGMA journal_mode=WAL")
@@ -66,40 +68,61 @@ class SqliteStore(Store):
 
     async def recall(self, device_id: str) -> tuple[str, list[tuple[str, str]]]:
         db = self._require()
-        async with db.execute("SELECT summary FROM summaries WHERE device_id = ?", (device_id,)) as cur:
+        async with db.execute(
+            "SELECT summary FROM summaries WHERE device_id = ?", (device_id,)
+        ) as cur:
             row = await cur.fetchone()
-        async with db.execute("SELECT child, toy FROM exchanges WHERE device_id = ? ORDER BY id DESC LIMIT ?",
-                              (device_id, self.turns)) as cur:
+        async with db.execute(
+            "SELECT child, toy FROM exchanges WHERE device_id = ? ORDER BY id DESC LIMIT ?",
+            (device_id, self.turns),
+        ) as cur:
             recent = [(r[0], r[1]) for r in await cur.fetchall()]
         return (row[0] if row else ""), list(reversed(recent))
 
     async def remember(self, device_id: str, child: str, toy: str) -> None:
         db = self._require()
-        await db.execute("INSERT INTO exchanges (device_id, at, child, toy) VALUES (?, ?, ?, ?)",
-                         (device_id, time.time(), child, toy))
-        async with db.execute("SELECT id, child, toy FROM exchanges WHERE device_id = ? "
-                              "ORDER BY id DESC LIMIT -1 OFFSET ?", (device_id, self.turns)) as cur:
+        await db.execute(
+            "INSERT INTO exchanges (device_id, at, child, toy) VALUES (?, ?, ?, ?)",
+            (device_id, time.time(), child, toy),
+        )
+        async with db.execute(
+            "SELECT id, child, toy FROM exchanges WHERE device_id = ? "
+            "ORDER BY id DESC LIMIT -1 OFFSET ?",
+            (device_id, self.turns),
+        ) as cur:
             old = list(reversed(await cur.fetchall()))
         if old:
-            async with db.execute("SELECT summary FROM summaries WHERE device_id = ?", (device_id,)) as cur:
+            async with db.execute(
+                "SELECT summary FROM summaries WHERE device_id = ?", (device_id,)
+            ) as cur:
                 row = await cur.fetchone()
             summary = fold(row[0] if row else "", [(r[1], r[2]) for r in old], self.summary_chars)
-            await db.execute("INSERT INTO summaries (device_id, summary, updated) VALUES (?, ?, ?) "
-                             "ON CONFLICT(device_id) DO UPDATE SET summary = excluded.summary, "
-                             "updated = excluded.updated", (device_id, summary, time.time()))
-            await db.execute("DELETE FROM exchanges WHERE device_id = ? AND id <= ?", (device_id, old[-1][0]))
+            await db.execute(
+                "INSERT INTO summaries (device_id, summary, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT(device_id) DO UPDATE SET summary = excluded.summary, "
+                "updated = excluded.updated",
+                (device_id, summary, time.time()),
+            )
+            await db.execute(
+                "DELETE FROM exchanges WHERE device_id = ? AND id <= ?", (device_id, old[-1][0])
+            )
         await db.commit()
 
     async def record_alert(self, alert: Alert) -> None:
         db = self._require()
-        await db.execute("INSERT INTO alerts (device_id, at, category, severity, excerpt) VALUES (?, ?, ?, ?, ?)",
-                         (alert.device_id, alert.at, alert.category, alert.severity, alert.excerpt))
+        await db.execute(
+            "INSERT INTO alerts (device_id, at, category, severity, excerpt) VALUES (?, ?, ?, ?, ?)",
+            (alert.device_id, alert.at, alert.category, alert.severity, alert.excerpt),
+        )
         await db.commit()
 
     async def alerts(self, device_id: str, limit: int = 50) -> list[Alert]:
         db = self._require()
-        async with db.execute("SELECT device_id, at, category, severity, excerpt FROM alerts "
-                              "WHERE device_id = ? ORDER BY id DESC LIMIT ?", (device_id, limit)) as cur:
+        async with db.execute(
+            "SELECT device_id, at, category, severity, excerpt FROM alerts "
+            "WHERE device_id = ? ORDER BY id DESC LIMIT ?",
+            (device_id, limit),
+        ) as cur:
             rows = await cur.fetchall()
         return [Alert(*row) for row in reversed(rows)]
 

@@ -29,15 +29,21 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "haproxy" / "haproxy.
 
 def haproxy_binary() -> str | None:
     """Debian's haproxy, if installed."""
-    return shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
+    return shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None
+    )
 
 
-def render_haproxy(template: str, front_port: int, gateway_ports: list[int], admin_socket: Path) -> str:
+def render_haproxy(
+    template: str, front_port: int, gateway_ports: list[int], admin_socket: Path
+) -> str:
     """The example config with this run's ports: one ``server`` line per gateway."""
     text = re.sub(r"(?m)^(\s*bind )127\.0\.0\.1:\d+", rf"\g<1>127.0.0.1:{front_port}", template)
     text = re.sub(r"(?m)^\s*stats socket \S+", f"    stats socket {admin_socket}", text)
     text = re.sub(r"(?m)^\s*log stdout.*\n", "", text)
-    servers = "".join(f"    server gw{i + 1} 127.0.0.1:{port} check\n" for i, port in enumerate(gateway_ports))
+    servers = "".join(
+        f"    server gw{i + 1} 127.0.0.1:{port} check\n" for i, port in enumerate(gateway_ports)
+    )
     text = re.sub(r"(?m)(^\s*server gw\d+ .*\n)+", servers, text)
     return text
 
@@ -58,12 +64,16 @@ def render_speech_pool(template: str, pools: dict[str, tuple[int, list[int]]]) -
             continue
         front, ports = pools[name]
         section = re.sub(r"(?m)^(\s*bind )\S+", rf"\g<1>127.0.0.1:{front}", section)
-        servers = "".join(f"    server {name}{i + 1} 127.0.0.1:{port} check\n" for i, port in enumerate(ports))
+        servers = "".join(
+            f"    server {name}{i + 1} 127.0.0.1:{port} check\n" for i, port in enumerate(ports)
+        )
         out.append(re.sub(r"(?m)(^\s*server .*\n)+", servers, section))
     return "".join(out)
 
 
-def start_haproxy(config: str, root: Path, port: int, timeout: float = 20.0) -> subprocess.Popen[bytes]:
+def start_haproxy(
+    config: str, root: Path, port: int, timeout: float = 20.0
+) -> subprocess.Popen[bytes]:
     """Run Debian's haproxy in the foreground with ``config``; returns once ``port`` listens."""
     binary = haproxy_binary()
     if binary is None:
@@ -71,7 +81,11 @@ def start_haproxy(config: str, root: Path, port: int, timeout: float = 20.0) -> 
     # two descriptors a proxied connection: the global maxconn must fit this machine's file limit
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limit = hard if hard != resource.RLIM_INFINITY else 1_000_000
-    config = re.sub(r"(?m)^(global\n(?:\s+.*\n)*?\s*maxconn )\d+", rf"\g<1>{max(100, (limit - 100) // 2)}", config)
+    config = re.sub(
+        r"(?m)^(global\n(?:\s+.*\n)*?\s*maxconn )\d+",
+        rf"\g<1>{max(100, (limit - 100) // 2)}",
+        config,
+    )
     path = root / f"haproxy-{port}.cfg"
     path.write_text(config)
     log = open(root / f"haproxy-{port}.log", "ab")  # noqa: SIM115 - handed to the child
@@ -92,8 +106,15 @@ def start_haproxy(config: str, root: Path, port: int, timeout: float = 20.0) -> 
 class Cluster:
     """``n`` gateway processes behind HAProxy; :meth:`kill` and :meth:`start_gateway` for failure tests."""
 
-    def __init__(self, root: Path, n: int, sections: dict[str, Any], plugins: list[str],
-                 gateway: dict[str, Any], log_level: str = "info") -> None:
+    def __init__(
+        self,
+        root: Path,
+        n: int,
+        sections: dict[str, Any],
+        plugins: list[str],
+        gateway: dict[str, Any],
+        log_level: str = "info",
+    ) -> None:
         self.root, self.n, self.log_level = root, n, log_level
         self.sections, self.plugins, self.gateway = sections, plugins, gateway
         self.ports = [free_port() for _ in range(n)]
@@ -106,10 +127,21 @@ class Cluster:
         return f"ws://127.0.0.1:{self.front_port}"
 
     def config(self, i: int) -> Path:
-        cfg = {"role": "cloud", "device_id": f"gw{i + 1}", "plugins": self.plugins,
-               "state_dir": str(self.root / f"gw{i + 1}"), "log_level": self.log_level,
-               "gateway": {"host": "127.0.0.1", "port": self.ports[i], "trusted_proxies": ["127.0.0.1"],
-                           "public_url": self.url, **self.gateway}, **self.sections}
+        cfg = {
+            "role": "cloud",
+            "device_id": f"gw{i + 1}",
+            "plugins": self.plugins,
+            "state_dir": str(self.root / f"gw{i + 1}"),
+            "log_level": self.log_level,
+            "gateway": {
+                "host": "127.0.0.1",
+                "port": self.ports[i],
+                "trusted_proxies": ["127.0.0.1"],
+                "public_url": self.url,
+                **self.gateway,
+            },
+            **self.sections,
+        }
         path = self.root / f"gw{i + 1}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         return path
@@ -117,8 +149,11 @@ class Cluster:
     def start_gateway(self, i: int, timeout: float = 60.0) -> None:
         """Start (or restart) gateway ``i`` and wait until its /healthz answers."""
         log = open(self.root / f"gw{i + 1}.log", "ab")  # noqa: SIM115 - handed to the child
-        self.procs[i] = subprocess.Popen([sys.executable, "-m", "toyd", "cloud", "-c", str(self.config(i))],
-                                         stdout=log, stderr=subprocess.STDOUT)
+        self.procs[i] = subprocess.Popen(
+            [sys.executable, "-m", "toyd", "cloud", "-c", str(self.config(i))],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         self._wait_health(self.ports[i], self.procs[i], timeout)
 
@@ -126,7 +161,9 @@ class Cluster:
         self.root.mkdir(parents=True, exist_ok=True)
         for i in range(self.n):
             self.start_gateway(i)
-        config = render_haproxy(EXAMPLE.read_text(), self.front_port, self.ports, self.root / "admin.sock")
+        config = render_haproxy(
+            EXAMPLE.read_text(), self.front_port, self.ports, self.root / "admin.sock"
+        )
         self.haproxy = start_haproxy(config, self.root, self.front_port)
         self._wait_health(self.front_port, self.haproxy, 20)
 
@@ -168,10 +205,14 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"process on port {port} exited with {proc.returncode}; see {self.root}")
+                raise RuntimeError(
+                    f"process on port {port} exited with {proc.returncode}; see {self.root}"
+                )
             try:
                 self.health(port)
                 return
             except OSError:
                 time.sleep(0.1)
-        raise TimeoutError(f"nothing answered /healthz on port {port} within {timeout} s; see {self.root}")
+        raise TimeoutError(
+            f"nothing answered /healthz on port {port} within {timeout} s; see {self.root}"
+        )

@@ -9,14 +9,24 @@ from typing import Any, TypeVar
 
 from toyd import App, Subscription
 from toyd.audio import FRAME_MS, frames
-from toyd.events import AudioFrame, ButtonPressed, Event, OfflineAnswered, ReplyAudio, SpeechEnded, StateChanged
+from toyd.events import (
+    AudioFrame,
+    ButtonPressed,
+    Event,
+    OfflineAnswered,
+    ReplyAudio,
+    SpeechEnded,
+    StateChanged,
+)
 from toyd.state import State
 
 E = TypeVar("E", bound=Event)
 SILENCE_PAD = bytes(16000)  # 0.5 s: the recogniser adapts on leading silence, and children pause
 
 
-async def speak_turn(app: App, pcm: bytes, *, timeout: float = 30.0, realtime: bool = False) -> tuple[OfflineAnswered, float]:
+async def speak_turn(
+    app: App, pcm: bytes, *, timeout: float = 30.0, realtime: bool = False
+) -> tuple[OfflineAnswered, float]:
     """Press the button, say ``pcm``, end the utterance; returns the answer and the seconds
     from end of speech to the first reply audio frame."""
     sub = app.bus.subscribe("drive", (StateChanged, OfflineAnswered, ReplyAudio), maxsize=100_000)
@@ -36,9 +46,14 @@ async def speak_turn(app: App, pcm: bytes, *, timeout: float = 30.0, realtime: b
         sub.close()
 
 
-async def next_matching(sub: Subscription, kind: type[E] | tuple[type[Event], ...], timeout: float,
-                        where: Callable[[Any], bool] = lambda e: True) -> E:
+async def next_matching(
+    sub: Subscription,
+    kind: type[E] | tuple[type[Event], ...],
+    timeout: float,
+    where: Callable[[Any], bool] = lambda e: True,
+) -> E:
     """The next event of ``kind`` matching ``where``, bounded by ``timeout``."""
+
     async def find() -> E:
         while True:
             event = await sub.get()

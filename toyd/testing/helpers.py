@@ -20,21 +20,29 @@ from ..registry import Registry
 
 T = TypeVar("T")
 
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
+
 @contextlib.contextmanager
-def start_mosquitto(port: int | None = None, extra_conf: str = "") -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def start_mosquitto(
+    port: int | None = None, extra_conf: str = ""
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """Run a private Mosquitto on 127.0.0.1:``port`` until the block ends."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="toyd-mqtt-") as tmp:
         conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}\n")
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}\n"
+        )
+        proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         try:
             _wait_port(port, proc)
             yield proc, port
@@ -48,6 +56,7 @@ def start_mosquitto(port: int | None = None, extra_conf: str = "") -> Iterator[t
             if proc.stderr:
                 proc.stderr.close()
 
+
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -59,23 +68,49 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) 
         time.sleep(0.02)
     raise TimeoutError(f"mosquitto did not listen on {port} within {timeout} s")
 
-def espeak_pcm(text: str, *, voice: str = "en-us", rate: int = 150, pitch: int = 50, sample_rate: int = 16000) -> bytes:
+
+def espeak_pcm(
+    text: str, *, voice: str = "en-us", rate: int = 150, pitch: int = 50, sample_rate: int = 16000
+) -> bytes:
     """Speak ``text`` with espeak-ng; 16-bit mono PCM at ``sample_rate`` (resampled by sox)."""
     from ..audio import espeak
 
     wav = espeak.speak_wav(text, espeak.Voice(name=voice, rate=rate, pitch=pitch))
-    out = subprocess.run(["sox", "-t", "wav", "-", "-t", "raw", "-r", str(sample_rate), "-c", "1", "-b", "16",
-                          "-e", "signed-integer", "-"], input=wav, check=True, capture_output=True)
+    out = subprocess.run(
+        [
+            "sox",
+            "-t",
+            "wav",
+            "-",
+            "-t",
+            "raw",
+            "-r",
+            str(sample_rate),
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            "-",
+        ],
+        input=wav,
+        check=True,
+        capture_output=True,
+    )
     return out.stdout
+
 
 async def wait_for(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01) -> T:
     """Poll ``predicate`` until it returns something truthy; bounded by ``timeout``."""
+
     async def poll() -> T:
         while not (value := predicate()):
             await asyncio.sleep(interval)
         return value
 
     return await asyncio.wait_for(poll(), timeout)
+
 
 @contextlib.asynccontextmanager
 async def running_daemon(
@@ -101,8 +136,12 @@ async def running_daemon(
     finally:
         await daemon.stop()
 
-async def next_event(sub: Any, kind: type[T], timeout: float = 5.0, where: Callable[[T], bool] = lambda e: True) -> T:
+
+async def next_event(
+    sub: Any, kind: type[T], timeout: float = 5.0, where: Callable[[T], bool] = lambda e: True
+) -> T:
     """The next event of ``kind`` (matching ``where``) from a subscription, bounded."""
+
     async def find() -> T:
         while True:
             event = await sub.get()
@@ -110,5 +149,6 @@ async def next_event(sub: Any, kind: type[T], timeout: float = 5.0, where: Calla
                 return event
 
     return await asyncio.wait_for(find(), timeout)
+
 
 Predicate = Callable[[], Awaitable[bool]]

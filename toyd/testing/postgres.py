@@ -21,7 +21,9 @@ from .helpers import free_port
 
 def postgres_bindir() -> Path | None:
     """The newest installed PostgreSQL server's bin directory, or None."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4])
+    )
     if found:
         return Path(found[-1]).parent
     on_path = shutil.which("postgres")
@@ -36,7 +38,9 @@ class PrivatePostgres:
         self.data = root / "data"
         self.proc: subprocess.Popen[bytes] | None = None
         # exec'd as that user directly (no runuser in between), so signals reach the server
-        self._as_user: dict[str, str] = {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+        self._as_user: dict[str, str] = (
+            {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+        )
 
     @property
     def url(self) -> str:
@@ -45,27 +49,65 @@ class PrivatePostgres:
     def init(self) -> None:
         if self._as_user:
             shutil.chown(self.root, "postgres")
-        subprocess.run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                        "--no-sync", "-E", "UTF8"], check=True, capture_output=True, cwd=self.root,
-                       **self._as_user)
+        subprocess.run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=self.root,
+            **self._as_user,
+        )
 
     def start(self, timeout: float = 20.0) -> None:
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - kept open for the server's life
         self.proc = subprocess.Popen(
-            [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-             "-c", "max_connections=200"], stdout=log, stderr=log, cwd=self.root, **self._as_user)
+            [
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.root),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=log,
+            stderr=log,
+            cwd=self.root,
+            **self._as_user,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited with {self.proc.returncode}: {self.log_tail()}")
-            ready = subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                                   capture_output=True)
+                raise RuntimeError(
+                    f"postgres exited with {self.proc.returncode}: {self.log_tail()}"
+                )
+            ready = subprocess.run(
+                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                capture_output=True,
+            )
             if ready.returncode == 0:
                 return
             time.sleep(0.1)
-        raise TimeoutError(f"postgres did not accept connections within {timeout} s: {self.log_tail()}")
+        raise TimeoutError(
+            f"postgres did not accept connections within {timeout} s: {self.log_tail()}"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server: ``fast`` (SIGINT, clean) or ``immediate`` (SIGQUIT, like a crash)."""

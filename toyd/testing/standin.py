@@ -98,17 +98,33 @@ class StandIn:
             seen = Seen(path, headers, body)
             self.requests.append(seen)
             if self.audio_status != 200 and ("/audio/" in path or "/text-to-speech/" in path):
-                await self._send(writer, self.audio_status, b'{"error": {"message": "scripted failure"}}', "application/json")
+                await self._send(
+                    writer,
+                    self.audio_status,
+                    b'{"error": {"message": "scripted failure"}}',
+                    "application/json",
+                )
             elif path.endswith("/chat/completions"):
                 await self._chat(seen, reader, writer)
             elif path.endswith("/audio/transcriptions"):
-                await self._send(writer, 200, json.dumps({
-                    "text": self.transcript, "language": "en",
-                    "segments": [{"avg_logprob": -0.2, "no_speech_prob": 0.05}]}).encode(), "application/json")
+                await self._send(
+                    writer,
+                    200,
+                    json.dumps(
+                        {
+                            "text": self.transcript,
+                            "language": "en",
+                            "segments": [{"avg_logprob": -0.2, "no_speech_prob": 0.05}],
+                        }
+                    ).encode(),
+                    "application/json",
+                )
             elif path.endswith("/audio/speech") or "/text-to-speech/" in path:
                 await self._speech(writer)
             else:
-                await self._send(writer, 404, b'{"error": {"message": "no such endpoint"}}', "application/json")
+                await self._send(
+                    writer, 404, b'{"error": {"message": "no such endpoint"}}', "application/json"
+                )
             seen.completed = True
         except (ConnectionError, asyncio.IncompleteReadError):
             if seen is not None:
@@ -117,9 +133,14 @@ class StandIn:
         finally:
             writer.close()
 
-    async def _send(self, writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str) -> None:
-        writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                     "Connection: close\r\n\r\n".encode() + body)
+    async def _send(
+        self, writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str
+    ) -> None:
+        writer.write(
+            f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n".encode()
+            + body
+        )
         await writer.drain()
 
     async def _chunk(self, writer: asyncio.StreamWriter, data: bytes) -> None:
@@ -128,13 +149,22 @@ class StandIn:
         if writer.transport.is_closing():
             raise ConnectionResetError("client went away")
 
-    async def _chat(self, seen: Seen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _chat(
+        self, seen: Seen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         script = self.scripts.pop(0) if self.scripts else self.default
         if script.status != 200:
-            await self._send(writer, script.status, b'{"error": {"message": "scripted failure"}}', "application/json")
+            await self._send(
+                writer,
+                script.status,
+                b'{"error": {"message": "scripted failure"}}',
+                "application/json",
+            )
             return
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
-                     b"Connection: close\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n"
+        )
         await writer.drain()
         # the client sends nothing after its request: any read that returns means it hung up
         watcher = asyncio.ensure_future(reader.read(1))
@@ -152,7 +182,11 @@ class StandIn:
                     raise ConnectionResetError("client went away")
                 await self._chunk(writer, b"data: " + json.dumps(event).encode() + b"\n\n")
                 if i == 0 and script.raw_bytes is not None:
-                    payload = b'{"choices": [{"index": 0, "delta": {"content": "' + script.raw_bytes + b'"}}]}'
+                    payload = (
+                        b'{"choices": [{"index": 0, "delta": {"content": "'
+                        + script.raw_bytes
+                        + b'"}}]}'
+                    )
                     await self._chunk(writer, b"data: " + payload + b"\n\n")
             await self._chunk(writer, b"data: [DONE]\n\n")
             await self._chunk(writer, b"")
@@ -160,10 +194,12 @@ class StandIn:
             watcher.cancel()
 
     async def _speech(self, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: audio/pcm\r\nTransfer-Encoding: chunked\r\n"
-                     b"Connection: close\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: audio/pcm\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n"
+        )
         for i in range(0, len(self.speech_pcm), self.speech_chunk):
-            await self._chunk(writer, self.speech_pcm[i:i + self.speech_chunk])
+            await self._chunk(writer, self.speech_pcm[i : i + self.speech_chunk])
         await self._chunk(writer, b"")
 
 

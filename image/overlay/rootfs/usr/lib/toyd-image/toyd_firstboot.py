@@ -21,9 +21,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -93,38 +94,72 @@ def load_provision(path: Path) -> dict[str, Any]:
         raise ProvisionError(f"{path.name}: expected 'key: value' lines, got {type(data).__name__}")
     unknown = set(data) - PROVISION_KEYS
     if unknown:
-        raise ProvisionError(f"{path.name}: unknown key(s) {sorted(unknown)}; known: {sorted(PROVISION_KEYS)}")
+        raise ProvisionError(
+            f"{path.name}: unknown key(s) {sorted(unknown)}; known: {sorted(PROVISION_KEYS)}"
+        )
     device_id = data.get("device_id")
-    if device_id is not None and (not isinstance(device_id, str) or not HOSTNAME_RE.match(device_id)):
-        raise ProvisionError(f"{path.name}: device_id {device_id!r} must be 1-63 of a-z 0-9 '-' (it becomes the hostname)")
+    if device_id is not None and (
+        not isinstance(device_id, str) or not HOSTNAME_RE.match(device_id)
+    ):
+        raise ProvisionError(
+            f"{path.name}: device_id {device_id!r} must be 1-63 of a-z 0-9 '-' (it becomes the hostname)"
+        )
     wifi = data.get("wifi")
     if wifi is not None:
-        if not isinstance(wifi, dict) or set(wifi) - WIFI_KEYS or not isinstance(wifi.get("ssid"), str):
-            raise ProvisionError(f"{path.name}: wifi needs ssid (text), psk, country (2 letters); optional hidden")
+        if (
+            not isinstance(wifi, dict)
+            or set(wifi) - WIFI_KEYS
+            or not isinstance(wifi.get("ssid"), str)
+        ):
+            raise ProvisionError(
+                f"{path.name}: wifi needs ssid (text), psk, country (2 letters); optional hidden"
+            )
         psk = wifi.get("psk")
         if psk is not None and not (isinstance(psk, str) and 8 <= len(psk) <= 63):
-            raise ProvisionError(f"{path.name}: wifi.psk must be 8-63 characters (or leave it out for an open network)")
-        if not (isinstance(wifi.get("country"), str) and re.fullmatch(r"[A-Z]{2}", wifi["country"])):
-            raise ProvisionError(f"{path.name}: wifi.country must be a 2-letter code like DE or US (radio rules)")
+            raise ProvisionError(
+                f"{path.name}: wifi.psk must be 8-63 characters (or leave it out for an open network)"
+            )
+        if not (
+            isinstance(wifi.get("country"), str) and re.fullmatch(r"[A-Z]{2}", wifi["country"])
+        ):
+            raise ProvisionError(
+                f"{path.name}: wifi.country must be a 2-letter code like DE or US (radio rules)"
+            )
     secrets = data.get("secrets") or {}
     if not isinstance(secrets, dict):
         raise ProvisionError(f"{path.name}: secrets must be 'name: value' lines")
     for name, value in secrets.items():
-        if not isinstance(name, str) or not SECRET_NAME_RE.match(name) or not isinstance(value, (str, int)):
-            raise ProvisionError(f"{path.name}: secret {name!r} needs a simple name (letters, digits, _ . -) and a text value")
+        if (
+            not isinstance(name, str)
+            or not SECRET_NAME_RE.match(name)
+            or not isinstance(value, (str, int))
+        ):
+            raise ProvisionError(
+                f"{path.name}: secret {name!r} needs a simple name (letters, digits, _ . -) and a text value"
+            )
     if not isinstance(data.get("simulate", False), bool):
         raise ProvisionError(f"{path.name}: simulate must be true or false")
     keys = data.get("ssh_authorized_keys") or []
-    if not isinstance(keys, list) or not all(isinstance(k, str) and k.startswith(("ssh-", "ecdsa-", "sk-")) for k in keys):
-        raise ProvisionError(f"{path.name}: ssh_authorized_keys must be a list of public keys (ssh-ed25519 AAAA...)")
+    if not isinstance(keys, list) or not all(
+        isinstance(k, str) and k.startswith(("ssh-", "ecdsa-", "sk-")) for k in keys
+    ):
+        raise ProvisionError(
+            f"{path.name}: ssh_authorized_keys must be a list of public keys (ssh-ed25519 AAAA...)"
+        )
     return data
 
 
 def wpa_config(wifi: dict[str, Any]) -> str:
     """wpa_supplicant config; the passphrase is stored only as its PBKDF2 hash."""
     ssid = wifi["ssid"]
-    lines = ["ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev", "update_config=0", f"country={wifi['country']}", "",
-             "network={", f"    ssid={ssid.encode().hex()}"]
+    lines = [
+        "ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev",
+        "update_config=0",
+        f"country={wifi['country']}",
+        "",
+        "network={",
+        f"    ssid={ssid.encode().hex()}",
+    ]
     if wifi.get("hidden"):
         lines.append("    scan_ssid=1")
     if wifi.get("psk"):
@@ -184,19 +219,31 @@ def apply_provision(root: Path, out: Outcome) -> None:
         device_id = data["device_id"]
         args += ["--device-id", device_id]
         _write(root / "etc/hostname", device_id + "\n", 0o644)
-        _write(root / "etc/hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{device_id}\n::1\t\tlocalhost ip6-localhost ip6-loopback\n", 0o644)
+        _write(
+            root / "etc/hosts",
+            f"127.0.0.1\tlocalhost\n127.0.1.1\t{device_id}\n::1\t\tlocalhost ip6-localhost ip6-loopback\n",
+            0o644,
+        )
         out.commands.append(["hostname", device_id])
         out.applied.append(f"device id and hostname: {device_id}")
     if data.get("simulate"):
         args.append("--simulate")
         out.applied.append("simulated devices (toyd device --simulate)")
     if args or (root / "etc/default/toyd").exists():
-        _write(root / "etc/default/toyd", f'# Written by toyd-firstboot from provision.yaml\nTOYD_ARGS="{" ".join(args)}"\n', 0o644)
+        _write(
+            root / "etc/default/toyd",
+            f'# Written by toyd-firstboot from provision.yaml\nTOYD_ARGS="{" ".join(args)}"\n',
+            0o644,
+        )
     for name, value in (data.get("secrets") or {}).items():
         _write(root / "etc/toyd/secrets" / name, f"{value}\n", 0o640, "toyd")
-        out.applied.append(f"secret {name!r} stored as /etc/toyd/secrets/{name} (use {{\"$file\": /etc/toyd/secrets/{name}}})")
+        out.applied.append(
+            f'secret {name!r} stored as /etc/toyd/secrets/{name} (use {{"$file": /etc/toyd/secrets/{name}}})'
+        )
     if data.get("wifi"):
-        _write(root / "etc/wpa_supplicant/wpa_supplicant-wlan0.conf", wpa_config(data["wifi"]), 0o600)
+        _write(
+            root / "etc/wpa_supplicant/wpa_supplicant-wlan0.conf", wpa_config(data["wifi"]), 0o600
+        )
         out.commands.append(["systemctl", "restart", "--no-block", "wpa_supplicant@wlan0.service"])
         out.applied.append(f"Wi-Fi network {data['wifi']['ssid']!r} ({data['wifi']['country']})")
     if data.get("ssh_authorized_keys"):
@@ -209,15 +256,24 @@ def apply_provision(root: Path, out: Outcome) -> None:
 
 def apply_ssh_flag(root: Path, out: Outcome) -> None:
     """An empty file named ``ssh`` (or ssh.txt) on the boot partition turns SSH on."""
-    flags = [root / BOOT_DIR / name for name in ("ssh", "ssh.txt") if (root / BOOT_DIR / name).exists()]
+    flags = [
+        root / BOOT_DIR / name for name in ("ssh", "ssh.txt") if (root / BOOT_DIR / name).exists()
+    ]
     if not flags:
         return
     for flag in flags:
         flag.unlink()
-    out.commands += [["ssh-keygen", "-A"], ["systemctl", "enable", "--now", "--no-block", "ssh.service"]]
-    out.applied.append("SSH enabled (key login for root only; put keys in provision.yaml ssh_authorized_keys)")
+    out.commands += [
+        ["ssh-keygen", "-A"],
+        ["systemctl", "enable", "--now", "--no-block", "ssh.service"],
+    ]
+    out.applied.append(
+        "SSH enabled (key login for root only; put keys in provision.yaml ssh_authorized_keys)"
+    )
     if not (root / "root/.ssh/authorized_keys").exists():
-        out.errors.append("SSH is on but root has no authorized_keys: add ssh_authorized_keys to provision.yaml")
+        out.errors.append(
+            "SSH is on but root has no authorized_keys: add ssh_authorized_keys to provision.yaml"
+        )
 
 
 def run(root: Path, check: Callable[[Path], str | None]) -> Outcome:
@@ -230,10 +286,16 @@ def run(root: Path, check: Callable[[Path], str | None]) -> Outcome:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     if out.applied:
         report_dir.mkdir(parents=True, exist_ok=True)
-        _write(report_dir / "APPLIED.txt", f"Applied on {stamp}:\n" + "".join(f"- {a}\n" for a in out.applied), 0o644)
+        _write(
+            report_dir / "APPLIED.txt",
+            f"Applied on {stamp}:\n" + "".join(f"- {a}\n" for a in out.applied),
+            0o644,
+        )
     error_file = report_dir / "ERROR.txt"
     if out.errors:
-        _write(error_file, f"Problems on {stamp}:\n" + "".join(f"- {e}\n" for e in out.errors), 0o644)
+        _write(
+            error_file, f"Problems on {stamp}:\n" + "".join(f"- {e}\n" for e in out.errors), 0o644
+        )
     elif out.applied and error_file.exists():
         error_file.unlink()
     return out
@@ -242,7 +304,9 @@ def run(root: Path, check: Callable[[Path], str | None]) -> Outcome:
 def check_with_toyd(path: Path) -> str | None:
     """Validate a config exactly as the daemon will; the error text, or None if valid."""
     try:
-        proc = subprocess.run([TOYD_CLI, "check-config", str(path)], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [TOYD_CLI, "check-config", str(path)], capture_output=True, text=True, timeout=120
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"cannot run toyd check-config: {exc}"
     if proc.returncode == 0:
@@ -252,9 +316,13 @@ def check_with_toyd(path: Path) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of toyd-firstboot.service."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", default="/", help="root of the system to configure (default /)")
-    parser.add_argument("--dry-run", action="store_true", help="change files but run no system commands")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="change files but run no system commands"
+    )
     args = parser.parse_args(argv)
     out = run(Path(args.root), check_with_toyd)
     for line in out.applied:
@@ -265,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         for command in out.commands:
             result = subprocess.run(command, timeout=120)
             if result.returncode != 0:
-                print(f"toyd-firstboot: ERROR: {' '.join(command)} exited {result.returncode}", file=sys.stderr)
+                print(
+                    f"toyd-firstboot: ERROR: {' '.join(command)} exited {result.returncode}",
+                    file=sys.stderr,
+                )
     return 1 if out.errors else 0
 
 
