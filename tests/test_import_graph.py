@@ -14,16 +14,6 @@ import grimp
 
 CORE, PLUGINS = "toyd", "toyd_plugins"
 
-# Plugin -> plugin imports still on main when this test landed, (importer, imported plugin).
-# Each is a known debt with its way out; remove the line with the import. Empty is the goal.
-ALLOWED_PLUGIN_IMPORTS: set[tuple[str, str]] = {
-    ("offline", "cache"),  # the cache's WAV reader: one WAV reader in toyd/audio/wav.py
-    ("demo", "offline"),  # the offline demo scenario: reach it through a hook or a library module
-    ("configpush", "mqtt"),  # the MQTT bridge and broker settings: a library module in toyd/
-    ("activation_server", "mqtt"),  # same bridge and settings as configpush
-    ("rollout", "mqtt"),  # same bridge and settings as configpush
-}
-
 
 @functools.cache
 def graph() -> grimp.ImportGraph:
@@ -53,7 +43,7 @@ def test_plugins_never_import_each_other() -> None:
         for a, b in imports()
         if plugin_of(a) and plugin_of(b) and plugin_of(a) != plugin_of(b)
     }
-    bad = {pair: edge for pair, edge in found.items() if pair not in ALLOWED_PLUGIN_IMPORTS}
+    bad = found
     assert not bad, (
         "plugins import each other (use a hook, an event or a module in toyd/): "
         + ", ".join(f"{a} -> {b}" for a, b in bad.values())
