@@ -38,12 +38,11 @@ def test_the_core_never_imports_a_plugin() -> None:
 
 
 def test_plugins_never_import_each_other() -> None:
-    found = {
+    bad = {
         (plugin_of(a), plugin_of(b)): (a, b)
         for a, b in imports()
         if plugin_of(a) and plugin_of(b) and plugin_of(a) != plugin_of(b)
     }
-    bad = found
     assert not bad, (
         "plugins import each other (use a hook, an event or a module in toyd/): "
         + ", ".join(f"{a} -> {b}" for a, b in bad.values())
