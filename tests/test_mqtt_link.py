@@ -182,6 +182,9 @@ async def test_outbox_events_from_an_outage_arrive_exactly_once(state_dir):
             await wait_for(lambda: bridge.connected)
             app.bus.publish(Transcript(text="before", final=True))
             await wait_for(lambda: any(b.get("text") == "before" for b in seen(probe).values()))
+            await _until_count(
+                app, 0
+            )  # its PUBACK is in too: only what follows waits for the broker
             probe.client.loop_stop()
             broker.kill()
             broker.wait()
@@ -216,4 +219,7 @@ async def _until_count(app, n: int, timeout: float = 5.0) -> None:
         while await app.outbox.count() != n:
             await asyncio.sleep(0.01)
 
-    await asyncio.wait_for(poll(), timeout)
+    try:
+        await asyncio.wait_for(poll(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"outbox holds {await app.outbox.count()}, want {n}") from None

@@ -156,10 +156,20 @@ async def stream(
     except TimeoutError:
         raise BackendError(f"espeak-ng took longer than {timeout:g} s for one sentence") from None
     finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await _reap(proc)
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill it if still running and read its pipes to the end, so their transports close now
+    (a reply cut short by a barge-in leaves audio unread)."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    await proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError, TimeoutError, ValueError):
+                await asyncio.wait_for(pipe.read(), 2)
 
 
 async def _read_wav_header(stream: asyncio.StreamReader) -> int:
