@@ -328,3 +328,18 @@ async def test_hook_toyd_authenticate(tmp_path):
         assert await status("toy-1", "door-token-9") == 401
         assert await status("broken", "anything") == 401
         assert cloud.host.plugins["gateway"].gateway.sessions == {}
+
+
+def test_a_toy_without_aiohttp_can_list_the_activation_server() -> None:
+    """The SD image has no cloud dependencies; `toyd plugins` there must still load this plugin."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, toyd_plugins.activation_server as a; a.ActivationServerPlugin();"
+        "assert 'aiohttp' not in sys.modules, 'aiohttp imported'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

@@ -13,8 +13,7 @@ import json
 import logging
 import re
 import time
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from toyd import App, PluginDeclaration, Service, hookimpl
 from toyd.events import DeviceRevoked
@@ -22,9 +21,13 @@ from toyd.mqtt.bridge import MqttBridge
 from toyd.plugin import CliCommand
 
 from . import claims, command
-from .http import OtaEndpoint
 from .settings import ActivationServerSettings, db_path
 from .store import ActivationRefused, ActivationStore
+
+if TYPE_CHECKING:  # aiohttp is a cloud dependency: a toy lists this plugin without it
+    from aiohttp import web
+
+    from .http import OtaEndpoint
 
 log = logging.getLogger(__name__)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -55,6 +58,10 @@ class ActivationServerPlugin:
 
     @hookimpl
     async def toyd_startup(self, app: App, settings: ActivationServerSettings) -> None:
+        from aiohttp import web
+
+        from .http import OtaEndpoint
+
         self.app, self.settings = app, settings
         self.store = await app.run_blocking(
             ActivationStore, db_path(settings, app.state_dir), settings.limits()
