@@ -22,7 +22,7 @@ async def test_offline_turn_through_microphone_vad_and_speaker(tmp_path, state_d
     write_wav(mic, bytes(4 * 32000) + espeak_pcm("엄마 어디 있어", voice="ko", rate=135))
     config = {
         "startup_timeout": 60,
-        "plugins": ["cloudlink", "audio", "vad", "cache", "vosk_stt", "offline"],
+        "plugins": ["cloudlink", "audio", "vad", "tts_espeak", "cache", "vosk_stt", "offline"],
         "cloudlink": {"url": f"ws://127.0.0.1:{free_port()}", "token": "t", "connect_timeout": 1.0},
         "audio": {
             "backend": "file",

@@ -78,7 +78,7 @@ def toy_config(port: int) -> dict:
         "role": "device",
         "device_id": "toy-1",
         "startup_timeout": 60,
-        "plugins": ["cloudlink", "cache", "vosk_stt", "offline"],
+        "plugins": ["cloudlink", "tts_espeak", "cache", "vosk_stt", "offline"],
         "cloudlink": {
             "url": f"ws://127.0.0.1:{port}",
             "token": "t",

@@ -24,7 +24,7 @@ def toy_config(port: int) -> dict:
     cfg = device_config(port, reply_timeout=3.0)
     cfg.update(
         startup_timeout=60,
-        plugins=["cloudlink", "cache", "vosk_stt", "offline"],
+        plugins=["cloudlink", "tts_espeak", "cache", "vosk_stt", "offline"],
         cache={"responses": RESPONSES},
         vosk_stt={"load": "eager"},
         offline={"language": "ko"},
