@@ -31,12 +31,12 @@ from websockets.asyncio.client import connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gateway import headers, pct, proc_stats  # noqa: E402
 from table import print_table  # noqa: E402
+from toyd.asyncutil import backoff_delays  # noqa: E402
 from toyd.audio import frames  # noqa: E402
 from toyd.audio.opus import OpusEncoder  # noqa: E402
 from toyd.testing import espeak_pcm  # noqa: E402
 from toyd.testing.cluster import Cluster, haproxy_binary  # noqa: E402
 from toyd.testing.postgres import postgres_bindir, start_postgres  # noqa: E402
-from toyd_plugins.cloudlink.link import backoff_delays  # noqa: E402
 
 HELLO = {
     "type": "hello",

@@ -45,6 +45,25 @@ def toy_config(url: str) -> dict:
     }
 
 
+async def held_write_arrives(url: str, since: float, timeout: float = 20.0) -> None:
+    """Poll the database (bounded) until an exchange written at or after ``since`` is there."""
+    import asyncpg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = await asyncpg.connect(url)
+        try:
+            found = await conn.fetchval(
+                "SELECT count(*) FROM toyd_exchanges WHERE device_id = 'toy-1' AND at >= $1", since
+            )
+        finally:
+            await conn.close()
+        if found:
+            return
+        assert time.monotonic() < deadline, "the exchange held during the outage never arrived"
+        await asyncio.sleep(0.2)
+
+
 def said_before(request) -> list[str]:  # type: ignore[no-untyped-def]
     """What the child said in earlier turns, as the model was shown it."""
     return [m["content"] for m in request.json()["messages"][1:-1] if m["role"] == "user"]
@@ -105,15 +124,15 @@ async def test_turns_continue_across_a_gateway_kill_and_a_database_restart(tmp_p
                     assert said_before(llm.requests[before]) == ["my name is mia"]
 
                     # 4. PostgreSQL restarts: turns go on, the memory written meanwhile is not lost
+                    outage_at = time.time()
                     pg.stop("immediate")
                     await speak_turn(toy, sub, speech("my name is mia"), pace=0.02)
                     await play_reply(toy, sub)
                     await next_event(sub, ev.StateChanged, 10, lambda e: e.new is State.IDLE)
                     await asyncio.to_thread(pg.start)
                     before = len(llm.requests)
-                    await asyncio.sleep(
-                        3
-                    )  # the gateway's background retry (backoff ≤ 5 s) catches up
+                    # the gateway's background retry writes the exchange held during the outage
+                    await held_write_arrives(pg.url, outage_at)
                     await speak_turn(toy, sub, speech("my name is mia"), pace=0.02)
                     await play_reply(toy, sub)
                     assert said_before(llm.requests[before]) == ["my name is mia"] * 3

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 import toyd
 from toyd import credentials
+from toyd.asyncutil import backoff_delays
 from toyd.errors import ProtocolError
 from toyd.protocol import Hello, ServerHello, codes, encode, limits, parse
 from toyd.protocol.messages import Message
@@ -29,14 +29,6 @@ ws_log.addFilter(lambda record: record.levelno >= logging.INFO)
 
 REFUSED_DELAY = 5.0  # seconds before retrying after the cloud refused this toy (401/400, or 503 with Retry-After)
 OnFrame = Callable[[str | bytes], Awaitable[None]]
-
-
-def backoff_delays(initial: float, maximum: float, jitter: float = 0.25):  # type: ignore[no-untyped-def]
-    """Exponential delays with ±``jitter`` spread, so a fleet does not reconnect in step."""
-    delay = initial
-    while True:
-        yield delay * random.uniform(1 - jitter, 1 + jitter)
-        delay = min(delay * 2, maximum)
 
 
 class Link:
