@@ -220,6 +220,7 @@ async def test_two_clouds_share_activation_through_postgresql(cluster) -> None:
     status, reply = await post(a, "", {}, "toy-9")
     assert status == 503 and "unavailable" in reply["error"], reply
     assert await refused(b, "toy-2", toy["token"]) == 401
+    assert "toys refused meanwhile" in b.log() and "toyd_authenticate failed" not in b.log()
     status, out = await cli("claim", "123456", "-c", str(a.config))
     assert status == 1 and "unavailable" in out and "Traceback" not in out, out
     assert a.healthy() and b.healthy()

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 REVOKE_POLL = 2.0  # seconds between looks for revocations made by other processes
 REVOKE_OVERLAP = 120.0  # look back this far too: other machines' clocks may be behind ours
+AWAY_WARNING_EVERY = 60.0  # seconds between warnings that the store is unavailable
 
 
 class ActivationServerPlugin:
@@ -45,6 +46,7 @@ class ActivationServerPlugin:
         self.bridge: MqttBridge | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._warned, self._refused = float("-inf"), 0
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -94,8 +96,23 @@ class ActivationServerPlugin:
 
     @hookimpl
     async def toyd_authenticate(self, device_id: str, token: str) -> bool | None:
-        """True for a toy's live activation token; None (ask the next plugin) otherwise."""
-        return True if await self.authenticate(device_id, token) else None
+        """True for a toy's live activation token; None (ask the next plugin) otherwise.
+
+        With the store away no activation token is let in (a revocation could not be
+        seen); one warning a minute says so, not one error per reconnecting toy.
+        """
+        try:
+            return True if await self.authenticate(device_id, token) else None
+        except StoreError as exc:
+            self._refused += 1
+            if time.monotonic() - self._warned >= AWAY_WARNING_EVERY:
+                log.warning(
+                    "activation: %s; %d connection(s) of activated toys refused meanwhile",
+                    exc,
+                    self._refused,
+                )
+                self._warned, self._refused = time.monotonic(), 0
+            return None
 
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
