@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 PUBACK_TIMEOUT = 10.0
 MAX_COMMAND = 4096  # bytes, as on the toy
 COMMANDS_QUEUED = 64
+RunBlocking = Callable[..., Awaitable[Any]]  # ``App.run_blocking``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,13 +76,14 @@ class ParentLink:
             on_connected=self._kick.set,
         )
 
-    async def start(self, state_dir: Path, run_blocking: Any) -> None:
+    async def start(self, state_dir: Path, run_blocking: RunBlocking) -> None:
         """Open the outbox and start connecting (the gateway serves toys whether or not it is up)."""
         self.outbox = await Outbox(state_dir / "gateway-parents-outbox.db").open()
         await run_blocking(self.bridge.configure_tls)
         self.bridge.start(asyncio.get_running_loop())
 
-    async def stop(self, run_blocking: Any) -> None:
+    async def stop(self, run_blocking: RunBlocking) -> None:
+        """Disconnect (paho's thread is joined off the loop) and close the outbox."""
         await run_blocking(self.bridge.stop)
         if self.outbox is not None:
             await self.outbox.close()
