@@ -612,3 +612,22 @@ def test_boot_test_fails_when_toyd_does_not_start(tmp_path: Path) -> None:
     assert "boot-test: FAIL: toyd.service did not become active with READY" in boot.stderr
     assert "toyd-does-not-exist: No such file or directory" in boot.stderr
 
+
+@pytest.mark.slow
+@pytest.mark.timeout(3000)
+def test_update_rollback_and_power_cut_in_qemu(test_image: Path) -> None:
+    """image/update-test.sh: a newer build is installed and kept, a build whose toyd cannot
+    start rolls back by itself, QEMU killed during rauc install still boots a working version,
+    and badly signed or tampered bundles are refused without touching the slots."""
+    assert (test_image.parent / "toyd-pi-test.raucb").stat().st_size > 0
+    proc = subprocess.run(
+        [str(IMAGE / "update-test.sh"), str(test_image)],
+        capture_output=True,
+        text=True,
+        timeout=2900,  # five boots and three installs, all under software emulation
+    )
+    print(proc.stderr)  # the figures, for the record
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    for step in ("(a) ok", "(b) ok", "(c) ok", "(d) ok", "update-test: PASS"):
+        assert step in proc.stderr, step
+    assert "stranger bundle refused" in proc.stderr and "flipped bundle refused" in proc.stderr
