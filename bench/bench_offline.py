@@ -133,7 +133,7 @@ async def turn_latency(mode: str, turns: int) -> tuple[str, str]:
     responses = {p: f"답: {p}" for p in IN_GRAMMAR}
     config = {
         "startup_timeout": 120,
-        "plugins": ["cache", "vosk_stt", "offline"],
+        "plugins": ["tts_espeak", "cache", "vosk_stt", "offline"],
         "cache": {"responses": responses},
         "vosk_stt": {"load": "eager", "mode": mode},
     }

@@ -12,9 +12,10 @@ loaded plugin through the module functions :func:`declare`, :func:`cli_commands`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -64,11 +65,30 @@ def _register(pm: pluggy.PluginManager, name: str, plugin: object) -> None:
         raise PluginError(name, f"implements a hook wrongly: {exc}") from None
 
 
+_lone_manager: pluggy.PluginManager | None = None
+
+
+@contextlib.contextmanager
+def _alone(name: str, plugin: object) -> Iterator[pluggy.PluginManager]:
+    """A manager holding only ``plugin``, for asking a plugin that no daemon has loaded.
+
+    One manager is reused: building one with every hookspec costs as much as the call
+    itself, and start-up asks every enabled plugin for its declaration.
+    """
+    global _lone_manager
+    pm, _lone_manager = _lone_manager or new_manager(), None  # taken while in use
+    _register(pm, name, plugin)  # when this fails the manager is dropped: pluggy may hold half
+    try:
+        yield pm
+    finally:
+        pm.unregister(plugin)
+    _lone_manager = pm
+
+
 def _call_alone(name: str, plugin: object, hook_name: str, **kwargs: Any) -> list[Any]:
     """Call one hook of one plugin that no daemon has loaded (declarations, CLI commands)."""
-    pm = new_manager()
-    _register(pm, name, plugin)
-    return getattr(pm.hook, hook_name)(**kwargs)
+    with _alone(name, plugin) as pm:
+        return getattr(pm.hook, hook_name)(**kwargs)
 
 
 def declare(name: str, plugin: object) -> PluginDeclaration:
@@ -97,9 +117,8 @@ def cli_commands(name: str, plugin: object) -> list[CliCommand]:
 
 def hook_names(name: str, plugin: object) -> list[str]:
     """The hooks ``plugin`` implements, sorted (``toyd plugins``)."""
-    pm = new_manager()
-    _register(pm, name, plugin)
-    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+    with _alone(name, plugin) as pm:
+        return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
 
 
 class PluginHost:
