@@ -79,6 +79,11 @@ def in_guest(image: Path, idle: float, mem: int) -> tuple[dict[str, dict], str]:
     return parse(text), verdict.group(0) if verdict else proc.stderr[-500:]
 
 
+def loadavg() -> str:
+    """The host's load average: how shared the machine was while measuring."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def memory_max_mb() -> float | None:
     match = re.search(r"^MemoryMax=(\d+)([KMG])", UNIT.read_text(), re.M)
     if not match:
@@ -130,6 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.image.exists():
         sys.exit(f"no test image at {args.image}: sudo image/build.sh --variant test --no-compress")
+    load_before = loadavg()
     host = on_host(args.idle)
     guest, verdict = in_guest(args.image, args.idle, args.mem)
     limit = memory_max_mb()
@@ -148,9 +154,10 @@ def main() -> None:
         rows,
     )
     print(
-        f"(guest: QEMU virt, 2x Cortex-A72 emulated, {args.mem} MiB; "
-        f"host: {os.cpu_count()} CPUs, shared; boot: {verdict})"
+        f"(guest: QEMU virt, 2x Cortex-A72 emulated, {args.mem} MiB, each run in a scope with "
+        f"toyd.service's MemoryMax; host: {os.cpu_count()} CPUs, shared; boot: {verdict})"
     )
+    print(f"load average (1/5/15 min): {load_before} before, {loadavg()} after")
 
 
 if __name__ == "__main__":
