@@ -197,7 +197,7 @@ async def test_parent_claims_over_mqtt_and_home_assistant_text_box(tmp_path):
                 discovery = json.loads(probe.on(text_box)[0])
                 assert discovery["command_topic"] == "toyd/cloud/activation/claim"
                 store = cloud.host.plugins["activation_server"].store
-                first, second = store.issue("toy-1", "c"), store.issue("toy-2", "c")
+                first, second = await store.issue("toy-1", "c"), await store.issue("toy-2", "c")
                 # malformed payloads: a clear error on the result topic, the cloud keeps going
                 probe.publish("toyd/cloud/activation/claim", b"\xff\xfe")
                 probe.publish("toyd/cloud/activation/claim", b'{"code": 12')
@@ -221,10 +221,10 @@ async def test_parent_claims_over_mqtt_and_home_assistant_text_box(tmp_path):
                 by_request = {r.get("request_id"): r for r in results if r["ok"]}
                 assert by_request["r1"]["device_id"] == "toy-1"
                 assert by_request[None]["device_id"] == "toy-2"
-                assert store.activate(
+                assert await store.activate(
                     "toy-2", second.challenge, challenge_hmac("", second.challenge)
                 )
-                assert [(t.device_id, t.owner) for t in store.toys()] == [("toy-2", "family")]
+                assert [(t.device_id, t.owner) for t in await store.toys()] == [("toy-2", "family")]
                 probe.publish("toyd/cloud/activation/revoke", json.dumps({"device_id": "toy-2"}))
                 await wait_for(
                     lambda: any(
@@ -233,7 +233,7 @@ async def test_parent_claims_over_mqtt_and_home_assistant_text_box(tmp_path):
                     ),
                     timeout=10,
                 )
-                assert store.toys()[0].revoked_at is not None
+                assert (await store.toys())[0].revoked_at is not None
         finally:
             probe.close()
 

@@ -19,8 +19,17 @@ from toyd.events import (
     VolumeSet,
 )
 from toyd.testing import next_event, running_daemon, wait_for
+from toyd_plugins.parental.controls import Controls
+from toyd_plugins.parental.plugin import ParentalPlugin
 
 BASE = "toyd/toy1"
+# the toy's wall clock, held by the tests: midday, far from any day boundary in any zone
+NOW = dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.UTC)
+
+
+def held_clock() -> dict:
+    """The parental plugin with a clock the test holds (quiet hours, the usage day)."""
+    return {"parental": lambda: ParentalPlugin(clock=lambda: NOW)}
 
 
 @pytest.fixture
@@ -29,7 +38,9 @@ async def toy(mosquitto, state_dir):
     config = device_config(
         mosquitto, personas=["buddy", "storyteller"], persona="buddy", max_volume=90
     )
-    async with running_daemon(config, state_dir=state_dir, entry_points=True) as app:
+    async with running_daemon(
+        config, state_dir=state_dir, entry_points=True, extra_plugins=held_clock()
+    ) as app:
         await probe.next(f"{BASE}/status", lambda p: p == b"online")
         sub = app.bus.subscribe("test", (VolumeSet, PersonaSet, SayRequested, StateChanged))
         yield app, probe, sub
@@ -84,10 +95,9 @@ async def test_button_while_sleeping_gets_the_sleep_line(toy):
 
 async def test_quiet_hours_now_puts_the_toy_to_sleep_and_off_wakes_it(toy):
     app, probe, sub = toy
-    now = dt.datetime.now(dt.UTC)
     start, end = (
-        (now - dt.timedelta(minutes=5)).strftime("%H:%M"),
-        (now + dt.timedelta(minutes=60)).strftime("%H:%M"),
+        (NOW - dt.timedelta(minutes=5)).strftime("%H:%M"),
+        (NOW + dt.timedelta(minutes=60)).strftime("%H:%M"),
     )
     res = await command(probe, BASE, "quiet_hours", {"start": start, "end": end, "tz": "UTC"})
     assert res["ok"], res
@@ -112,12 +122,14 @@ async def test_quiet_hours_bad_values_are_named(toy):
 
 
 async def test_usage_limit_reached_sleeps_at_the_end_of_the_turn(mosquitto, state_dir):
-    today = dt.datetime.now().astimezone().date().isoformat()
+    today = Controls().today(NOW)  # the usage day as the toy counts it, in its zone
     (state_dir / "parental.json").write_text(
         json.dumps({"usage_day": today, "usage_seconds": 59.8})
     )
     probe = Probe(mosquitto)
-    async with running_daemon(device_config(mosquitto), state_dir=state_dir) as app:
+    async with running_daemon(
+        device_config(mosquitto), state_dir=state_dir, extra_plugins=held_clock()
+    ) as app:
         parental = app.host.plugins["parental"].parental
         await probe.next(
             f"{BASE}/status", lambda p: p == b"online"

@@ -13,6 +13,7 @@ from toyd.quiet_hours import QuietHours, in_quiet_hours, next_boundary
 from toyd.testing import free_port, running_daemon, wait_for
 from toyd_plugins.mqtt.config_overlay import merge
 from toyd_plugins.parental.controls import Controls
+from toyd_plugins.parental.plugin import ParentalPlugin
 
 UTC = dt.UTC
 NIGHT = QuietHours("20:00", "07:00", "Europe/Paris")
@@ -20,6 +21,12 @@ NIGHT = QuietHours("20:00", "07:00", "Europe/Paris")
 
 def at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
+
+
+def held_clock(now: list[dt.datetime]) -> dict:
+    """The parental plugin reading ``now[0]`` from its creation on: its first check already
+    uses the test's time, never the real clock."""
+    return {"parental": lambda: ParentalPlugin(clock=lambda: now[0])}
 
 
 @pytest.mark.parametrize(
@@ -80,10 +87,9 @@ def test_push_merge_is_a_deep_overlay():
 
 async def test_scheduler_follows_the_clock_and_respects_the_parent(state_dir):
     config = device_config(free_port(), quiet_hours={"start": "20:00", "end": "07:00", "tz": "UTC"})
-    async with running_daemon(config, state_dir=state_dir) as app:
+    now = [at("2026-01-10T19:59:00+00:00")]
+    async with running_daemon(config, state_dir=state_dir, extra_plugins=held_clock(now)) as app:
         parental = app.host.plugins["parental"].parental
-        now = [at("2026-01-10T19:59:00+00:00")]
-        parental.clock = lambda: now[0]
         parental.evaluate()
         assert app.state is State.IDLE
         now[0] = at("2026-01-10T20:00:00+00:00")  # quiet hours begin
@@ -113,12 +119,13 @@ async def test_usage_limit_sleep_ends_the_next_day(state_dir):
     (state_dir / "mqtt-controls.json").write_text(
         json.dumps({"usage_day": today, "usage_seconds": 700, "usage_limit_minutes": 10})
     )
+    now = [at("2026-01-10T12:00:00+00:00")]
     async with running_daemon(
-        device_config(free_port(), usage_limit_minutes=10), state_dir=state_dir
+        device_config(free_port(), usage_limit_minutes=10),
+        state_dir=state_dir,
+        extra_plugins=held_clock(now),
     ) as app:
         parental = app.host.plugins["parental"].parental
-        now = [at("2026-01-10T12:00:00+00:00")]
-        parental.clock = lambda: now[0]
         parental.evaluate()
         await wait_for(lambda: app.state is State.SLEEPING)
         await wait_for(lambda: parental.controls.sleep_reason == "usage_limit")
@@ -136,10 +143,9 @@ async def test_parental_controls_work_without_mqtt(state_dir):
         "plugins": ["parental"],
         "parental": {"quiet_hours": {"start": "20:00", "end": "07:00", "tz": "UTC"}},
     }
-    async with running_daemon(config, state_dir=state_dir) as app:
+    now = [at("2026-01-10T20:30:00+00:00")]
+    async with running_daemon(config, state_dir=state_dir, extra_plugins=held_clock(now)) as app:
         parental = app.host.plugins["parental"].parental
-        now = [at("2026-01-10T20:30:00+00:00")]
-        parental.clock = lambda: now[0]
         parental.evaluate()
         await wait_for(lambda: app.state is State.SLEEPING)
         now[0] = at("2026-01-11T07:00:00+00:00")

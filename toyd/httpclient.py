@@ -23,10 +23,13 @@ from .errors import BackendError
 MAX_HEADER_BYTES = 64 * 1024
 
 
-def check_base_url(url: str, key: str = "base_url") -> None:
-    """The settings check of an API root: ValueError (naming ``key``) unless it is http(s)://."""
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"{key} must start with http:// or https:// (got {url!r})")
+def check_base_url(
+    url: str, key: str = "base_url", schemes: tuple[str, ...] = ("http", "https")
+) -> None:
+    """The settings check of a URL: ValueError (naming ``key``) unless its scheme is one of ``schemes``."""
+    prefixes = tuple(f"{scheme}://" for scheme in schemes)
+    if not url.startswith(prefixes):
+        raise ValueError(f"{key} must start with {' or '.join(prefixes)} (got {url!r})")
 
 
 class Response:

@@ -50,9 +50,41 @@ class QuietHours:
         check_tz(self.tz)
 
 
+class SystemZone(dt.tzinfo):
+    """The system's local zone, its offset taken at each moment asked about.
+
+    ``datetime.now().astimezone().tzinfo`` is a fixed offset, today's: a window or a
+    day boundary on the other side of a daylight-saving change would be an hour off.
+    The C library's local time (``TZ``, ``/etc/localtime``) knows every change.
+    """
+
+    def _fixed(self, when: dt.datetime) -> dt.datetime:
+        # a naive datetime's astimezone() reads it as local wall time, fold included
+        return when.replace(tzinfo=None).astimezone()
+
+    def utcoffset(self, when: dt.datetime | None) -> dt.timedelta | None:
+        return None if when is None else self._fixed(when).utcoffset()
+
+    def dst(self, when: dt.datetime | None) -> dt.timedelta | None:
+        return None  # not known from the C library without a second lookup; nothing needs it
+
+    def tzname(self, when: dt.datetime | None) -> str | None:
+        return None if when is None else self._fixed(when).tzname()
+
+    def fromutc(self, when: dt.datetime) -> dt.datetime:
+        local = dt.datetime.fromtimestamp(when.replace(tzinfo=dt.UTC).timestamp())
+        return local.replace(tzinfo=self)
+
+    def __repr__(self) -> str:
+        return "SystemZone()"
+
+
+SYSTEM_ZONE = SystemZone()
+
+
 def zone(tz: str) -> dt.tzinfo:
-    """The time zone named ``tz`` (empty = the system's local zone)."""
-    return zoneinfo.ZoneInfo(tz) if tz else dt.datetime.now().astimezone().tzinfo  # type: ignore[return-value]
+    """The time zone named ``tz`` (empty = the system's local zone, daylight saving included)."""
+    return zoneinfo.ZoneInfo(tz) if tz else SYSTEM_ZONE
 
 
 def _minutes(hhmm: str) -> int:

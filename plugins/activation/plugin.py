@@ -20,6 +20,7 @@ from toyd import App, PluginDeclaration, Service, credentials, hookimpl, setting
 from toyd import events as ev
 from toyd.audio import frames
 from toyd.errors import BackendError
+from toyd.httpclient import check_base_url
 from toyd.protocol.activation import Activation, spoken_code
 from toyd.turn import Turn
 
@@ -60,8 +61,8 @@ class ActivationSettings:
     )
 
     def __post_init__(self) -> None:
-        if self.url and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https:// (got {self.url!r})")
+        if self.url:
+            check_base_url(self.url, "url")
 
 
 class ActivationPlugin:

@@ -38,6 +38,17 @@ def topics(prefix: str) -> dict[str, str]:
     return {"claim": f"{base}/claim", "revoke": f"{base}/revoke", "result": f"{base}/result"}
 
 
+def subscriptions(prefix: str, share_group: str) -> list[str]:
+    """What a gateway subscribes to: in a shared group, the broker gives each claim to one of them.
+
+    Without it, N gateways would all take one claim: one wins, N-1 answer "no toy is
+    waiting with this code" on the result topic and count a failed claim.
+    """
+    t = topics(prefix)
+    share = f"$share/{share_group}/" if share_group else ""
+    return [share + t["claim"], share + t["revoke"]]
+
+
 def parse(action: str, payload: bytes, default_owner: str) -> ClaimCommand:
     """Never raises: a bad payload gives a command carrying ``error``."""
     if len(payload) > MAX_PAYLOAD:

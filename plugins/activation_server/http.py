@@ -6,7 +6,8 @@
 Unauthenticated by design (a fresh toy has nothing to authenticate with), so every
 request is rate-limited per client address, codes per toy in the store, and bodies are
 capped. Errors are JSON ``{"error": ...}`` with a status the toy can act on: 429 wait,
-404/410 ask for a new code, 403 wrong proof, 400 malformed.
+404/410 ask for a new code, 403 wrong proof, 400 malformed, 503 the store is unavailable
+(try again; the toy keeps its token).
 """
 
 from __future__ import annotations
@@ -20,32 +21,36 @@ from typing import Any
 from aiohttp import web
 
 from toyd.protocol.activation import CHALLENGE, MAX_BODY, spoken_code
+from toyd.store import StoreError
 
 from .ratelimit import RateLimiter
 from .store import ActivationRefused, ActivationStore, Issued
 
 log = logging.getLogger(__name__)
-Blocking = Callable[..., Awaitable[Any]]
 
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _unavailable(what: str, address: str, exc: StoreError) -> web.Response:
+    """The database is away: the toy is told to try again, nothing is issued or lost."""
+    log.warning("activation: %s from %s not answered: %s", what, address, exc)
+    return _error(503, "the activation store is unavailable; try again shortly")
+
+
 class OtaEndpoint:
-    """Routes and handlers; ``run_blocking`` runs store calls off the loop."""
+    """Routes and handlers around one store."""
 
     def __init__(
         self,
         store: ActivationStore,
         settings: Any,
-        run_blocking: Blocking,
         authenticate: Callable[[str, str], Awaitable[bool]],
         device_id_ok: Callable[[str], bool],
     ) -> None:
         self.store = store
         self.settings = settings
-        self.run_blocking = run_blocking
         self.authenticate = authenticate
         self.device_id_ok = device_id_ok
         self.board_limiter = RateLimiter(settings.requests_per_minute, settings.burst)
@@ -117,10 +122,12 @@ class OtaEndpoint:
             if token and await self.authenticate(device_id, token):
                 return web.json_response(self._reply(token, None, version[:40]))
             client_id = request.headers.get("Client-Id", "")[:64]
-            issued = await self.run_blocking(self.store.issue, device_id, client_id)
+            issued = await self.store.issue(device_id, client_id)
         except ActivationRefused as exc:
             log.warning("activation: board info from %s refused (%d): %s", address, exc.status, exc)
             return _error(exc.status, str(exc))
+        except StoreError as exc:
+            return _unavailable("board info", address, exc)
         self.issued += 1
         log.info(
             "activation: code issued to %s (%s); expires in %.0f s",
@@ -145,12 +152,12 @@ class OtaEndpoint:
             ):
                 raise ActivationRefused(400, "challenge and hmac (strings) are required")
             key = self.settings.license_keys.get(device_id, "")
-            done = await self.run_blocking(
-                self.store.activate, device_id, challenge, proof[:128], key
-            )
+            done = await self.store.activate(device_id, challenge, proof[:128], key)
         except ActivationRefused as exc:
             log.warning("activation: activate from %s refused (%d): %s", address, exc.status, exc)
             return _error(exc.status, str(exc))
+        except StoreError as exc:
+            return _unavailable("activate", address, exc)
         if not done:
             return web.json_response(
                 {"status": "waiting for a parent to claim the code"}, status=202

@@ -19,9 +19,10 @@ from toyd import App, PluginDeclaration, Service, hookimpl
 from toyd.events import DeviceRevoked
 from toyd.mqtt.bridge import MqttBridge
 from toyd.plugin import CliCommand
+from toyd.store import StoreError
 
 from . import claims, command
-from .settings import ActivationServerSettings, db_path
+from .settings import ActivationServerSettings
 from .store import ActivationRefused, ActivationStore
 
 if TYPE_CHECKING:  # aiohttp is a cloud dependency: a toy lists this plugin without it
@@ -31,7 +32,9 @@ if TYPE_CHECKING:  # aiohttp is a cloud dependency: a toy lists this plugin with
 
 log = logging.getLogger(__name__)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-REVOKE_POLL = 2.0  # seconds between looks for revocations made by `toyd cloud revoke`
+REVOKE_POLL = 2.0  # seconds between looks for revocations made by other processes
+REVOKE_OVERLAP = 120.0  # look back this far too: other machines' clocks may be behind ours
+AWAY_WARNING_EVERY = 60.0  # seconds between warnings that the store is unavailable
 
 
 class ActivationServerPlugin:
@@ -43,6 +46,7 @@ class ActivationServerPlugin:
         self.bridge: MqttBridge | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._warned, self._refused = float("-inf"), 0
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -63,12 +67,9 @@ class ActivationServerPlugin:
         from .http import OtaEndpoint
 
         self.app, self.settings = app, settings
-        self.store = await app.run_blocking(
-            ActivationStore, db_path(settings, app.state_dir), settings.limits()
-        )
-        self.endpoint = OtaEndpoint(
-            self.store, settings, app.run_blocking, self.authenticate, DEVICE_ID.match
-        )
+        self.store = ActivationStore.at(settings.db, app.state_dir, settings.limits())
+        await self.store.open()
+        self.endpoint = OtaEndpoint(self.store, settings, self.authenticate, DEVICE_ID.match)
         self._runner = web.AppRunner(self.endpoint.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.host, settings.port)
@@ -77,12 +78,12 @@ class ActivationServerPlugin:
         log.info("activation endpoint on http://%s:%d%s", settings.host, self.port, settings.path)
         if settings.mqtt_claims:
             s = settings.mqtt
-            t = claims.topics(s.topic_prefix)
+            topics = claims.subscriptions(s.topic_prefix, settings.mqtt_share_group)
             self.bridge = MqttBridge(
                 s,
                 client_id=s.client_id or f"toyd-activation-{app.device_id}",
                 will_topic=None,
-                subscriptions=lambda: [t["claim"], t["revoke"]],
+                subscriptions=lambda: topics,
                 on_message=self._on_message,
                 on_connected=self._announce,
             )
@@ -95,8 +96,23 @@ class ActivationServerPlugin:
 
     @hookimpl
     async def toyd_authenticate(self, device_id: str, token: str) -> bool | None:
-        """True for a toy's live activation token; None (ask the next plugin) otherwise."""
-        return True if await self.authenticate(device_id, token) else None
+        """True for a toy's live activation token; None (ask the next plugin) otherwise.
+
+        With the store away no activation token is let in (a revocation could not be
+        seen); one warning a minute says so, not one error per reconnecting toy.
+        """
+        try:
+            return True if await self.authenticate(device_id, token) else None
+        except StoreError as exc:
+            self._refused += 1
+            if time.monotonic() - self._warned >= AWAY_WARNING_EVERY:
+                log.warning(
+                    "activation: %s; %d connection(s) of activated toys refused meanwhile",
+                    exc,
+                    self._refused,
+                )
+                self._warned, self._refused = time.monotonic(), 0
+            return None
 
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
@@ -104,21 +120,37 @@ class ActivationServerPlugin:
             await app.run_blocking(self.bridge.stop)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.store is not None:
+            await self.store.close()
 
     async def authenticate(self, device_id: str, token: str) -> bool:
+        """Raises ``StoreError`` when the store is unavailable (the gateway then refuses)."""
         assert self.store is not None
-        return await self.app.run_blocking(self.store.authenticate, device_id, token)
+        return await self.store.authenticate(device_id, token)
 
     async def _watch_revocations(self) -> None:
-        """Revocations by any path (CLI in another process too) end the toy's session."""
+        """Revocations by any path (another gateway, the CLI) end the toy's session here."""
         assert self.store is not None
-        since = time.time()
+        since, seen = time.time(), set[tuple[str, float]]()
+        failing = False
         while True:
             await asyncio.sleep(REVOKE_POLL)
             now = time.time()
-            for device_id in await self.app.run_blocking(self.store.revoked_since, since):
-                log.info("activation: %s revoked; ending its session", device_id)
-                self.app.bus.publish(DeviceRevoked(device_id=device_id))
+            try:
+                revoked = await self.store.revoked_since(since - REVOKE_OVERLAP)
+            except StoreError as exc:
+                if not failing:
+                    log.warning("activation: cannot look for revocations: %s", exc)
+                failing = True
+                continue
+            if failing:
+                log.info("activation: the store answers again")
+            failing = False
+            for device_id, at in revoked:
+                if (device_id, at) not in seen:
+                    log.info("activation: %s revoked; ending its session", device_id)
+                    self.app.bus.publish(DeviceRevoked(device_id=device_id))
+            seen = set(revoked)
             since = now
 
     # --- MQTT claims ---------------------------------------------------------------------------
@@ -152,16 +184,14 @@ class ActivationServerPlugin:
             if cmd.error:
                 raise ActivationRefused(400, cmd.error)
             if cmd.action == "claim":
-                device_id = await self.app.run_blocking(
-                    self.store.claim, cmd.code, cmd.owner, "mqtt"
-                )
+                device_id = await self.store.claim(cmd.code, cmd.owner, "mqtt")
                 result.update(
                     ok=True,
                     device_id=device_id,
                     message=f"{device_id} claimed by {cmd.owner}; it connects within seconds",
                 )
             else:
-                found = await self.app.run_blocking(self.store.revoke, cmd.device_id)
+                found = await self.store.revoke(cmd.device_id)
                 result.update(
                     ok=found,
                     device_id=cmd.device_id,
@@ -169,7 +199,7 @@ class ActivationServerPlugin:
                     if found
                     else f"{cmd.device_id} has no live token",
                 )
-        except ActivationRefused as exc:
+        except (ActivationRefused, StoreError) as exc:
             log.warning("activation: %s on %s refused: %s", cmd.action, topic, exc)
             result.update(error=str(exc), message=str(exc))
         else:

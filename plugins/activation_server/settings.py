@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 
 from toyd import setting
+from toyd.httpclient import check_base_url
 from toyd.mqtt import BrokerSettings
 
 from .store import Limits
@@ -30,7 +30,10 @@ class ActivationServerSettings:
         "ws://127.0.0.1:8765/", doc="The gateway URL handed to toys (ws:// or wss://)."
     )
     db: str = setting(
-        "activation.sqlite", doc="SQLite file of codes and tokens (relative = in state_dir)."
+        "activation.sqlite",
+        doc="Where codes and tokens live: a SQLite file, relative to state_dir (or absolute), "
+        "or a postgresql:// URL that every gateway shares (docs/scaling.md; needs "
+        "toyd[postgres]).",
     )
     code_ttl: float = setting(
         600.0, min=30, max=86400, doc="Seconds an activation code stays valid."
@@ -75,6 +78,11 @@ class ActivationServerSettings:
         False, doc="Take claims and revocations over MQTT (topics in docs/activation.md)."
     )
     mqtt: BrokerSettings = setting(factory=BrokerSettings, doc="Broker for MQTT claims.")
+    mqtt_share_group: str = setting(
+        "toyd-activation",
+        doc="Gateways take claims through the MQTT shared subscription $share/<group>/..., "
+        "so each claim is handled by one of them (empty = every gateway gets every claim).",
+    )
     default_owner: str = setting(
         "home", doc="Owner of a toy claimed with a bare code (Home Assistant text box)."
     )
@@ -86,10 +94,7 @@ class ActivationServerSettings:
     def __post_init__(self) -> None:
         if not self.path.startswith("/") or not self.path.endswith("/"):
             raise ValueError(f"path must start and end with / (got {self.path!r})")
-        if not self.websocket_url.startswith(("ws://", "wss://")):
-            raise ValueError(
-                f"websocket_url must start with ws:// or wss:// (got {self.websocket_url!r})"
-            )
+        check_base_url(self.websocket_url, "websocket_url", schemes=("ws", "wss"))
         if "{code}" not in self.message:
             raise ValueError("message must contain {code}")
         if self.failed_claims_global < self.failed_claims_per_source:
@@ -103,8 +108,3 @@ class ActivationServerSettings:
             failed_claims_global=self.failed_claims_global,
             failed_claim_window=self.failed_claim_window,
         )
-
-
-def db_path(settings: ActivationServerSettings, state_dir: Path) -> Path:
-    path = Path(settings.db).expanduser()
-    return path if path.is_absolute() else state_dir / path

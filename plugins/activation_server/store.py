@@ -1,13 +1,13 @@
-"""The activation store: pending codes, claims, per-toy tokens, failed-claim counts (SQLite).
+"""The activation store: pending codes, claims, per-toy tokens, failed-claim counts.
 
-One SQLite file is the single source of truth, shared by the running cloud (HTTP endpoint,
-MQTT claims, gateway authentication) and the ``toyd cloud claim/revoke/toys`` commands, so
-a claim typed on the server's shell is seen by the next poll. Tokens are stored as SHA-256
-hashes only: they are 256-bit random, so a plain hash is as good as a slow one, and a
-stolen database file holds no usable credential.
-
-Calls are blocking (sqlite3); the plugin runs them in executor threads, one connection per
-call, with a busy timeout so the CLI and the daemon can write at the same time.
+One database is the single source of truth, shared by every gateway process (HTTP
+endpoint, MQTT claims, gateway authentication) and the ``toyd cloud claim/revoke/toys``
+commands: a SQLite file on one machine, a PostgreSQL server across machines
+(``activation_server.db``). Every operation is one transaction written once for both
+engines (:func:`toyd.store.open_database`); a claim takes its code with ``UPDATE … WHERE
+owner IS NULL RETURNING``, so two gateways can never both claim one code. Tokens are
+stored as SHA-256 hashes only: they are 256-bit random, so a plain hash is as good as a
+slow one, and a stolen database holds no usable credential.
 """
 
 from __future__ import annotations
@@ -16,29 +16,38 @@ import dataclasses
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from toyd.protocol.activation import CODE_DIGITS, challenge_hmac
+from toyd.store import Database, Tx, open_database
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS toys (
+CREATE TABLE IF NOT EXISTS toyd_toys (
     device_id TEXT PRIMARY KEY, owner TEXT NOT NULL, token_hash TEXT,
-    activated_at REAL NOT NULL, revoked_at REAL, client_id TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS pending (
+    activated_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION,
+    client_id TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS toyd_activation_codes (
     challenge TEXT PRIMARY KEY, device_id TEXT NOT NULL, client_id TEXT NOT NULL,
-    code TEXT NOT NULL, token_hash TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL,
-    owner TEXT, claimed_at REAL);
-CREATE INDEX IF NOT EXISTS pending_code ON pending(code);
-CREATE INDEX IF NOT EXISTS pending_device ON pending(device_id, created);
-CREATE TABLE IF NOT EXISTS issued (device_id TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS issued_device ON issued(device_id, at);
-CREATE TABLE IF NOT EXISTS failed_claims (source TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS failed_source ON failed_claims(source, at);
+    code TEXT NOT NULL, token_hash TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,
+    expires DOUBLE PRECISION NOT NULL, owner TEXT, claimed_at DOUBLE PRECISION);
+CREATE INDEX IF NOT EXISTS toyd_activation_codes_code ON toyd_activation_codes (code);
+CREATE INDEX IF NOT EXISTS toyd_activation_codes_device
+    ON toyd_activation_codes (device_id, created);
+CREATE TABLE IF NOT EXISTS toyd_codes_issued (device_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS toyd_codes_issued_device ON toyd_codes_issued (device_id, at);
+CREATE TABLE IF NOT EXISTS toyd_failed_claims (source TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS toyd_failed_claims_source ON toyd_failed_claims (source, at);
 """
+# the table names of activation files written before the store could be shared
+LEGACY_TABLES = {
+    "toys": "toyd_toys",
+    "pending": "toyd_activation_codes",
+    "issued": "toyd_codes_issued",
+    "failed_claims": "toyd_failed_claims",
+}
+LEGACY_INDEXES = ("pending_code", "pending_device", "issued_device", "failed_source")
 OWNER_MAX = 64
 _NO_HASH = "0" * 64
 
@@ -87,76 +96,88 @@ def token_hash(token: str) -> str:
 
 
 class ActivationStore:
-    """Every operation of the activation flow, each one SQLite transaction."""
+    """Every operation of the activation flow, each one transaction."""
 
     def __init__(
-        self, path: Path, limits: Limits | None = None, clock: Callable[[], float] = time.time
+        self, db: Database, limits: Limits | None = None, clock: Callable[[], float] = time.time
     ) -> None:
-        self.path = path
+        self.db = db
         self.limits = limits or Limits()
         self.clock = clock
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            db.executescript(SCHEMA)
-        finally:
-            db.close()
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
+    @classmethod
+    def at(
+        cls,
+        url: str,
+        state_dir: Path,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> ActivationStore:
+        """The store ``url`` names: a SQLite file (relative to ``state_dir``) or ``postgresql://``."""
+        return cls(open_database(url, state_dir, SCHEMA, migrate), limits, clock)
+
+    async def open(self) -> None:
+        """Connect, migrate an older file, create the tables (raises ``StoreError``)."""
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
 
     # --- the toy ----------------------------------------------------------------------------
 
-    def issue(self, device_id: str, client_id: str) -> Issued:
+    async def issue(self, device_id: str, client_id: str) -> Issued:
         """A new code + challenge + (not yet valid) token; the toy's older codes die."""
         now, lim = self.clock(), self.limits
-        with self._db() as db:
-            db.execute("DELETE FROM pending WHERE expires < ?", (now,))
-            db.execute("DELETE FROM issued WHERE at < ?", (now - 3600,))
-            (count,) = db.execute(
-                "SELECT COUNT(*) FROM issued WHERE device_id = ?", (device_id,)
-            ).fetchone()
+        challenge, token = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
+
+        async def unit(tx: Tx) -> str:
+            await tx.lock("toyd-activation-issue")  # codes unique and counted across gateways
+            await tx.execute("DELETE FROM toyd_activation_codes WHERE expires < ?", now)
+            await tx.execute("DELETE FROM toyd_codes_issued WHERE at < ?", now - 3600)
+            (count,) = await tx.fetchone(
+                "SELECT COUNT(*) FROM toyd_codes_issued WHERE device_id = ?", device_id
+            ) or (0,)
             if count >= lim.codes_per_toy_per_hour:
                 raise ActivationRefused(
                     429, "too many activation codes for this toy; try again within the hour"
                 )
-            live = {row[0] for row in db.execute("SELECT code FROM pending")}
+            live = {row[0] for row in await tx.fetchall("SELECT code FROM toyd_activation_codes")}
             code = _new_code(live)
-            challenge, token = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
-            db.execute(
-                "DELETE FROM pending WHERE device_id = ?", (device_id,)
-            )  # one live code per toy
-            db.execute(
-                "INSERT INTO pending VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-                (challenge, device_id, client_id, code, token_hash(token), now, now + lim.code_ttl),
+            # one live code per toy
+            await tx.execute("DELETE FROM toyd_activation_codes WHERE device_id = ?", device_id)
+            await tx.execute(
+                "INSERT INTO toyd_activation_codes (challenge, device_id, client_id, code, "
+                "token_hash, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                challenge,
+                device_id,
+                client_id,
+                code,
+                token_hash(token),
+                now,
+                now + lim.code_ttl,
             )
-            db.execute("INSERT INTO issued VALUES (?, ?)", (device_id, now))
+            await tx.execute("INSERT INTO toyd_codes_issued VALUES (?, ?)", device_id, now)
+            return code
+
+        code = await self.db.run(unit)
         return Issued(code=code, challenge=challenge, token=token, expires_in=lim.code_ttl)
 
-    def activate(self, device_id: str, challenge: str, proof: str, license_key: str = "") -> bool:
+    async def activate(
+        self, device_id: str, challenge: str, proof: str, license_key: str = ""
+    ) -> bool:
         """True once claimed (the token is live from now on), False while not yet claimed.
 
         Raises :class:`ActivationRefused` for an unknown or expired challenge (ask for a new
         code) or a wrong HMAC.
         """
         now = self.clock()
-        with self._db() as db:
-            row = db.execute(
-                "SELECT device_id, client_id, token_hash, expires, owner FROM pending "
-                "WHERE challenge = ?",
-                (challenge,),
-            ).fetchone()
+
+        async def unit(tx: Tx) -> bool:
+            row = await tx.fetchone(
+                "SELECT device_id, client_id, token_hash, expires, owner "
+                "FROM toyd_activation_codes WHERE challenge = ?",
+                challenge,
+            )
             if row is None or not hmac.compare_digest(row[0], device_id):
                 raise ActivationRefused(404, "unknown challenge; ask for a new activation code")
             _, client_id, hashed, expires, owner = row
@@ -166,21 +187,40 @@ class ActivationStore:
                 raise ActivationRefused(403, "wrong HMAC of the challenge")
             if owner is None:
                 return False
-            db.execute("DELETE FROM pending WHERE challenge = ?", (challenge,))  # single use
-            db.execute(
-                "INSERT OR REPLACE INTO toys VALUES (?, ?, ?, ?, NULL, ?)",
-                (device_id, owner, hashed, now, client_id),
+            taken = await tx.fetchone(  # single use, even against a poll on another gateway
+                "DELETE FROM toyd_activation_codes WHERE challenge = ? AND owner IS NOT NULL "
+                "RETURNING challenge",
+                challenge,
             )
-        return True
+            if taken is None:
+                raise ActivationRefused(404, "unknown challenge; ask for a new activation code")
+            await tx.execute(
+                "INSERT INTO toyd_toys (device_id, owner, token_hash, activated_at, revoked_at, "
+                "client_id) VALUES (?, ?, ?, ?, NULL, ?) ON CONFLICT (device_id) DO UPDATE SET "
+                "owner = excluded.owner, token_hash = excluded.token_hash, "
+                "activated_at = excluded.activated_at, revoked_at = NULL, "
+                "client_id = excluded.client_id",
+                device_id,
+                owner,
+                hashed,
+                now,
+                client_id,
+            )
+            return True
 
-    def authenticate(self, device_id: str, token: str) -> bool:
+        return await self.db.run(unit)
+
+    async def authenticate(self, device_id: str, token: str) -> bool:
         """True if ``token`` is the live token of ``device_id`` (constant-time compare)."""
-        with self._db() as db:
-            row = db.execute(
-                "SELECT token_hash FROM toys WHERE device_id = ? AND revoked_at IS NULL",
-                (device_id,),
-            ).fetchone()
-        stored = row[0] if row else None
+
+        async def unit(tx: Tx) -> str | None:
+            row = await tx.fetchone(
+                "SELECT token_hash FROM toyd_toys WHERE device_id = ? AND revoked_at IS NULL",
+                device_id,
+            )
+            return row[0] if row else None
+
+        stored = await self.db.run(unit)
         matches = hmac.compare_digest(
             stored or _NO_HASH, token_hash(token)
         )  # same work for unknown toys
@@ -188,7 +228,7 @@ class ActivationStore:
 
     # --- the parent --------------------------------------------------------------------------
 
-    def claim(self, code: str, owner: str, source: str) -> str:
+    async def claim(self, code: str, owner: str, source: str) -> str:
         """Bind the toy showing ``code`` to ``owner``; returns its device id.
 
         Failed claims are counted per source and overall; past either limit every claim
@@ -198,61 +238,112 @@ class ActivationStore:
         owner = owner.strip()
         if not owner or len(owner) > OWNER_MAX or not owner.isprintable():
             raise ActivationRefused(400, f"owner must be 1-{OWNER_MAX} printable characters")
-        with self._db() as db:
-            db.execute("DELETE FROM failed_claims WHERE at < ?", (now - lim.failed_claim_window,))
-            (mine,) = db.execute(
-                "SELECT COUNT(*) FROM failed_claims WHERE source = ?", (source,)
-            ).fetchone()
-            (everyone,) = db.execute("SELECT COUNT(*) FROM failed_claims").fetchone()
+
+        async def unit(tx: Tx) -> str | None:
+            await tx.lock("toyd-activation-claim")  # failed claims counted exactly, cloud-wide
+            await tx.execute(
+                "DELETE FROM toyd_failed_claims WHERE at < ?", now - lim.failed_claim_window
+            )
+            (mine,) = await tx.fetchone(
+                "SELECT COUNT(*) FROM toyd_failed_claims WHERE source = ?", source
+            ) or (0,)
+            (everyone,) = await tx.fetchone("SELECT COUNT(*) FROM toyd_failed_claims") or (0,)
             if mine >= lim.failed_claims_per_source or everyone >= lim.failed_claims_global:
                 raise ActivationRefused(
                     429, "too many wrong codes; claiming is paused for a few minutes"
                 )
             row = None
             if len(code) == CODE_DIGITS and code.isdigit():
-                row = db.execute(
-                    "SELECT challenge, device_id FROM pending WHERE code = ? AND expires >= ? "
-                    "AND owner IS NULL",
-                    (code, now),
-                ).fetchone()
+                row = await tx.fetchone(  # taken by exactly one claimer, whichever gateway
+                    "UPDATE toyd_activation_codes SET owner = ?, claimed_at = ? "
+                    "WHERE code = ? AND expires >= ? AND owner IS NULL RETURNING device_id",
+                    owner,
+                    now,
+                    code,
+                    now,
+                )
             if row is None:
-                db.execute("INSERT INTO failed_claims VALUES (?, ?)", (source, now))
-                failure = ActivationRefused(
-                    404, "no toy is waiting with this code (wrong, expired or already used)"
-                )
-            else:
-                db.execute(
-                    "UPDATE pending SET owner = ?, claimed_at = ? WHERE challenge = ?",
-                    (owner, now, row[0]),
-                )
-                return str(row[1])
-        raise failure
+                await tx.execute("INSERT INTO toyd_failed_claims VALUES (?, ?)", source, now)
+                return None
+            return str(row[0])
 
-    def revoke(self, device_id: str) -> bool:
-        """Invalidate the toy's token (it will ask for a new code); True if it had one."""
-        with self._db() as db:
-            db.execute("DELETE FROM pending WHERE device_id = ?", (device_id,))
-            cur = db.execute(
-                "UPDATE toys SET token_hash = NULL, revoked_at = ? WHERE device_id = ? "
-                "AND revoked_at IS NULL",
-                (self.clock(), device_id),
+        device_id = await self.db.run(unit)
+        if device_id is None:  # raised after the commit, so that the failure is counted
+            raise ActivationRefused(
+                404, "no toy is waiting with this code (wrong, expired or already used)"
             )
-            return cur.rowcount > 0
+        return device_id
 
-    def toys(self) -> list[Toy]:
-        with self._db() as db:
-            rows = db.execute(
-                "SELECT device_id, owner, activated_at, revoked_at FROM toys ORDER BY device_id"
-            ).fetchall()
+    async def revoke(self, device_id: str) -> bool:
+        """Invalidate the toy's token (it will ask for a new code); True if it had one."""
+        now = self.clock()
+
+        async def unit(tx: Tx) -> bool:
+            await tx.execute("DELETE FROM toyd_activation_codes WHERE device_id = ?", device_id)
+            changed = await tx.execute(
+                "UPDATE toyd_toys SET token_hash = NULL, revoked_at = ? WHERE device_id = ? "
+                "AND revoked_at IS NULL",
+                now,
+                device_id,
+            )
+            return changed > 0
+
+        return await self.db.run(unit)
+
+    async def toys(self) -> list[Toy]:
+        """Every activated (or revoked) toy, by device id."""
+        rows = await self.db.run(
+            lambda tx: tx.fetchall(
+                "SELECT device_id, owner, activated_at, revoked_at FROM toyd_toys "
+                "ORDER BY device_id"
+            )
+        )
         return [Toy(*row) for row in rows]
 
-    def revoked_since(self, since: float) -> list[str]:
-        """Device ids revoked at or after ``since`` (the gateway drops their sessions)."""
-        with self._db() as db:
-            return [
-                r[0]
-                for r in db.execute("SELECT device_id FROM toys WHERE revoked_at >= ?", (since,))
-            ]
+    async def revoked_since(self, since: float) -> list[tuple[str, float]]:
+        """``(device_id, revoked_at)`` of toys revoked at or after ``since``, by any gateway."""
+        rows = await self.db.run(
+            lambda tx: tx.fetchall(
+                "SELECT device_id, revoked_at FROM toyd_toys WHERE revoked_at >= ?", since
+            )
+        )
+        return [(str(r[0]), float(r[1])) for r in rows]
+
+    async def copy_toys_from(self, other: ActivationStore) -> int:
+        """Copy ``other``'s toys (hashed tokens, revocations) here; toys known here are kept."""
+        rows = await other.db.run(
+            lambda tx: tx.fetchall(
+                "SELECT device_id, owner, token_hash, activated_at, revoked_at, client_id "
+                "FROM toyd_toys"
+            )
+        )
+
+        async def unit(tx: Tx) -> int:
+            added = 0
+            for row in rows:
+                added += await tx.execute(
+                    "INSERT INTO toyd_toys (device_id, owner, token_hash, activated_at, "
+                    "revoked_at, client_id) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (device_id) DO NOTHING",
+                    *row,
+                )
+            return added
+
+        return await self.db.run(unit)
+
+
+async def migrate(tx: Tx) -> None:
+    """An activation file from before the shared store: its tables get their new names."""
+    if tx.engine != "sqlite":
+        return  # PostgreSQL never held the old names; `toyd cloud import-activation` copies a file
+    names = {
+        row[0] for row in await tx.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    for old, new in LEGACY_TABLES.items():
+        if old in names and new not in names:
+            await tx.execute(f"ALTER TABLE {old} RENAME TO {new}")
+    for index in LEGACY_INDEXES:  # the renamed tables get the new indexes from SCHEMA
+        await tx.execute(f"DROP INDEX IF EXISTS {index}")
 
 
 def _new_code(live: set[str]) -> str:

@@ -7,7 +7,6 @@ Quiet hours and the daily limit are the parental plugin's: commands for them bec
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import json
 import logging
@@ -15,27 +14,22 @@ import time
 import uuid
 from typing import Any
 
-from toyd import App, PluginDeclaration, Service, State, Trigger, __version__, hookimpl
+from toyd import App, PluginDeclaration, Service, State, __version__, hookimpl
 from toyd.events import (
     ConfigApplied,
     ConfigRejected,
     ParentalStatus,
     PersonaSet,
-    QuietHoursSet,
-    SayRequested,
     StateChanged,
-    StateRequest,
     UpdateProgress,
-    UpdateRequested,
-    UsageLimitSet,
     VolumeSet,
 )
 from toyd.mqtt.bridge import MqttBridge, wait_event
-from toyd.quiet_hours import QuietHours
 
 from . import choices, commands, discovery
-from .commands import CommandError, ParsedCommand
+from .commands import CommandError
 from .config_push import ConfigPushHandler
+from .executor import CommandExecutor
 from .outbox import OutboxDrain
 from .settings import BrokerSettings, MqttSettings
 
@@ -52,7 +46,6 @@ class MqttPlugin:
         self.app: App | None = None
         self._last_state: str | None = None
         self._parental = ParentalStatus()
-        self._say_queue: collections.deque[tuple[str, Any, float]] = collections.deque()
 
     @hookimpl
     def toyd_declare(self) -> PluginDeclaration:
@@ -79,6 +72,7 @@ class MqttPlugin:
             on_rejected=self._report_rejection,
             on_result=self._publish_push_result,
         )
+        self.executor = CommandExecutor(app, lambda: self.settings, self.snapshot)
         self._state_dirty = asyncio.Event()
         self._choices_dirty = asyncio.Event()
         self._inbox: asyncio.Queue[tuple[str, str, bytes, bool]] = asyncio.Queue(INBOX_SIZE)
@@ -274,7 +268,7 @@ class MqttPlugin:
         async for event in self._events:
             if isinstance(event, StateChanged):
                 if event.new is State.IDLE:
-                    self._flush_say()
+                    self.executor.flush_say()
             elif isinstance(event, ParentalStatus):
                 self._parental = event
             elif isinstance(event, (VolumeSet, PersonaSet)):
@@ -349,7 +343,7 @@ class MqttPlugin:
                     )
                 cmd = commands.parse(name, payload, max_bytes=self.settings.max_payload)
                 text = commands.result(
-                    True, request_id=cmd.request_id, data=await self._execute(cmd)
+                    True, request_id=cmd.request_id, data=await self.executor.execute(cmd)
                 )
             except CommandError as exc:
                 log.info("rejected command: %s", exc)
@@ -360,126 +354,6 @@ class MqttPlugin:
                     False, error=f"cmd/{name}: internal error: {type(exc).__name__}"
                 )
             self._answer(name, text)
-
-    async def _execute(self, cmd: ParsedCommand) -> dict[str, Any] | None:
-        app, a, rid = self.app, cmd.args, cmd.request_id
-        assert app is not None
-        if cmd.name == "volume":
-            if a["level"] > self.settings.max_volume:
-                raise CommandError(
-                    f"cmd/volume: level: above this toy's max_volume {self.settings.max_volume}",
-                    rid,
-                )
-            app.bus.publish(VolumeSet(level=a["level"]))
-        elif cmd.name == "mute":
-            self._request(cmd, Trigger.MUTE if a["on"] else Trigger.UNMUTE)
-        elif cmd.name in ("sleep", "wake"):
-            self._request(cmd, Trigger.SLEEP if a.get("on", False) else Trigger.WAKE)
-        elif cmd.name == "quiet_hours":
-            self._need_parental(cmd)
-            app.bus.publish(
-                QuietHoursSet(
-                    window=None
-                    if a.get("off")
-                    else QuietHours(a["start"], a["end"], a.get("tz", ""))
-                )
-            )
-        elif cmd.name == "usage_limit":
-            self._need_parental(cmd)
-            app.bus.publish(UsageLimitSet(minutes=a["minutes"]))
-        elif cmd.name == "say":
-            return self._say(a["text"], rid)
-        elif cmd.name == "persona":
-            if self.settings.personas and a["id"] not in self.settings.personas:
-                raise CommandError(
-                    f"cmd/persona: id: unknown persona {a['id']!r}; one of: "
-                    + ", ".join(self.settings.personas),
-                    rid,
-                )
-            app.bus.publish(PersonaSet(persona=a["id"]))
-        elif cmd.name == "reload_config":
-            error = await app.reload_config()
-            if error:
-                raise CommandError(f"cmd/reload_config: {error}", rid)
-        elif cmd.name == "status":
-            return self.snapshot()
-        elif cmd.name == "update":  # the updater plugin reports on event/update
-            app.bus.publish(
-                UpdateRequested(
-                    url=a["url"],
-                    sha256=a["sha256"].lower(),
-                    version=a.get("version", ""),
-                    request_id=str(rid) if rid is not None else None,
-                )
-            )
-            return {"accepted": True}
-        return None
-
-    def _request(self, cmd: ParsedCommand, trigger: Trigger) -> None:
-        """Ask the state machine; refuse up front what it would refuse, accept no-ops."""
-        app = self.app
-        assert app is not None and app.conversation is not None
-        state = app.state
-        if app.conversation.machine.next_state(trigger) is None:
-            already = {
-                Trigger.SLEEP: state is State.SLEEPING,
-                Trigger.WAKE: state is not State.SLEEPING,
-                Trigger.MUTE: state is State.MUTED,
-                Trigger.UNMUTE: state is not State.MUTED,
-            }
-            if already.get(trigger):
-                return
-            raise CommandError(
-                f"cmd/{cmd.name}: cannot {trigger.value} while {state.value}", cmd.request_id
-            )  # type: ignore[union-attr]
-        app.bus.publish(StateRequest(trigger=trigger, cause="parent"))
-
-    def _need_parental(self, cmd: ParsedCommand) -> None:
-        """Quiet hours and limits are enforced by the parental plugin; without it, say so."""
-        assert self.app is not None
-        if "parental" not in self.app.host.plugins:
-            raise CommandError(
-                f"cmd/{cmd.name}: parental controls are not enabled on this toy "
-                "(add parental to plugins)",
-                cmd.request_id,
-            )
-
-    def _say(self, text: str, request_id: Any) -> dict[str, Any]:
-        """Speak now if idle; mid-conversation, wait politely for the next IDLE."""
-        app = self.app
-        assert app is not None
-        if app.state is State.IDLE:
-            app.bus.publish(
-                SayRequested(
-                    text=text, request_id=str(request_id) if request_id is not None else None
-                )
-            )
-            return {"queued": False}
-        if app.state not in (State.LISTENING, State.THINKING, State.SPEAKING):
-            raise CommandError(f"cmd/say: the toy is {app.state.value}; wake it first", request_id)  # type: ignore[union-attr]
-        if len(self._say_queue) >= self.settings.say_queue:
-            raise CommandError(
-                f"cmd/say: {len(self._say_queue)} messages are already waiting; try later",
-                request_id,
-            )
-        self._say_queue.append((text, request_id, time.monotonic() + self.settings.say_max_wait))
-        return {"queued": True}
-
-    def _flush_say(self) -> None:
-        now = time.monotonic()
-        while self._say_queue and self.app is not None:
-            text, request_id, deadline = self._say_queue.popleft()
-            if now > deadline:
-                log.info(
-                    "dropped a parent message that waited more than %.0f s",
-                    self.settings.say_max_wait,
-                )
-                continue
-            self.app.bus.publish(
-                SayRequested(
-                    text=text, request_id=str(request_id) if request_id is not None else None
-                )
-            )
 
     # --- events out ---------------------------------------------------------------------
 

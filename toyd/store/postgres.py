@@ -79,28 +79,11 @@ class PostgresStore(Store):
 
     async def open(self) -> None:
         """Create the pool; an unreachable server is not fatal, the store catches up later."""
-        try:
-            import asyncpg
-        except ImportError as exc:
-            raise StoreError(
-                "a postgresql:// store needs asyncpg: pip install 'toyd[postgres]'"
-            ) from exc
-        # min_size=0: no connection is needed to start, and dead ones are replaced on demand.
-        self._pool = asyncpg.create_pool(
-            self.url,
-            min_size=0,
-            max_size=self.pool_size,
-            command_timeout=QUERY_TIMEOUT,
-            timeout=QUERY_TIMEOUT,
-        )
-        try:
-            await self._pool
-        except Exception as exc:  # noqa: BLE001 - asyncpg raises many kinds for a bad URL
-            raise StoreError(f"cannot use the store {redact(self.url)}: {exc}") from exc
+        self._pool = await create_pool(self.url, self.pool_size)
         try:
             await self._ensure_schema()
         except Exception as exc:  # noqa: BLE001 - the server may simply not be up yet
-            if not _unreachable(exc):  # a wrong URL, user, password or database: say so now
+            if not unreachable(exc):  # a wrong URL, user, password or database: say so now
                 await self.close()
                 raise StoreError(
                     f"cannot use the store {redact(self.url)}: {describe(exc)}"
@@ -323,7 +306,7 @@ class PostgresStore(Store):
             except (TimeoutError, OSError) as exc:
                 raise StoreError(describe(exc)) from exc
             except Exception as exc:
-                if attempt == 2 or not _connection_lost(exc):
+                if attempt == 2 or not connection_lost(exc):
                     raise
         raise AssertionError("unreachable")
 
@@ -337,7 +320,24 @@ class PostgresStore(Store):
         self._schema_ready = True
 
 
-def _unreachable(exc: BaseException) -> bool:
+async def create_pool(url: str, size: int) -> Any:
+    """An asyncpg pool that needs no connection to start (``min_size=0``: dead ones are
+    replaced on demand); a missing driver or a malformed URL is a :class:`StoreError`."""
+    try:
+        import asyncpg
+    except ImportError as exc:
+        raise StoreError(
+            "a postgresql:// store needs asyncpg: pip install 'toyd[postgres]'"
+        ) from exc
+    try:
+        return await asyncpg.create_pool(
+            url, min_size=0, max_size=size, command_timeout=QUERY_TIMEOUT, timeout=QUERY_TIMEOUT
+        )
+    except Exception as exc:  # noqa: BLE001 - asyncpg raises many kinds for a bad URL
+        raise StoreError(f"cannot use the store {redact(url)}: {describe(exc)}") from exc
+
+
+def unreachable(exc: BaseException) -> bool:
     """The server is down or restarting (worth waiting for), as opposed to a wrong setting."""
     import asyncpg
 
@@ -345,12 +345,12 @@ def _unreachable(exc: BaseException) -> bool:
         return False
     return (
         isinstance(exc, (OSError, asyncio.TimeoutError, StoreError))
-        or _connection_lost(exc)
+        or connection_lost(exc)
         or isinstance(exc, (asyncpg.exceptions.TooManyConnectionsError,))
     )
 
 
-def _connection_lost(exc: BaseException) -> bool:
+def connection_lost(exc: BaseException) -> bool:
     import asyncpg
 
     return isinstance(
