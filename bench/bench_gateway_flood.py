@@ -213,6 +213,19 @@ class Flood:
         ]
 
 
+async def loop_lag(port: int) -> dict[str, float]:
+    """The gateway's event-loop lag percentiles (ms) over the last minute, from /healthz."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        body = await asyncio.wait_for(reader.readexactly(length), 10)
+        return json.loads(body)["loop_lag_ms"]
+    finally:
+        writer.transport.abort()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (children excluded)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -241,6 +254,7 @@ async def flood_process(port: int, per_kind: int, duration: float) -> None:
                 "refused_401": flood.refused_401,
                 "connect_errors": flood.connect_errors,
                 "reset_at_connect": flood.reset_at_connect,
+                "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
                 "errors": dict(flood.errors.most_common(3)),
             }
         )
@@ -312,6 +326,7 @@ async def run(per_kind: int, duration: float) -> int:
                 except Exception as exc:  # noqa: BLE001 - a failed turn is a figure here
                     failures.append(f"{type(exc).__name__}: {exc}"[:80])
             flood = json.loads((await asyncio.wait_for(attackers.communicate(), 60))[0])
+            lag = await loop_lag(port)
             elapsed = time.monotonic() - t0
             gateway_cpu = cpu_seconds(gateway_pid) - cpu0
             bytes1, lines1 = log_size(log)
@@ -363,6 +378,8 @@ async def run(per_kind: int, duration: float) -> int:
             ["gateway open-file limit", FILE_LIMIT],
             ["flood seconds", round(elapsed, 1)],
             ["gateway CPU seconds during the flood", round(gateway_cpu, 1)],
+            ["attackers' CPU seconds (same machine)", round(flood["cpu_s"], 1)],
+            ["gateway loop lag ms, last minute (p50, p95, max)", _lag(lag)],
             ["machine load average (1 min)", round(os.getloadavg()[0], 1)],
             ["log lines during the flood", lines1 - lines0],
             ["log lines per second", round((lines1 - lines0) / elapsed, 2)],
@@ -387,6 +404,10 @@ async def run(per_kind: int, duration: float) -> int:
     for line in grown.splitlines()[:20]:
         print("  " + line[:160])
     return 0
+
+
+def _lag(lag: dict[str, float]) -> str:
+    return ", ".join(str(lag.get(k, "?")) for k in ("p50", "p95", "max"))
 
 
 def main() -> int:

@@ -45,13 +45,13 @@ class Acceptor:
 
     def __init__(
         self,
-        factory: Callable[[bool], ServerConnection],
+        factory: Callable[[bool, object], ServerConnection],
         waiting: Unauthenticated,
         summary: LogSummary,
         tls: ssl.SSLContext | None = None,
         tls_timeout: float | None = None,
     ) -> None:
-        self.factory = factory  # a connection; True when its request has arrived
+        self.factory = factory  # a connection: whether its request has arrived, its reserved place
         self.waiting = waiting
         self.summary = summary
         self._tls: dict[str, object] = (
@@ -155,13 +155,16 @@ class Acceptor:
 
     def _hand_over(self, conn: socket.socket, ready: bool) -> None:
         loop = asyncio.get_running_loop()
-        made = loop.connect_accepted_socket(lambda: self.factory(ready), conn, **self._tls)
+        # A silent one is promised its place now: the others of this batch must not take it.
+        place = None if ready else self.waiting.reserve()
+        made = loop.connect_accepted_socket(lambda: self.factory(ready, place), conn, **self._tls)
         task: asyncio.Task[object] = loop.create_task(made)  # type: ignore[arg-type]
         self._connecting.add(task)
-        task.add_done_callback(lambda done: self._connected(conn, done))
+        task.add_done_callback(lambda done: self._connected(conn, done, place))
 
-    def _connected(self, conn: socket.socket, task: asyncio.Task[object]) -> None:
+    def _connected(self, conn: socket.socket, task: asyncio.Task[object], place: object) -> None:
         self._connecting.discard(task)
+        self.waiting.release(place)
         if task.cancelled() or task.exception() is not None:
             conn.close()  # a no-op when its transport closed it already
         if not task.cancelled() and task.exception() is not None:  # e.g. a failed TLS handshake

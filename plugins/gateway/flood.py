@@ -88,9 +88,20 @@ class Unauthenticated:
         self.grace = grace
         self._silent: collections.OrderedDict[ServerConnection, float] = collections.OrderedDict()
         self._ready: set[ServerConnection] = set()
+        self._reserved: set[object] = set()  # places promised to silent sockets being set up
 
     def __len__(self) -> int:
-        return len(self._silent) + len(self._ready)
+        return len(self._silent) + len(self._ready) + len(self._reserved)
+
+    def reserve(self) -> object:
+        """Promise a place (``has_room`` said yes) to a socket whose connection is not made yet."""
+        place = object()
+        self._reserved.add(place)
+        return place
+
+    def release(self, place: object) -> None:
+        """The connection was made (the place is taken) or failed (the place is free)."""
+        self._reserved.discard(place)
 
     def has_room(self, ready: bool) -> bool:
         """Whether a newcomer would be admitted (without pushing anyone out yet)."""
@@ -101,9 +112,11 @@ class Unauthenticated:
         since = next(iter(self._silent.values()))
         return ready or asyncio.get_running_loop().time() - since >= self.grace
 
-    def arrived(self, conn: ServerConnection, ready: bool) -> bool:
+    def arrived(self, conn: ServerConnection, ready: bool, place: object = None) -> bool:
         """A connection was made: False when it must go; over the limit the oldest silent one goes."""
-        if not self.has_room(ready):
+        if place in self._reserved:
+            self._reserved.discard(place)
+        elif not self.has_room(ready):
             self.summary.note(DROPPED, _address(conn.transport))
             return False
         if len(self) >= self.limit:
@@ -141,10 +154,11 @@ def connection_class(waiting: Unauthenticated) -> type[ServerConnection]:
     class CountedConnection(ServerConnection):
         _admitted = False
         ready = False  # its whole upgrade request had arrived when it was accepted
+        place: object = None  # the place reserved for it when it was accepted
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self.transport = transport  # for the summary's address when it is refused
-            if not waiting.arrived(self, self.ready):
+            if not waiting.arrived(self, self.ready, self.place):
                 transport.abort()  # before any WebSocket state exists: a dropped newcomer costs little
                 return
             self._admitted = True

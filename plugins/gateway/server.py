@@ -121,10 +121,10 @@ class Gateway:
             **CONNECTION_OPTIONS,
         )
 
-        def connection(ready: bool) -> ServerConnection:  # what serve() makes for each socket
+        def connection(ready: bool, place: object) -> ServerConnection:  # as serve() makes them
             protocol = ServerProtocol(max_size=limits.MAX_WS_FRAME, logger=ws_log)
             conn = counted(protocol, server, **CONNECTION_OPTIONS)  # type: ignore[arg-type]
-            conn.ready = ready  # type: ignore[attr-defined]
+            conn.ready, conn.place = ready, place  # type: ignore[attr-defined]
             return conn
 
         self._acceptor = Acceptor(
