@@ -103,6 +103,28 @@ async def test_a_toy_gets_in_at_once_while_fresh_junk_holds_every_place(tmp_path
             writer.close()
 
 
+async def test_silent_sockets_beyond_the_limit_are_reset_before_any_websocket_state(
+    tmp_path,
+) -> None:
+    """Twenty idle sockets in one accept batch: eight get a place, the rest a reset (never a place that was taken)."""
+    async with cloud(tmp_path, max_unauthenticated=8) as (app, port):
+        gateway = app.host.plugins["gateway"].gateway
+        gateway.waiting.grace = 60.0
+        # Connected while the loop is blocked: all twenty wait in the kernel's queue together.
+        raw = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(20)]
+        try:
+            await wait_for(lambda: len(gateway.waiting) == 8)
+            loop = asyncio.get_running_loop()
+            for sock in raw[8:]:
+                sock.setblocking(False)
+                with pytest.raises(ConnectionResetError):
+                    await asyncio.wait_for(loop.sock_recv(sock, 1), 5)
+            assert len(gateway.waiting) == 8
+        finally:
+            for sock in raw:
+                sock.close()
+
+
 async def test_toys_accepted_by_the_gateway_get_no_nagle_delay(tmp_path) -> None:
     """The gateway's own accept loop keeps asyncio's TCP_NODELAY: small frames leave at once."""
     async with cloud(tmp_path) as (app, port):
@@ -132,14 +154,17 @@ def cloud_config(path: Path, port: int) -> None:
 
 async def started(port: int, proc: subprocess.Popen[bytes]) -> None:
     """Once the cloud accepts toy-1 (bounded: the daemon is starting)."""
-    for _ in range(300):
-        assert proc.poll() is None, "the cloud exited"
-        try:
-            await (await RawToy(port).connect()).close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise TimeoutError("the cloud did not accept toy-1")
+
+    async def first_turn() -> None:
+        while True:
+            assert proc.poll() is None, "the cloud exited"
+            try:
+                await (await RawToy(port).connect()).close()
+                return
+            except OSError:  # refused while it starts
+                await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(first_turn(), 30)
 
 
 async def test_out_of_files_sheds_silent_junk_at_once_and_a_toy_gets_in(tmp_path: Path) -> None:
