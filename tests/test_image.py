@@ -532,7 +532,13 @@ def test_built_image_boots_and_toyd_is_ready(test_image: Path) -> None:
             ["sfdisk", "--json", str(test_image)], capture_output=True, text=True, check=True
         ).stdout
     )
-    assert [p["type"] for p in table["partitiontable"]["partitions"]] == ["c", "83"]
+    # boot, application slots A and B, root (last, so that it grows into the card)
+    assert [p["type"] for p in table["partitiontable"]["partitions"]] == ["c", "83", "83", "83"]
+    assert (
+        "TOYD-SLOT: booted A (good)" in boot.stderr and "/opt/toyd from /dev/vda2 ro" in boot.stderr
+    )
+    assert re.search(r"RAUC_SYSTEM_BOOTED_BOOTNAME='?A\b", boot.stderr)  # RAUC sees the slot
+    assert re.search(r"RAUC_BOOT_PRIMARY='?toyd\.0\b", boot.stderr)
     # QEMU virt has a PL061 with 8 lines: toyd names the chip and the missing pin in one line.
     assert "HW-CHECK: gpio-missing-pin-error: ok" in boot.stderr
     assert "GPIO 17 on /dev/gpiochip0" in boot.stderr and "no such line" in boot.stderr

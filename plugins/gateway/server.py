@@ -21,9 +21,11 @@ from .accept import MAX_BATCH, MAX_HELD, Acceptor
 from .context import SessionContext
 from .flood import FD_RESERVE, LogSummary, Unauthenticated, connection_class, open_file_limit
 from .meters import LoopLag, percentiles
+from .parents import ParentLink
 from .proxy import client_address, networks
 from .session import Session
 from .settings import GatewaySettings
+from .xiaozhi_peer import XiaozhiPeer
 
 log = logging.getLogger(__name__)
 # The WebSocket library logs request headers (tokens) and every frame at DEBUG, and every
@@ -46,7 +48,12 @@ class Gateway:
 
     def __init__(self, app: App, settings: GatewaySettings) -> None:
         self.app = app
-        self.context = SessionContext(settings, app.host.call_first, app.bus.publish)
+        self.parents = (
+            ParentLink(settings.parents, app.device_id, self.xiaozhi_peer)
+            if settings.parents.enabled
+            else None
+        )
+        self.context = SessionContext(settings, app.host.call_first, app.bus.publish, self.parents)
         self.sessions: dict[str, Session] = {}
         self.server: Server | None = None
         self.started = time.monotonic()
@@ -99,6 +106,8 @@ class Gateway:
     async def start(self) -> None:
         """Bind and listen (raises OSError when the port is taken)."""
         s = self.settings
+        if self.parents is not None:
+            await self.parents.start(self.app.state_dir, self.app.run_blocking)
         context = None
         if s.tls_cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -142,6 +151,8 @@ class Gateway:
             self.server.close()
             await self.server.wait_closed()
             self.server = None
+        if self.parents is not None:
+            await self.parents.stop(self.app.run_blocking)
         self.summary.flush()
 
     def client_address(self, conn: ServerConnection) -> str:
@@ -185,6 +196,11 @@ class Gateway:
         except Exception as exc:  # noqa: BLE001 - a failing credential store refuses, it does not crash
             log.error("toyd_authenticate failed: %s: %s", type(exc).__name__, exc)
             return False
+
+    def xiaozhi_peer(self, device_id: str) -> XiaozhiPeer | None:
+        """The xiaozhi side of the toy's session, when it is a connected xiaozhi client."""
+        session = self.sessions.get(device_id)
+        return session.xiaozhi if session is not None else None
 
     def revoke(self, device_id: str) -> None:
         """End the session of a toy whose token was revoked."""
