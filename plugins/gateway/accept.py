@@ -27,9 +27,9 @@ from .flood import DROPPED, LogSummary, Unauthenticated
 
 log = logging.getLogger(__name__)
 
-LISTEN_BACKLOG = (
-    1024  # a toy's connect waits in the kernel's queue during a flood, its SYN not dropped
-)
+# A toy's connect waits in the kernel's queue during a flood (capped by net.core.somaxconn)
+# instead of its SYN being dropped and retried a second later.
+LISTEN_BACKLOG = 4096
 MAX_BATCH = 128  # sockets accepted per wake-up of the listening socket
 MAX_HELD = 64  # silent newcomers held back at once, waiting for their request
 HOLD_S = 0.02  # how long: a toy's request follows its connect at once
