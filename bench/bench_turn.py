@@ -98,10 +98,12 @@ async def run(
                 await loop.turn(speech[QUESTIONS[1]])  # warm-up, not counted
                 model = getattr(loop.cloud.host.plugins.get("llm_local"), "model", None)
                 for i in range(turns):
+                    asked = model.requests if model is not None else 0
                     report = await loop.turn(speech[QUESTIONS[i % len(QUESTIONS)]])
                     if model is not None:
                         await model.settled()  # llama.cpp's counters, which load does not change
-                        if model.usage is not None:
+                        # a turn the safety filter answers does not reach the model
+                        if model.usage is not None and model.requests > asked:
                             samples.setdefault("llm_prompt_evaluated", []).append(
                                 model.usage.evaluated
                             )

@@ -102,6 +102,7 @@ class LocalModel:
         self.cache_reuse = cache_reuse
         self.sampling = sampling
         self.usage: Usage | None = None  # the latest request's, set before its first token
+        self.requests = 0  # requests that reported their counters (``usage`` is the latest's)
         self._running: set[asyncio.Future[None]] = set()
         self._server: Any = None
         self._pool = concurrent.futures.ThreadPoolExecutor(parallel, thread_name_prefix="llm_local")
@@ -192,6 +193,7 @@ class LocalModel:
             if isinstance(timings, dict):
                 if usage[0] is None:
                     self.usage = Usage.of(timings)  # the prompt's counters, before its first token
+                    self.requests += 1
                 usage[0] = Usage.of(timings)
             if cancel.is_set():
                 # True stops the generation; the opening chunk (the role, no counters) comes
