@@ -611,4 +611,3 @@ def test_boot_test_fails_when_toyd_does_not_start(tmp_path: Path) -> None:
     assert boot.returncode == 1, boot.stderr[-4000:]
     assert "boot-test: FAIL: toyd.service did not become active with READY" in boot.stderr
     assert "toyd-does-not-exist: No such file or directory" in boot.stderr
-
