@@ -2,7 +2,8 @@
 """Build the toyd Raspberry Pi SD image (arm64 Debian bookworm + toyd) with one command.
 
 Stages: check inputs -> models -> aarch64 wheelhouse -> base rootfs (cached) -> toyd layer ->
-partitioned image -> xz + sha256. Output files appear only when complete: everything is written
+application slot (/opt/toyd) -> partitioned image (boot, slot A, slot B, root) -> signed RAUC
+update bundle -> xz + sha256. Output files appear only when complete: everything is written
 under temporary names and renamed at the end; an interrupted or failed build leaves nothing.
 """
 
@@ -24,7 +25,7 @@ IMAGE_DIR = Path(__file__).resolve().parent
 REPO = IMAGE_DIR.parent
 sys.path[:0] = [str(IMAGE_DIR), str(REPO)]
 
-from toyd_image import assemble, layer, models, rootfs, wheels  # noqa: E402
+from toyd_image import assemble, layer, models, rootfs, update, wheels  # noqa: E402
 from toyd_image import config as build_config
 from toyd_image.config import ImageBuildError  # noqa: E402
 
@@ -38,6 +39,9 @@ TOOLS = {
     "dtc": "device-tree-compiler",
     "chroot": "coreutils",
     "systemctl": "systemd",
+    "rauc": "rauc",
+    "mksquashfs": "squashfs-tools",
+    "openssl": "openssl",
 }
 # Free space a build needs, before sizes are known (unpacked rootfs + filesystems + image).
 NEED_WORK_MB = 6000
@@ -127,7 +131,7 @@ def compress(image: Path, target: Path, level: int) -> Path:
 def build(args: argparse.Namespace) -> int:
     cfg = build_config.load(args.config, variant=args.variant)
     out, cache = Path(args.out).resolve(), Path(args.cache).resolve()
-    progress = Progress(8 if args.compress else 7)
+    progress = Progress(10 if args.compress else 9)
     progress.stage("check inputs")
     preflight(cfg, out, cache)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,6 +161,17 @@ def build(args: argparse.Namespace) -> int:
         )
         progress.done(smoke)
 
+        progress.stage("application slot (/opt/toyd as its own ext4) and signing key")
+        release = update.release_name(REPO)
+        update.split_app(work / "rootfs", work / "app", release)
+        app_image = work / "app.ext4"
+        update.make_app_image(work / "app", app_image, update.app_image_mb(work / "app"))
+        cert, key = update.signing_keys(cfg, cache)
+        update.install_keyring(work / "rootfs", cert)
+        progress.done(
+            f"release {release}, {app_image.stat().st_size >> 20} MiB slot image, signed by {cert}"
+        )
+
         progress.stage("assemble partitioned image (no loop devices)")
         image = out / f".{stem}.img.part"
         partial.append(image)
@@ -166,15 +181,23 @@ def build(args: argparse.Namespace) -> int:
             image,
             boot_size_mb=cfg.boot_size_mb,
             root_free_mb=cfg.root_free_mb,
+            app_image=app_image,
         )
         progress.done(
             f"{layout.total} MiB: boot {layout.boot_size} MiB @ {layout.boot_start}, "
+            f"slots A/B {layout.slot_size} MiB @ {'/'.join(map(str, layout.slot_starts))}, "
             f"root {layout.root_size} MiB @ {layout.root_start}"
         )
+
+        progress.stage("update bundle (rauc bundle, signed, xz)")
+        raucb = out / f".{stem}.raucb.tmp"
+        partial += [raucb, raucb.with_name(raucb.name + ".part")]
+        update.bundle(app_image, release, cert, key, raucb)
+        progress.done(f"{stem}.raucb {raucb.stat().st_size / 1e6:.0f} MB, version {release}")
         shutil.rmtree(work, ignore_errors=True)
 
         final = out / f"{stem}.img"
-        results = [final]
+        results = [final, out / f"{stem}.raucb"]
         if args.compress:
             progress.stage(f"compress (xz -{args.xz_level})")
             xz = out / f".{stem}.img.xz.part"
@@ -186,6 +209,7 @@ def build(args: argparse.Namespace) -> int:
             os.replace(xz, out / f"{stem}.img.xz")
             results.append(out / f"{stem}.img.xz")
         os.replace(image, final)
+        os.replace(raucb, out / f"{stem}.raucb")
         for result in results:
             Path(f"{result}.sha256").write_text(f"{sha256(result)}  {result.name}\n")
         progress.done()

@@ -18,6 +18,7 @@ import pytest
 
 from toyd.testing import free_port, running_daemon, wait_for
 from toyd.testing.standin import StandIn
+from xiaozhi_clients import Recorder
 
 pytest.importorskip("xiaozhi_sdk")
 from xiaozhi_sdk import XiaoZhiWebsocket  # noqa: E402
@@ -45,11 +46,11 @@ def cloud_config(port: int, llm_url: str) -> dict[str, Any]:
     }
 
 
-class Client:
+class Client(Recorder):
     """xiaozhi-sdk's client, with everything it hands the application recorded."""
 
     def __init__(self, port: int, frame_ms: int, mode: str) -> None:
-        self.messages: list[dict[str, Any]] = []
+        super().__init__()
         self.sdk = XiaoZhiWebsocket(
             self.on_message,
             url=f"ws://127.0.0.1:{port}/xiaozhi/v1/",
@@ -59,16 +60,6 @@ class Client:
         self.sdk.mode = mode
         self.sdk.websocket_token = TOKEN
         self.frame_ms = frame_ms
-
-    async def on_message(self, msg: dict[str, Any]) -> None:
-        self.messages.append(msg)
-
-    def of(self, kind: str, **fields: Any) -> list[dict[str, Any]]:
-        return [
-            m
-            for m in self.messages
-            if m.get("type") == kind and all(m.get(k) == v for k, v in fields.items())
-        ]
 
     async def speak(self, pcm: bytes, silence_s: float = 0.0) -> None:
         step = 16000 * self.frame_ms // 1000 * 2

@@ -14,15 +14,9 @@ from toyd.errors import ProtocolError
 from toyd.protocol import Listen
 from toyd.testing import free_port, running_daemon, wait_for
 from toyd_plugins.gateway.xiaozhi import Dialect, is_xiaozhi_hello
+from xiaozhi_clients import HELLO, echo_cloud
 
 MAC, TOKEN = "02:00:00:00:00:02", "xz-token-2"
-HELLO = {
-    "type": "hello",
-    "version": 1,
-    "features": {"mcp": True},
-    "transport": "websocket",
-    "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 60},
-}
 GOOD = [
     {"type": "listen", "state": "start", "mode": "auto"},
     {"type": "listen", "state": "stop"},
@@ -93,12 +87,7 @@ async def test_a_hostile_xiaozhi_client_is_closed_cleanly_and_the_gateway_serves
     from websockets.exceptions import ConnectionClosed
 
     port = free_port()
-    config = {
-        "role": "cloud",
-        "device_id": "cloud",
-        "plugins": ["gateway", "echochain"],
-        "gateway": {"port": port, "tokens": {MAC: TOKEN}},
-    }
+    config = echo_cloud(port, MAC, TOKEN)
     headers = {"Authorization": f"Bearer {TOKEN}", "Protocol-Version": "1", "Device-Id": MAC}
     rng = random.Random(9)
     async with running_daemon(config, state_dir=tmp_path) as cloud:

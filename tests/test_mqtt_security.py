@@ -21,6 +21,7 @@ USERS = {
     "parent-alice": "pw-alice",
     "cloud": "pw-cloud",
     "homeassistant": "pw-ha",
+    "gateway": "pw-gateway",
 }
 
 
@@ -219,3 +220,20 @@ async def test_missing_certificate_file_is_a_clear_startup_error(state_dir):
     with pytest.raises(ToydError, match="mqtt.tls: cannot load certificates"):
         async with running_daemon(device_config(free_port(), tls=tls), state_dir=state_dir):
             pass
+
+
+async def test_the_gateway_relays_alerts_and_answers_volume_and_nothing_else(acl_broker):
+    """User ``gateway`` speaks for xiaozhi clients (docs/protocol.md, "Parents of xiaozhi clients")."""
+    alice = login(acl_broker, "parent-alice", "toyd/#")
+    gateway = login(acl_broker, "gateway", "toyd/+/cmd/volume", "toyd/+/cmd/sleep")
+    gateway.publish("toyd/demo-toy/state", b'{"state": "forged"}')  # not its to write
+    gateway.publish("toyd/demo-toy/event/safety_alert", b'{"category": "grooming"}')
+    await alice.next("toyd/demo-toy/event/safety_alert")
+    alice.publish("toyd/demo-toy/cmd/sleep", b'{"on": true}')  # not its to read
+    alice.publish("toyd/demo-toy/cmd/volume", b'{"level": 5}')
+    await gateway.next("toyd/demo-toy/cmd/volume")
+    gateway.publish("toyd/demo-toy/cmd/volume/result", b'{"ok": true}')
+    await alice.next("toyd/demo-toy/cmd/volume/result")
+    assert not alice.on("toyd/demo-toy/state") and not gateway.on("toyd/demo-toy/cmd/sleep")
+    alice.close()
+    gateway.close()

@@ -1,9 +1,13 @@
 """Assemble a partitioned SD image from two folders, without loop devices.
 
 FAT boot partition: ``mkfs.vfat -C`` + mtools ``mcopy``; ext4 root: ``mke2fs -d``; MBR table
-(the Pi 3 firmware reads only MBR) with sfdisk; both filesystems written into the image with
+(the Pi 3 firmware reads only MBR) with sfdisk; the filesystems written into the image with
 ``dd conv=notrunc,sparse``. Works as any user for folders that user can read; as root the
 owners and modes of the root folder are kept.
+
+With an application image (toyd's /opt/toyd, see update.py) the table has four primary
+partitions: 1 boot, 2 app slot A, 3 app slot B, 4 root. Root comes last so that it is the one
+that grows to fill the card on first boot (toyd-growroot); the slots keep their size.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ ALIGN_MIB = 4  # partitions on 4 MiB boundaries: SD cards erase in blocks of tha
 BOOT_LABEL = "RASPIFIRM"
 ROOT_LABEL = "RASPIROOT"
 TOOL_TIMEOUT_S = 900
+# Fixed MBR disk identifier: partition N is /dev/disk/by-partuuid/746f7964-0N on every toy
+# (the RAUC slots in /etc/rauc/system.conf are named that way). "toyd" in ASCII.
+DISK_ID = 0x746F7964
+SLOT_HEADROOM = 1.5  # app slots are this much bigger than the first build's application
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,8 @@ class Layout:
     boot_size: int
     root_start: int
     root_size: int
+    slot_starts: tuple[int, ...] = ()  # app slots A and B (none: a two-partition image)
+    slot_size: int = 0
 
     @property
     def total(self) -> int:
@@ -54,8 +64,11 @@ def tree_size(path: Path) -> tuple[int, int]:
     return total, inodes + 1
 
 
-def plan(boot_dir: Path, root_dir: Path, boot_size_mb: int, root_free_mb: int) -> Layout:
-    """Partition sizes: the boot size as configured, root = content + 10 % + journal + free space."""
+def plan(
+    boot_dir: Path, root_dir: Path, boot_size_mb: int, root_free_mb: int, slot_size_mb: int = 0
+) -> Layout:
+    """Partition sizes: the boot size as configured, root = content + 10 % + journal + free space;
+    with slot_size_mb, two app slots of that size between boot and root."""
     boot_bytes, _ = tree_size(boot_dir)
     if boot_bytes > (boot_size_mb - 8) * MIB:
         raise ImageBuildError(
@@ -64,7 +77,16 @@ def plan(boot_dir: Path, root_dir: Path, boot_size_mb: int, root_free_mb: int) -
     root_bytes, inodes = tree_size(root_dir)
     root_mb = int(root_bytes * 1.10 / MIB) + inodes * 256 // MIB + 32 + root_free_mb
     root_mb = -(-root_mb // ALIGN_MIB) * ALIGN_MIB
-    return Layout(ALIGN_MIB, boot_size_mb, ALIGN_MIB + boot_size_mb, root_mb)
+    slot_mb = -(-slot_size_mb // ALIGN_MIB) * ALIGN_MIB
+    first = ALIGN_MIB + boot_size_mb
+    slots = (first, first + slot_mb) if slot_mb else ()
+    return Layout(ALIGN_MIB, boot_size_mb, first + 2 * slot_mb, root_mb, slots, slot_mb)
+
+
+def slot_size_for(app_image: Path) -> int:
+    """MiB of each app slot: the first application image plus headroom for later releases."""
+    mb = int(app_image.stat().st_size * SLOT_HEADROOM) // MIB
+    return -(-mb // ALIGN_MIB) * ALIGN_MIB
 
 
 def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
@@ -134,15 +156,17 @@ def make_ext4(root_dir: Path, size_mb: int, out: Path) -> None:
 
 
 def partition(image: Path, layout: Layout) -> None:
-    """Create the sparse image file and its MBR: FAT32 (LBA, bootable) then Linux."""
+    """Create the sparse image file and its MBR: FAT32 (LBA, bootable), [slot A, slot B,] root."""
     with open(image, "wb") as f:
         f.truncate(layout.total * MIB)
     sectors = MIB // 512
     script = (
-        "label: dos\nunit: sectors\n"
+        f"label: dos\nlabel-id: {DISK_ID:#010x}\nunit: sectors\n"
         f"start={layout.boot_start * sectors}, size={layout.boot_size * sectors}, type=c, bootable\n"
-        f"start={layout.root_start * sectors}, size={layout.root_size * sectors}, type=83\n"
     )
+    for start in layout.slot_starts:
+        script += f"start={start * sectors}, size={layout.slot_size * sectors}, type=83\n"
+    script += f"start={layout.root_start * sectors}, size={layout.root_size * sectors}, type=83\n"
     _run(
         ["sfdisk", "--no-reread", "--no-tell-kernel", "--wipe", "always", str(image)],
         "write the partition table",
@@ -167,10 +191,18 @@ def write_at(image: Path, fs: Path, start_mb: int) -> None:
 
 
 def assemble(
-    boot_dir: Path, root_dir: Path, image: Path, *, boot_size_mb: int, root_free_mb: int
+    boot_dir: Path,
+    root_dir: Path,
+    image: Path,
+    *,
+    boot_size_mb: int,
+    root_free_mb: int,
+    app_image: Path | None = None,
 ) -> Layout:
-    """Build the whole image file from the two folders; parts are removed on any failure."""
-    layout = plan(boot_dir, root_dir, boot_size_mb, root_free_mb)
+    """Build the whole image file from the two folders (and the application image, written
+    into both slots); parts are removed on any failure."""
+    slot_mb = slot_size_for(app_image) if app_image is not None else 0
+    layout = plan(boot_dir, root_dir, boot_size_mb, root_free_mb, slot_mb)
     fat, ext4 = image.with_name(image.name + ".boot"), image.with_name(image.name + ".root")
     try:
         make_fat(boot_dir, layout.boot_size, fat)
@@ -178,6 +210,8 @@ def assemble(
         partition(image, layout)
         write_at(image, fat, layout.boot_start)
         write_at(image, ext4, layout.root_start)
+        for start in layout.slot_starts:
+            write_at(image, app_image, start)
     except BaseException:
         image.unlink(missing_ok=True)
         raise

@@ -26,6 +26,8 @@ KEYS = {
     "root_free_mb",
     "python",
     "models",
+    "signing_cert",
+    "signing_key",
 }
 IMAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -61,6 +63,8 @@ class BuildConfig:
     debian_python: dict[str, str] = field(default_factory=dict)
     substitutes: dict[str, str] = field(default_factory=dict)
     models: tuple[Model, ...] = ()
+    signing_cert: Path | None = None  # update bundles' signer; None: the cache's development key
+    signing_key: Path | None = None
 
     @property
     def overlays(self) -> list[Path]:
@@ -119,6 +123,11 @@ def load(path: str | Path, **overrides: Any) -> BuildConfig:
     for key, kind in (("packages", "file"), ("hooks", "dir"), ("toyd_config", "file")):
         if key in data:
             values[key] = _existing(path, key, base / str(data[key]), kind)
+    for key in ("signing_cert", "signing_key"):
+        if key in data:
+            values[key] = _existing(path, key, base / str(data[key]), "file")
+    if ("signing_cert" in values) != ("signing_key" in values):
+        raise _fail(path, "signing_cert", "signing_cert and signing_key must be set together")
     for key, low in (("boot_size_mb", 64), ("root_free_mb", 64)):
         if key in data:
             if (

@@ -23,6 +23,10 @@ UNITS = [
     "toyd.service",
     "toyd-firstboot.service",
     "toyd-growroot.service",
+    # A/B application slots (docs/image.md, "Over-the-air updates")
+    "toyd-slot.service",
+    "toyd-health.service",
+    "toyd-reboot.path",
     "systemd-networkd.service",
     "systemd-resolved.service",
 ]

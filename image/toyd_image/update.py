@@ -16,15 +16,16 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 try:
     from .assemble import ALIGN_MIB, MIB, _run, tree_size
-    from .config import ImageBuildError
+    from .config import BuildConfig, ImageBuildError
 except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path[:0] = [str(Path(__file__).resolve().parents[n]) for n in (1, 2)]
     from toyd_image.assemble import ALIGN_MIB, MIB, _run, tree_size
-    from toyd_image.config import ImageBuildError
+    from toyd_image.config import BuildConfig, ImageBuildError
 
 COMPATIBLE = "toyd-pi"  # must match /etc/rauc/system.conf
 APP_DIR = "opt/toyd"
@@ -37,6 +38,28 @@ def toyd_version(repo: Path) -> str:
     import tomllib
 
     return str(tomllib.loads((repo / "pyproject.toml").read_text())["project"]["version"])
+
+
+def release_name(repo: Path) -> str:
+    """The build's RELEASE: toyd's version and the build time (UTC), e.g. 0.9.0+202611300412."""
+    return f"{toyd_version(repo)}+{time.strftime('%Y%m%d%H%M', time.gmtime())}"
+
+
+def signing_keys(config: BuildConfig, cache: Path) -> tuple[Path, Path]:
+    """The maker's signing cert and key from the build config, else the cache's development CA."""
+    if config.signing_cert is not None and config.signing_key is not None:
+        return config.signing_cert, config.signing_key
+    return dev_keys(cache / "keys")
+
+
+def install_keyring(rootfs: Path, cert: Path) -> None:
+    """The toy accepts bundles signed by this certificate (/etc/rauc/keyring.pem); RAUC keeps
+    its slot status in /var/lib/rauc (system.conf's data-directory)."""
+    target = rootfs / "etc/rauc/keyring.pem"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cert, target)
+    os.chmod(target, 0o644)
+    (rootfs / "var/lib/rauc").mkdir(mode=0o755, parents=True, exist_ok=True)
 
 
 def split_app(rootfs: Path, app: Path, release: str) -> None:

@@ -1,4 +1,4 @@
-"""What a session may use of its gateway: live settings, the AI hooks, the cloud bus, the frame meter."""
+"""What a session may use of its gateway: live settings, AI hooks, the cloud bus, parents' link, frame meter."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from toyd.audio import SAMPLE_RATE, SAMPLE_WIDTH
 from toyd.text import compact
 
 from .meters import FrameTimer
+from .parents import ParentLink
 from .settings import GatewaySettings
 
 CallFirst = Callable[
@@ -24,10 +25,17 @@ class SessionContext:
     new turns use the new limits and timeouts.
     """
 
-    def __init__(self, settings: GatewaySettings, call_first: CallFirst, publish: Publish) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        call_first: CallFirst,
+        publish: Publish,
+        parents: ParentLink | None = None,
+    ) -> None:
         self.settings = settings
         self.call_first = call_first
         self.publish = publish
+        self.parents = parents  # MQTT to parents of xiaozhi clients (gateway.parents), if enabled
         self.frame_timer = FrameTimer()
         self._cacheable: tuple[tuple[str, ...], frozenset[str]] = ((), frozenset())
 

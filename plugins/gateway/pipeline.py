@@ -102,13 +102,17 @@ class Pipeline:
                 if result is None
                 else f"toyd_transcribe returned {type(result).__name__}, not Transcription"
             )
-        text = result.text.strip()
+        await self._answer(result.text.strip(), result.language)
+
+    async def run_text(self, text: str) -> None:
+        """Answer words the child did not speak but sent as text (a xiaozhi ``listen detect``)."""
+        await self._answer(text.strip()[:MAX_TEXT_CHARS], None)
+
+    async def _answer(self, text: str, language: str | None) -> None:
+        """The child's words → ``stt`` → safety → streamed LLM → speech, or a gentle redirect."""
         await self.downlink.message(
             Stt(
-                text=text[:MAX_TEXT_CHARS],
-                final=True,
-                turn_id=self.turn.turn_id,
-                language=result.language,
+                text=text[:MAX_TEXT_CHARS], final=True, turn_id=self.turn.turn_id, language=language
             )
         )
         if not text:
@@ -122,7 +126,7 @@ class Pipeline:
                 await self.on_alert(self.turn, verdict, text)
             if compact(text) in self.cacheable:  # a known question, allowed: its answer may be kept
                 self.reply_key = reply_cache_key(
-                    text, self.turn.persona, self.turn.language or result.language
+                    text, self.turn.persona, self.turn.language or language
                 )
             started = time.monotonic()
             stream = await self._hook("toyd_reply", turn=self.turn, text=verdict.text or text)

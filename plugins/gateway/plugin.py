@@ -49,6 +49,12 @@ class GatewayPlugin:
         ]
         if self.alert_log is not None:
             services.append(Service("alert-log", lambda: self._log_alerts(app)))
+        parents = self.gateway.parents
+        if parents is not None:  # xiaozhi clients' alerts out, their parents' volume commands in
+            services += [
+                Service("parents-alerts", parents.drain),
+                Service("parents-commands", parents.serve),
+            ]
         return services
 
     async def _revocations(self) -> None:
@@ -89,13 +95,14 @@ class GatewayPlugin:
         if gateway is None:
             return False
         old = gateway.settings
-        if (old.host, old.port, old.tls_cert, old.tls_key) != (
+        if (old.host, old.port, old.tls_cert, old.tls_key, old.parents) != (
             settings.host,
             settings.port,
             settings.tls_cert,
             settings.tls_key,
+            settings.parents,
         ):
-            return False  # rebinding drops every toy: only on restart
+            return False  # rebinding drops every toy, the parents' link holds an outbox: restart
         gateway.settings = settings  # tokens, limits, timeouts apply to new connections and turns
         app.spawn(
             gateway.recheck_credentials(), "gateway:recheck-credentials"

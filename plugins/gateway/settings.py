@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from toyd import setting
 from toyd.text import compact
 
+from .parents import ParentsSettings
+
 
 @dataclasses.dataclass(frozen=True)
 class GatewaySettings:
@@ -43,7 +45,8 @@ class GatewaySettings:
         min=8,
         max=100000,
         doc="Connections that have not authenticated yet "
-        "held at once; beyond it the oldest waiting one is dropped (flood defence).",
+        "held at once; beyond it the oldest silent one (no whole request yet) is dropped (flood "
+        "defence).",
     )
     downlink_lead_ms: int = setting(
         250,
@@ -80,6 +83,22 @@ class GatewaySettings:
         factory=tuple,
         doc="Questions whose answer a toy may keep in its response cache and reuse offline (compared "
         "normalised: case, punctuation and spaces ignored). Empty = no reply is marked cacheable.",
+    )
+    wake_words: tuple[str, ...] = setting(
+        ("hey toy", "你好小智", "你好小志", "嘿你好呀"),
+        doc="A xiaozhi client's `listen detect` text that is one of these (compared normalised) is "
+        "the wake word alone and gets the greeting; any other text is answered as the child's words.",
+    )
+    wake_greeting: str = setting(
+        "Hello!",
+        doc="What a wake word alone is answered as: the words go through the safety filter, the "
+        "LLM and speech as if the child had said them (as xiaozhi-esp32-server does). Empty = "
+        "no greeting.",
+    )
+    parents: ParentsSettings = setting(
+        factory=ParentsSettings,
+        doc="MQTT to parents for xiaozhi clients, which cannot reach them themselves: their safety "
+        "alerts and volume commands (docs/protocol.md). Needs a restart.",
     )
 
     def __post_init__(self) -> None:

@@ -6,8 +6,8 @@ its edges only, so safety, personas, memory and alerts apply exactly as for a to
 
 - up: ``listen`` start/stop/detect with mode ``manual`` (push-to-talk), ``auto`` or
   ``realtime`` (the gateway finds the end of speech itself, :mod:`.endpoint`), ``abort``;
-  ``mcp`` and anything else are logged and dropped, never an error that could close the
-  connection;
+  ``mcp`` (answers to the gateway's requests, :mod:`.mcp`); anything else is dropped,
+  never an error that could close the connection;
 - down: raw Opus (no toyd header) at the sample rate and frame length the client asked
   for; ``stt``; ``llm`` with an emotion at the start of a reply; ``tts`` start /
   sentence_start (with the text) / stop. toyd-only messages (errors, alerts, pings,
@@ -22,12 +22,20 @@ from typing import Any
 
 from toyd.errors import ProtocolError
 from toyd.protocol import Abort, Listen, Llm, Stt, Tts, codes
+from toyd.protocol.limits import MAX_TEXT_CHARS
 from toyd.protocol.messages import Message
 
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 FRAME_MS = (20, 40, 60)
 MODES = {"manual": "push_to_talk", "auto": "auto", "realtime": "auto"}
 EMOTION = {"reply": ("happy", "🙂"), "redirect": ("thinking", "🤔"), "say": ("neutral", "😶")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Mcp:
+    """An ``mcp`` message: its JSON-RPC payload, as sent (checked by :class:`.mcp.McpClient`)."""
+
+    payload: Any
 
 
 def is_xiaozhi_hello(frame: str) -> bool:
@@ -102,7 +110,7 @@ class Dialect:
         )
 
     @staticmethod
-    def parse(frame: str) -> Message | None:
+    def parse(frame: str) -> Message | Mcp | None:
         """A client message → the toyd message it means (None: nothing to do)."""
         try:
             msg = json.loads(frame)
@@ -120,13 +128,15 @@ class Dialect:
             return Listen(
                 state=state,
                 mode=MODES[mode],  # type: ignore[arg-type]
-                text=text[:200] if isinstance(text, str) else None,
+                text=text[:MAX_TEXT_CHARS] if isinstance(text, str) else None,
                 reason=mode,
             )
         if kind == "abort":
             reason = msg.get("reason")
             return Abort(reason=reason[:60] if isinstance(reason, str) and reason else "abort")
-        return None  # mcp answers, iot, hello again, ...: nothing for the gateway to do
+        if kind == "mcp":
+            return Mcp(msg.get("payload"))
+        return None  # iot, hello again, ...: nothing for the gateway to do
 
     @staticmethod
     def translate(msg: Message, session_id: str) -> list[str]:
