@@ -13,6 +13,7 @@ from __future__ import annotations
 from toyd_plugins.gateway.sentences import SentenceSplitter
 from toyd_plugins.llm.settings import Persona
 from toyd_plugins.safety.context import ConversationContext
+from toyd_plugins.safety.layers import SafetyFilter
 
 
 def sentences(reply: str) -> list[str]:
@@ -21,11 +22,17 @@ def sentences(reply: str) -> list[str]:
     return splitter.feed(reply) + splitter.flush()
 
 
-def test_the_fallback_line_is_two_sentences_for_the_filter() -> None:
-    assert sentences(Persona().fallback) == [
-        "Hmm, my thinking cap is a bit slow right now.",
-        "Can you ask me again?",
-    ]
+def test_the_products_own_lines_pass_its_safety_filter() -> None:
+    """The persona's fixed lines, sentence by sentence as the gateway checks them, as the toy.
+
+    "Can you ask me again?", the old fallback's second sentence, was blocked as grooming.
+    """
+    persona = Persona()
+    checked = SafetyFilter.build()
+    for line in (persona.fallback, persona.cut_ending):
+        for sentence in sentences(line):
+            verdict = checked.check(sentence, "toy", session="s").verdict
+            assert verdict.action == "allow", (sentence, verdict)
 
 
 def test_no_cue_no_finding() -> None:
