@@ -496,7 +496,9 @@ def build(out: Path, variant: str, compress: bool) -> Path:
     args = ["--variant", variant, "--out", str(out)] + (
         ["--xz-level", "0"] if compress else ["--no-compress"]
     )
-    proc = run_build(*args, timeout=1500)
+    # A cached build on a busy 2-core machine: toyd layer, slot image, signed bundle (xz) and
+    # xz -0 of the image took over 25 minutes at load 10.
+    proc = run_build(*args, timeout=3600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     image = out / f"toyd-pi-{variant}.img"
     assert image.exists() and (out / f"toyd-pi-{variant}.img.sha256").exists()
@@ -521,7 +523,7 @@ def test_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(5400)  # the build (in the fixture) and a boot
 def test_built_image_boots_and_toyd_is_ready(test_image: Path) -> None:
     boot = boot_test(test_image)
     assert boot.returncode == 0, boot.stderr[-4000:]
@@ -564,7 +566,7 @@ def assert_sound_shared_with_toyd(said: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(5400)  # the build (in the fixture) and a boot
 def test_built_image_boots_on_the_pi3_model_from_sd(test_image: Path) -> None:
     """Real GPIO lines: toyd holds the button line as an input with its pull and the LED lines as
     outputs whose levels follow the state machine, moved by parent commands over the guest's
@@ -632,7 +634,7 @@ def test_sound_overlays_apply_to_the_image_device_trees(test_image: Path, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(5400)  # the build (in the fixture) and a boot
 def test_boot_test_fails_when_toyd_does_not_start(tmp_path: Path) -> None:
     boot = boot_test(build(tmp_path / "out", "broken", compress=False))
     assert boot.returncode == 1, boot.stderr[-4000:]
