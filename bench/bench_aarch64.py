@@ -9,7 +9,9 @@ with the project's venv, then inside the test image booted by image/boot-test.sh
 the kernel argument ``toyd.measure``: ``toyd device --simulate`` from the image's config
 (wake word loaded, silence paced in real time), start -> READY (sd_notify), RSS after
 ``--idle`` seconds, CPU-seconds per audio second over those seconds; once with Vosk lazy (as
-shipped: not loaded while online) and once with ``vosk_stt.load: eager``. Emulation makes
+shipped: not loaded while online) and once with ``vosk_stt.load: eager`` (idle figures from
+the moment the model is in). In the guest each run sits in a scope with toyd.service's
+``MemoryMax``: a run the kernel kills for memory does not fit. Emulation makes
 absolute aarch64 times meaningless, so times are quoted as ratios to x86 in the same run;
 memory is comparable as is. The fit column compares peak RSS with the unit's MemoryMax.
 """
@@ -79,6 +81,11 @@ def in_guest(image: Path, idle: float, mem: int) -> tuple[dict[str, dict], str]:
     return parse(text), verdict.group(0) if verdict else proc.stderr[-500:]
 
 
+def loadavg() -> str:
+    """The host's load average: how shared the machine was while measuring."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def memory_max_mb() -> float | None:
     match = re.search(r"^MemoryMax=(\d+)([KMG])", UNIT.read_text(), re.M)
     if not match:
@@ -90,6 +97,14 @@ def ratio(arm: dict, x86: dict, key: str) -> float:
     return arm[key] / x86[key] if x86.get(key) else float("nan")
 
 
+def loaded(run: dict, x86: dict | None = None) -> str:
+    """When an eagerly loaded model was in (after READY), with its ratio to x86."""
+    if "loaded_s" not in run:
+        return ""
+    times = f" = {ratio(run, x86, 'loaded_s'):.1f}x" if x86 else ""
+    return f"; model in {run['loaded_s']:.1f} s{times}"
+
+
 def rows_for(scenario: str, x86: dict, arm: dict, limit: float | None) -> list[tuple[str, ...]]:
     """Two table rows: the x86 figures, and aarch64's with their ratios and the fit verdict."""
     nan = float("nan")
@@ -97,7 +112,7 @@ def rows_for(scenario: str, x86: dict, arm: dict, limit: float | None) -> list[t
         (
             scenario,
             "x86_64",
-            f"{x86.get('ready_s', nan):.2f} s",
+            f"{x86.get('ready_s', nan):.2f} s" + loaded(x86),
             f"{x86.get('idle_cpu_per_audio_s', nan):.3f}",
             f"{x86.get('rss_mb', nan):.0f} MB (peak {x86.get('peak_rss_mb', nan):.0f})",
             "-",
@@ -112,7 +127,7 @@ def rows_for(scenario: str, x86: dict, arm: dict, limit: float | None) -> list[t
         (
             scenario,
             "aarch64 (QEMU)",
-            f"{arm['ready_s']:.1f} s = {ready:.1f}x",
+            f"{arm['ready_s']:.1f} s = {ready:.1f}x" + loaded(arm, x86),
             f"{arm['idle_cpu_per_audio_s']:.3f} = {cpu:.1f}x",
             f"{arm['rss_mb']:.0f} MB (peak {arm['peak_rss_mb']:.0f})",
             f"{fits} (MemoryMax={limit:g}M)" if limit else fits,
@@ -130,6 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.image.exists():
         sys.exit(f"no test image at {args.image}: sudo image/build.sh --variant test --no-compress")
+    load_before = loadavg()
     host = on_host(args.idle)
     guest, verdict = in_guest(args.image, args.idle, args.mem)
     limit = memory_max_mb()
@@ -148,9 +164,10 @@ def main() -> None:
         rows,
     )
     print(
-        f"(guest: QEMU virt, 2x Cortex-A72 emulated, {args.mem} MiB; "
-        f"host: {os.cpu_count()} CPUs, shared; boot: {verdict})"
+        f"(guest: QEMU virt, 2x Cortex-A72 emulated, {args.mem} MiB, each run in a scope with "
+        f"toyd.service's MemoryMax; host: {os.cpu_count()} CPUs, shared; boot: {verdict})"
     )
+    print(f"load average (1/5/15 min): {load_before} before, {loadavg()} after")
 
 
 if __name__ == "__main__":

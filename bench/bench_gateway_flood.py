@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import resource
@@ -55,11 +56,27 @@ def speech_packets() -> list[bytes]:
     return [encoder.encode(f) for f in frames(espeak_pcm("tell me a story"))]
 
 
+# Why each failed connection attempt of the legit toy failed, and after how long.
+ATTEMPT_FAILURES: list[tuple[str, float]] = []
+
+
+def why(exc: BaseException) -> str:
+    """One failed attempt, e.g. 'TimeoutError' or 'InvalidStatus 503' or 'ConnectionResetError'."""
+    name = type(exc).__name__
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    cause = exc.__cause__ or exc.__context__
+    detail = f" {status}" if status else (f" ({type(cause).__name__}: {cause})" if cause else "")
+    if isinstance(exc, OSError) and exc.errno:
+        detail = f" [{exc.strerror}]"
+    return f"{name}{detail}"[:100]
+
+
 async def toy_connect(port: int) -> tuple[object, int]:
     """Connect as the toy's cloud link does: 5 s per attempt, then back off 0.5 s doubling; within 10 s."""
     deadline, backoff, attempts = time.perf_counter() + 10, 0.5, 0
     while True:
         attempts += 1
+        attempt_started = time.perf_counter()
         try:
             conn = await connect(
                 f"ws://127.0.0.1:{port}",
@@ -73,22 +90,33 @@ async def toy_connect(port: int) -> tuple[object, int]:
                 },
             )
             return conn, attempts
-        except (OSError, TimeoutError, InvalidHandshake):
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            ATTEMPT_FAILURES.append((why(exc), (time.perf_counter() - attempt_started) * 1000))
             if time.perf_counter() + backoff > deadline:
                 raise
             await asyncio.sleep(backoff)
             backoff *= 2
 
 
+STAGES: list[dict[str, float]] = []  # where each turn's time went (ms since it started)
+
+
 async def legit_turn(port: int, packets: list[bytes]) -> tuple[float, float, int]:
     """(connect ms, connect-to-reply-end ms, connection attempts) for one toy and one turn."""
     started = time.perf_counter()
+    stage: dict[str, float] = {}
+
+    def mark(name: str) -> None:
+        stage[name] = (time.perf_counter() - started) * 1000
+
     conn, attempts = await toy_connect(port)
+    mark("open")
     try:
         await conn.send(json.dumps(HELLO))
         while json.loads(await asyncio.wait_for(conn.recv(), 10)).get("type") != "hello":
             pass
         connected = time.perf_counter()
+        mark("hello")
         await conn.send(
             json.dumps({"type": "listen", "state": "start", "mode": "push_to_talk", "turn_id": "t"})
         )
@@ -98,14 +126,18 @@ async def legit_turn(port: int, packets: list[bytes]) -> tuple[float, float, int
                 await asyncio.sleep(delay)
             await conn.send(packet)
         await conn.send(json.dumps({"type": "listen", "state": "stop", "turn_id": "t"}))
+        mark("spoken")
         while True:
             frame = await asyncio.wait_for(conn.recv(), 30)
+            stage.setdefault("first reply", (time.perf_counter() - started) * 1000)
             if (
                 isinstance(frame, str)
                 and json.loads(frame).get("type") == "tts"
                 and '"stop"' in frame
             ):
                 break
+        mark("end")
+        STAGES.append(stage)
         return (connected - started) * 1000, (time.perf_counter() - started) * 1000, attempts
     finally:
         await conn.close()
@@ -122,6 +154,8 @@ class Flood:
         self.connects = 0
         self.refused_401 = 0
         self.connect_errors = 0
+        self.reset_at_connect = 0
+        self.errors: collections.Counter[str] = collections.Counter()
 
     async def _one(self, kind: str) -> None:
         upgrade = (
@@ -134,8 +168,13 @@ class Flood:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection("127.0.0.1", self.port), 5
                 )
-            except (OSError, TimeoutError):
+            except ConnectionResetError:  # accepted, then dropped before the connect completed here
+                self.connects += 1
+                self.reset_at_connect += 1
+                continue
+            except (OSError, TimeoutError) as exc:
                 self.connect_errors += 1
+                self.errors[why(exc)] += 1
                 await asyncio.sleep(0.05)
                 continue
             self.connects += 1
@@ -174,6 +213,19 @@ class Flood:
         ]
 
 
+async def loop_lag(port: int) -> dict[str, float]:
+    """The gateway's event-loop lag percentiles (ms) over the last minute, from /healthz."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        body = await asyncio.wait_for(reader.readexactly(length), 10)
+        return json.loads(body)["loop_lag_ms"]
+    finally:
+        writer.transport.abort()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (children excluded)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -201,6 +253,9 @@ async def flood_process(port: int, per_kind: int, duration: float) -> None:
                 "connects": flood.connects,
                 "refused_401": flood.refused_401,
                 "connect_errors": flood.connect_errors,
+                "reset_at_connect": flood.reset_at_connect,
+                "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
+                "errors": dict(flood.errors.most_common(3)),
             }
         )
     )
@@ -246,6 +301,7 @@ async def run(per_kind: int, duration: float) -> int:
             else:
                 raise TimeoutError("the cloud did not start: " + log.read_text()[-2000:])
             unloaded = [await legit_turn(port, packets) for _ in range(3)]
+            ATTEMPT_FAILURES.clear()  # only those during the flood are figures
             bytes0, lines0 = log_size(log)
             gateway_pid = proc.pid  # prlimit execs the command: the same process
             cpu0 = cpu_seconds(gateway_pid)
@@ -270,6 +326,7 @@ async def run(per_kind: int, duration: float) -> int:
                 except Exception as exc:  # noqa: BLE001 - a failed turn is a figure here
                     failures.append(f"{type(exc).__name__}: {exc}"[:80])
             flood = json.loads((await asyncio.wait_for(attackers.communicate(), 60))[0])
+            lag = await loop_lag(port)
             elapsed = time.monotonic() - t0
             gateway_cpu = cpu_seconds(gateway_pid) - cpu0
             bytes1, lines1 = log_size(log)
@@ -315,10 +372,14 @@ async def run(per_kind: int, duration: float) -> int:
             ["attacker sockets open at once (max)", flood["max_open"]],
             ["attacker connections made", flood["connects"]],
             ["bad logins answered 401", flood["refused_401"]],
+            ["attacker connections reset as they were made", flood["reset_at_connect"]],
             ["attacker connect failures", flood["connect_errors"]],
+            *[[f"  {reason}", count] for reason, count in flood["errors"].items()],
             ["gateway open-file limit", FILE_LIMIT],
             ["flood seconds", round(elapsed, 1)],
             ["gateway CPU seconds during the flood", round(gateway_cpu, 1)],
+            ["attackers' CPU seconds (same machine)", round(flood["cpu_s"], 1)],
+            ["gateway loop lag ms, last minute (p50, p95, max)", _lag(lag)],
             ["machine load average (1 min)", round(os.getloadavg()[0], 1)],
             ["log lines during the flood", lines1 - lines0],
             ["log lines per second", round((lines1 - lines0) / elapsed, 2)],
@@ -328,10 +389,25 @@ async def run(per_kind: int, duration: float) -> int:
     )
     for failure in failures[:5]:
         print("failed turn:", failure)
+    print("\nstages of each turn (ms since it started):")
+    for stage in STAGES:
+        print("  " + ", ".join(f"{name} {ms:.0f}" for name, ms in stage.items()))
+    print(
+        f"\nfailed connection attempts of the legit toy during the flood: {len(ATTEMPT_FAILURES)}"
+    )
+    by_reason = collections.defaultdict(list)
+    for reason, ms in ATTEMPT_FAILURES:
+        by_reason[reason].append(ms)
+    for reason, times in sorted(by_reason.items(), key=lambda item: -len(item[1])):
+        print(f"  {len(times)} x {reason}, after {', '.join(f'{t:.0f}' for t in times[:8])} ms")
     print("\nlog lines during the flood (first 20):")
     for line in grown.splitlines()[:20]:
         print("  " + line[:160])
     return 0
+
+
+def _lag(lag: dict[str, float]) -> str:
+    return ", ".join(str(lag.get(k, "?")) for k in ("p50", "p95", "max"))
 
 
 def main() -> int:

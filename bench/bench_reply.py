@@ -11,6 +11,11 @@ plugin is installed, checks each reply sentence with ``toyd_check_text``. A repl
 Speed: first text (p50/p95, from the request), tokens per second of the raw model
 stream, and the process's peak RSS. One row per generation setting; bounded by
 ``--limit``. Run: ``python -m bench reply`` (or ``python bench/bench_reply.py --help``).
+
+``--conversation N``: one toy asks N questions in a row with memory on (the turn
+benchmark's questions and memory), and llama.cpp's own counters show per turn how many
+prompt tokens were evaluated and how many were reused from the cache: a figure that a
+loaded machine does not change.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ SETTINGS = {
     "default": {},
     "llama.cpp": {"temperature": 0.8, "repeat_penalty": 1.0, "top_p": 0.95},
     "greedy": {"temperature": 0.0},
+    "no cache reuse": {"cache_reuse": 0},
 }
 # the llm section of `toyd demo` (plugins/demo/demo_cloud.yaml): a small model's replies are cut short
 LLM = yaml.safe_load(
@@ -131,6 +137,43 @@ async def run_setting(
     ]
 
 
+async def conversation(turns: int, extra: dict[str, Any]) -> list[list[object]]:
+    """Per-turn prompt token counters of one toy's conversation with memory on."""
+    from bench.bench_turn import QUESTIONS
+
+    config = {
+        "role": "cloud",
+        "plugins": ["llm_local", "llm"],
+        "startup_timeout": 120,
+        "llm": {**LLM, "memory": True},
+        "llm_local": {"seed": 7, **extra},
+    }
+    rows: list[list[object]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-reply-") as tmp:
+        async with running_daemon(config, state_dir=Path(tmp)) as app:
+            model = app.host.plugins["llm_local"].model
+            for i in range(turns):
+                question = QUESTIONS[i % len(QUESTIONS)]
+                turn = Turn(device_id="bench", session_id="s", turn_id=f"c{i}")
+                started = time.monotonic()
+                stream = await app.host.call_first("toyd_reply", turn=turn, text=question)
+                first = None
+                async for _piece in stream:
+                    first = first or time.monotonic() - started
+                await model.settled()  # a reply that timed out still reports its counters
+                usage = model.usage
+                rows.append(
+                    [
+                        i + 1,
+                        question,
+                        usage.evaluated if usage else "-",
+                        usage.reused if usage else "-",
+                        round((first or 0) * 1000),
+                    ]
+                )
+    return rows
+
+
 async def raw_speed(app: Any) -> float:
     """Tokens per second of the bare model on one long answer (each streamed delta is a token)."""
     turn = Turn(device_id="bench", session_id="s", turn_id="speed")
@@ -179,7 +222,21 @@ def main() -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="print every reply with its marks"
     )
+    parser.add_argument(
+        "--conversation",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N turns of one conversation with memory, prompt tokens per turn",
+    )
     args = parser.parse_args()
+    if args.conversation:
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        for name in args.settings.split(","):
+            print(f"setting {name}:")
+            rows = asyncio.run(conversation(args.conversation, SETTINGS[name]))
+            print_table(["turn", "question", "evaluated", "reused", "first text ms"], rows)
+        return
     items = questions(args.limit)
     print(
         f"{len(items)} questions; short = at most {MAX_SENTENCES} sentences and {MAX_CHARS} characters; "

@@ -47,6 +47,8 @@ CONFIGS = {
     "tiny.en int8 20s b1": ("", "int8", 20, 1),
     "tiny.en int8 10s b1": ("", "int8", 10, 1),
     "tiny.en int8 30s b5": ("", "int8", 0, 5),
+    "tiny.en int8 15s b5": ("", "int8", 15, 5),
+    "tiny.en int8 10s b5": ("", "int8", 10, 5),
     "tiny.en f32 30s b1": ("", "float32", 0, 1),
     "base int8 30s b1": ("bundled-base", "int8", 0, 1),
     "base int8 15s b1": ("bundled-base", "int8", 15, 1),

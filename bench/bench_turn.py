@@ -8,7 +8,9 @@ the toy's clock (from the end of the utterance to the first decoded reply frame)
 LLM to its first sentence, TTS to its first audio): transport, Opus, bus, scheduling.
 
 ``--local-llm`` replaces the stand-in by the local language model (llm_local: SmolLM2-135M
-in the cloud process, the demo's persona limits): the whole chain with no network.
+in the cloud process, the demo's persona limits): the whole chain with no network. It
+also prints llama.cpp's prompt counters per turn (tokens evaluated, reused from the
+cache), which do not depend on the machine's load.
 
 Run: python bench/bench_turn.py [--turns 20] [--first-token-ms 50] [--local-llm]
 """
@@ -94,8 +96,18 @@ async def run(
         with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmp:
             async with Loopback(cloud, toy, state_dir=Path(tmp)) as loop:
                 await loop.turn(speech[QUESTIONS[1]])  # warm-up, not counted
+                model = getattr(loop.cloud.host.plugins.get("llm_local"), "model", None)
                 for i in range(turns):
+                    asked = model.requests if model is not None else 0
                     report = await loop.turn(speech[QUESTIONS[i % len(QUESTIONS)]])
+                    if model is not None:
+                        await model.settled()  # llama.cpp's counters, which load does not change
+                        # a turn the safety filter answers does not reach the model
+                        if model.usage is not None and model.requests > asked:
+                            samples.setdefault("llm_prompt_evaluated", []).append(
+                                model.usage.evaluated
+                            )
+                            samples.setdefault("llm_prompt_reused", []).append(model.usage.reused)
                     if report.outcome != "reply":
                         print(f"turn {i}: {report.outcome}")
                         continue
@@ -164,6 +176,9 @@ def main() -> None:
             )
         )
     print_table(("stage (ms)", "n", "p50", "p95", "max", "goal"), table)
+    for key in ("llm_prompt_evaluated", "llm_prompt_reused"):
+        if samples.get(key):
+            print(f"{key} (tokens, per turn): {' '.join(str(round(v)) for v in samples[key])}")
 
 
 if __name__ == "__main__":

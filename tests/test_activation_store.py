@@ -423,3 +423,34 @@ async def test_an_old_file_is_copied_into_postgresql(postgres, tmp_path, capsys)
         ]
     finally:
         await store.close()
+
+
+@needs_postgres
+async def test_a_store_opens_while_another_holds_a_write_open(postgres, tmp_path, clock):
+    """Opening checks the schema; it must not wait for (or deadlock with) another's writes.
+
+    Seen: two `toyd cloud claim` started at once, and one failed with a PostgreSQL deadlock:
+    its `CREATE INDEX IF NOT EXISTS` locked a table the other was writing to.
+    """
+    url = await fresh_database(postgres)
+    first = ActivationStore.at(url, tmp_path, Limits(), clock=clock)
+    await first.open()
+    second = ActivationStore.at(url, tmp_path, Limits(), clock=clock)
+    writing, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(tx):
+        await tx.execute("INSERT INTO toyd_failed_claims VALUES (?, ?)", "held", 0.0)
+        await tx.execute("UPDATE toyd_activation_codes SET owner = owner")
+        writing.set()
+        await release.wait()
+
+    holder = asyncio.create_task(first.db.run(hold))
+    try:
+        await asyncio.wait_for(writing.wait(), 10)
+        await asyncio.wait_for(second.open(), 10)  # before the fix: blocked until `hold` ended
+        await asyncio.wait_for(second.issue("toy-2", "client"), 10)
+    finally:
+        release.set()
+        await holder
+        await second.close()
+        await first.close()

@@ -13,7 +13,7 @@ from toyd.testing import running_daemon
 from toyd.testing.standin import StandIn, collect
 from toyd.turn import Turn
 from toyd_plugins.llm.offline import OfflineResponder
-from toyd_plugins.llm.prompt import ReplyLimiter, VoiceCleaner, system_prompt
+from toyd_plugins.llm.prompt import ReplyLimiter, VoiceCleaner, chat_messages, system_prompt
 from toyd_plugins.llm.settings import Persona
 
 TURN = Turn(device_id="toy-1", session_id="s1", turn_id="t1")
@@ -62,14 +62,16 @@ async def test_memory_sends_recent_turns_and_survives_restart(state_dir: Path) -
         ) as app:
             await reply(app, "question 3")
             messages = server.requests[-1].json()["messages"]
-            assert [m["content"] for m in messages[1:]] == [
+            assert [m["content"] for m in messages[1:-2]] == [
                 "question 1",
                 "Answer 1.",
                 "question 2",
                 "Answer 2.",
-                "question 3",
             ]
-            assert "The child said: question 0" in messages[0]["content"]
+            assert messages[-1] == {"role": "user", "content": "question 3"}
+            assert messages[-2]["role"] == "system" and "question 0" in messages[-2]["content"]
+            first = server.requests[0].json()["messages"][0]
+            assert messages[0] == first, "the system prompt does not change with the memory"
             other = Turn(device_id="toy-2", session_id="s", turn_id="t")
             await reply(app, "hello", other)
             assert len(server.requests[-1].json()["messages"]) == 2, "memory is per toy"
@@ -222,13 +224,27 @@ def test_summary_is_bounded() -> None:
 
 
 def test_system_prompt_is_child_safe() -> None:
-    prompt = system_prompt(Persona(age_min=3, age_max=6), "likes cats")
-    assert (
-        "3 to 6 year old" in prompt
-        and "keeping secrets from parents" in prompt
-        and "likes cats" in prompt
-    )
+    prompt = system_prompt(Persona(age_min=3, age_max=6))
+    assert "3 to 6 year old" in prompt and "keeping secrets from parents" in prompt
     assert "no markdown" in prompt
+
+
+def test_what_changes_between_turns_comes_last() -> None:
+    """Stable system prompt, then the window verbatim, then the summary, then the child's words."""
+    persona = Persona()
+    summary = fold("", [("likes cats", "Meow!"), ("has a dog", "Woof!")], 600)
+    messages = chat_messages(persona, summary, [("hi", "Hello!")], "what is a cat")
+    assert messages[0] == {"role": "system", "content": system_prompt(persona)}
+    assert messages[1:3] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello!"},
+    ]
+    assert messages[3] == {
+        "role": "system",
+        "content": "Earlier, this child also talked about: likes cats; has a dog.",
+    }
+    assert messages[4] == {"role": "user", "content": "what is a cat"}
+    assert len(chat_messages(persona, "", [], "hi")) == 2, "no summary, no summary message"
 
 
 def test_bad_persona_config_is_a_clear_error(state_dir: Path) -> None:

@@ -87,3 +87,41 @@ async def test_without_a_local_model_the_rules_answer_and_say_so(state_dir: Path
         assert "trunks" in "".join([p async for p in stream])
         source = await next_event(sources, ev.ReplySource, 5)
         assert source.kind == "rules" and "not a language model" in source.name
+
+
+async def test_a_long_conversation_reuses_the_cached_history(state_dir: Path) -> None:
+    """Once the memory window slides, a turn evaluates the summary and the child's words, not the history.
+
+    llama.cpp's own counters (prompt tokens evaluated, not reused from the cache) do not
+    depend on how loaded the machine is. Four exchanges of 48 tokens stay in the window;
+    from the sixth turn on, the oldest is folded into the summary each turn. With the
+    summary in the system prompt these turns re-read the window: 278 and 266 tokens.
+    """
+    cfg = config(temperature=0.0)
+    cfg["llm"] = {
+        "memory": True,
+        "memory_turns": 4,
+        "first_token_timeout": 120,
+        "max_tokens": 48,
+        "personas": {"pip": {"max_sentences": 30, "max_chars": 4000}},
+    }
+    questions = [
+        "what is a cat",
+        "do you like dogs",
+        "what is red",
+        "can fish fly",
+        "hi",
+        "why",
+        "ok",
+    ]
+    async with running_daemon(cfg, state_dir=state_dir) as app:
+        model = app.host.plugins["llm_local"].model
+        evaluated = []
+        for i, question in enumerate(questions):
+            turn = Turn(device_id="toy-1", session_id="s1", turn_id=f"t{i}")
+            stream = await app.host.call_first("toyd_reply", turn=turn, text=question)
+            assert [p async for p in stream], "the model answers every turn"
+            await asyncio.wait_for(model.settled(), 120)
+            assert model.usage is not None
+            evaluated.append(model.usage.evaluated)
+        assert max(evaluated[5:]) < 150, f"prompt tokens evaluated per turn: {evaluated}"

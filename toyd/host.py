@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -241,9 +242,13 @@ class PluginHost:
         A third-party plugin that raises or times out is logged and disabled.
         """
         for name in self.implementations("toyd_startup"):
+            started = time.perf_counter()
             try:
                 await self.call_one(
                     name, "toyd_startup", timeout, app=app, settings=app.config.section(name)
+                )
+                log.debug(
+                    "plugin %s started in %.0f ms", name, 1000 * (time.perf_counter() - started)
                 )
             except asyncio.CancelledError:
                 raise

@@ -1,12 +1,13 @@
 """Flood defence: connections that have not authenticated yet are few, short-lived and quiet.
 
-A toy authenticates in its WebSocket upgrade request, so a connection is *unauthenticated*
-from the TCP accept until the upgrade is accepted. At most ``max_unauthenticated`` of them
-are held; a new one beyond that drops the *oldest* waiting one (an idle or half-open
-socket) if that one has had its grace second, else the new one is dropped. So a stream
-of junk connections cannot lock a real toy out: the toy's own upgrade takes
-milliseconds, and every connection gets its grace before a newer one can push it out.
-Each is held at most ``handshake_timeout`` seconds.
+A toy authenticates in its WebSocket upgrade request, sent at once after it connects, so
+a connection is *unauthenticated* from the TCP accept until the upgrade is accepted. At
+most ``max_unauthenticated`` of them are held, each at most ``handshake_timeout``
+seconds. One whose whole request has arrived is answered within milliseconds and is
+never pushed out; to make room for it the oldest *silent* one (idle, half-open) goes at
+once. A silent newcomer only pushes out a silent one that has had its grace second,
+else the newcomer goes (see accept.py). So junk cannot lock a real toy out however fast
+it reconnects.
 
 Floods must not flood the log either: refusals, dropped connections and an exhausted
 file limit (EMFILE on accept) are counted and logged as one summary line per kind and
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 SUMMARY_INTERVAL_S = 10.0
 DROPPED = "dropped connections that had not authenticated (too many waiting)"
-GRACE_S = 1.0  # a new connection is never pushed out by a newer one sooner than this
+GRACE_S = 1.0  # a silent connection is not pushed out by a silent newcomer sooner than this
 FD_RESERVE = 64  # files the process needs besides toy connections (models, databases, logs)
 
 
@@ -73,39 +74,78 @@ class LogSummary:
 
 
 class Unauthenticated:
-    """The connections between accept and a successful upgrade, oldest first."""
+    """The connections between accept and a successful upgrade: at most ``limit``.
+
+    A *silent* one has not sent a complete upgrade request yet (idle, half-open); a
+    *ready* one has, and is answered within milliseconds, so it is never pushed out.
+    Over the limit a ready newcomer pushes out the oldest silent one at once; a silent
+    newcomer only one that has had its grace (else the newcomer goes).
+    """
 
     def __init__(self, limit: int, summary: LogSummary, grace: float = GRACE_S) -> None:
         self.limit = limit
         self.summary = summary
         self.grace = grace
-        self._waiting: collections.OrderedDict[ServerConnection, float] = collections.OrderedDict()
+        self._silent: collections.OrderedDict[ServerConnection, float] = collections.OrderedDict()
+        self._ready: set[ServerConnection] = set()
+        self._reserved: set[object] = set()  # places promised to silent sockets being set up
 
     def __len__(self) -> int:
-        return len(self._waiting)
+        return len(self._silent) + len(self._ready) + len(self._reserved)
 
-    def admit(self, transport: asyncio.BaseTransport) -> bool:
-        """A TCP connection was accepted: False when it must go at once (all waiting are within grace)."""
-        if len(self._waiting) < self.limit:
-            return True
-        oldest, since = next(iter(self._waiting.items()))
-        if asyncio.get_running_loop().time() - since >= self.grace:
-            return True
-        self.summary.note(DROPPED, _address(transport))
-        return False
+    def reserve(self) -> object:
+        """Promise a place (``has_room`` said yes) to a socket whose connection is not made yet."""
+        place = object()
+        self._reserved.add(place)
+        return place
 
-    def arrived(self, conn: ServerConnection) -> None:
-        """An admitted connection; over the limit, the oldest (past its grace) goes."""
-        now = asyncio.get_running_loop().time()
-        while len(self._waiting) >= self.limit:
-            oldest, _ = self._waiting.popitem(last=False)
+    def release(self, place: object) -> None:
+        """The connection was made (the place is taken) or failed (the place is free)."""
+        self._reserved.discard(place)
+
+    def has_room(self, ready: bool) -> bool:
+        """Whether a newcomer would be admitted (without pushing anyone out yet)."""
+        if len(self) < self.limit:
+            return True
+        if not self._silent:
+            return False
+        since = next(iter(self._silent.values()))
+        return ready or asyncio.get_running_loop().time() - since >= self.grace
+
+    def arrived(self, conn: ServerConnection, ready: bool, place: object = None) -> bool:
+        """A connection was made: False when it must go; over the limit the oldest silent one goes."""
+        if place in self._reserved:
+            self._reserved.discard(place)
+        elif not self.has_room(ready):
+            self.summary.note(DROPPED, _address(conn.transport))
+            return False
+        if len(self) >= self.limit:
+            self.shed(1)
+        if ready:
+            self._ready.add(conn)
+        else:
+            self._silent[conn] = asyncio.get_running_loop().time()
+        return True
+
+    def shed(self, count: int) -> int:
+        """Abort up to ``count`` of the oldest silent connections, grace or not (out of files)."""
+        shed = 0
+        while shed < count and self._silent:
+            oldest, _ = self._silent.popitem(last=False)
             oldest.transport.abort()
             self.summary.note(DROPPED, _address(oldest.transport))
-        self._waiting[conn] = now
+            shed += 1
+        return shed
+
+    def requested(self, conn: ServerConnection) -> None:
+        """Its upgrade request is complete: it is answered within milliseconds, never pushed out."""
+        if self._silent.pop(conn, None) is not None:
+            self._ready.add(conn)
 
     def done(self, conn: ServerConnection) -> None:
         """Upgraded (authenticated) or gone."""
-        self._waiting.pop(conn, None)
+        self._silent.pop(conn, None)
+        self._ready.discard(conn)
 
 
 def connection_class(waiting: Unauthenticated) -> type[ServerConnection]:
@@ -113,14 +153,21 @@ def connection_class(waiting: Unauthenticated) -> type[ServerConnection]:
 
     class CountedConnection(ServerConnection):
         _admitted = False
+        ready = False  # its whole upgrade request had arrived when it was accepted
+        place: object = None  # the place reserved for it when it was accepted
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            if not waiting.admit(transport):
+            self.transport = transport  # for the summary's address when it is refused
+            if not waiting.arrived(self, self.ready, self.place):
                 transport.abort()  # before any WebSocket state exists: a dropped newcomer costs little
                 return
             self._admitted = True
             super().connection_made(transport)
-            waiting.arrived(self)
+
+        def process_event(self, event: Any) -> None:
+            if self.request is None:  # the first event: the complete upgrade request
+                waiting.requested(self)
+            super().process_event(event)
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._admitted:
@@ -148,25 +195,3 @@ def open_file_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
-
-
-def accept_errors_summarised(summary: LogSummary) -> Any:
-    """A loop exception handler: 'out of system resource' on accept becomes a summary line."""
-    loop = asyncio.get_running_loop()
-    previous = loop.get_exception_handler()
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if context.get("message", "").startswith("socket.accept() out of system resource"):
-            summary.note(
-                "cannot accept connections: out of files (raise LimitNOFILE)",
-                str(context.get("exception")),
-                logging.ERROR,
-            )
-            return
-        if previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
-    return previous

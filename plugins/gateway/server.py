@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -13,19 +12,14 @@ import time
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 
 from toyd import App
 from toyd.protocol import limits
 
+from .accept import MAX_BATCH, MAX_HELD, Acceptor
 from .context import SessionContext
-from .flood import (
-    FD_RESERVE,
-    LogSummary,
-    Unauthenticated,
-    accept_errors_summarised,
-    connection_class,
-    open_file_limit,
-)
+from .flood import FD_RESERVE, LogSummary, Unauthenticated, connection_class, open_file_limit
 from .meters import LoopLag, percentiles
 from .parents import ParentLink
 from .proxy import client_address, networks
@@ -41,6 +35,12 @@ ws_log.addFilter(lambda record: record.levelno >= logging.WARNING)
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 BUSY_RETRY_AFTER_S = 5  # what a full gateway asks toys to wait before retrying
 _NO_TOKEN = b"\x00" * 32  # compared against when the device is unknown, so timing says nothing
+CONNECTION_OPTIONS = {
+    "max_queue": 64,
+    "ping_interval": limits.KEEPALIVE_INTERVAL,
+    "ping_timeout": limits.KEEPALIVE_TIMEOUT,
+    "close_timeout": 2,
+}
 
 
 class Gateway:
@@ -62,7 +62,7 @@ class Gateway:
         self.summary = LogSummary(log)
         self.waiting = Unauthenticated(settings.max_unauthenticated, self.summary)
         self.session_limit = settings.max_sessions
-        self._previous_handler: object = None
+        self._acceptor: Acceptor | None = None
 
     @property
     def settings(self) -> GatewaySettings:
@@ -78,7 +78,7 @@ class Gateway:
     def _limit_sessions(self) -> None:
         """At most max_sessions, and never more than the open-file limit leaves room for."""
         s = self.settings
-        room = open_file_limit() - s.max_unauthenticated - FD_RESERVE
+        room = open_file_limit() - s.max_unauthenticated - FD_RESERVE - MAX_HELD
         self.session_limit = max(1, min(s.max_sessions, room))
         if self.session_limit < s.max_sessions:
             log.warning(
@@ -86,7 +86,7 @@ class Gateway:
                 "(systemd) to at least %d",
                 self.session_limit,
                 s.max_sessions,
-                s.max_sessions + s.max_unauthenticated + FD_RESERVE,
+                s.max_sessions + s.max_unauthenticated + FD_RESERVE + MAX_HELD,
             )
 
     @property
@@ -113,34 +113,44 @@ class Gateway:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(s.tls_cert, s.tls_key or None)
         self._limit_sessions()
-        self._previous_handler = accept_errors_summarised(self.summary)
-        self.server = await serve(
+        counted = connection_class(self.waiting)
+        self.server = server = await serve(
             self._handle,
             s.host,
             s.port,
             ssl=context,
             process_request=self._process_request,
-            create_connection=connection_class(self.waiting),
+            create_connection=counted,
             open_timeout=s.handshake_timeout,
-            backlog=1024,  # a toy's connect waits in the queue during a flood instead of its SYN being dropped
+            backlog=MAX_BATCH,  # what asyncio accepts at once before the acceptor takes over
             compression=None,  # Opus does not compress; deflate would cost memory per toy
             max_size=limits.MAX_WS_FRAME,
-            max_queue=64,
-            ping_interval=limits.KEEPALIVE_INTERVAL,
-            ping_timeout=limits.KEEPALIVE_TIMEOUT,
-            close_timeout=2,
             server_header="toyd-gateway",
             logger=ws_log,
+            **CONNECTION_OPTIONS,
         )
+
+        def connection(ready: bool, place: object) -> ServerConnection:  # as serve() makes them
+            protocol = ServerProtocol(max_size=limits.MAX_WS_FRAME, logger=ws_log)
+            conn = counted(protocol, server, **CONNECTION_OPTIONS)  # type: ignore[arg-type]
+            conn.ready, conn.place = ready, place  # type: ignore[attr-defined]
+            return conn
+
+        self._acceptor = Acceptor(
+            connection, self.waiting, self.summary, context, s.handshake_timeout
+        )
+        self._acceptor.start(server)
         log.info("gateway listening on %s://%s:%d", "wss" if context else "ws", s.host, self.port)
 
     async def stop(self) -> None:
         """Close every connection (1001) and the listening socket."""
+        if self._acceptor is not None:
+            self._acceptor.close()
+            self._acceptor = None
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
             self.server = None
-            asyncio.get_running_loop().set_exception_handler(self._previous_handler)  # type: ignore[arg-type]
         if self.parents is not None:
             await self.parents.stop(self.app.run_blocking)
         self.summary.flush()

@@ -45,7 +45,8 @@ class GatewaySettings:
         min=8,
         max=100000,
         doc="Connections that have not authenticated yet "
-        "held at once; beyond it the oldest waiting one is dropped (flood defence).",
+        "held at once; beyond it the oldest silent one (no whole request yet) is dropped (flood "
+        "defence).",
     )
     downlink_lead_ms: int = setting(
         250,

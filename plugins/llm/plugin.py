@@ -15,7 +15,7 @@ from toyd.turn import Turn
 
 from .client import ChatClient
 from .offline import OfflineResponder
-from .prompt import ReplyLimiter, VoiceCleaner, system_prompt
+from .prompt import ReplyLimiter, VoiceCleaner, chat_messages, system_prompt
 from .settings import LlmSettings, Persona
 
 log = logging.getLogger(__name__)
@@ -183,12 +183,7 @@ class LlmPlugin:
         self, turn: Turn, text: str, persona: Persona, summary: str, recent: list[tuple[str, str]]
     ) -> AsyncIterator[str]:
         """The brain's raw stream: the endpoint, a local model, or the offline responder (announced)."""
-        messages = [
-            {"role": "system", "content": system_prompt(persona, summary.replace("\n", "; "))}
-        ]
-        for child, toy in recent:
-            messages += [{"role": "user", "content": child}, {"role": "assistant", "content": toy}]
-        messages.append({"role": "user", "content": text})
+        messages = chat_messages(persona, summary, recent, text)
         if self.client is not None:
             self._announce(turn, "remote", self.client.model or self.client.url)
             return self.client.stream(messages)

@@ -6,6 +6,8 @@ import re
 
 from .settings import Persona
 
+FOLDED = "The child said: "  # how toyd.store.fold starts each line of the memory summary
+
 SAFETY_RULES = """\
 Rules you always follow:
 - You talk with a young child. Everything you say must be safe and suitable for a {age_min} to {age_max} year old.
@@ -23,8 +25,12 @@ Your words are spoken aloud by a toy, so:
 """
 
 
-def system_prompt(persona: Persona, summary: str = "") -> str:
-    """The system message for one reply: persona, safety and voice rules, memory summary."""
+def system_prompt(persona: Persona) -> str:
+    """The system message: persona, safety and voice rules; the same for every reply of a persona.
+
+    Nothing that changes between turns goes in here: a model server keeps the evaluated
+    prompt and reuses its longest common prefix, so this part is evaluated once.
+    """
     text = (
         f"You are {persona.name}, a talking toy. Your personality: {persona.personality}. "
         f"Your speaking style: {persona.speaking_style}.\n"
@@ -35,9 +41,31 @@ def system_prompt(persona: Persona, summary: str = "") -> str:
     )
     if persona.extra_instructions:
         text += persona.extra_instructions.strip() + "\n"
-    if summary:
-        text += f"What you remember from earlier talks with this child: {summary}\n"
     return text
+
+
+def chat_messages(
+    persona: Persona, summary: str, recent: list[tuple[str, str]], text: str
+) -> list[dict[str, str]]:
+    """The request's messages, laid out so a model's cache reuses as much as it can.
+
+    Stable first, changing last: the system prompt, then the recent exchanges verbatim
+    (when the oldest drops out, the rest is found further back in the cache and shifted;
+    see llm_local's ``cache_reuse``), then the memory summary, which changes whenever an
+    exchange is folded into it, then the child's words.
+    """
+    messages = [{"role": "system", "content": system_prompt(persona)}]
+    for child, toy in recent:
+        messages += [{"role": "user", "content": child}, {"role": "assistant", "content": toy}]
+    if summary:
+        # the summary's lines are "The child said: ..."; said as topics, a small model
+        # answers the child instead of retelling its notes
+        topics = "; ".join(line.removeprefix(FOLDED) for line in summary.split("\n") if line)
+        messages.append(
+            {"role": "system", "content": f"Earlier, this child also talked about: {topics}."}
+        )
+    messages.append({"role": "user", "content": text})
+    return messages
 
 
 def _language_name(code: str) -> str:

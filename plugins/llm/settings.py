@@ -30,7 +30,7 @@ class Persona:
     )
     max_chars: int = setting(400, min=40, max=4000, doc="At most this many characters per reply.")
     fallback: str = setting(
-        "Hmm, my thinking cap is a bit slow right now. Can you ask me again?",
+        "Hmm, my thinking cap is a bit slow right now. Let's try that one again in a moment!",
         doc="Said in character when the model does not answer in time or fails.",
     )
     cut_ending: str = setting(

@@ -58,17 +58,52 @@ class Sampling:
     seed: int
 
 
+@dataclass(frozen=True)
+class Usage:
+    """llama.cpp's own counters of one request: independent of how loaded the machine is.
+
+    ``evaluated`` prompt tokens were computed, ``reused`` came from the slot's KV cache
+    (the common prefix and, with ``cache_reuse``, shifted chunks further on).
+    """
+
+    evaluated: int
+    reused: int
+    generated: int
+    prompt_ms: float
+
+    @classmethod
+    def of(cls, timings: dict[str, Any]) -> Usage:
+        """From the ``timings`` object of the final chunk."""
+        return cls(
+            int(timings.get("prompt_n", 0)),
+            int(timings.get("cache_n", 0)),
+            int(timings.get("predicted_n", 0)),
+            float(timings.get("prompt_ms", 0.0)),
+        )
+
+
 class LocalModel:
     """``load()`` once (blocking), then ``stream(messages)`` from the event loop."""
 
     def __init__(
-        self, path: Path, *, context: int, threads: int, parallel: int, sampling: Sampling
+        self,
+        path: Path,
+        *,
+        context: int,
+        threads: int,
+        parallel: int,
+        sampling: Sampling,
+        cache_reuse: int = 0,
     ) -> None:
         self.path = path
         self.context = context
         self.threads = threads or default_threads()
         self.parallel = parallel
+        self.cache_reuse = cache_reuse
         self.sampling = sampling
+        self.usage: Usage | None = None  # the latest request's, set before its first token
+        self.requests = 0  # requests that reported their counters (``usage`` is the latest's)
+        self._running: set[asyncio.Future[None]] = set()
         self._server: Any = None
         self._pool = concurrent.futures.ThreadPoolExecutor(parallel, thread_name_prefix="llm_local")
 
@@ -90,6 +125,9 @@ class LocalModel:
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         params.cache_prompt = True
+        # a conversation's window slides: the exchanges still in it are found further back
+        # in the cache and shifted into place instead of being evaluated again
+        params.n_cache_reuse = self.cache_reuse
         params.verbosity = -1  # llama.cpp's own log lines go nowhere; ours say what matters
         # the embedded server also listens on a loopback port; a random key keeps it private
         params.api_keys = [secrets.token_urlsafe(24)]
@@ -113,7 +151,9 @@ class LocalModel:
         def put(item: str | BaseException | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        loop.run_in_executor(self._pool, self._generate, messages, max_tokens, cancel, put)
+        work = loop.run_in_executor(self._pool, self._generate, messages, max_tokens, cancel, put)
+        self._running.add(work)
+        work.add_done_callback(self._running.discard)
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
@@ -121,6 +161,11 @@ class LocalModel:
                 yield item
         finally:
             cancel.set()  # the thread stops at the next token; a barge-in does not wait for it
+
+    async def settled(self) -> None:
+        """Return when every generation has ended (a cut reply's thread stops at its next token)."""
+        while self._running:
+            await asyncio.wait(set(self._running))
 
     def _generate(
         self, messages: list[dict[str, str]], max_tokens: int, cancel: threading.Event, put: Any
@@ -130,6 +175,8 @@ class LocalModel:
         request = {
             "messages": messages,
             "stream": True,
+            "n_cache_reuse": self.cache_reuse,
+            "timings_per_token": True,  # the counters come with every token: a cut reply has them too
             "max_tokens": max_tokens,
             "cache_prompt": True,
             "temperature": s.temperature,
@@ -139,9 +186,19 @@ class LocalModel:
             "seed": s.seed,
         }
 
+        usage: list[Usage | None] = [None]
+
         def on_chunk(chunk: Any) -> bool:
+            timings = chunk.get("timings") if isinstance(chunk, dict) else None
+            if isinstance(timings, dict):
+                if usage[0] is None:
+                    self.usage = Usage.of(timings)  # the prompt's counters, before its first token
+                    self.requests += 1
+                usage[0] = Usage.of(timings)
             if cancel.is_set():
-                return True  # True stops the generation
+                # True stops the generation; the opening chunk (the role, no counters) comes
+                # with the first token's, so that one still reports the prompt's counters
+                return usage[0] is not None
             text = _delta(chunk)
             if text:
                 put(text)
@@ -158,7 +215,19 @@ class LocalModel:
         except Exception as exc:  # noqa: BLE001 - reported to the reply stream, never lost
             put(BackendError(f"llm_local: generation failed: {type(exc).__name__}: {exc}"))
         finally:
+            if usage[0] is not None:
+                self._account(usage[0])
             put(None)
+
+    def _account(self, usage: Usage) -> None:
+        self.usage = usage
+        log.debug(
+            "llm_local: prompt %d tokens evaluated in %.0f ms, %d reused from the cache; %d generated",
+            usage.evaluated,
+            usage.prompt_ms,
+            usage.reused,
+            usage.generated,
+        )
 
     def close(self) -> None:
         """Stop new work; the server is freed with the object."""

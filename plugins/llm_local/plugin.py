@@ -43,6 +43,13 @@ class LocalLlmSettings:
         doc="Replies generated at once (each a slot with its own cache); "
         "more toys wait their turn.",
     )
+    cache_reuse: int = setting(
+        16,
+        min=0,
+        max=4096,
+        doc="Shortest run of tokens found further back in the cache that is shifted into place "
+        "instead of evaluated again (a conversation whose oldest exchange dropped out); 0 = off.",
+    )
     temperature: float = setting(
         0.3, min=0.0, max=2.0, doc="Sampling temperature; low keeps a small model on topic."
     )
@@ -95,6 +102,7 @@ class LocalLlmPlugin:
             context=settings.context,
             threads=settings.threads,
             parallel=settings.parallel,
+            cache_reuse=settings.cache_reuse,
             sampling=Sampling(
                 settings.temperature,
                 settings.top_p,

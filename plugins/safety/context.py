@@ -4,13 +4,18 @@ Grooming is rarely one sentence. "You're my best friend", "do you have your own
 tablet?", "I have a present for you", "let's keep this between us": each line alone
 is mild, the series is not. The session's last ``turns`` texts (child and toy) are
 kept; when the window shows signs (at least two texts with a grooming cue, or with
-some unsafe probability), the classifier scores the window as one text: its
-P(grooming), plus ``CUE_WEIGHT`` for each kind of grooming cue in the window (secrecy,
+some unsafe probability) and at least one of them is a grooming cue (secrecy,
 meeting, gifts, photos, being alone, where the child lives or goes to school,
-flattery; English and Korean), is the evidence. At ``threshold`` the session is
-flagged as grooming, and its window starts afresh so one build-up raises one alert.
-Only grooming: the other categories show in a single sentence, where the sentence's
-own check catches them.
+flattery; English and Korean), the classifier scores the window as one text: its
+P(grooming), plus ``CUE_WEIGHT`` for each kind of cue in the window, is the evidence.
+At ``threshold`` the session is flagged as grooming, and its window starts afresh so
+one build-up raises one alert. Only grooming: the other categories show in a single
+sentence, where the sentence's own check catches them.
+
+A cue is required because the classifier's P(grooming) of a string of harmless texts
+is not evidence of anything: a few lines it is a little unsure of ("tell me a long
+story", a toy's "can you ask me again?") joined together can land on the grooming
+side, and a false grooming alert to a parent is a serious accusation.
 
 The window is only embedded when it shows signs, so ordinary chat costs nothing extra.
 """
@@ -89,12 +94,16 @@ class ConversationContext:
         while len(self._windows) > self.max_sessions:
             self._windows.popitem(last=False)
         window.texts.append((text, unsafe, cues(text)))
-        return window if len(window.texts) >= 2 and window.signs() >= 2 else None
+        return window if window.signs() >= 2 and window.cue_kinds() >= 1 else None
 
     def judge(self, window: Window, grooming: float) -> ContextFinding | None:
-        """The window's P(grooming) plus its cues: a finding at the threshold (the window then resets)."""
-        evidence = grooming + CUE_WEIGHT * window.cue_kinds()
-        if evidence < self.threshold:
+        """The window's P(grooming) plus its cues: a finding at the threshold (the window then resets).
+
+        No cue, no finding, however high P(grooming) of the joined texts is.
+        """
+        kinds = window.cue_kinds()
+        evidence = grooming + CUE_WEIGHT * kinds
+        if kinds == 0 or evidence < self.threshold:
             return None
         finding = ContextFinding("grooming", evidence, window.signs())
         window.texts.clear()

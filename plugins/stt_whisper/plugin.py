@@ -38,7 +38,13 @@ class WhisperSettings:
         doc="Language code (en, ko...) or 'auto': the toy's language if it sends one, "
         "else detected. English-only (.en) models always use en.",
     )
-    beam_size: int = setting(1, min=1, max=10, doc="Beam search width; 1 (greedy) is fastest.")
+    beam_size: int = setting(
+        5,
+        min=1,
+        max=10,
+        doc="Beam search width. 5 hears children better than 1 (greedy): on bench/bench_stt.py's "
+        "set 21 % word errors instead of 27 %, for about twice the decode time.",
+    )
     workers: int = setting(
         1, min=1, max=16, doc="Transcriptions running at once (each uses cpu_threads)."
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Row = tuple[Any, ...]
 CLOSE_WAIT_S = 5.0
+_CREATES = re.compile(r"CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX)\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 
 
 class Tx(abc.ABC):
@@ -91,11 +93,24 @@ class Database(abc.ABC):
             log.debug("store: unit ended with %r", unit.exception())
 
     async def _prepare(self, tx: Tx) -> None:
-        """Migrate, then create what is missing (one transaction, one process at a time)."""
+        """Migrate, then create what is missing (one transaction, one process at a time).
+
+        On PostgreSQL a table or index that exists is not created again: even ``IF NOT
+        EXISTS`` locks the table, and held to the end of this transaction that lock
+        deadlocks with another process's unit already writing to it (two ``toyd cloud
+        claim`` started at once did).
+        """
         await tx.lock("toyd-schema")
         if self.migrate is not None:
             await self.migrate(tx)
         for statement in statements(self.schema):
+            created = _CREATES.match(statement)
+            if created and tx.engine == "postgresql":
+                (found,) = await tx.fetchone("SELECT to_regclass(?) IS NOT NULL", created[1]) or (
+                    False,
+                )
+                if found:
+                    continue
             await tx.execute(statement)
 
 
