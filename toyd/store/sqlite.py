@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -57,8 +58,13 @@ class SqliteStore(Store):
             await self._db.execute("PRAGMA journal_mode=WAL")
             await self._db.executescript(SCHEMA)
             await self._db.commit()
-        except Exception as exc:  # noqa: BLE001 - sqlite3 and OSError both mean "cannot use this file"
-            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+        except BaseException as exc:
+            # an open that fails or is cancelled closes what it opened: aiosqlite's thread
+            # would otherwise keep the process from ever exiting
+            await asyncio.shield(self.close())
+            if isinstance(exc, Exception):  # sqlite3 and OSError both mean "cannot use this file"
+                raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+            raise
 
     async def close(self) -> None:
         """Close the database."""
