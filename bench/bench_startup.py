@@ -15,6 +15,11 @@ PYTHONDONTWRITEBYTECODE and one warm-up run per tree writes the .pyc files first
 `--baseline REV` measures the git revision REV as well (a temporary worktree, imported
 through PYTHONPATH), run by run interleaved with this tree, so machine load hits both
 alike: `python bench/bench_startup.py --baseline 6cb4860` gives the before/after table.
+Both trees then run the same config, one both understand: the given config without the
+plugins REV does not have for the device role (`toyd plugins` of each tree) and
+their sections. The
+table's heading names the plugins left out; both trees' `toyd check-config` must accept
+the result, else the benchmark stops and says why.
 
 Goals: start → READY ≤ 0.5 s with config/toyd.yaml; SIGTERM → exit ≤ 2 s.
 """
@@ -33,7 +38,11 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from table import print_table  # noqa: E402
@@ -70,9 +79,67 @@ def baseline_tree(rev: str, tmp: Path) -> Tree:
     path.mkdir()
     # setup.py installs plugins/ as toyd_plugins
     (path / "toyd_plugins").symlink_to(src / "plugins")
+    # REV's own plugin list: entry points are found first on PYTHONPATH, so the installed
+    # tree's list (plugins REV does not have) stays out of its registry
+    meta = path / "toyd-0.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: toyd\nVersion: 0\n")
+    groups = pyproject(rev)["project"]["entry-points"]
+    (meta / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in eps.items())
+            for group, eps in groups.items()
+        )
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = f"{path}{os.pathsep}{src}"
     return Tree(f"baseline {rev}", env)
+
+
+def pyproject(rev: str) -> dict[str, Any]:
+    """REV's pyproject.toml."""
+    text = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:pyproject.toml"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return tomllib.loads(text)
+
+
+def device_plugins(tree: Tree, tmp: Path) -> set[str]:
+    """The plugins ``tree`` has for the device role, from its `toyd plugins` table."""
+    out = subprocess.run(
+        [sys.executable, "-m", "toyd", "plugins"],
+        cwd=tmp,
+        env=tree.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    rows = [line.split() for line in out.splitlines()[1:]]
+    return {row[0] for row in rows if len(row) > 2 and "device" in row[2].split(",")}
+
+
+def shared_config(config: Path, known: set[str], tmp: Path) -> tuple[Path, list[str]]:
+    """``config`` without the plugins outside ``known`` and their sections; and those left out."""
+    data = yaml.safe_load(config.read_text())
+    dropped = [name for name in data.get("plugins", []) if name not in known]
+    data["plugins"] = [name for name in data.get("plugins", []) if name in known]
+    for name in dropped:
+        data.pop(name, None)
+    shared = tmp / "shared.yaml"
+    shared.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    return shared, dropped
+
+
+def check_config(tree: Tree, config: Path, tmp: Path) -> str | None:
+    """None if ``tree`` accepts ``config``, else what `toyd check-config` said."""
+    proc = tree.popen(
+        ["check-config", str(config)], tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    out, _ = proc.communicate(timeout=60)
+    return None if proc.returncode == 0 else out.decode(errors="replace").strip()
 
 
 def rss_mb(pid: int) -> float:
@@ -116,8 +183,11 @@ def startup_run(tree: Tree, config: Path, tmp: Path) -> tuple[float, float, floa
             stderr=subprocess.DEVNULL,
         )
         try:
-            while b"READY=1" not in sock.recv(4096):
-                pass
+            try:
+                while b"READY=1" not in sock.recv(4096):
+                    pass
+            except TimeoutError:
+                raise SystemExit(f"{tree.label}: no READY within 60 s with {config}") from None
             ready = time.monotonic() - started
             cpu = cpu_s(proc.pid)
             time.sleep(0.5)  # settle: lazy allocations after READY count too
@@ -233,17 +303,28 @@ def main() -> int:
     )
     parser.add_argument("config", nargs="?", type=Path, default=ROOT / "config" / "toyd.yaml")
     parser.add_argument(
-        "--baseline", metavar="REV", help="also measure this git revision, interleaved"
+        "--baseline",
+        metavar="REV",
+        help="also measure this git revision, interleaved; both trees run the config "
+        "without the plugins REV does not have for the device role",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="toyd-bench-") as name:
         tmp = Path(name)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         trees = [Tree("this tree", env)]
+        config, dropped = args.config, []
         if args.baseline:
             trees.insert(0, baseline_tree(args.baseline, tmp))
+            known = set.intersection(*(device_plugins(tree, tmp) for tree in trees))
+            config, dropped = shared_config(args.config, known, tmp)
         try:
-            rows = measure(trees, args.config, tmp)
+            for tree in trees:
+                error = check_config(tree, config, tmp)
+                if error:
+                    print(f"{tree.label} does not accept the shared config:\n{error}")
+                    return 1
+            rows = measure(trees, config, tmp)
         finally:
             if args.baseline:
                 subprocess.run(
@@ -258,9 +339,11 @@ def main() -> int:
                     ],
                     check=False,
                 )
-    config = args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
+    shown = args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
+    if dropped:
+        shown = f"{shown} without {', '.join(dropped)} ({args.baseline} has no such device plugin)"
     print(
-        f"toyd device --simulate -c {config}: {RUNS} runs; "
+        f"toyd device --simulate -c {shown}: {RUNS} runs; "
         f"wake latency: {WAKE_RUNS} runs per case; medians"
     )
     print_table(["measure", *(t.label for t in trees), "goal"], rows)
