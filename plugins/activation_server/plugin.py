@@ -82,13 +82,11 @@ class ActivationServerPlugin:
             self.bridge = MqttBridge(
                 s,
                 client_id=s.client_id or f"toyd-activation-{app.device_id}",
-                will_topic=None,
                 subscriptions=lambda: topics,
                 on_message=self._on_message,
                 on_connected=self._announce,
             )
-            await app.run_blocking(self.bridge.configure_tls)
-            self.bridge.start(asyncio.get_running_loop())
+            await self.bridge.start()
 
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:
@@ -117,7 +115,7 @@ class ActivationServerPlugin:
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
         if self.bridge is not None:
-            await app.run_blocking(self.bridge.stop)
+            await self.bridge.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.store is not None:

@@ -97,13 +97,11 @@ class ConfigPushPlugin:
         self.bridge = MqttBridge(
             settings,
             client_id=settings.client_id or f"toyd-configpush-{app.device_id}",
-            will_topic=None,
             subscriptions=lambda: [f"{self.settings.topic_prefix}/+/config/result"],
             on_message=self._on_result,
             on_connected=self._on_connected,
         )
-        await app.run_blocking(self.bridge.configure_tls)
-        self.bridge.start(asyncio.get_running_loop())
+        await self.bridge.start()
         if not await app.run_blocking(self.folder.is_dir):
             log.warning(
                 "configpush: folder %s does not exist yet; toys get their config once it does",
@@ -159,7 +157,7 @@ class ConfigPushPlugin:
 
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
-        await app.run_blocking(self.bridge.stop)
+        await self.bridge.stop()
 
     async def _run(self) -> None:
         """Poll mtimes; publish new and changed files; clear the message of a deleted file."""

@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 PUBACK_TIMEOUT = 10.0
 MAX_COMMAND = 4096  # bytes, as on the toy
 COMMANDS_QUEUED = 64
-RunBlocking = Callable[..., Awaitable[Any]]  # ``App.run_blocking``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,21 +69,19 @@ class ParentLink:
         self.bridge = MqttBridge(
             settings,
             client_id=settings.client_id or f"toyd-gateway-{gateway_id}",
-            will_topic=None,
             subscriptions=lambda: [f"{self.prefix}/+/cmd/volume"],
             on_message=self._on_message,
             on_connected=self._kick.set,
         )
 
-    async def start(self, state_dir: Path, run_blocking: RunBlocking) -> None:
+    async def start(self, state_dir: Path) -> None:
         """Open the outbox and start connecting (the gateway serves toys whether or not it is up)."""
         self.outbox = await Outbox(state_dir / "gateway-parents-outbox.db").open()
-        await run_blocking(self.bridge.configure_tls)
-        self.bridge.start(asyncio.get_running_loop())
+        await self.bridge.start()
 
-    async def stop(self, run_blocking: RunBlocking) -> None:
+    async def stop(self) -> None:
         """Disconnect (paho's thread is joined off the loop) and close the outbox."""
-        await run_blocking(self.bridge.stop)
+        await self.bridge.stop()
         if self.outbox is not None:
             await self.outbox.close()
 

@@ -107,7 +107,7 @@ class Gateway:
         """Bind and listen (raises OSError when the port is taken)."""
         s = self.settings
         if self.parents is not None:
-            await self.parents.start(self.app.state_dir, self.app.run_blocking)
+            await self.parents.start(self.app.state_dir)
         context = None
         if s.tls_cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -152,7 +152,7 @@ class Gateway:
             await self.server.wait_closed()
             self.server = None
         if self.parents is not None:
-            await self.parents.stop(self.app.run_blocking)
+            await self.parents.stop()
         self.summary.flush()
 
     def client_address(self, conn: ServerConnection) -> str:

@@ -97,9 +97,8 @@ class MqttPlugin:
             on_message=self._on_message,
             on_connected=self._on_connected,
         )
-        await app.run_blocking(self.bridge.configure_tls)
         self.outbox = OutboxDrain(app, self.bridge, self.base)
-        self.bridge.start(asyncio.get_running_loop())
+        await self.bridge.start()
 
     @hookimpl
     async def toyd_services(self, app: App) -> list[Service]:
@@ -143,7 +142,7 @@ class MqttPlugin:
         self._events.close()
         if self._choices_dirty.is_set():
             await app.run_blocking(choices.save, app.state_dir, self.choices)
-        await app.run_blocking(self.bridge.stop, (f"{self.base}/status", "offline"))
+        await self.bridge.stop((f"{self.base}/status", "offline"))
 
     # --- broker side --------------------------------------------------------------------
 

@@ -116,17 +116,14 @@ async def run(args: argparse.Namespace) -> int:
             print(f"  {device}: {line}")
 
     connected = asyncio.Event()
-    loop = asyncio.get_running_loop()
     bridge = MqttBridge(
         settings,
         client_id=f"toyd-rollout-{int(time.time())}",
-        will_topic=None,
         subscriptions=lambda: [f"{prefix}/+/event/update"],
         on_message=on_message,
-        on_connected=lambda: loop.call_soon_threadsafe(connected.set),
+        on_connected=connected.set,
     )
-    bridge.configure_tls()
-    bridge.start(loop)
+    await bridge.start()
     try:
         async with asyncio.timeout(15):
             await connected.wait()
@@ -145,7 +142,7 @@ async def run(args: argparse.Namespace) -> int:
     except TimeoutError:
         raise ToydError(f"cannot reach the MQTT broker {settings.host}:{settings.port}") from None
     finally:
-        await asyncio.to_thread(bridge.stop)
+        await bridge.stop()
     return 0
 
 

@@ -1,7 +1,7 @@
 """MQTT for plugins of both roles: the paho ↔ asyncio bridge and the broker settings.
 
-Importing :mod:`toyd.mqtt.bridge` needs paho-mqtt (the ``device`` or ``cloud`` extra);
-the settings do not.
+Starting a :class:`~toyd.mqtt.bridge.MqttBridge` needs paho-mqtt (the ``device`` or
+``cloud`` extra); importing the bridge and the settings does not.
 """
 
 from .settings import BrokerSettings, TlsSettings

@@ -7,6 +7,11 @@ The price is one thread; the rule that keeps it safe is that paho callbacks neve
 touch our state: they only hand data to the event loop with ``call_soon_threadsafe``.
 ``Client.publish``/``subscribe`` are thread-safe in paho 2.x, so the loop calls them
 directly.
+
+paho is imported when a bridge starts, on a thread of the bridge's own connect task, not
+when this module is imported: the toy reaches READY without waiting for it (tens of
+milliseconds on a Pi Zero), and the event loop is never blocked by it. Until then the
+bridge is simply not connected yet, which every user already handles.
 """
 
 from __future__ import annotations
@@ -16,13 +21,13 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
-
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ToydError
-from .settings import BrokerSettings
+from .settings import BrokerSettings, TlsSettings
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as paho
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ class MqttBridge:
         settings: BrokerSettings,
         *,
         client_id: str,
-        will_topic: str | None,
+        will_topic: str | None = None,
         subscriptions: Callable[[], list[str]],
         on_message: Callable[[str, bytes, bool], None],
         on_connected: Callable[[], None] = lambda: None,
@@ -61,6 +66,7 @@ class MqttBridge:
     ) -> None:
         self.settings = settings
         self.client_id = client_id
+        self._will_topic = will_topic
         self.connected = False
         self._subscriptions = subscriptions
         self._on_message = on_message
@@ -71,60 +77,80 @@ class MqttBridge:
         self._failures = 0
         self._stopping = False
         self.connects = 0
+        self.client: paho.Client | None = None  # set once paho is imported and connecting
+        self._connecting: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start connecting in the background; a TLS file that cannot be read is an error now.
+
+        The files are read off the loop; paho is imported and its thread started by the
+        bridge's own task (:meth:`stop` ends it), so the caller does not wait for either.
+        """
+        tls = await asyncio.to_thread(tls_context, self.settings.tls)
+        self._loop = asyncio.get_running_loop()
+        self._connecting = asyncio.create_task(
+            self._connect(tls), name=f"mqtt-connect:{self.client_id}"
+        )
+
+    async def _connect(self, tls: ssl.SSLContext | None) -> None:
+        try:
+            client = await asyncio.to_thread(self._new_client, tls)
+        except Exception as exc:  # noqa: BLE001 - e.g. paho not installed: say so, the toy works on
+            log.error("MQTT unavailable: %s: %s", type(exc).__name__, exc)
+            return
+        self.client = client
+        client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        client.loop_start()  # paho's thread connects, and retries on its own with backoff
+
+    def _new_client(self, tls: ssl.SSLContext | None) -> paho.Client:
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        settings = self.settings
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=client_id,
+            client_id=self.client_id,
             protocol=paho.MQTTv311,
             clean_session=True,
         )
         if settings.username:
             client.username_pw_set(settings.username, settings.password or None)
-        if will_topic:
-            client.will_set(will_topic, "offline", qos=1, retain=True)
+        if self._will_topic:
+            client.will_set(self._will_topic, "offline", qos=1, retain=True)
         client.reconnect_delay_set(settings.reconnect_min, settings.reconnect_max)
         client.max_queued_messages_set(1000)  # bounded memory while the broker is away
+        if tls is not None:
+            client.tls_set_context(tls)
+            client.tls_insecure_set(settings.tls.insecure)
         client.on_connect = self._cb_connect
         client.on_connect_fail = self._cb_connect_fail
         client.on_disconnect = self._cb_disconnect
         client.on_message = self._cb_message
         client.on_publish = self._cb_publish
         client.on_socket_open = _no_delay
-        self.client = client
+        return client
 
-    def configure_tls(self) -> None:
-        """Load CA and client certificates (blocking file reads: call via ``run_blocking``)."""
-        tls = self.settings.tls
-        if not tls.enabled:
-            return
-        try:
-            self.client.tls_set(
-                ca_certs=tls.ca or None,
-                certfile=tls.cert or None,
-                keyfile=tls.key or None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ToydError(f"mqtt.tls: cannot load certificates: {exc}") from None
-        self.client.tls_insecure_set(tls.insecure)
+    async def stop(self, goodbye: tuple[str, str] | None = None) -> None:
+        """Disconnect cleanly, publishing ``goodbye`` (topic, payload) first if connected.
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Begin connecting in paho's thread; it retries on its own with backoff."""
-        self._loop = loop
-        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
-        self.client.loop_start()
-
-    def stop(self, goodbye: tuple[str, str] | None = None) -> None:
-        """Disconnect cleanly (blocking: joins paho's thread; call via ``run_blocking``)."""
+        paho's thread is joined off the loop; a start still importing paho is called off.
+        """
         self._stopping = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+            await asyncio.wait({self._connecting})
+        if self.client is not None:
+            await asyncio.to_thread(self._disconnect, self.client, goodbye)
+
+    def _disconnect(self, client: paho.Client, goodbye: tuple[str, str] | None) -> None:
         if goodbye and self.connected:
-            info = self.client.publish(goodbye[0], goodbye[1], qos=1, retain=True)
+            info = client.publish(goodbye[0], goodbye[1], qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=0.5)
             except (RuntimeError, ValueError):
                 pass
-        self.client.disconnect()
-        self.client.loop_stop()
+        client.disconnect()
+        client.loop_stop()
 
     # --- API for the event loop -------------------------------------------------------
 
@@ -132,11 +158,13 @@ class MqttBridge:
         self, topic: str, payload: str | bytes, *, qos: int = 1, retain: bool = False
     ) -> None:
         """Publish and, for QoS 1, wait for the broker's PUBACK; NotConnected if it is away."""
-        if not self.connected:
+        if not self.connected or self.client is None:
             raise NotConnected(f"not connected to {self.settings.host}:{self.settings.port}")
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,):
-            raise NotConnected(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+        if info.rc:  # MQTT_ERR_SUCCESS is 0
+            from paho.mqtt.client import error_string
+
+            raise NotConnected(f"publish to {topic} failed: {error_string(info.rc)}")
         if qos == 0:
             return
         # on_publish can only reach us through call_soon_threadsafe, i.e. after this
@@ -152,12 +180,9 @@ class MqttBridge:
         self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False
     ) -> bool:
         """Fire and forget; False when not connected."""
-        if not self.connected:
+        if not self.connected or self.client is None:
             return False
-        return (
-            self.client.publish(topic, payload, qos=qos, retain=retain).rc
-            == MQTTErrorCode.MQTT_ERR_SUCCESS
-        )
+        return not self.client.publish(topic, payload, qos=qos, retain=retain).rc
 
     # --- paho's thread: hand everything to the loop -------------------------------------
 
@@ -241,6 +266,23 @@ class MqttBridge:
         future = self._pending.get(mid)
         if future is not None and not future.done():
             future.set_result(None)
+
+
+def tls_context(tls: TlsSettings) -> ssl.SSLContext | None:
+    """The TLS context for the broker, None without TLS (blocking file reads: off the loop)."""
+    if not tls.enabled:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and the host name
+    try:
+        if tls.cert:
+            context.load_cert_chain(tls.cert, tls.key or None)
+        if tls.ca:
+            context.load_verify_locations(tls.ca)
+        else:
+            context.load_default_certs()
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ToydError(f"mqtt.tls: cannot load certificates: {exc}") from None
+    return context
 
 
 def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
