@@ -83,6 +83,7 @@ class Daemon:
             supervisor.spawn(_watchdog(interval), "core:watchdog")
         self.ready_at = time.monotonic()
         systemd.notify(f"READY=1\nSTATUS=toyd {self.role} running with {len(host.plugins)} plugins")
+        app.ready.set()
         log.info(
             "READY: toyd %s %s, plugins: %s (%.0f ms)",
             self.role,

@@ -86,7 +86,7 @@ class ActivationServerPlugin:
                 on_message=self._on_message,
                 on_connected=self._announce,
             )
-            await self.bridge.start()
+            await self.bridge.start(after=app.ready)
 
     @hookimpl
     def toyd_services(self, app: App) -> list[Service]:

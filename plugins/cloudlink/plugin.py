@@ -138,6 +138,7 @@ class CloudLinkPlugin:
             if downlink.announce_offline():
                 app.bus.publish(ev.CloudOffline(backend="cloudlink", reason=reason))
 
+        await app.ready.wait()  # the link imports the WebSocket library: not during start-up
         await self.link.run(downlink.on_frame, up, down)
 
     # --- bus → cloud ---------------------------------------------------------------------------

@@ -101,7 +101,7 @@ class ConfigPushPlugin:
             on_message=self._on_result,
             on_connected=self._on_connected,
         )
-        await self.bridge.start()
+        await self.bridge.start(after=app.ready)
         if not await app.run_blocking(self.folder.is_dir):
             log.warning(
                 "configpush: folder %s does not exist yet; toys get their config once it does",

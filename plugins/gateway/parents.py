@@ -74,10 +74,10 @@ class ParentLink:
             on_connected=self._kick.set,
         )
 
-    async def start(self, state_dir: Path) -> None:
+    async def start(self, state_dir: Path, ready: asyncio.Event) -> None:
         """Open the outbox and start connecting (the gateway serves toys whether or not it is up)."""
         self.outbox = await Outbox(state_dir / "gateway-parents-outbox.db").open()
-        await self.bridge.start()
+        await self.bridge.start(after=ready)
 
     async def stop(self) -> None:
         """Disconnect (paho's thread is joined off the loop) and close the outbox."""

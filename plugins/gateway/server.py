@@ -107,7 +107,7 @@ class Gateway:
         """Bind and listen (raises OSError when the port is taken)."""
         s = self.settings
         if self.parents is not None:
-            await self.parents.start(self.app.state_dir)
+            await self.parents.start(self.app.state_dir, self.app.ready)
         context = None
         if s.tls_cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -98,7 +98,7 @@ class MqttPlugin:
             on_connected=self._on_connected,
         )
         self.outbox = OutboxDrain(app, self.bridge, self.base)
-        await self.bridge.start()
+        await self.bridge.start(after=app.ready)
 
     @hookimpl
     async def toyd_services(self, app: App) -> list[Service]:

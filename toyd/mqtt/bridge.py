@@ -80,19 +80,23 @@ class MqttBridge:
         self.client: paho.Client | None = None  # set once paho is imported and connecting
         self._connecting: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, after: asyncio.Event | None = None) -> None:
         """Start connecting in the background; a TLS file that cannot be read is an error now.
 
         The files are read off the loop; paho is imported and its thread started by the
         bridge's own task (:meth:`stop` ends it), so the caller does not wait for either.
+        With ``after`` (the daemon's ``App.ready``) that task waits for it first: an import
+        on a thread would share the CPU with the start-up and slow it down.
         """
         tls = await asyncio.to_thread(tls_context, self.settings.tls)
         self._loop = asyncio.get_running_loop()
         self._connecting = asyncio.create_task(
-            self._connect(tls), name=f"mqtt-connect:{self.client_id}"
+            self._connect(tls, after), name=f"mqtt-connect:{self.client_id}"
         )
 
-    async def _connect(self, tls: ssl.SSLContext | None) -> None:
+    async def _connect(self, tls: ssl.SSLContext | None, after: asyncio.Event | None) -> None:
+        if after is not None:
+            await after.wait()
         try:
             client = await asyncio.to_thread(self._new_client, tls)
         except Exception as exc:  # noqa: BLE001 - e.g. paho not installed: say so, the toy works on
