@@ -233,7 +233,7 @@ async def test_an_utterance_the_cloud_cuts_ends_the_turn_on_the_toy(tmp_path):
         session = cloud.host.plugins["gateway"].gateway.sessions["toy-1"]
         assert session.errors == 0
         assert (
-            link.frames_sent <= 50 + session.frames_after_cut
+            link.frames_sent <= 50 + session.uplink.frames_after_cut
         )  # nothing was sent once the stop arrived
 
 

@@ -265,7 +265,7 @@ async def test_an_utterance_over_the_limit_is_cut_and_answered(tmp_path):
         assert session.errors == 0, (
             "neither the cut nor the audio in flight after it counts against the toy"
         )
-        assert session.frames_after_cut > 0
+        assert session.uplink.frames_after_cut > 0
         await toy.close()
 
 
@@ -294,7 +294,7 @@ async def test_audio_after_the_toy_acknowledged_a_cut_is_unexpected_again(tmp_pa
         error = await toy.expect("error", code=codes.UNEXPECTED_AUDIO)
         assert error["ref"] == "audio"
         session = app.host.plugins["gateway"].gateway.sessions["toy-1"]
-        assert session.frames_after_cut == 11 and session.errors == 1
+        assert session.uplink.frames_after_cut == 11 and session.errors == 1
         await toy.close()
 
 
@@ -385,7 +385,7 @@ async def test_audio_in_flight_after_a_cut_is_forgiven_only_for_the_grace_window
 
         elapsed = await asyncio.wait_for(keep_sending(), limits.CUT_GRACE + 5)
         assert (
-            elapsed >= limits.CUT_GRACE - 0.1 and session.frames_after_cut >= 10
+            elapsed >= limits.CUT_GRACE - 0.1 and session.uplink.frames_after_cut >= 10
         )  # (the stop took a moment to arrive)
         assert session.errors == 1
         await toy.close()

@@ -3,9 +3,10 @@
 States: HELLO (waiting for the device's hello) → IDLE ⇄ LISTENING → RESPONDING → IDLE.
 A bad frame gets an ``error`` message and changes nothing; the connection only closes
 after too many errors (1008), a hello timeout (1008) or a newer connection of the same
-toy (4000). What the toy says is collected by :mod:`.hearing`; answers run as one task
-per response (:mod:`.responses`), cancelled on abort, barge-in (``listen start`` while
-responding), replacement and disconnect. A xiaozhi client's own ways live in
+toy (4000). Which audio frames are heard is :mod:`.uplink`'s call, what the toy says is
+collected by :mod:`.hearing`; answers run as one task per response (:mod:`.responses`),
+cancelled on abort, barge-in (``listen start`` while responding), replacement and
+disconnect. A xiaozhi client's own ways live in
 :mod:`.xiaozhi` (its messages) and :mod:`.xiaozhi_peer` (its mode, tools and ``detect``).
 """
 
@@ -32,7 +33,6 @@ from toyd.protocol import (
     ServerHello,
     Stt,
     Tts,
-    check_uplink,
     codes,
     encode,
     limits,
@@ -48,6 +48,7 @@ from .handshake import SUPPORTED_AUDIO, read_hello
 from .hearing import Hearing
 from .meters import TokenBucket
 from .responses import Responses, Work
+from .uplink import Uplink
 from .xiaozhi import Dialect, Mcp
 from .xiaozhi_peer import XiaozhiPeer
 
@@ -77,8 +78,7 @@ class Session:
         self.language: str | None = None
         self.mode = "auto"  # how the current turn was opened (push_to_talk, wake_word, auto)
         self.errors = 0
-        self.frames_in = 0
-        self._audio = TokenBucket(limits.UPLINK_FPS, limits.UPLINK_BURST)
+        self.uplink = Uplink()
         self._messages = TokenBucket(limits.MESSAGES_PER_SECOND, limits.MESSAGES_BURST)
         self.hearing = Hearing(context, device_id, self.send)
         self.alerts = Alerts(context, self.send)
@@ -87,11 +87,6 @@ class Session:
         )
         self._turn_id = ""
         self._last_rate_error = 0.0
-        self._cut_turn = ""  # the turn whose utterance was cut at max_listen_seconds
-        self._cut_until = (
-            0.0  # until then, audio of the cut turn still in flight is dropped silently
-        )
-        self.frames_after_cut = 0  # such frames (counted, not errors)
         self.xiaozhi: XiaozhiPeer | None = None  # set for a xiaozhi client
         self._listen_after: str = ""  # xiaozhi: listen mode to open once the running greeting ends
 
@@ -233,29 +228,8 @@ class Session:
             await self._error(exc, ref)
 
     async def _on_audio(self, frame: bytes) -> None:
-        if (
-            self.phase is not Phase.LISTENING
-            and self._cut_turn
-            and time.monotonic() < self._cut_until
-        ):
-            # sent before the toy heard our listen stop: expected, not an error
-            self.frames_after_cut += 1
+        if not self.uplink.admit(frame, self.phase.value, self.xiaozhi):
             return
-        if self.phase is not Phase.LISTENING and self.xiaozhi is not None:
-            self.xiaozhi.frames_ignored += 1  # a xiaozhi client streams on while it speaks
-            return
-        if self.phase is not Phase.LISTENING:
-            raise ProtocolError(
-                codes.UNEXPECTED_AUDIO,
-                f"binary frame while {self.phase.value}; send listen start first",
-            )
-        check_uplink(frame)
-        if not self._audio.take():
-            raise ProtocolError(
-                codes.RATE_LIMITED,
-                f"more than {limits.UPLINK_FPS} audio frames per second; frame dropped",
-            )
-        self.frames_in += 1
         ended = await self.hearing.hear(frame)
         if ended == "max_length":
             await self._cut_utterance()
@@ -269,7 +243,7 @@ class Session:
         """The utterance reached ``max_listen_seconds``: tell the toy to stop listening, answer what we have."""
         seconds = self.context.settings.max_listen_seconds
         log.info("%s: utterance of turn %s cut at %g s", self.device_id, self._turn_id, seconds)
-        self._cut_turn, self._cut_until = self._turn_id, time.monotonic() + limits.CUT_GRACE
+        self.uplink.cut(self._turn_id)
         # listen stop ends the toy's turn; the error is for toys that predate it (not counted against the toy)
         await self.send(Listen(state="stop", turn_id=self._turn_id, reason="max_length"))
         await self.send(
@@ -333,8 +307,8 @@ class Session:
         elif msg.state == "stop":
             if self.phase is Phase.LISTENING:
                 self._end_listening()
-            elif self._cut_turn and msg.turn_id in ("", self._cut_turn):
-                self._cut_until = 0.0  # the toy's own stop: nothing of the cut turn can follow it
+            else:
+                self.uplink.toy_stopped(msg.turn_id)
         elif self.xiaozhi is not None:
             await self._on_detect(msg.text)
         else:
@@ -360,7 +334,7 @@ class Session:
         self._respond(lambda p: p.run_text(words), turn_id=self._turn_id)
 
     def _start_listening(self) -> None:
-        self._cut_turn, self._cut_until = "", 0.0
+        self.uplink.listening()
         self.hearing.start(self._turn_id, endpoint=self.xiaozhi_mode in ("auto", "realtime"))
         self.phase = Phase.LISTENING
 
