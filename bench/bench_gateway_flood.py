@@ -9,6 +9,8 @@ each reconnecting as soon as it is dropped:
   * half-open: an HTTP upgrade request that never ends (slowloris);
   * bad login: a complete upgrade with a wrong token, answered 401, again and again.
 
+(The attackers run in a process of their own: bench/flood_attackers.py.)
+
 A legitimate toy connects as the toy's cloud link does (5 s per attempt, retrying after
 0.5 s, 1 s, ... like its back-off; the time of every attempt counts) and completes a turn (1.3 s of
 espeak-ng speech as Opus, in real time, until the reply's ``tts stop``), first on the
@@ -25,7 +27,6 @@ import asyncio
 import collections
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,7 @@ import yaml
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
+from flood_attackers import why
 from table import print_table
 from toyd.audio import frames
 from toyd.audio.opus import OpusEncoder
@@ -58,17 +60,6 @@ def speech_packets() -> list[bytes]:
 
 # Why each failed connection attempt of the legit toy failed, and after how long.
 ATTEMPT_FAILURES: list[tuple[str, float]] = []
-
-
-def why(exc: BaseException) -> str:
-    """One failed attempt, e.g. 'TimeoutError' or 'InvalidStatus 503' or 'ConnectionResetError'."""
-    name = type(exc).__name__
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    cause = exc.__cause__ or exc.__context__
-    detail = f" {status}" if status else (f" ({type(cause).__name__}: {cause})" if cause else "")
-    if isinstance(exc, OSError) and exc.errno:
-        detail = f" [{exc.strerror}]"
-    return f"{name}{detail}"[:100]
 
 
 async def toy_connect(port: int) -> tuple[object, int]:
@@ -143,76 +134,6 @@ async def legit_turn(port: int, packets: list[bytes]) -> tuple[float, float, int
         await conn.close()
 
 
-class Flood:
-    """Sockets that reconnect as soon as they are dropped; counts what they saw."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.stop = asyncio.Event()
-        self.open = 0
-        self.max_open = 0
-        self.connects = 0
-        self.refused_401 = 0
-        self.connect_errors = 0
-        self.reset_at_connect = 0
-        self.errors: collections.Counter[str] = collections.Counter()
-
-    async def _one(self, kind: str) -> None:
-        upgrade = (
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\nDevice-Id: toy-1\r\n"
-        )
-        while not self.stop.is_set():
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", self.port), 5
-                )
-            except ConnectionResetError:  # accepted, then dropped before the connect completed here
-                self.connects += 1
-                self.reset_at_connect += 1
-                continue
-            except (OSError, TimeoutError) as exc:
-                self.connect_errors += 1
-                self.errors[why(exc)] += 1
-                await asyncio.sleep(0.05)
-                continue
-            self.connects += 1
-            self.open += 1
-            self.max_open = max(self.max_open, self.open)
-            try:
-                if kind == "half-open":
-                    writer.write(upgrade.encode())
-                elif kind == "bad login":
-                    writer.write(
-                        (upgrade + "Authorization: Bearer wrong-token-123\r\n\r\n").encode()
-                    )
-                stop = asyncio.ensure_future(self.stop.wait())
-                read = asyncio.ensure_future(reader.read(4096))
-                await asyncio.wait([stop, read], return_when=asyncio.FIRST_COMPLETED)
-                stop.cancel()
-                read.cancel()
-                if (
-                    read.done()
-                    and not read.cancelled()
-                    and not read.exception()
-                    and b" 401 " in read.result()[:20]
-                ):
-                    self.refused_401 += 1
-            except OSError:
-                pass
-            finally:
-                self.open -= 1
-                writer.transport.abort()
-
-    def start(self, per_kind: int) -> list[asyncio.Task[None]]:
-        return [
-            asyncio.create_task(self._one(kind))
-            for kind in ("idle", "half-open", "bad login")
-            for _ in range(per_kind)
-        ]
-
-
 async def loop_lag(port: int) -> dict[str, float]:
     """The gateway's event-loop lag percentiles (ms) over the last minute, from /healthz."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
@@ -235,30 +156,6 @@ def cpu_seconds(pid: int) -> float:
 def log_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     return len(data), data.count(b"\n")
-
-
-async def flood_process(port: int, per_kind: int, duration: float) -> None:
-    """The attackers, in a process of their own (the legit toy's event loop must not be theirs)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # more than 1 024 sockets
-    flood = Flood(port)
-    tasks = flood.start(per_kind)
-    await asyncio.sleep(duration)
-    flood.stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    print(
-        json.dumps(
-            {
-                "max_open": flood.max_open,
-                "connects": flood.connects,
-                "refused_401": flood.refused_401,
-                "connect_errors": flood.connect_errors,
-                "reset_at_connect": flood.reset_at_connect,
-                "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
-                "errors": dict(flood.errors.most_common(3)),
-            }
-        )
-    )
 
 
 async def run(per_kind: int, duration: float) -> int:
@@ -308,12 +205,9 @@ async def run(per_kind: int, duration: float) -> int:
             t0 = time.monotonic()
             attackers = await asyncio.create_subprocess_exec(
                 sys.executable,
-                __file__,
-                "--flood-port",
+                str(Path(__file__).with_name("flood_attackers.py")),
                 str(port),
-                "--per-kind",
                 str(per_kind),
-                "--duration",
                 str(duration),
                 stdout=asyncio.subprocess.PIPE,
             )
@@ -420,11 +314,7 @@ def main() -> int:
     parser.add_argument(
         "--duration", type=float, default=20.0, help="seconds of flood (default 20)"
     )
-    parser.add_argument("--flood-port", type=int, help=argparse.SUPPRESS)  # the attacker process
     args = parser.parse_args()
-    if args.flood_port:
-        asyncio.run(flood_process(args.flood_port, args.per_kind, args.duration))
-        return 0
     return asyncio.run(run(args.per_kind, args.duration))
 
 
