@@ -1,0 +1,40 @@
+"""Helpers of the SD image tests: where the image tools are, a build config, a build run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE = REPO / "image"
+sys.path.insert(0, str(IMAGE))  # the build's own package, toyd_image
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def write_config(tmp_path: Path, **changes: object) -> Path:
+    """A build config like image/build.yaml with absolute paths and some keys changed."""
+    data = yaml.safe_load((IMAGE / "build.yaml").read_text())
+    data.update(
+        packages=str(IMAGE / "packages.txt"),
+        hooks=str(IMAGE / "hooks"),
+        toyd_config=str(REPO / "config/toyd.yaml"),
+    )
+    data.update(changes)
+    path = tmp_path / "build.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_build(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(IMAGE / "build.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
