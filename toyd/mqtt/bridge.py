@@ -8,10 +8,11 @@ touch our state: they only hand data to the event loop with ``call_soon_threadsa
 ``Client.publish``/``subscribe`` are thread-safe in paho 2.x, so the loop calls them
 directly.
 
-paho is imported when a bridge starts, on a thread of the bridge's own connect task, not
-when this module is imported: the toy reaches READY without waiting for it (tens of
-milliseconds on a Pi Zero), and the event loop is never blocked by it. Until then the
-bridge is simply not connected yet, which every user already handles.
+paho is imported when a bridge starts connecting, not when this module is imported: by
+the bridge's own task, on a thread, after the daemon is READY (``start(after=app.ready)``).
+The toy reaches READY without waiting for it (tens of milliseconds on a Pi Zero) and the
+event loop never blocks on it. Until then the bridge is simply not connected yet, which
+every user already handles.
 """
 
 from __future__ import annotations
