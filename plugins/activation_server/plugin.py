@@ -114,12 +114,14 @@ class ActivationServerPlugin:
 
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
-        if self.bridge is not None:
-            await self.bridge.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self.store is not None:
-            await self.store.close()
+        try:
+            if self.bridge is not None:
+                await self.bridge.stop()
+            if self._runner is not None:
+                await self._runner.cleanup()
+        finally:
+            if self.store is not None:  # closed even when a shutdown cut short stops the above
+                await self.store.close()
 
     async def authenticate(self, device_id: str, token: str) -> bool:
         """Raises ``StoreError`` when the store is unavailable (the gateway then refuses)."""

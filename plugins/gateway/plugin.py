@@ -111,7 +111,11 @@ class GatewayPlugin:
 
     @hookimpl
     async def toyd_shutdown(self, app: App) -> None:
-        if self.gateway is not None:
-            await self.gateway.stop()
-        if self.alert_log is not None:
-            await self.alert_log.close()
+        try:
+            if self.gateway is not None:
+                await self.gateway.stop()
+        finally:
+            # a shutdown cut short (a toy slow to answer the close) still closes the file:
+            # aiosqlite's thread would otherwise outlive the daemon
+            if self.alert_log is not None:
+                await self.alert_log.close()

@@ -147,13 +147,15 @@ class Gateway:
         if self._acceptor is not None:
             self._acceptor.close()
             self._acceptor = None
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
-        if self.parents is not None:
-            await self.parents.stop()
-        self.summary.flush()
+        try:
+            if self.server is not None:
+                self.server.close()
+                await self.server.wait_closed()  # up to close_timeout for a silent toy
+                self.server = None
+        finally:
+            if self.parents is not None:  # closed even when the wait above is cut short
+                await self.parents.stop()
+            self.summary.flush()
 
     def client_address(self, conn: ServerConnection) -> str:
         """The real client IP, also behind a trusted proxy (``trusted_proxies``)."""
