@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,19 @@ def run_build(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         text=True,
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def small_disk(tmp_path: Path, size_mb: int) -> Iterator[Path]:
+    """A tmpfs of ``size_mb`` MB for out-of-space tests (needs root; skips where it cannot mount)."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(small)],
+        capture_output=True,
+    ).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield small
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

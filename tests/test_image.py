@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from image_support import IMAGE, REPO, needs_root, run_build, write_config  # image/ on sys.path
+from image_support import (  # image/ on sys.path
+    IMAGE,
+    REPO,
+    needs_root,
+    run_build,
+    small_disk,
+    write_config,
+)
 
 # isort: split
 from toyd_image import assemble, config, layer, models, rootfs, wheels
@@ -302,19 +309,11 @@ def test_assemble_refuses_oversized_boot_files(tmp_path: Path) -> None:
 @needs_root
 def test_assemble_out_of_space_leaves_nothing(tmp_path: Path) -> None:
     boot, root = fake_trees(tmp_path)
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(small)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with small_disk(tmp_path, 24) as small:
         (small / "filler").write_bytes(b"\1" * (20 << 20))  # not sparse: the disk really fills up
         with pytest.raises(ImageBuildError, match="no space left|No space left"):
             assemble.assemble(boot, root, small / "toy.img", boot_size_mb=64, root_free_mb=64)
         assert sorted(p.name for p in small.iterdir()) == ["filler"]
-    finally:
-        subprocess.run(["umount", str(small)], check=True)
 
 
 # --- boot test script -------------------------------------------------------------------------

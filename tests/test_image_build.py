@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from image_support import IMAGE, needs_root, run_build, write_config  # image/ on sys.path
+from image_support import (  # image/ on sys.path
+    IMAGE,
+    needs_root,
+    run_build,
+    small_disk,
+    write_config,
+)
 
 # isort: split
 from toyd_image import config, models
@@ -103,13 +108,7 @@ def test_build_stops_early_on_unreadable_config(tmp_path: Path) -> None:
 @needs_root
 @needs_build_tools
 def test_build_stops_early_without_space(tmp_path: Path) -> None:
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with small_disk(tmp_path, 16) as small:
         proc = run_build(
             "--config",
             str(write_config(tmp_path)),
@@ -121,8 +120,6 @@ def test_build_stops_early_without_space(tmp_path: Path) -> None:
         assert proc.returncode == 1
         assert f"not enough space: {small / 'out'} has" in proc.stderr
         assert list(small.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(small)], check=True)
 
 
 def test_build_help_teaches() -> None:
