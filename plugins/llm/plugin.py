@@ -281,6 +281,10 @@ class LlmPlugin:
             len(limiter.text),
             problem,
         )
-        ending = (" " if limiter.ends_sentence else "... ") + persona.cut_ending
+        ending = ("" if limiter.ends_sentence else "... ") + persona.cut_ending
+        if not limiter.text.endswith(
+            " "
+        ):  # the cleaner's pieces end with a space; a cut one may not
+            ending = " " + ending
         limiter.text += ending
         return ending
