@@ -44,7 +44,7 @@ QUESTIONS = (
     "do you like elephants",
     "I want to play with a gun",
 )
-GOALS = {"end_of_speech_to_first_audio": ("p50", 700.0), "overhead": ("p95", 50.0)}
+GOALS = {"end_of_speech_to_first_audio": ("p50", 500.0), "overhead": ("p95", 50.0)}
 # the llm section of `toyd demo`, for --local-llm
 DEMO_LLM = yaml.safe_load(
     (Path(__file__).resolve().parent.parent / "plugins" / "demo" / "demo_cloud.yaml").read_text(
