@@ -155,13 +155,14 @@ async def conversation(turns: int, extra: dict[str, Any]) -> list[list[object]]:
             for i in range(turns):
                 question = QUESTIONS[i % len(QUESTIONS)]
                 turn = Turn(device_id="bench", session_id="s", turn_id=f"c{i}")
+                asked = model.requests
                 started = time.monotonic()
                 stream = await app.host.call_first("toyd_reply", turn=turn, text=question)
                 first = None
                 async for _piece in stream:
                     first = first or time.monotonic() - started
                 await model.settled()  # a reply that timed out still reports its counters
-                usage = model.usage
+                usage = model.prompt_of(asked + 1)  # not the next prompt's, prepared after it
                 rows.append(
                     [
                         i + 1,

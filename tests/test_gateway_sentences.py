@@ -53,3 +53,42 @@ def test_run_on_text_is_cut_at_a_comma_or_space():
     text = "and then " * 40
     parts = split([text], max_chars=100)
     assert all(len(p) <= 100 for p in parts) and " ".join(parts).split() == text.split()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "Once upon a time, a dragon lived on a hill, and he was kind. He loved apples, too.",
+            [
+                "Once upon a time,",
+                "a dragon lived on a hill, and he was kind.",
+                "He loved apples, too.",
+            ],
+        ),
+        # a clause shorter than min_chars waits for the next mark
+        (
+            "Oh, hello there, my friend! How are you?",
+            ["Oh, hello there,", "my friend! How are you?"],
+        ),
+        # no clause mark: the first sentence, as without first_clause
+        ("I love elephants. They are big.", ["I love elephants.", "They are big."]),
+        # a number's comma or a time's colon is not a clause mark
+        (
+            "There are 1,000 stars at 9:30 tonight; look up.",
+            ["There are 1,000 stars at 9:30 tonight;", "look up."],
+        ),
+        (
+            "我们一起去公园玩吧，然后回家吃饭好不好呀？",
+            ["我们一起去公园玩吧，然后回家吃饭好不好呀？"],
+        ),
+        (
+            "我们一起去公园玩吧然后回家，吃饭好不好呀？",
+            ["我们一起去公园玩吧然后回家，", "吃饭好不好呀？"],
+        ),
+    ],
+)
+def test_first_clause_starts_the_voice_early(text, expected):
+    """Only the first piece may end at a clause; the rest are whole sentences."""
+    assert split(list(text), first_clause=True) == expected
+    assert split([text], first_clause=True) == expected

@@ -118,7 +118,7 @@ async def test_stream_cut_midway_ends_gracefully(
     ):
         server.script("Once upon a time there was a brave little", cut_after=5)
         text = await reply(app, "story")
-        assert text == "Once upon a time there... " + Persona().cut_ending
+        assert text == "Once upon a time there ... " + Persona().cut_ending
         assert "reply cut after" in caplog.text and "connection closed in the middle" in caplog.text
 
 
@@ -129,7 +129,7 @@ async def test_stalled_stream_ends_gracefully_after_idle_timeout(state_dir: Path
     ):
         server.script("Once upon a time there was a fox.", token_delay=2)
         text = await reply(app, "story")
-        assert text == "Once... " + Persona().cut_ending
+        assert text == "Once ... " + Persona().cut_ending
         seen = await asyncio.wait_for(server.disconnects.get(), 3)
         assert not seen.completed, "the stalled connection was closed"
 

@@ -17,8 +17,8 @@ from toyd_plugins.safety.layers import SafetyFilter
 
 
 def sentences(reply: str) -> list[str]:
-    """The reply cut into the sentences the gateway checks one by one."""
-    splitter = SentenceSplitter()
+    """The reply cut into the pieces the gateway checks one by one (the first may be a clause)."""
+    splitter = SentenceSplitter(first_clause=True)
     return splitter.feed(reply) + splitter.flush()
 
 

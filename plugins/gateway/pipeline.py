@@ -69,9 +69,9 @@ class Pipeline:
         self.publish = context.publish
         self.turn = turn
         self.downlink = downlink
-        self.stage_timeout = (
-            context.settings.stage_timeout
-        )  # a reconfigure applies to the next turn
+        # a reconfigure applies to the next turn
+        self.stage_timeout = context.settings.stage_timeout
+        self.first_clause = context.settings.first_clause
         self.on_alert = on_alert
         self.eos = end_of_speech if end_of_speech is not None else time.monotonic()
         self.times: dict[str, float] = {}  # stage -> seconds on the path to the first audio
@@ -226,7 +226,7 @@ class Pipeline:
     async def _read_reply(
         self, stream: AsyncIterator[str], out: asyncio.Queue[str | None], started: float
     ) -> None:
-        splitter = SentenceSplitter()
+        splitter = SentenceSplitter(first_clause=self.first_clause)
         iterator = stream.__aiter__()
         try:
             while True:

@@ -5,6 +5,10 @@ A sentence ends at ``. ! ?`` (or ``…``) followed by whitespace, at a CJK full 
 ("3.5") do not end a sentence. A sentence shorter than ``min_chars`` is joined with the
 next one (a lone "Oh!" is not worth a TTS round trip); one longer than ``max_chars``
 without an end is cut at the last comma or space, so TTS never waits on a run-on.
+
+With ``first_clause``, the first piece may also end at a clause mark (``, ; :`` or a dash
+followed by whitespace, ``，、；：``): the voice starts after "Once upon a time," instead
+of after the whole first sentence, while the model writes the rest.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import re
 
 _END = re.compile(r"(?:[.!?…]+[\"')\]]*(?=\s)|[。！？]+|\n+)")
+_CLAUSE = re.compile(r"(?:[,;:—–]+(?=\s)|[，、；：]+)")
 _ABBREVIATIONS = frozenset(
     {"mr.", "mrs.", "ms.", "dr.", "st.", "e.g.", "i.e.", "etc.", "vs.", "no."}
 )
@@ -20,9 +25,12 @@ _ABBREVIATIONS = frozenset(
 class SentenceSplitter:
     """Feed text deltas, get whole sentences; :meth:`flush` returns the rest at the end."""
 
-    def __init__(self, min_chars: int = 12, max_chars: int = 220) -> None:
+    def __init__(
+        self, min_chars: int = 12, max_chars: int = 220, first_clause: bool = False
+    ) -> None:
         self.min_chars = min_chars
         self.max_chars = max_chars
+        self._clause = first_clause  # until the first piece is out
         self._buf = ""
         self._scan_from = 0
 
@@ -38,6 +46,7 @@ class SentenceSplitter:
             self._scan_from = 0
             if sentence:
                 out.append(sentence)
+                self._clause = False
         return out
 
     def flush(self) -> list[str]:
@@ -46,7 +55,10 @@ class SentenceSplitter:
         return [rest] if rest else []
 
     def _next_cut(self) -> int | None:
-        for match in _END.finditer(self._buf, self._scan_from):
+        marks = [*_END.finditer(self._buf, self._scan_from)]
+        if self._clause:
+            marks = sorted(marks + [*_CLAUSE.finditer(self._buf, self._scan_from)], key=_start)
+        for match in marks:
             end = match.end()
             if len(self._buf[:end].strip()) < self.min_chars:
                 continue
@@ -68,3 +80,7 @@ class SentenceSplitter:
         return word in _ABBREVIATIONS or (
             len(word) == 2 and word[0].isalpha() and word[0].isupper()
         )
+
+
+def _start(match: re.Match[str]) -> int:
+    return match.start()

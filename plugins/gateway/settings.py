@@ -57,6 +57,11 @@ class GatewaySettings:
     stage_timeout: float = setting(
         30.0, min=0.5, max=300, doc="Seconds one AI hook (or one item of its stream) may take."
     )
+    first_clause: bool = setting(
+        True,
+        doc='Start speaking a reply at its first clause ("Once upon a time,") instead of its '
+        "first whole sentence: the child hears the answer sooner; later pieces are sentences.",
+    )
     max_sessions: int = setting(
         2000, min=1, max=100000, doc="Toys connected at once; more are refused with 503."
     )

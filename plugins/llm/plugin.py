@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -15,7 +16,7 @@ from toyd.turn import Turn
 
 from .client import ChatClient
 from .offline import OfflineResponder
-from .prompt import ReplyLimiter, VoiceCleaner, chat_messages, system_prompt
+from .prompt import ReplyLimiter, VoiceCleaner, chat_messages
 from .settings import LlmSettings, Persona
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,7 @@ class LlmPlugin:
     async def _warm_up(self) -> None:
         """Put the default persona's system prompt into a local model's cache before the first child asks.
 
-        The first reply then only evaluates the child's words, so its first token comes
-        fast. Needs ``llm_local`` listed before ``llm`` (started first).
+        Needs ``llm_local`` listed before ``llm`` (started first).
         """
         if self.client is not None or self.app is None:
             return
@@ -90,31 +90,58 @@ class LlmPlugin:
         turn = Turn(
             device_id="", session_id="", turn_id="warm-up", persona=self.settings.default_persona
         )
-        messages = [
-            {"role": "system", "content": system_prompt(persona)},
-            {"role": "user", "content": "Hi!"},
-        ]
         started = time.monotonic()
         try:
-            stream = await self.app.host.call_first(
-                "toyd_chat", turn=turn, messages=messages, max_tokens=1
-            )
-            if stream is None:
-                log.warning(
-                    "llm: no local model (llm_local, listed before llm) and no base_url: replies come "
-                    "from the OFFLINE RESPONDER (rule-based, not a language model)"
-                )
-                return
-            async for _delta in stream:
-                pass
+            answered = await self._prefill(turn, persona, "", [])
         except BackendError as exc:
             log.warning("llm: warming up the local model failed: %s", exc)
+            return
+        if not answered:
+            log.warning(
+                "llm: no local model (llm_local, listed before llm) and no base_url: replies come "
+                "from the OFFLINE RESPONDER (rule-based, not a language model)"
+            )
             return
         log.info(
             "llm: persona %r cached in the local model in %.2f s",
             persona.name,
             time.monotonic() - started,
         )
+
+    async def _prefill(
+        self, turn: Turn, persona: Persona, summary: str, recent: list[tuple[str, str]]
+    ) -> bool:
+        """Have a local model evaluate the next prompt up to the child's words; False: no model.
+
+        A prompt is evaluated once and kept in the model's cache, so the reply to the next
+        question only evaluates that question: its first word comes sooner.
+        """
+        assert self.app is not None, "llm was not started"
+        messages = chat_messages(persona, summary, recent, "")
+        stream = await self.app.host.call_first(
+            "toyd_chat", turn=turn, messages=messages, max_tokens=1
+        )
+        if stream is None:
+            return False
+        try:
+            async for _delta in stream:
+                pass
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()  # stops the model if this task was cancelled (shutdown)
+        return True
+
+    async def _prefill_next(self, turn: Turn, persona: Persona) -> None:
+        """After a reply is remembered: the conversation so far, ready for the child's next words."""
+        if self.memory is None:
+            return
+        summary, recent = await self.memory.recall(turn.device_id)
+        nxt = dataclasses.replace(turn, turn_id=f"{turn.turn_id}-next")
+        try:
+            await self._prefill(nxt, persona, summary, recent)
+        except BackendError as exc:
+            log.debug("llm: preparing %s's next prompt failed: %s", turn.device_id, exc)
 
     @hookimpl
     def toyd_reconfigure(self, app: App, settings: LlmSettings) -> bool:
@@ -178,6 +205,8 @@ class LlmPlugin:
             await source.aclose()
         if self.memory is not None and limiter.text.strip():
             await self.memory.remember(turn.device_id, text, limiter.text.strip())
+            if self.client is None and self.app is not None:
+                self.app.spawn(self._prefill_next(turn, persona), f"llm-prefill:{turn.device_id}")
 
     async def _source(
         self, turn: Turn, text: str, persona: Persona, summary: str, recent: list[tuple[str, str]]
@@ -252,6 +281,10 @@ class LlmPlugin:
             len(limiter.text),
             problem,
         )
-        ending = (" " if limiter.ends_sentence else "... ") + persona.cut_ending
+        ending = ("" if limiter.ends_sentence else "... ") + persona.cut_ending
+        if not limiter.text.endswith(
+            " "
+        ):  # the cleaner's pieces end with a space; a cut one may not
+            ending = " " + ending
         limiter.text += ending
         return ending

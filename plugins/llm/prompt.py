@@ -97,13 +97,14 @@ class VoiceCleaner:
     """Strips markdown, list markers, emojis and links from a text stream, word by word.
 
     Words are released only when complete (followed by whitespace), so a marker split
-    across two deltas ("*" + "*bold") is still recognised.
+    across two deltas ("*" + "*bold") is still recognised; each comes with the space after
+    it, so a sentence splitter downstream sees "time, " end a clause without waiting for
+    the next word.
     """
 
     def __init__(self) -> None:
         self._pending = ""
         self._line_start = True
-        self._out_started = False
 
     def feed(self, delta: str) -> str:
         """Clean text: everything complete so far; the last partial word waits."""
@@ -135,12 +136,7 @@ class VoiceCleaner:
             word = _EMOJI.sub("", _URL.sub("", _INLINE.sub("", token)))
             if word:
                 out.append(word)
-        if not out:
-            return ""
-        joined = " ".join(out)
-        prefix = " " if self._out_started else ""
-        self._out_started = True
-        return prefix + joined
+        return " ".join(out) + " " if out else ""
 
 
 _SENTENCE_END = re.compile(r"[.!?。！？]+[\"')\]]*(?=\s|$)")

@@ -10,6 +10,7 @@ generation at the next token (barge-in).
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import importlib.util
 import logging
@@ -103,6 +104,7 @@ class LocalModel:
         self.sampling = sampling
         self.usage: Usage | None = None  # the latest request's, set before its first token
         self.requests = 0  # requests that reported their counters (``usage`` is the latest's)
+        self._prompts: collections.deque[Usage] = collections.deque(maxlen=64)
         self._running: set[asyncio.Future[None]] = set()
         self._server: Any = None
         self._pool = concurrent.futures.ThreadPoolExecutor(parallel, thread_name_prefix="llm_local")
@@ -193,6 +195,7 @@ class LocalModel:
             if isinstance(timings, dict):
                 if usage[0] is None:
                     self.usage = Usage.of(timings)  # the prompt's counters, before its first token
+                    self._prompts.append(self.usage)
                     self.requests += 1
                 usage[0] = Usage.of(timings)
             if cancel.is_set():
@@ -218,6 +221,15 @@ class LocalModel:
             if usage[0] is not None:
                 self._account(usage[0])
             put(None)
+
+    def prompt_of(self, number: int) -> Usage | None:
+        """The prompt counters of request ``number`` (1 = the first; see ``requests``), if still kept.
+
+        Benchmarks ask for a reply's own counters: other requests (the next prompt prepared
+        in the background) may have come after it.
+        """
+        back = self.requests - number + 1
+        return self._prompts[-back] if 0 < back <= len(self._prompts) else None
 
     def _account(self, usage: Usage) -> None:
         self.usage = usage

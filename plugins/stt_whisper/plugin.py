@@ -104,6 +104,13 @@ class WhisperSettings:
         max=10,
         doc="Seconds of new audio that start another background decode (when none is running).",
     )
+    stream_pause: float = setting(
+        0.15,
+        min=0,
+        max=5,
+        doc="Seconds of quiet after new words that start a background decode at once: if the "
+        "child has finished, the transcript is ready when the button is released; 0 = off.",
+    )
     stream_tail_db: float = setting(
         20.0,
         min=3,
@@ -193,6 +200,7 @@ class WhisperPlugin:
             step_seconds=s.stream_step,
             min_seconds=max(s.min_seconds, 0.5),
             tail_db=s.stream_tail_db,
+            pause_seconds=s.stream_pause,
         )
         return WhisperStream(growing, sample_rate)
 

@@ -1,9 +1,10 @@
 """Decode while the child is still talking, so that at the end of speech little or nothing is left.
 
 Whisper is not a streaming model, so this follows the usual way around it: the growing
-utterance is decoded again in the background whenever enough new audio has arrived
-and no decode is running. Each decode is the same decode the plain path would run on
-that audio, so accuracy is the same. When the utterance ends:
+utterance is decoded again in the background whenever enough new audio has arrived, or
+as soon as the child pauses after new words (they may have finished), and no decode is
+running. Each decode is the same decode the plain path would run on that audio, so
+accuracy is the same. When the utterance ends:
 
 - if the audio after the last background decode is silence (the VAD's hangover, a
   pause before the button is released), that decode *is* the final transcript: the
@@ -38,14 +39,23 @@ class GrowingUtterance:
     """``feed`` audio as it comes; ``result()`` at the end of speech; ``aclose()`` on abort."""
 
     def __init__(
-        self, decode: Decode, *, step_seconds: float, min_seconds: float, tail_db: float
+        self,
+        decode: Decode,
+        *,
+        step_seconds: float,
+        min_seconds: float,
+        tail_db: float,
+        pause_seconds: float = 0.0,
     ) -> None:
         self._decode = decode
         self.step = int(step_seconds * RATE)
         self.min_samples = int(min_seconds * RATE)
         self.tail_db = tail_db
+        self.pause_frames = round(pause_seconds * RATE / FRAME)  # 0: no decode at pauses
         self._chunks: list[np.ndarray] = []
         self._length = 0
+        self._db: list[float] = []  # loudness of every whole 20 ms frame so far
+        self._rest = np.zeros(0, np.float32)  # the samples of a frame not yet whole
         self._task: asyncio.Task[None] | None = None
         self._last: tuple[int, Transcription] | None = (
             None  # samples covered, result of the latest decode
@@ -70,11 +80,37 @@ class GrowingUtterance:
             return
         self._chunks.append(samples)
         self._length += len(samples)
+        if self.pause_frames:
+            self._measure(samples)
         if self._task is None and self._length >= self.min_samples:
-            if self._last is None or self._length - self._last[0] >= self.step:
+            covered = self._last[0] if self._last is not None else 0
+            if (
+                self._last is None
+                or self._length - covered >= self.step
+                or self._paused_after_words(covered)
+            ):
                 self._task = asyncio.get_running_loop().create_task(
                     self._background(self.audio()[: self._length])
                 )
+
+    def _measure(self, samples: np.ndarray) -> None:
+        audio = np.concatenate([self._rest, samples]) if len(self._rest) else samples
+        whole = len(audio) // FRAME * FRAME
+        if whole:
+            self._db.extend(_frame_db(audio[:whole]).tolist())
+        self._rest = audio[whole:]
+
+    def _paused_after_words(self, covered: int) -> bool:
+        """The last ``pause_frames`` are quiet, and something louder came after sample ``covered``.
+
+        Quiet means what :meth:`result` counts as silence: ``tail_db`` under the loud frames.
+        """
+        n = self.pause_frames
+        if len(self._db) <= n:
+            return False
+        reference = float(np.percentile(self._db[:-n], 90)) - self.tail_db
+        since = self._db[covered // FRAME : -n]  # frames after the last decode, before the pause
+        return bool(since) and max(since) >= reference > max(self._db[-n:])
 
     async def _background(self, audio: np.ndarray) -> None:
         try:
