@@ -12,7 +12,12 @@ in the cloud process, the demo's persona limits): the whole chain with no networ
 also prints llama.cpp's prompt counters per turn (tokens evaluated, reused from the
 cache), which do not depend on the machine's load.
 
-Run: python bench/bench_turn.py [--turns 20] [--first-token-ms 50] [--local-llm]
+The toy's microphone is sent in real time, as a push-to-talk toy sends it: the cloud hears
+the question while the child says it. ``--burst 80`` sends the first 80 frames (1.6 s) at
+once instead, as the demo and the tests do (the figures before 2026-11-30 were taken so;
+for a question shorter than the burst the whole of it arrives at the end of speech).
+
+Run: python bench/bench_turn.py [--turns 20] [--first-token-ms 50] [--local-llm] [--burst 0]
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run(
-    turns: int, first_token_ms: float, cpu_threads: int, local_llm: bool = False
+    turns: int, first_token_ms: float, cpu_threads: int, local_llm: bool = False, burst: int = 0
 ) -> dict[str, list[float]]:
     """Run the turns; returns the milliseconds per stage."""
     speech = {q: espeak_pcm(q) for q in QUESTIONS}
@@ -95,11 +100,11 @@ async def run(
         }
         with tempfile.TemporaryDirectory(prefix="toyd-bench-") as tmp:
             async with Loopback(cloud, toy, state_dir=Path(tmp)) as loop:
-                await loop.turn(speech[QUESTIONS[1]])  # warm-up, not counted
+                await loop.turn(speech[QUESTIONS[1]], burst=burst)  # warm-up, not counted
                 model = getattr(loop.cloud.host.plugins.get("llm_local"), "model", None)
                 for i in range(turns):
                     asked = model.requests if model is not None else 0
-                    report = await loop.turn(speech[QUESTIONS[i % len(QUESTIONS)]])
+                    report = await loop.turn(speech[QUESTIONS[i % len(QUESTIONS)]], burst=burst)
                     if model is not None:
                         if model.requests > asked:  # the next prompt is prepared meanwhile
                             await wait_for(lambda: model.requests >= asked + 2, 60)
@@ -126,6 +131,12 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--first-token-ms", type=float, default=50.0)
     parser.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        help="microphone frames sent at once before real time (0: all in real time)",
+    )
+    parser.add_argument(
         "--cpu-threads", type=int, default=2, help="Whisper threads (this machine has 2 cores)"
     )
     parser.add_argument(
@@ -136,7 +147,9 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
     load = os.getloadavg()[0]
-    samples = asyncio.run(run(args.turns, args.first_token_ms, args.cpu_threads, args.local_llm))
+    samples = asyncio.run(
+        run(args.turns, args.first_token_ms, args.cpu_threads, args.local_llm, args.burst)
+    )
     rows = (
         "stt",
         "safety_check",
@@ -153,6 +166,7 @@ def main() -> None:
     )
     print(
         f"bench_turn: {args.turns} turns, Whisper tiny.en int8 ({args.cpu_threads} threads), {brain}, espeak-ng; "
+        f"microphone {'in real time' if not args.burst else f'{args.burst} frames at once, then real time'}; "
         f"{time.monotonic() - started:.0f} s; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
     table = []

@@ -130,8 +130,12 @@ class Loopback:
                 await daemon.stop()
         self._toy = self._cloud = None
 
-    async def speak(self, pcm: bytes) -> float:
-        """Press the button, say ``pcm``, stop talking; returns the end-of-speech time."""
+    async def speak(self, pcm: bytes, burst: int = BURST) -> float:
+        """Press the button, say ``pcm``, stop talking; returns the end-of-speech time.
+
+        The first ``burst`` frames go at once (quicker tests and demo), the rest at speaking
+        pace; ``burst=0`` is a push-to-talk toy's microphone, all of it in real time.
+        """
         self.toy.bus.publish(ev.ButtonPressed())
         await _next(self.toy_events, ev.StateChanged, 5, lambda e: e.new is State.LISTENING)
         started = time.monotonic()
@@ -140,7 +144,7 @@ class Loopback:
             self.toy.bus.publish(
                 ev.AudioFrame(pcm=frame + bytes(FRAME_BYTES - len(frame)), seq=seq)
             )
-            due = started + (seq - BURST) * 0.02
+            due = started + (seq + 1 - burst) * 0.02  # frame seq is heard by its end
             # let the cloud link take it (microphone frames are droppable); then keep to real time
             await asyncio.sleep(max(due - time.monotonic(), 0))
         eos = time.monotonic()
@@ -148,14 +152,19 @@ class Loopback:
         return eos
 
     async def turn(
-        self, pcm: bytes, *, timeout: float = 120.0, stop_after_audio: bool = False
+        self,
+        pcm: bytes,
+        *,
+        timeout: float = 120.0,
+        stop_after_audio: bool = False,
+        burst: int = BURST,
     ) -> TurnReport:
         """One full turn; ``stop_after_audio`` returns at the first reply audio (barge-in tests)."""
         _drain(self.cloud_events)
         report = TurnReport()
         watcher = asyncio.ensure_future(self._watch_cloud(report))
         try:
-            eos = await self.speak(pcm)
+            eos = await self.speak(pcm, burst)
             await asyncio.wait_for(self._listen(report, eos, stop_after_audio), timeout)
         except TimeoutError:
             report.outcome = "timeout"
