@@ -126,3 +126,4 @@ def test_build_help_teaches() -> None:
     proc = run_build("--help")
     assert proc.returncode == 0
     assert "--variant" in proc.stdout and "docs/image.md" in proc.stdout
+    assert "--bundle-compression {lz4,xz}" in proc.stdout
