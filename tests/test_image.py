@@ -343,6 +343,49 @@ def test_boot_test_needs_a_kernel_on_the_boot_partition(tmp_path: Path) -> None:
     assert "no vmlinuz-*/initrd.img-* on the boot partition" in proc.stderr
 
 
+# --- update test bundles -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("rauc", "mksquashfs", "mke2fs", "openssl")),
+    reason="needs rauc squashfs-tools e2fsprogs openssl (apt)",
+)
+def test_update_test_refusals_come_from_the_signature(tmp_path: Path) -> None:
+    """The QEMU proof's (d) bundles are small: the host's RAUC must refuse them for their
+    signature alone (the same bundle signed and untouched is accepted)."""
+    from toyd_image import qemu_update, update
+
+    slot = qemu_update.small_slot(tmp_path / "small", "9.9.9")
+    assert (
+        "9.9.9"
+        in subprocess.run(
+            ["debugfs", "-R", "cat /RELEASE", str(slot)], capture_output=True, text=True
+        ).stdout
+    )
+    cert, key = update.dev_keys(tmp_path / "keys")
+    stranger = update.dev_keys(tmp_path / "stranger")
+
+    def rauc_info(bundle: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["rauc", "info", f"--keyring={cert}", str(bundle)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    signed = update.bundle(slot, "9.9.9", cert, key, tmp_path / "signed.raucb", "lz4")
+    assert rauc_info(signed).returncode == 0
+    qemu_update.flip_payload_byte(signed)
+    refused = rauc_info(signed)
+    assert refused.returncode == 1 and "signature verification failed" in refused.stderr
+    other = update.bundle(slot, "9.9.9", *stranger, tmp_path / "stranger.raucb", "lz4")
+    refused = rauc_info(other)
+    assert refused.returncode == 1 and "signature verification failed" in refused.stderr
+    (tmp_path / "junk.raucb").write_bytes(b"\0" * 100)
+    with pytest.raises(qemu_update.UpdateTestError, match="not a plain RAUC bundle"):
+        qemu_update.flip_payload_byte(tmp_path / "junk.raucb")
+
+
 # --- slow: the real thing -----------------------------------------------------------------------
 
 
