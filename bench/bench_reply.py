@@ -37,7 +37,7 @@ sys.path.insert(
 )  # `python bench/bench_reply.py` finds bench.table
 from bench.table import print_table  # noqa: E402
 from toyd.registry import Registry
-from toyd.testing import running_daemon
+from toyd.testing import running_daemon, wait_for
 from toyd.turn import Turn
 
 DATA = Path(__file__).resolve().parent / "data" / "child_utterances.yaml"
@@ -152,6 +152,8 @@ async def conversation(turns: int, extra: dict[str, Any]) -> list[list[object]]:
     with tempfile.TemporaryDirectory(prefix="bench-reply-") as tmp:
         async with running_daemon(config, state_dir=Path(tmp)) as app:
             model = app.host.plugins["llm_local"].model
+            await wait_for(lambda: model.requests >= 1, 120)  # the persona, cached at start-up
+            await model.settled()
             for i in range(turns):
                 question = QUESTIONS[i % len(QUESTIONS)]
                 turn = Turn(device_id="bench", session_id="s", turn_id=f"c{i}")
@@ -161,6 +163,8 @@ async def conversation(turns: int, extra: dict[str, Any]) -> list[list[object]]:
                 first = None
                 async for _piece in stream:
                     first = first or time.monotonic() - started
+                if model.requests > asked:  # the next prompt is prepared while the toy speaks
+                    await wait_for(lambda: model.requests >= asked + 2, 120)
                 await model.settled()  # a reply that timed out still reports its counters
                 usage = model.prompt_of(asked + 1)  # not the next prompt's, prepared after it
                 rows.append(

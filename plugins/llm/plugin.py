@@ -282,9 +282,8 @@ class LlmPlugin:
             problem,
         )
         ending = ("" if limiter.ends_sentence else "... ") + persona.cut_ending
-        if not limiter.text.endswith(
-            " "
-        ):  # the cleaner's pieces end with a space; a cut one may not
+        # the cleaner's pieces end with a space; a reply the limiter cut may not
+        if not limiter.text.endswith(" "):
             ending = " " + ending
         limiter.text += ending
         return ending
